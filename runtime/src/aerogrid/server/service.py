@@ -1,0 +1,37 @@
+"""The transport-agnostic API of an endpoint: what gRPC and Connect both serve.
+
+Transports authenticate the caller, then call these methods. Streams yield
+*serialized* messages so that one encoded delta can be shared by many subscribers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from aerogrid.server.identity import Caller
+from aerogrid.v1 import catalog_pb2, grid_pb2
+
+
+class GridEndpoint(Protocol):
+    """Serves grids and the catalog. Raises `ServiceError` for a caller's mistakes."""
+
+    async def list_grids(
+        self, request: grid_pb2.ListGridsRequest, caller: Caller
+    ) -> grid_pb2.ListGridsResponse: ...
+
+    def subscribe(
+        self, request: grid_pb2.SubscribeRequest, caller: Caller
+    ) -> AsyncIterator[bytes]:
+        """Serialized `SubscribeResponse` messages until the caller goes away."""
+        ...
+
+    async def list_apps(
+        self, request: catalog_pb2.ListAppsRequest, caller: Caller
+    ) -> catalog_pb2.ListAppsResponse: ...
+
+    def watch_apps(
+        self, request: catalog_pb2.WatchAppsRequest, caller: Caller
+    ) -> AsyncIterator[bytes]:
+        """Serialized `WatchAppsResponse` messages until the caller goes away."""
+        ...
