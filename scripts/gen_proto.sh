@@ -6,7 +6,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-$root/.venv/bin/python}
 out=$root/runtime/src/aerogrid
 "$py" -m grpc_tools.protoc -I "$root/proto" \
-  --python_out="$out" --grpc_python_out="$out" --mypy_out="$out" \
+  --python_out="$out" --grpc_python_out="$out" --mypy_out="$out" --mypy_grpc_out="$out" \
   "$root"/proto/aerogrid/v1/*.proto
 # protoc writes into aerogrid/v1 under the output root; move it up one level.
 rm -rf "$out/v1"

@@ -10,46 +10,66 @@ RECORDS_IN = Counter(
     "aerogrid_records_in", "Input records consumed", ["app", "topic"], registry=REGISTRY
 )
 DECODE_ERRORS = Counter(
-    "aerogrid_decode_errors", "Input records that failed to decode", ["app", "topic"],
+    "aerogrid_decode_errors",
+    "Input records that failed to decode",
+    ["app", "topic"],
     registry=REGISTRY,
 )
 HANDLER_ERRORS = Counter(
-    "aerogrid_handler_errors", "Input records whose handler raised", ["app", "topic"],
+    "aerogrid_handler_errors",
+    "Input records whose handler raised",
+    ["app", "topic"],
     registry=REGISTRY,
 )
 DEAD_LETTERED = Counter(
-    "aerogrid_dead_lettered", "Records sent to the dead-letter topic", ["app", "topic"],
+    "aerogrid_dead_lettered",
+    "Records sent to the dead-letter topic",
+    ["app", "topic"],
     registry=REGISTRY,
 )
 SKIPPED = Counter(
-    "aerogrid_skipped", "Bad records skipped (on_error='skip')", ["app", "topic"],
+    "aerogrid_skipped",
+    "Bad records skipped (on_error='skip')",
+    ["app", "topic"],
     registry=REGISTRY,
 )
 CONSUMER_LAG = Gauge(
-    "aerogrid_consumer_lag", "Records behind the end of each input partition",
-    ["app", "topic", "partition"], registry=REGISTRY,
+    "aerogrid_consumer_lag",
+    "Records behind the end of each input partition",
+    ["app", "topic", "partition"],
+    registry=REGISTRY,
 )
 RESTORE_SECONDS = Gauge(
-    "aerogrid_restore_seconds", "Time taken to restore each grid from its changelog",
-    ["app", "grid"], registry=REGISTRY,
+    "aerogrid_restore_seconds",
+    "Time taken to restore each grid from its changelog",
+    ["app", "grid"],
+    registry=REGISTRY,
 )
 GRID_ROWS = Gauge("aerogrid_grid_rows", "Rows per grid", ["app", "grid"], registry=REGISTRY)
 SUBSCRIBERS = Gauge(
     "aerogrid_subscribers", "Open grid subscriptions", ["app", "grid"], registry=REGISTRY
 )
 UPDATES_SENT = Counter(
-    "aerogrid_updates_sent", "Snapshot and delta messages sent to subscribers", ["app", "grid"],
+    "aerogrid_updates_sent",
+    "Snapshot and delta messages sent to subscribers",
+    ["app", "grid"],
     registry=REGISTRY,
 )
 ROWS_CONFLATED = Counter(
-    "aerogrid_rows_conflated", "Row changes merged by per-subscriber conflation",
-    ["app", "grid"], registry=REGISTRY,
+    "aerogrid_rows_conflated",
+    "Row changes merged by per-subscriber conflation",
+    ["app", "grid"],
+    registry=REGISTRY,
 )
 AUTH_FAILURES = Counter(
-    "aerogrid_auth_failures", "Requests refused by authentication or authorization",
-    ["reason"], registry=REGISTRY,
+    "aerogrid_auth_failures",
+    "Requests refused by authentication or authorization",
+    ["reason"],
+    registry=REGISTRY,
 )
 BATCH_SECONDS = Histogram(
-    "aerogrid_batch_seconds", "Time to process and commit one input batch", ["app"],
+    "aerogrid_batch_seconds",
+    "Time to process and commit one input batch",
+    ["app"],
     registry=REGISTRY,
 )

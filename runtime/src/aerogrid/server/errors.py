@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Code(str, Enum):
+class Code(StrEnum):
     """The gRPC status codes the services use; Connect spells them the same way."""
 
     INVALID_ARGUMENT = "invalid_argument"

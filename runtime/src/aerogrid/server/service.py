@@ -20,9 +20,7 @@ class GridEndpoint(Protocol):
         self, request: grid_pb2.ListGridsRequest, caller: Caller
     ) -> grid_pb2.ListGridsResponse: ...
 
-    def subscribe(
-        self, request: grid_pb2.SubscribeRequest, caller: Caller
-    ) -> AsyncIterator[bytes]:
+    def subscribe(self, request: grid_pb2.SubscribeRequest, caller: Caller) -> AsyncIterator[bytes]:
         """Serialized `SubscribeResponse` messages until the caller goes away."""
         ...
 

@@ -1,0 +1,184 @@
+"""`App`: what a user declares — topics, grids, streams, timers and tasks."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aerogrid.errors import ConfigurationError
+from aerogrid.grids import Grid, Row
+from aerogrid.settings import BrokerSettings
+from aerogrid.streams import OnError, StreamInput, StreamSpec
+from aerogrid.topics import OutgoingRecord, Topic
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+_Handler = TypeVar("_Handler", bound=Callable[..., Awaitable[None]])
+
+
+@dataclass(frozen=True)
+class TimerSpec:
+    name: str
+    interval: float
+    handler: Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    handler: Callable[[], Awaitable[None]]
+
+
+class App:
+    """An AeroGrid app: consumes topics, keeps grids, serves them live.
+
+    `broker` is `host:port[,host:port]` or a `kafka://` URI (see BrokerSettings);
+    AEROGRID_BROKER is the default. The consumer group and transactional id are the
+    app's name, so one instance runs per app name.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        broker: str | BrokerSettings | None = None,
+        *,
+        tenant: str | None = None,
+        topic_partitions: int = 1,
+    ) -> None:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigurationError(
+                f"app name {name!r} must be letters, digits, '.', '_' or '-' "
+                "(it names Kafka topics and the consumer group)"
+            )
+        self.name = name
+        self._broker = broker
+        self.tenant = tenant or os.environ.get("AEROGRID_TENANT") or "default"
+        self.topic_partitions = topic_partitions
+        self.topics: dict[str, Topic] = {}
+        self.grids: dict[str, Grid] = {}
+        self.streams: list[StreamSpec] = []
+        self.timers: list[TimerSpec] = []
+        self.tasks: list[TaskSpec] = []
+        self._outbox: list[OutgoingRecord] = []
+
+    @property
+    def broker(self) -> BrokerSettings:
+        """The broker settings (resolved now, so the runner can override the default)."""
+        if isinstance(self._broker, BrokerSettings):
+            return self._broker
+        return BrokerSettings.from_env(self._broker)
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.name}.dlq"
+
+    def changelog_topic(self, grid: str) -> str:
+        return f"{self.name}.{grid}.changelog"
+
+    # -- declarations --------------------------------------------------------------
+
+    def topic(
+        self,
+        name: str,
+        *,
+        key_type: Any = str,
+        value_type: Any = dict,
+        partitions: int | None = None,
+        config: Mapping[str, str] | None = None,
+    ) -> Topic:
+        """A topic with typed keys and values; created with `partitions` when missing."""
+        if name in self.topics:
+            existing = self.topics[name]
+            if (existing.key_type, existing.value_type) != (key_type, value_type):
+                raise ConfigurationError(
+                    f"app {self.name!r} declares topic {name!r} twice with different types"
+                )
+            return existing
+        topic = Topic(
+            self,
+            name,
+            key_type=key_type,
+            value_type=value_type,
+            partitions=partitions or self.topic_partitions,
+            config=config,
+        )
+        self.topics[name] = topic
+        return topic
+
+    def Grid(
+        self,
+        name: str,
+        columns: list[str] | tuple[str, ...],
+        default: Callable[[], Row] | Row | None = None,
+    ) -> Grid:
+        """A keyed table, served live and kept durable in its changelog topic."""
+        if not _NAME.match(name):
+            raise ConfigurationError(f"grid name {name!r} must be letters, digits, '.', '_' or '-'")
+        if name in self.grids:
+            raise ConfigurationError(f"app {self.name!r} declares grid {name!r} twice")
+        grid = Grid(self.name, name, columns, default)
+        self.grids[name] = grid
+        return grid
+
+    def stream(
+        self, topics: Topic | list[Topic] | tuple[Topic, ...], *, on_error: OnError = "dlq"
+    ) -> Callable[[_Handler], _Handler]:
+        """Run the decorated `async def handler(stream)` over the records of `topics`.
+
+        on_error: "dlq" sends a record that fails to decode or whose handler raises to
+        `<app>.dlq` and goes on; "skip" counts and drops it; "stop" stops the app.
+        """
+        if on_error not in ("dlq", "skip", "stop"):
+            raise ConfigurationError(f"on_error must be 'dlq', 'skip' or 'stop', not {on_error!r}")
+        topic_list = (topics,) if isinstance(topics, Topic) else tuple(topics)
+        if not topic_list or not all(isinstance(t, Topic) for t in topic_list):
+            raise ConfigurationError(
+                "app.stream() takes a topic or a list of topics from app.topic()"
+            )
+
+        def register(handler: _Handler) -> _Handler:
+            self.streams.append(
+                StreamSpec(
+                    name=handler.__name__,
+                    topics=topic_list,
+                    handler=handler,
+                    on_error=on_error,
+                )
+            )
+            return handler
+
+        return register
+
+    def timer(self, seconds: float) -> Callable[[_Handler], _Handler]:
+        """Run the decorated `async def tick()` every `seconds` (after grids are restored)."""
+        if seconds <= 0:
+            raise ConfigurationError("a timer interval must be positive")
+
+        def register(handler: _Handler) -> _Handler:
+            self.timers.append(TimerSpec(handler.__name__, float(seconds), handler))
+            return handler
+
+        return register
+
+    def task(self, handler: _Handler) -> _Handler:
+        """Run the decorated `async def job()` once, when the app has started."""
+        self.tasks.append(TaskSpec(handler.__name__, handler))
+        return handler
+
+    def input_topics(self) -> dict[str, list[StreamSpec]]:
+        """Each consumed topic with the streams that read it."""
+        routes: dict[str, list[StreamSpec]] = {}
+        for spec in self.streams:
+            for topic in spec.topics:
+                routes.setdefault(topic.name, []).append(spec)
+        return routes
+
+    def __repr__(self) -> str:
+        return (
+            f"<App {self.name} grids={list(self.grids)} streams={[s.name for s in self.streams]}>"
+        )
+
+
+__all__ = ["App", "StreamInput", "TaskSpec", "TimerSpec"]

@@ -1,0 +1,195 @@
+"""The `aerogrid` command of the runtime: `run` and `watch`.
+
+Other installed components (the devkit) add their commands through the
+`aerogrid.commands` entry-point group, so the runtime alone stays small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import sys
+from decimal import Decimal
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import click
+
+from aerogrid.errors import AeroGridError, AppLoadError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="aerogrid")
+def main() -> None:
+    """AeroGrid: live Kafka data in Excel."""
+
+
+@main.command()
+@click.argument("app_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--broker", help="Kafka bootstrap (host:port[,...] or kafka://...); default AEROGRID_BROKER."
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve grids on.")
+@click.option("--port", default=50051, show_default=True, help="gRPC port (0: any free port).")
+@click.option(
+    "--http-port",
+    type=int,
+    help="HTTP port for Connect, gRPC-Web, health and metrics [default: PORT+1].",
+)
+@click.option(
+    "--ready-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the bound ports here as JSON once serving.",
+)
+@click.option(
+    "--exactly-once",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Use Kafka transactions (auto: when the broker has them).",
+)
+@click.option(
+    "--tokens-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Static bearer tokens (JSON or TOML).",
+)
+@click.option("--log-level", default="INFO", show_default=True)
+def run(
+    app_file: Path,
+    broker: str | None,
+    host: str,
+    port: int,
+    http_port: int | None,
+    ready_file: Path | None,
+    exactly_once: str,
+    tokens_file: Path | None,
+    log_level: str,
+) -> None:
+    """Run an app: restore its grids, consume its topics, serve its grids live."""
+    from dataclasses import replace
+
+    from aerogrid.runner.loader import load_app
+    from aerogrid.runner.serve import ServeOptions, serve_app
+    from aerogrid.server.auth import AuthSettings
+    from aerogrid.settings import BrokerSettings
+
+    _configure_logging(log_level)
+    if broker:
+        os.environ["AEROGRID_BROKER"] = broker
+    try:
+        app = load_app(app_file)
+        settings = BrokerSettings.from_env(broker) if broker else app.broker
+    except AppLoadError as exc:
+        click.echo(f"error: cannot load app: {exc}", err=True)
+        sys.exit(2)
+    except AeroGridError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    auth = AuthSettings.from_env()
+    if tokens_file:
+        auth = replace(auth, tokens_file=tokens_file)
+    options = ServeOptions(
+        host=host,
+        port=port,
+        http_port=http_port,
+        ready_file=ready_file,
+        exactly_once=exactly_once,  # type: ignore[arg-type]
+        auth=auth,
+    )
+    sys.exit(asyncio.run(serve_app(app, settings, options)))
+
+
+@main.command()
+@click.argument("app")
+@click.argument("grid")
+@click.option(
+    "--target", default="localhost:50051", show_default=True, help="Endpoint (host:port)."
+)
+@click.option("--token", envvar="AEROGRID_TOKEN", help="Bearer token [env AEROGRID_TOKEN].")
+@click.option("--once", is_flag=True, help="Print the grid once and exit.")
+@click.option("--json", "as_json", is_flag=True, help="JSON output: {row_key: {column: value}}.")
+@click.option(
+    "--timeout", default=30.0, show_default=True, help="Seconds to wait for the grid (with --once)."
+)
+def watch(
+    app: str, grid: str, target: str, token: str | None, once: bool, as_json: bool, timeout: float
+) -> None:
+    """Print a grid live (or once)."""
+    from aerogrid.client import GridClient, GridClientError
+
+    async def main_loop() -> None:
+        async with GridClient(target, token=token) as client:
+            if once:
+                rows = await client.snapshot(app, grid, timeout=timeout)
+                _print_grid(rows, as_json)
+                return
+            state: dict[str, dict[str, Any]] = {}
+            async for update in client.subscribe(app, grid):
+                if update.snapshot:
+                    state = dict(update.upserts)
+                else:
+                    state.update(update.upserts)
+                    for key in update.deletes:
+                        state.pop(key, None)
+                if not as_json:
+                    click.echo(f"-- seq {update.seq} ({len(state)} rows)")
+                _print_grid(state, as_json)
+
+    try:
+        asyncio.run(main_loop())
+    except GridClientError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except TimeoutError:
+        click.echo(f"error: no snapshot of {app}/{grid} from {target} within {timeout}s", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        pass
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _print_grid(rows: dict[str, dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(rows, default=_json_default, sort_keys=True))
+        return
+    columns: list[str] = []
+    for row in rows.values():
+        columns.extend(c for c in row if c not in columns)
+    header = ["key", *columns]
+    table = [[str(k), *(str(rows[k].get(c, "")) for c in columns)] for k in sorted(rows)]
+    widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
+    for line in [header, *table]:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+def _load_plugins() -> None:
+    for entry in entry_points(group="aerogrid.commands"):
+        try:
+            command = entry.load()
+        except Exception as exc:  # a broken plugin must not break `aerogrid run`
+            click.echo(f"warning: cannot load aerogrid command {entry.name!r}: {exc}", err=True)
+            continue
+        main.add_command(command, name=entry.name)
+
+
+_load_plugins()

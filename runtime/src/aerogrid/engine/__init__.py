@@ -1,0 +1,1 @@
+"""The engine: records in from Kafka, through the handlers, grids out to the changelog."""

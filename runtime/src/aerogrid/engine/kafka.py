@@ -1,0 +1,479 @@
+"""The Kafka half of the engine: topics, restore, the consume–process–commit loop.
+
+Each cycle reads a batch, runs it through the Processor, writes the changed rows to the
+grids' changelogs (plus dead letters and records the app sent), commits the input
+offsets, and only then publishes the changes to subscribers.
+
+Two guarantees, chosen when the engine starts:
+
+* exactly-once (brokers with transactions, e.g. Apache Kafka): one transactional
+  producer per app (transactional id = app name, which fences a restarted instance);
+  changelog writes, dead letters, sent records and the input offsets commit in one
+  transaction; restore and input reads are read_committed. After any crash the grids
+  hold the effect of every input record exactly once.
+* at-least-once (brokers without transactions, e.g. the embedded broker): the
+  changelog, dead letters and sent records are acknowledged before the offsets are
+  committed. A crash between the two replays the batch, so rows changed by it may
+  count its records twice; nothing acknowledged is ever lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from typing import Any, Literal
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from aerogrid import metrics
+from aerogrid.app import App
+from aerogrid.engine import changelog
+from aerogrid.engine.processor import Processor, RawRecord, StopProcessing
+from aerogrid.grids import Grid, RowKey, RowTuple
+from aerogrid.settings import BrokerSettings
+
+log = logging.getLogger("aerogrid.engine")
+
+Publish = Callable[[Grid, dict[RowKey, RowTuple | None]], None]
+
+
+class Guarantee(StrEnum):
+    EXACTLY_ONCE = "exactly-once"
+    AT_LEAST_ONCE = "at-least-once"
+
+
+class Status(StrEnum):
+    STARTING = "starting"
+    RESTORING = "restoring"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class KafkaEngine:
+    """Runs one app against one Kafka cluster."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        settings: BrokerSettings | None = None,
+        publish: Publish | None = None,
+        exactly_once: Literal["auto", "on", "off"] = "auto",
+        max_batch: int = 5000,
+    ) -> None:
+        self.app = app
+        self.settings = settings or app.broker
+        self.publish: Publish = publish or (lambda grid, changes: None)
+        self.exactly_once = exactly_once
+        self.max_batch = max_batch
+        self.processor = Processor(app)
+        self.status = Status.STARTING
+        self.status_message = ""
+        self.guarantee: Guarantee | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._stopping = asyncio.Event()
+        self._background: list[asyncio.Task[None]] = []
+        self._last_lag_update = 0.0
+        #: The next offset to read of each input partition, as last committed.
+        self._positions: dict[TopicPartition, int] = {}
+        self.on_status: Callable[[Status], None] = lambda status: None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create missing topics, start the producer, restore every grid, subscribe."""
+        await self._ensure_topics()
+        self._producer = await self._start_producer()
+        self._set_status(Status.RESTORING)
+        await self._restore()
+        if self.app.streams:
+            self._consumer = await self._start_input_consumer()
+        self.processor.start()
+        for timer in self.app.timers:
+            self._background.append(
+                asyncio.create_task(self._run_timer(timer.name, timer.interval, timer.handler))
+            )
+        for task in self.app.tasks:
+            self._background.append(asyncio.create_task(self._run_task(task.name, task.handler)))
+        self._set_status(Status.RUNNING)
+        log.info(
+            "app %s running on %s with %s processing",
+            self.app.name,
+            self.settings.bootstrap,
+            self.guarantee.value if self.guarantee else "?",
+        )
+
+    def request_stop(self) -> None:
+        """Finish the cycle in flight, commit it, then let `run()` return."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """The consume–process–commit loop, until `request_stop()`."""
+        try:
+            while not self._stopping.is_set():
+                await self._cycle()
+            await self._cycle(final=True)
+        except StopProcessing as exc:
+            self._set_status(Status.FAILED, str(exc))
+            raise
+        except Exception as exc:
+            self._set_status(Status.FAILED, f"{type(exc).__name__}: {exc}")
+            raise
+
+    async def close(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.processor.stop()
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+        if self.status is not Status.FAILED:
+            self._set_status(Status.STOPPED)
+
+    # -- one cycle -------------------------------------------------------------------
+
+    async def _cycle(self, *, final: bool = False) -> None:
+        records: list[RawRecord] = []
+        offsets: dict[TopicPartition, int] = {}
+        if self._consumer is not None and not final:
+            batch = await self._consumer.getmany(timeout_ms=100, max_records=self.max_batch)
+            for tp, messages in batch.items():
+                for m in messages:
+                    records.append(
+                        RawRecord(
+                            m.topic,
+                            m.partition,
+                            m.offset,
+                            m.key,
+                            m.value,
+                            tuple(m.headers or ()),
+                            m.timestamp,
+                        )
+                    )
+                if messages:
+                    offsets[tp] = messages[-1].offset + 1
+        elif not final:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 0.05)
+        if (
+            not records
+            and not self.app._outbox
+            and not any(g.has_changes() for g in self.app.grids.values())
+        ):
+            self._update_lag()
+            return
+        started = time.perf_counter()
+        if self.guarantee is Guarantee.EXACTLY_ONCE:
+            changes = await self._commit_transactional(records, offsets)
+        else:
+            changes = await self._commit_acknowledged(records, offsets)
+        metrics.BATCH_SECONDS.labels(self.app.name).observe(time.perf_counter() - started)
+        self._positions.update(offsets)
+        for grid, grid_changes in changes:
+            if grid_changes:
+                self.publish(grid, grid_changes)
+                metrics.GRID_ROWS.labels(self.app.name, grid.name).set(len(grid))
+        self._update_lag()
+
+    async def _commit_transactional(
+        self, records: list[RawRecord], offsets: dict[TopicPartition, int]
+    ) -> list[tuple[Grid, dict[RowKey, RowTuple | None]]]:
+        producer = self._require_producer()
+        await producer.begin_transaction()
+        try:
+            await self.processor.process(records)
+            changes, sends = await self._send_outputs(producer)
+            await asyncio.gather(*sends)
+            if offsets:
+                await producer.send_offsets_to_transaction(offsets, self.app.name)
+            await producer.commit_transaction()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.abort_transaction()
+            raise
+        return changes
+
+    async def _commit_acknowledged(
+        self, records: list[RawRecord], offsets: dict[TopicPartition, int]
+    ) -> list[tuple[Grid, dict[RowKey, RowTuple | None]]]:
+        producer = self._require_producer()
+        await self.processor.process(records)
+        changes, sends = await self._send_outputs(producer)
+        await asyncio.gather(*sends)
+        if offsets and self._consumer is not None:
+            await self._consumer.commit(offsets)
+        return changes
+
+    async def _send_outputs(
+        self, producer: AIOKafkaProducer
+    ) -> tuple[list[tuple[Grid, dict[RowKey, RowTuple | None]]], list[Awaitable[Any]]]:
+        sends: list[Awaitable[Any]] = []
+        changes: list[tuple[Grid, dict[RowKey, RowTuple | None]]] = []
+        for grid in self.app.grids.values():
+            grid_changes = grid.drain_changes()
+            changes.append((grid, grid_changes))
+            topic = self.app.changelog_topic(grid.name)
+            for key, row in grid_changes.items():
+                sends.append(
+                    await producer.send(
+                        topic,
+                        key=changelog.encode_key(key),
+                        value=changelog.encode_row(grid, row),
+                    )
+                )
+        outgoing = self.processor.drain_dead_letters() + self.app._outbox
+        self.app._outbox = []
+        for record in outgoing:
+            sends.append(
+                await producer.send(
+                    record.topic, key=record.key, value=record.value, headers=list(record.headers)
+                )
+            )
+        return changes, sends
+
+    # -- start-up --------------------------------------------------------------------
+
+    async def _ensure_topics(self) -> None:
+        admin = AIOKafkaAdminClient(**self.settings.client_options())
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            wanted: list[tuple[str, int, dict[str, str]]] = [
+                (t.name, t.partitions, t.config) for t in self.app.topics.values()
+            ]
+            if self.app.streams:
+                wanted.append((self.app.dlq_topic, 1, {}))
+            for grid in self.app.grids.values():
+                wanted.append(
+                    (self.app.changelog_topic(grid.name), 1, {"cleanup.policy": "compact"})
+                )
+            for name, partitions, config in wanted:
+                if name in existing:
+                    continue
+                await self._create_topic(admin, name, partitions, config)
+        finally:
+            await admin.close()
+
+    async def _create_topic(
+        self, admin: AIOKafkaAdminClient, name: str, partitions: int, config: dict[str, str]
+    ) -> None:
+        attempts: list[dict[str, str]] = [config, {}] if config else [{}]
+        last_error: Exception | None = None
+        for topic_config in attempts:
+            try:
+                response = await admin.create_topics(
+                    [NewTopic(name, partitions, 1, topic_configs=topic_config or None)]
+                )
+            except TopicAlreadyExistsError:
+                return
+            except KafkaError as exc:
+                last_error = exc
+                continue
+            errors = [e for e in getattr(response, "topic_errors", ()) if e[1] not in (0, 36)]
+            if not errors:
+                if topic_config != config:
+                    log.info("broker refused config %s for %s; created without it", config, name)
+                log.info("created topic %s (%d partitions)", name, partitions)
+                return
+            last_error = RuntimeError(f"cannot create topic {name}: {errors}")
+        raise RuntimeError(f"cannot create topic {name!r}: {last_error}")
+
+    async def _start_input_consumer(self) -> AIOKafkaConsumer:
+        """A consumer assigned every partition of the input topics.
+
+        One instance runs per app, so it takes all partitions itself instead of joining
+        a consumer-group rebalance (which costs seconds on every start); offsets are
+        still committed under the group named after the app.
+        """
+        consumer = AIOKafkaConsumer(
+            group_id=self.app.name,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_poll_records=self.max_batch,
+            **self.settings.client_options(),
+        )
+        await consumer.start()
+        partitions = await self._partitions(consumer, list(self.app.input_topics()))
+        consumer.assign(partitions)
+        return consumer
+
+    @staticmethod
+    async def _partitions(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicPartition]:
+        found: list[TopicPartition] = []
+        for topic in topics:
+            numbers = consumer.partitions_for_topic(topic)
+            for _ in range(50):
+                if numbers:
+                    break
+                await consumer._client.force_metadata_update()
+                numbers = consumer.partitions_for_topic(topic)
+                if not numbers:
+                    await asyncio.sleep(0.1)
+            if not numbers:
+                raise RuntimeError(f"topic {topic!r} has no partitions in the broker's metadata")
+            found.extend(TopicPartition(topic, p) for p in sorted(numbers))
+        return found
+
+    async def _start_producer(self) -> AIOKafkaProducer:
+        options = self.settings.client_options()
+        if self.exactly_once != "off":
+            producer = AIOKafkaProducer(
+                transactional_id=self.app.name, acks="all", linger_ms=2, **options
+            )
+            try:
+                await asyncio.wait_for(producer.start(), 15)
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                if self.exactly_once == "on":
+                    raise RuntimeError(
+                        f"the broker at {self.settings.bootstrap} refused a transactional "
+                        f"producer ({exc!r}); exactly-once needs Kafka transactions"
+                    ) from exc
+                log.warning(
+                    "broker at %s has no usable transactions (%r): processing at-least-once",
+                    self.settings.bootstrap,
+                    exc,
+                )
+            else:
+                self.guarantee = Guarantee.EXACTLY_ONCE
+                return producer
+        producer = AIOKafkaProducer(acks="all", linger_ms=2, **options)
+        await producer.start()
+        self.guarantee = Guarantee.AT_LEAST_ONCE
+        return producer
+
+    async def _restore(self) -> None:
+        grids = list(self.app.grids.values())
+        if not grids:
+            return
+        consumer = AIOKafkaConsumer(
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            max_poll_records=10_000,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+            **self.settings.client_options(),
+        )
+        await consumer.start()
+        try:
+            by_topic = {self.app.changelog_topic(g.name): g for g in grids}
+            partitions = await self._partitions(consumer, list(by_topic))
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            started = time.perf_counter()
+            ends = await consumer.end_offsets(partitions)
+            await self._read_to_end(consumer, partitions, ends, by_topic)
+            elapsed = time.perf_counter() - started
+            for grid in grids:
+                grid.ready = True
+                metrics.RESTORE_SECONDS.labels(self.app.name, grid.name).set(elapsed)
+                metrics.GRID_ROWS.labels(self.app.name, grid.name).set(len(grid))
+                log.info("restored grid %s: %d rows in %.2fs", grid.name, len(grid), elapsed)
+        finally:
+            await consumer.stop()
+
+    async def _read_to_end(
+        self,
+        consumer: AIOKafkaConsumer,
+        partitions: list[TopicPartition],
+        ends: dict[TopicPartition, int],
+        by_topic: dict[str, Grid],
+    ) -> None:
+        """Read every changelog partition to its end.
+
+        Done when every position reached the reported end AND a poll came back empty:
+        the embedded broker can report an end short of the real one, so the reported
+        end alone is not trusted. A position stuck short of the end (a transaction
+        marker as the last offset) ends the read after a few empty polls.
+        """
+        empty_polls = 0
+        while True:
+            batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            if not batch or not any(batch.values()):
+                empty_polls += 1
+                positions = [await self._position(consumer, tp) for tp in partitions]
+                reached = all(p >= ends[tp] for p, tp in zip(positions, partitions, strict=True))
+                if reached or empty_polls >= 5:
+                    return
+                continue
+            empty_polls = 0
+            for tp, messages in batch.items():
+                grid = by_topic[tp.topic]
+                for m in messages:
+                    try:
+                        key = changelog.decode_key(m.key)
+                        row = changelog.decode_row(grid, m.value)
+                    except ValueError as exc:
+                        log.error(
+                            "skipping unreadable changelog record %s@%d: %s", tp, m.offset, exc
+                        )
+                        continue
+                    grid.load(key, row)
+
+    @staticmethod
+    async def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
+        return int(await consumer.position(tp))
+
+    # -- timers and tasks ----------------------------------------------------------------
+
+    async def _run_timer(
+        self, name: str, interval: float, handler: Callable[[], Awaitable[None]]
+    ) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await handler()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "timer %s of app %s failed; it runs again next time", name, self.app.name
+                )
+
+    async def _run_task(self, name: str, handler: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await handler()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("task %s of app %s failed", name, self.app.name)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _require_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("engine not started")
+        return self._producer
+
+    def _set_status(self, status: Status, message: str = "") -> None:
+        self.status = status
+        self.status_message = message
+        self.on_status(status)
+
+    def _update_lag(self) -> None:
+        now = time.monotonic()
+        if self._consumer is None or now - self._last_lag_update < 1.0:
+            return
+        self._last_lag_update = now
+        for tp, position in self._positions.items():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                metrics.CONSUMER_LAG.labels(self.app.name, tp.topic, str(tp.partition)).set(
+                    max(0, highwater - position)
+                )

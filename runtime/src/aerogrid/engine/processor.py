@@ -1,0 +1,192 @@
+"""The broker-free half of the engine: decode, route and run handlers over a batch.
+
+It knows nothing of Kafka clients, so the same code runs under the Kafka engine and
+under `aerogrid.testing`. A record that fails to decode, or whose handler raises, is
+rolled back and dealt with by its stream's `on_error`; every other record's effects
+stay in the grids for the engine to commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from aerogrid import metrics
+from aerogrid.app import App
+from aerogrid.errors import AeroGridError, DecodeError
+from aerogrid.grids import rollback
+from aerogrid.streams import Event, StreamInput, StreamSpec
+from aerogrid.topics import OutgoingRecord
+
+log = logging.getLogger("aerogrid.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A record as read from Kafka, before decoding."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp: int = 0
+
+
+class StopProcessing(AeroGridError):
+    """A stream with on_error='stop' met a bad record: the app must stop uncommitted."""
+
+
+@dataclass
+class Counts:
+    """What the processor did, for the TUI, tests and logs (metrics have the same)."""
+
+    records: int = 0
+    decode_errors: int = 0
+    handler_errors: int = 0
+    dead_lettered: int = 0
+    skipped: int = 0
+    by_topic: dict[str, int] = field(default_factory=dict)
+
+
+class Processor:
+    """Runs an app's stream handlers over batches of raw records."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.routes = app.input_topics()
+        self.inputs: dict[str, StreamInput] = {s.name: StreamInput(s.name) for s in app.streams}
+        self.handler_tasks: dict[str, asyncio.Task[None]] = {}
+        self.counts = Counts()
+        #: Dead letters of the batch in flight, produced with it by the engine.
+        self.dead_letters: list[OutgoingRecord] = []
+
+    def start(self) -> None:
+        for spec in self.app.streams:
+            self._start_handler(spec)
+
+    async def stop(self) -> None:
+        tasks = list(self.handler_tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.handler_tasks.clear()
+
+    async def process(self, records: Sequence[RawRecord]) -> None:
+        """Run every record through the handlers of its topic; raise StopProcessing."""
+        per_stream: dict[str, tuple[StreamSpec, list[Event], list[RawRecord]]] = {}
+        app_name = self.app.name
+        for record in records:
+            specs = self.routes.get(record.topic)
+            if not specs:
+                continue
+            self.counts.records += 1
+            self.counts.by_topic[record.topic] = self.counts.by_topic.get(record.topic, 0) + 1
+            metrics.RECORDS_IN.labels(app_name, record.topic).inc()
+            for spec in specs:
+                topic = next(t for t in spec.topics if t.name == record.topic)
+                try:
+                    key = topic.key_codec.decode(record.key)
+                    value = topic.value_codec.decode(record.value)
+                except DecodeError as exc:
+                    self.counts.decode_errors += 1
+                    metrics.DECODE_ERRORS.labels(app_name, record.topic).inc()
+                    self._reject(spec, record, exc, stage="decode")
+                    continue
+                entry = per_stream.setdefault(spec.name, (spec, [], []))
+                entry[1].append(
+                    Event(
+                        key,
+                        value,
+                        record.headers,
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        record.timestamp,
+                    )
+                )
+                entry[2].append(record)
+        if len(per_stream) == 1:
+            ((spec, events, raws),) = per_stream.values()
+            await self._deliver(spec, events, raws)
+        elif per_stream:
+            await asyncio.gather(
+                *(self._deliver(spec, events, raws) for spec, events, raws in per_stream.values())
+            )
+
+    async def _deliver(self, spec: StreamSpec, events: list[Event], raws: list[RawRecord]) -> None:
+        stream_input = self.inputs[spec.name]
+        done = stream_input.feed(events)
+        while True:
+            task = self.handler_tasks[spec.name]
+            if not done.done():
+                await asyncio.wait((done, task), return_when=asyncio.FIRST_COMPLETED)
+            if done.done():
+                return
+            # The handler task ended while records remain: it raised (or returned).
+            error = task.exception() if not task.cancelled() else asyncio.CancelledError()
+            position = len(events) - stream_input.remaining - 1
+            rollback(stream_input.undo)
+            if error is None:
+                raise StopProcessing(
+                    f"stream handler {spec.name!r} returned; a handler must loop over its "
+                    "stream for as long as the app runs"
+                )
+            if position < 0 or stream_input.current is None:
+                raise StopProcessing(
+                    f"stream handler {spec.name!r} failed before taking a record: {error!r}"
+                ) from error
+            self.counts.handler_errors += 1
+            metrics.HANDLER_ERRORS.labels(self.app.name, raws[position].topic).inc()
+            self._reject(spec, raws[position], error, stage="handler")
+            self._start_handler(spec)
+
+    def _start_handler(self, spec: StreamSpec) -> None:
+        stream_input = self.inputs[spec.name]
+
+        async def run() -> None:
+            stream_input.attach()
+            await spec.handler(stream_input)
+
+        self.handler_tasks[spec.name] = asyncio.create_task(run(), name=f"stream:{spec.name}")
+
+    def _reject(
+        self, spec: StreamSpec, record: RawRecord, error: BaseException, *, stage: str
+    ) -> None:
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        if spec.on_error == "stop":
+            raise StopProcessing(
+                f"stream {spec.name!r}: record {where} failed to {stage}: {error}"
+            ) from error
+        if spec.on_error == "skip":
+            self.counts.skipped += 1
+            metrics.SKIPPED.labels(self.app.name, record.topic).inc()
+            log.warning("skipped record %s: %s failed: %s", where, stage, error)
+            return
+        self.counts.dead_lettered += 1
+        metrics.DEAD_LETTERED.labels(self.app.name, record.topic).inc()
+        log.warning("dead-lettered record %s: %s failed: %s", where, stage, error)
+        detail = "".join(traceback.format_exception_only(type(error), error)).strip()
+        headers = (
+            *record.headers,
+            ("aerogrid-error", detail.encode()[:4000]),
+            ("aerogrid-error-type", type(error).__name__.encode()),
+            ("aerogrid-error-stage", stage.encode()),
+            ("aerogrid-stream", spec.name.encode()),
+            ("aerogrid-source-topic", record.topic.encode()),
+            ("aerogrid-source-partition", str(record.partition).encode()),
+            ("aerogrid-source-offset", str(record.offset).encode()),
+        )
+        if isinstance(error, DecodeError) and error.field:
+            headers = (*headers, ("aerogrid-error-field", error.field.encode()))
+        self.dead_letters.append(
+            OutgoingRecord(self.app.dlq_topic, record.key, record.value, headers)
+        )
+
+    def drain_dead_letters(self) -> list[OutgoingRecord]:
+        letters, self.dead_letters = self.dead_letters, []
+        return letters

@@ -1,0 +1,208 @@
+"""`Grid`: a keyed table an app keeps, published to every subscriber as it changes.
+
+Rows are stored as tuples aligned with the grid's columns (a third of the memory of a
+dict per row). Every mutation is recorded twice: in `_dirty` (the latest value of each
+changed row, drained by the engine into the changelog and the hub after each commit)
+and, while a stream handler runs, in that handler's undo log, so a handler that raises
+leaves the grid exactly as it was before its record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from decimal import Decimal
+from typing import Any, Final, TypeAlias
+
+from aerogrid.errors import ConfigurationError, GridError
+
+Cell: TypeAlias = int | float | str | bool | None | dt.datetime | Decimal
+RowKey: TypeAlias = str | int
+Row: TypeAlias = dict[str, Cell]
+RowTuple: TypeAlias = tuple[Cell, ...]
+
+CELL_TYPES: Final = (int, float, str, bool, type(None), dt.datetime, Decimal)
+_ABSENT: Final[Any] = object()
+
+#: The undo log of the stream handler running in the current task: (grid, key) → the
+#: row and the pending change before this record touched it (or _ABSENT). None outside
+#: a handler.
+_UNDO: ContextVar[dict[tuple[Grid, RowKey], Any] | None] = ContextVar("aerogrid_undo", default=None)
+
+
+class Grid(Mapping[RowKey, Row]):
+    """A mapping from row key to row (column → cell value) that publishes its changes.
+
+    Reading a missing key returns a copy of the default row; assigning a row publishes
+    it (columns left out take the default row's values); `del grid[key]` publishes a
+    delete. Keys are str or int; cells are int, float, str, bool, None, datetime or
+    Decimal.
+    """
+
+    def __init__(
+        self,
+        app_name: str,
+        name: str,
+        columns: list[str] | tuple[str, ...],
+        default: Callable[[], Row] | Row | None = None,
+    ) -> None:
+        if not columns:
+            raise ConfigurationError(f"grid {name!r} of app {app_name!r} needs at least one column")
+        if len(set(columns)) != len(columns):
+            raise ConfigurationError(f"grid {name!r} of app {app_name!r} repeats a column")
+        for column in columns:
+            if not isinstance(column, str) or not column:
+                raise ConfigurationError(
+                    f"grid {name!r} of app {app_name!r}: column names must be non-empty strings"
+                )
+        self.app_name = app_name
+        self.name = name
+        self.columns: tuple[str, ...] = tuple(columns)
+        self._index = {column: i for i, column in enumerate(self.columns)}
+        self._default = default
+        self._rows: dict[RowKey, RowTuple] = {}
+        self._dirty: dict[RowKey, RowTuple | None] = {}
+        #: False until the grid is restored from its changelog; only then is it served.
+        self.ready = False
+        # Validate the default row once, so a typo there fails at start, not at first use.
+        self._default_tuple()
+
+    # -- reading -------------------------------------------------------------------
+
+    def __getitem__(self, key: RowKey) -> Row:
+        stored = self._rows.get(key)
+        if stored is None:
+            return dict(zip(self.columns, self._default_tuple(), strict=True))
+        return dict(zip(self.columns, stored, strict=True))
+
+    def get(self, key: RowKey, default: Any = None) -> Any:
+        """The row at `key`, or `default` when there is none (the default row is not used)."""
+        stored = self._rows.get(key)
+        if stored is None:
+            return default
+        return dict(zip(self.columns, stored, strict=True))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[RowKey]:
+        return iter(list(self._rows))
+
+    def row_tuple(self, key: RowKey) -> RowTuple | None:
+        """The stored row as a tuple aligned with `columns` (no copy), or None."""
+        return self._rows.get(key)
+
+    def rows(self) -> dict[RowKey, RowTuple]:
+        """The live row store; callers must not mutate it or await while reading it."""
+        return self._rows
+
+    # -- writing -------------------------------------------------------------------
+
+    def __setitem__(self, key: RowKey, row: Mapping[str, Cell]) -> None:
+        self._check_key(key)
+        if not isinstance(row, Mapping):
+            raise GridError(
+                f"app {self.app_name!r} grid {self.name!r}: a row must be a dict of "
+                f"column → value, got {type(row).__name__}"
+            )
+        values = list(self._default_tuple())
+        index = self._index
+        for column, value in row.items():
+            position = index.get(column)
+            if position is None:
+                raise GridError(
+                    f"app {self.app_name!r} grid {self.name!r} has no column {column!r} "
+                    f"(columns: {', '.join(self.columns)})"
+                )
+            if not isinstance(value, CELL_TYPES):
+                raise GridError(
+                    f"app {self.app_name!r} grid {self.name!r} column {column!r}: "
+                    f"{type(value).__name__} is not a cell value "
+                    "(use int, float, str, bool, None, datetime or Decimal)"
+                )
+            values[position] = value
+        self._write(key, tuple(values))
+
+    def __delitem__(self, key: RowKey) -> None:
+        if key not in self._rows:
+            raise KeyError(key)
+        self._write(key, None)
+
+    def _write(self, key: RowKey, row: RowTuple | None) -> None:
+        undo = _UNDO.get()
+        if undo is not None and (self, key) not in undo:
+            undo[(self, key)] = (self._rows.get(key, _ABSENT), self._dirty.get(key, _ABSENT))
+        if row is None:
+            del self._rows[key]
+        else:
+            self._rows[key] = row
+        self._dirty[key] = row
+
+    def _check_key(self, key: object) -> None:
+        if isinstance(key, bool) or not isinstance(key, str | int):
+            raise GridError(
+                f"app {self.app_name!r} grid {self.name!r}: row keys must be str or int, "
+                f"got {type(key).__name__}"
+            )
+
+    def _default_tuple(self) -> RowTuple:
+        default = self._default() if callable(self._default) else self._default
+        if default is None:
+            return (None,) * len(self.columns)
+        if not isinstance(default, Mapping):
+            raise ConfigurationError(
+                f"app {self.app_name!r} grid {self.name!r}: default must return a dict"
+            )
+        values: list[Cell] = [None] * len(self.columns)
+        for column, value in default.items():
+            if column not in self._index:
+                raise GridError(
+                    f"app {self.app_name!r} grid {self.name!r}: default row has unknown "
+                    f"column {column!r} (columns: {', '.join(self.columns)})"
+                )
+            values[self._index[column]] = value
+        return tuple(values)
+
+    # -- engine side ---------------------------------------------------------------
+
+    def drain_changes(self) -> dict[RowKey, RowTuple | None]:
+        """The rows changed since the last drain (None for a delete), latest value each."""
+        changes, self._dirty = self._dirty, {}
+        return changes
+
+    def has_changes(self) -> bool:
+        return bool(self._dirty)
+
+    def load(self, key: RowKey, row: RowTuple | None) -> None:
+        """Apply a changelog entry during restore: no undo, no publication."""
+        if row is None:
+            self._rows.pop(key, None)
+        else:
+            self._rows[key] = row
+
+    def __repr__(self) -> str:
+        return f"<Grid {self.app_name}.{self.name} columns={list(self.columns)} rows={len(self)}>"
+
+    # Grids are compared by identity (they key the undo log), not by content.
+    __hash__ = object.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+def rollback(undo: dict[tuple[Grid, RowKey], Any]) -> None:
+    """Put every row a failed handler touched back as it was before its record."""
+    for (grid, key), (row_before, dirty_before) in undo.items():
+        if row_before is _ABSENT:
+            grid._rows.pop(key, None)
+        else:
+            grid._rows[key] = row_before
+        if dirty_before is _ABSENT:
+            grid._dirty.pop(key, None)
+        else:
+            grid._dirty[key] = dirty_before
+    undo.clear()

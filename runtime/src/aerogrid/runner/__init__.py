@@ -1,0 +1,1 @@
+"""`aerogrid run`: load an app file, restore its grids, consume, serve."""

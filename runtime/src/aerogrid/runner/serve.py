@@ -1,0 +1,167 @@
+"""Run one app: engine, gRPC and HTTP servers, signals, a clean stop within seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import uvicorn
+from grpc import aio
+
+from aerogrid.app import App
+from aerogrid.engine.kafka import KafkaEngine, Status
+from aerogrid.server.auth import Authenticator, AuthSettings, is_loopback
+from aerogrid.server.endpoint import HostedApp, RuntimeEndpoint
+from aerogrid.server.grpc_server import add_services
+from aerogrid.server.http import create_http_app
+from aerogrid.server.hub import GridHub
+from aerogrid.settings import BrokerSettings
+from aerogrid.v1 import catalog_pb2
+
+log = logging.getLogger("aerogrid.runner")
+
+_APP_STATUS = {
+    Status.STARTING: catalog_pb2.APP_STATUS_STARTING,
+    Status.RESTORING: catalog_pb2.APP_STATUS_RESTORING,
+    Status.RUNNING: catalog_pb2.APP_STATUS_RUNNING,
+    Status.STOPPED: catalog_pb2.APP_STATUS_STOPPED,
+    Status.FAILED: catalog_pb2.APP_STATUS_FAILED,
+}
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    http_port: int | None = None  # None: port + 1 (0 when port is 0)
+    ready_file: Path | None = None
+    exactly_once: Literal["auto", "on", "off"] = "auto"
+    auth: AuthSettings | None = None
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve_app(app: App, settings: BrokerSettings, options: ServeOptions) -> int:
+    """Run `app` until SIGTERM/SIGINT; returns the process exit code."""
+    hub = GridHub()
+    for grid in app.grids.values():
+        hub.add_grid(app.name, grid)
+    hosted = HostedApp(app.name, app.tenant)
+    endpoint = RuntimeEndpoint(hub, [hosted])
+    authenticator = Authenticator(options.auth or AuthSettings.from_env())
+    engine = KafkaEngine(
+        app,
+        settings=settings,
+        publish=lambda grid, changes: hub.publish(app.name, grid, changes),
+        exactly_once=options.exactly_once,
+    )
+    engine.on_status = lambda status: hosted.set_status(_APP_STATUS[status], engine.status_message)
+
+    grpc_server = aio.server(options=[("grpc.so_reuseport", 0)])
+    add_services(grpc_server, endpoint, authenticator, is_loopback)
+    grpc_port = grpc_server.add_insecure_port(f"{options.host}:{options.port}")
+    if grpc_port == 0:
+        raise OSError(f"cannot listen for gRPC on {options.host}:{options.port}")
+    http_port = options.http_port
+    if http_port is None:
+        http_port = options.port + 1 if options.port else 0
+    http_socket = _listen(options.host, http_port)
+    http_port = http_socket.getsockname()[1]
+    http_app = create_http_app(
+        endpoint, authenticator, is_ready=lambda: engine.status is Status.RUNNING
+    )
+    http_server = uvicorn.Server(
+        uvicorn.Config(http_app, log_level="warning", lifespan="off", access_log=False)
+    )
+    await grpc_server.start()
+    http_task = asyncio.create_task(http_server.serve(sockets=[http_socket]))
+    log.info(
+        "app %s: gRPC on %s:%d, HTTP (Connect, gRPC-Web, health, metrics) on %s:%d",
+        app.name,
+        options.host,
+        grpc_port,
+        options.host,
+        http_port,
+    )
+
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+
+    def on_signal() -> None:
+        log.info("stopping app %s: finishing the batch in flight", app.name)
+        stop_requested.set()
+        engine.request_stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+
+    exit_code = 0
+    try:
+        start = asyncio.create_task(engine.start())
+        stopper = asyncio.create_task(stop_requested.wait())
+        await asyncio.wait((start, stopper), return_when=asyncio.FIRST_COMPLETED)
+        if not start.done():
+            start.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await start
+        else:
+            stopper.cancel()
+            start.result()
+            for channel in hub.channels(app.name):
+                channel.mark_ready()
+            if options.ready_file:
+                _write_ready_file(options.ready_file, app, grpc_port, http_port, engine)
+            await engine.run()
+    except Exception as exc:
+        log.error("app %s failed: %s", app.name, exc, exc_info=not _is_expected(exc))
+        exit_code = 1
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await engine.close()
+        http_server.should_exit = True
+        await grpc_server.stop(grace=0.5)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(http_task, 3)
+    log.info("app %s stopped", app.name)
+    return exit_code
+
+
+def _is_expected(exc: Exception) -> bool:
+    from aerogrid.engine.processor import StopProcessing
+
+    return isinstance(exc, StopProcessing)
+
+
+def _write_ready_file(
+    path: Path, app: App, grpc_port: int, http_port: int, engine: KafkaEngine
+) -> None:
+    """Announce the bound ports for supervisors and tests (written atomically)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(
+        json.dumps(
+            {
+                "app": app.name,
+                "grpc_port": grpc_port,
+                "http_port": http_port,
+                "guarantee": engine.guarantee.value if engine.guarantee else None,
+                "grids": list(app.grids),
+            }
+        )
+    )
+    tmp.replace(path)

@@ -1,0 +1,83 @@
+"""Shared fixtures: real brokers for the whole session, and unique names per test.
+
+Brokers are session-scoped because starting Apache Kafka costs seconds; tests isolate themselves by
+using `unique_name` for topics and groups instead. A missing prerequisite (Java, Maven, the tansu
+binary) skips the tests that need it on a developer machine, but fails them when CI=true: CI must
+never go green by skipping the broker tests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from typing import TypeVar
+
+import pytest
+
+# `tests/` has no __init__.py, so pytest puts tests/ itself on sys.path (for this rootdir conftest)
+# and mypy names these modules `support.*`: import them as `support.brokers` to match both.
+from support.brokers import ApacheKafka, Broker, BrokerUnavailable, TansuBroker
+
+BROKER_FIXTURES = ("broker", "apache_kafka", "tansu")
+_B = TypeVar("_B", bound=Broker)
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def _unavailable(reason: str) -> None:
+    """Skip locally, fail in CI."""
+    if _in_ci():
+        pytest.fail(f"{reason} (CI=true: broker tests must run, not skip)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _session_broker(broker: _B) -> Iterator[_B]:
+    reason = broker.unavailable_reason()
+    if reason is not None:
+        _unavailable(reason)
+    try:
+        broker.start()
+    except BrokerUnavailable as exc:
+        _unavailable(str(exc))
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def apache_kafka() -> Iterator[ApacheKafka]:
+    """One single-node KRaft Apache Kafka for the whole session."""
+    yield from _session_broker(ApacheKafka())
+
+
+@pytest.fixture(scope="session")
+def tansu() -> Iterator[TansuBroker]:
+    """One embedded broker (tansu, memory storage) for the whole session."""
+    yield from _session_broker(TansuBroker())
+
+
+@pytest.fixture(params=["kafka", "tansu"])
+def broker(request: pytest.FixtureRequest) -> Broker:
+    """Each test using it runs once against Apache Kafka and once against tansu."""
+    name = "apache_kafka" if request.param == "kafka" else "tansu"
+    started: Broker = request.getfixturevalue(name)
+    return started
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> str:
+    """A fresh topic/group/app-name prefix: the test's name plus a random suffix."""
+    base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
+    return f"{base}-{uuid.uuid4().hex[:8]}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a broker fixture with `kafka` (select with -m kafka)."""
+    for item in items:
+        if any(name in getattr(item, "fixturenames", ()) for name in BROKER_FIXTURES):
+            item.add_marker(pytest.mark.kafka)

@@ -1,0 +1,1 @@
+"""Test-bed helpers shared by the test suite and the benchmarks (real brokers, ports)."""

