@@ -1,0 +1,63 @@
+# AeroGrid — every job a developer or CI runs. `make demo` and `make test` set up
+# everything they need on a fresh machine (Python 3.11, Java 17 + Maven, Node 20).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+UV_VERSION := 0.13.8
+CACHE_DIR ?= $(HOME)/.cache/aerogrid
+UV := $(CACHE_DIR)/uv-$(UV_VERSION)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+NODE_DIR := tests/node
+export UV_PYTHON_DOWNLOADS := never
+export UV_CACHE_DIR ?= $(HOME)/.cache/uv
+
+.PHONY: help install demo test lint typecheck unit integration bench proto clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(CACHE_DIR)/uv-$(UV_VERSION)
+	$(CACHE_DIR)/uv-$(UV_VERSION)/bin/pip install --quiet uv==$(UV_VERSION)
+
+install: $(UV)  ## Create .venv with every component and dev tool (idempotent)
+	$(UV) sync --all-packages --frozen --python $(PYTHON) --quiet
+	@$(BIN)/aerogrid --version
+
+$(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --cache $(CACHE_DIR)/npm --loglevel=error
+	touch $@
+
+node: $(NODE_DIR)/node_modules/.package-lock.json
+
+kafka:  ## Fetch the Apache Kafka jars into the cache (once per version)
+	bash scripts/fetch_kafka.sh >/dev/null
+
+demo: install  ## The orders app on the embedded broker, with a feed of orders, printing its grid live
+	$(BIN)/python examples/ordersapp/demo.py $(if $(DURATION),--duration $(DURATION))
+
+lint: install  ## ruff (lint and format)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install  ## mypy --strict
+	$(BIN)/mypy
+
+unit: install  ## Fast tests, no broker
+	$(BIN)/pytest tests/unit -q
+
+test: install node kafka lint typecheck  ## Everything: lint, types, unit and integration tests on real brokers
+	$(BIN)/pytest -q -ra
+
+bench: install kafka  ## Benchmarks against Faust and a bare aiokafka loop (see benchmarks/README.md)
+	$(BIN)/python -m benchmarks.run
+
+proto: install  ## Regenerate the Python code of proto/
+	PATH=$(BIN):$$PATH scripts/gen_proto.sh
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
