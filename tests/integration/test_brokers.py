@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import UnknownError
 from support.brokers import (
+    FAST_GROUP_CONFIG,
     ApacheKafka,
     Broker,
     BrokerStartError,
@@ -105,8 +106,7 @@ def group_consumer(broker: Broker, topic: str, group: str, **config: Any) -> AIO
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        session_timeout_ms=6000,
-        heartbeat_interval_ms=500,
+        **FAST_GROUP_CONFIG,
         **config,
     )
 
@@ -313,34 +313,38 @@ async def test_transactions_with_offsets_and_read_committed(
 
 
 async def test_compaction_is_enforced(apache_kafka: ApacheKafka, unique_name: str) -> None:
-    """Kafka really compacts a `cleanup.policy=compact` topic (once the segment rolls)."""
+    """Kafka really compacts a `cleanup.policy=compact` topic once its segment has rolled."""
     topic, tp = unique_name, TopicPartition(unique_name, 0)
     configs = {
         "cleanup.policy": "compact",
         "segment.ms": "100",
         "min.cleanable.dirty.ratio": "0.0001",
         "min.compaction.lag.ms": "0",
-        "delete.retention.ms": "0",
     }
     await create_topic(apache_kafka.bootstrap, topic, configs=configs)
     producer = AIOKafkaProducer(bootstrap_servers=apache_kafka.bootstrap)
     await producer.start()
+    consumer = AIOKafkaConsumer(bootstrap_servers=apache_kafka.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    consumer.assign([tp])
     try:
         for i in range(5):
             await producer.send_and_wait(topic, b"%d" % i, key=b"same", partition=0)
         deadline = time.monotonic() + 60
         while True:
-            # Each later record rolls the old segment (segment.ms), making it cleanable.
+            # A later record rolls the old segment (segment.ms), which makes it cleanable; the
+            # cleaner wakes every log.cleaner.backoff.ms (1 s in the test bed).
             await asyncio.sleep(0.5)
             await producer.send_and_wait(topic, b"roll", key=b"roller", partition=0)
-            records, consumer = await read_partition(apache_kafka.bootstrap, tp, 1)
-            offsets = [r.offset for r in records]
-            await consumer.stop()
-            if offsets[0] > 0:
+            await consumer.seek_to_beginning(tp)
+            first = await asyncio.wait_for(consumer.getone(), 10)
+            if first.offset > 0:
                 break
             assert time.monotonic() < deadline, "no compaction within 60 s"
     finally:
+        await consumer.stop()
         await producer.stop()
+    assert (first.key, first.value) == (b"same", b"4")
 
 
 # --- the harness itself ---------------------------------------------------------------------------

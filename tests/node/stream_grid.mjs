@@ -343,7 +343,8 @@ async function main() {
       const progress = g
         ? ` (snapshot ${g.snapshotComplete ? "complete" : "incomplete"}, ${g.rows.size} rows, ${g.updates} updates, seq ${g.seq})`
         : "";
-      message = `timed out after ${opts.timeoutMs} ms${progress}; last: ${state.last || message}`;
+      const last = state.last ? `; last: ${state.last}` : "";
+      message = `timed out after ${opts.timeoutMs} ms${progress}${last}`;
     }
     process.stderr.write(`stream_grid: ${message}\n`, () => process.exit(1));
   }

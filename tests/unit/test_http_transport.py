@@ -173,8 +173,8 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: object) -> Iterator[str]:
-    """Runs `app` under a real uvicorn server on 127.0.0.1 (a free port); yields its URL."""
+def uvicorn_in_thread(app: object, *, graceful: float = 2) -> Iterator[tuple[str, uvicorn.Server]]:
+    """Runs `app` under a real uvicorn server on 127.0.0.1 (a free port) in a thread."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -184,7 +184,7 @@ def serve_in_thread(app: object) -> Iterator[str]:
         lifespan="on",
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=2,
+        timeout_graceful_shutdown=graceful,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -195,11 +195,17 @@ def serve_in_thread(app: object) -> Iterator[str]:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", server
     finally:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: object) -> Iterator[str]:
+    with uvicorn_in_thread(app) as (base_url, _):
+        yield base_url
 
 
 @pytest.fixture(scope="module")
@@ -628,3 +634,26 @@ def frames_prefix(body: bytes) -> list[bytes]:
         out.append(body[5 : 5 + length])
         body = body[5 + length :]
     return out
+
+
+def test_server_shutdown_ends_streams_with_unavailable() -> None:
+    """A stopping server closes subscriptions and tells clients, rather than cutting them."""
+    endpoint = FakeEndpoint()
+    app = create_http_app(endpoint, FakeAuthenticator(), is_ready=lambda: True)
+    with (
+        uvicorn_in_thread(app, graceful=0.3) as (base_url, server),
+        httpx.Client(base_url=base_url, timeout=10) as c,
+        c.stream(
+            "POST", f"{GRID}/Subscribe", content=subscribe_body("endless"), headers=STREAM_PROTO
+        ) as r,
+    ):
+        chunks = r.iter_raw()
+        received = b""
+        while len(frames_prefix(received)) < len(ENCODED):
+            received += next(chunks)
+        server.should_exit = True
+        received += b"".join(chunks)  # until the server ends the response
+        assert endpoint.stream_closed.wait(5)
+    got = frames(received)
+    assert got[-1][0] == 2
+    assert json.loads(got[-1][1])["error"]["code"] == "unavailable"

@@ -41,7 +41,9 @@ class BrokerSettings:
             raise ConfigurationError("empty broker address")
         if "://" not in uri:
             return cls(bootstrap_servers=_split_hosts(uri))
-        parts = urlsplit(uri)
+        scheme, _, rest = uri.partition("://")
+        scheme = scheme.lower()
+        parts = urlsplit("//" + rest)
         protocols = {
             "kafka": "PLAINTEXT",
             "kafka+ssl": "SSL",
@@ -49,14 +51,14 @@ class BrokerSettings:
             "kafka+sasl_plaintext": "SASL_PLAINTEXT",
             "kafka+sasl_ssl": "SASL_SSL",
         }
-        if parts.scheme not in protocols:
+        if scheme not in protocols:
             raise ConfigurationError(
-                f"unknown broker scheme {parts.scheme!r} in {uri!r}: "
+                f"unknown broker scheme {scheme!r} in {uri!r}: "
                 f"use one of {', '.join(sorted(protocols))}"
             )
         netloc = parts.netloc.rsplit("@", 1)[-1]
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        protocol = protocols[parts.scheme]
+        protocol = protocols[scheme]
         username = unquote(parts.username) if parts.username else None
         password = unquote(parts.password) if parts.password else None
         mechanism = query.get("mechanism", "PLAIN" if protocol.startswith("SASL") else None)

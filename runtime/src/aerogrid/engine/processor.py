@@ -62,8 +62,8 @@ class Processor:
         self.inputs: dict[str, StreamInput] = {s.name: StreamInput(s.name) for s in app.streams}
         self.handler_tasks: dict[str, asyncio.Task[None]] = {}
         self.counts = Counts()
-        #: Dead letters of the batch in flight, produced with it by the engine.
-        self.dead_letters: list[OutgoingRecord] = []
+        #: Dead letters of the batch in flight by source position, produced with the batch.
+        self.dead_letters: list[tuple[tuple[str, int, int], OutgoingRecord]] = []
 
     def start(self) -> None:
         for spec in self.app.streams:
@@ -184,9 +184,14 @@ class Processor:
         if isinstance(error, DecodeError) and error.field:
             headers = (*headers, ("aerogrid-error-field", error.field.encode()))
         self.dead_letters.append(
-            OutgoingRecord(self.app.dlq_topic, record.key, record.value, headers)
+            (
+                (record.topic, record.partition, record.offset),
+                OutgoingRecord(self.app.dlq_topic, record.key, record.value, headers),
+            )
         )
 
     def drain_dead_letters(self) -> list[OutgoingRecord]:
+        """The batch's dead letters in source order (decode failures come first otherwise)."""
         letters, self.dead_letters = self.dead_letters, []
-        return letters
+        letters.sort(key=lambda item: item[0])
+        return [letter for _, letter in letters]

@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import ipaddress
 import json
 import logging
@@ -750,13 +751,19 @@ class _HttpApp:
             done, _ = await asyncio.wait(
                 (pump, gone), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
-        finally:
-            # Also on our own cancellation (server shutdown): the pump's `finally`
-            # closes the endpoint's iterator, freeing the subscription.
-            for task in (pump, gone):
-                if not task.done():
-                    task.cancel()
-            await asyncio.gather(pump, gone, return_exceptions=True)
+        except asyncio.CancelledError:
+            # The server is stopping (uvicorn cancels requests once its graceful
+            # shutdown times out): free the subscription, and tell the client so it
+            # can resume elsewhere instead of seeing a cut stream.
+            client_left = gone.done()
+            await _stop(pump, gone)
+            if not client_left:
+                shutting_down = _RpcError("unavailable", "the server is shutting down")
+                with contextlib.suppress(Exception):
+                    await response.body(framing.end(shutting_down), more=False)
+            raise
+        # The pump's `finally` closes the endpoint's iterator, freeing the subscription.
+        await _stop(pump, gone)
         error: _RpcError | None = None
         if pump not in done:
             error = _RpcError("deadline_exceeded", "deadline exceeded")
@@ -793,6 +800,13 @@ class _HttpApp:
                 await response.body(framing.message(data), more=True)
         finally:
             await _aclose(messages, path)
+
+
+async def _stop(*tasks: asyncio.Future[None]) -> None:
+    for task in tasks:
+        if not task.done():
+            task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _framing(wire: _Wire) -> _Framing:
