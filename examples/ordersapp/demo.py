@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -50,17 +51,17 @@ async def feed(bootstrap: str, rate: float, stop: asyncio.Event) -> int:
     return sent
 
 
-def print_grid(rows: dict[str, dict[str, object]], seq: int) -> None:
-    total = sum(int(r["units_sold"]) for r in rows.values())  # type: ignore[call-overload]
+def print_grid(rows: dict[str, dict[str, Any]], seq: int) -> None:
+    total = sum(int(r["units_sold"]) for r in rows.values())
     print(f"\n-- product_sum  seq {seq}  ({len(rows)} products, {total} units)")
     for key in sorted(rows):
         units = rows[key]["units_sold"]
-        print(f"   {key:<12} {units:>6}  {'#' * min(60, int(units) // 5)}")  # type: ignore[call-overload]
+        print(f"   {key:<12} {units:>6}  {'#' * min(60, int(units) // 5)}")
     sys.stdout.flush()
 
 
-async def watch(target: str, stop: asyncio.Event) -> dict[str, dict[str, object]]:
-    state: dict[str, dict[str, object]] = {}
+async def watch(target: str, stop: asyncio.Event) -> dict[str, dict[str, Any]]:
+    state: dict[str, dict[str, Any]] = {}
     last_print = 0.0
     async with GridClient(target) as client:
         async for update in client.subscribe("ordersapp", "product_sum", min_interval_ms=250):
@@ -84,8 +85,19 @@ async def main(duration: float, rate: float) -> int:
         ready = Path(tmp) / "ready.json"
         env = {**os.environ, "AEROGRID_BROKER": broker.bootstrap}
         app = subprocess.Popen(
-            [sys.executable, "-m", "aerogrid", "run", str(HERE / "app.py"), "--port", "0",
-             "--ready-file", str(ready), "--log-level", "WARNING"],
+            [
+                sys.executable,
+                "-m",
+                "aerogrid",
+                "run",
+                str(HERE / "app.py"),
+                "--port",
+                "0",
+                "--ready-file",
+                str(ready),
+                "--log-level",
+                "WARNING",
+            ],
             env=env,
         )
         try:
@@ -97,7 +109,8 @@ async def main(duration: float, rate: float) -> int:
                 await asyncio.sleep(0.1)
             ports = json.loads(ready.read_text())
             target = f"127.0.0.1:{ports['grpc_port']}"
-            print(f"ordersapp serving on {target} ({ports['guarantee']}); feeding orders for {duration:.0f}s")
+            guarantee = ports["guarantee"]
+            print(f"ordersapp on {target} ({guarantee}); feeding orders for {duration:.0f}s")
             stop = asyncio.Event()
             feeder = asyncio.create_task(feed(broker.bootstrap, rate, stop))
             watcher = asyncio.create_task(watch(target, stop))
@@ -109,8 +122,9 @@ async def main(duration: float, rate: float) -> int:
                 final = await client.snapshot("ordersapp", "product_sum")
             watcher.cancel()
             print_grid(final, -1)
-            total = sum(int(r["units_sold"]) for r in final.values())  # type: ignore[call-overload]
-            print(f"\n{sent} orders sent ({sent // 97} malformed, dead-lettered); {total} units in the grid")
+            total = sum(int(r["units_sold"]) for r in final.values())
+            bad = sent // 97
+            print(f"\n{sent} orders sent ({bad} malformed, dead-lettered); {total} units in grid")
             print(json.dumps({"product_sum": final}, sort_keys=True))
         finally:
             app.send_signal(signal.SIGTERM)

@@ -54,6 +54,7 @@ import tempfile
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -94,6 +95,7 @@ def free_port() -> int:
 # --- child process management ---------------------------------------------------------------
 
 _live: dict[int, subprocess.Popen[bytes]] = {}
+_live_brokers: weakref.WeakSet[Broker] = weakref.WeakSet()
 _live_lock = threading.Lock()
 
 
@@ -109,7 +111,9 @@ def _unregister(proc: subprocess.Popen[bytes]) -> None:
 
 @atexit.register
 def _kill_leftovers() -> None:
-    """Backstop: kill any broker a caller forgot to stop before the interpreter exits."""
+    """Backstop: stop any broker a caller forgot to stop (and its work dir) before exiting."""
+    for broker in list(_live_brokers):
+        broker.stop(grace=0.0)
     with _live_lock:
         procs = list(_live.values())
     for proc in procs:
@@ -296,6 +300,7 @@ class Broker(abc.ABC):
         if reason is not None:
             raise BrokerUnavailable(reason)
         self._prepare()
+        _live_brokers.add(self)
         attempts = 3
         for attempt in range(1, attempts + 1):
             self._workdir = Path(tempfile.mkdtemp(prefix=f"aerogrid-{self.kind}-"))
@@ -307,7 +312,7 @@ class Broker(abc.ABC):
             except BrokerStartError:
                 # A port taken between free_port() and the bind is retried with fresh ports.
                 clash = "Address already in use" in self.log_tail(400)
-                self._teardown(keep=attempt == attempts or not clash)
+                self._teardown(keep=self.keep_workdir)  # the error already holds the log tail
                 if clash and attempt < attempts:
                     continue
                 raise
@@ -377,6 +382,7 @@ class Broker(abc.ABC):
             time.sleep(0.05)
 
     def _teardown(self, *, keep: bool, grace: float = 5.0) -> None:
+        _live_brokers.discard(self)
         if self._proc is not None:
             _terminate_group(self._proc, grace)
             self._proc = None

@@ -19,13 +19,14 @@ from typing import Any
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
 from aerogrid.metrics import REGISTRY
 from aerogrid.server.auth import Authenticator, AuthError, AuthSettings, is_loopback
 from aerogrid.server.errors import Code
 from aerogrid.server.identity import LOCAL_CALLER, Caller
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 ISSUER = "https://idp.example.test/realms/desk"
 AUDIENCE = "aerogrid"

@@ -21,9 +21,9 @@ from aerogrid import metrics
 from aerogrid.client import GridClient, GridClientError, GridUpdate
 from aerogrid.server.auth import Authenticator, AuthSettings, is_loopback
 from aerogrid.server.endpoint import HostedApp, RuntimeEndpoint
+from aerogrid.server.errors import ServiceError
 from aerogrid.server.grpc_server import add_services
 from aerogrid.server.hub import GridHub
-from aerogrid.server.errors import ServiceError
 from aerogrid.server.identity import LOCAL_CALLER, Caller
 from aerogrid.v1 import catalog_pb2, grid_pb2
 
@@ -234,7 +234,7 @@ async def test_min_interval_merges_updates(server: Server) -> None:
             server.grid["x"] = {"bid": float(i)}
             server.commit()
             await asyncio.sleep(0.02)
-        seen = []
+        seen: list[GridUpdate] = []
         loop = asyncio.get_running_loop()
         started = loop.time()
         while not seen or seen[-1].upserts.get("x", {}).get("bid") != 29.0:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 import uvicorn
+
 from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.http import create_http_app
 from aerogrid.server.identity import Caller
@@ -173,7 +174,7 @@ class Served:
 
 
 @contextlib.contextmanager
-def uvicorn_in_thread(app: object, *, graceful: float = 2) -> Iterator[tuple[str, uvicorn.Server]]:
+def uvicorn_in_thread(app: object, *, graceful: int = 2) -> Iterator[tuple[str, uvicorn.Server]]:
     """Runs `app` under a real uvicorn server on 127.0.0.1 (a free port) in a thread."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -641,7 +642,7 @@ def test_server_shutdown_ends_streams_with_unavailable() -> None:
     endpoint = FakeEndpoint()
     app = create_http_app(endpoint, FakeAuthenticator(), is_ready=lambda: True)
     with (
-        uvicorn_in_thread(app, graceful=0.3) as (base_url, server),
+        uvicorn_in_thread(app, graceful=1) as (base_url, server),
         httpx.Client(base_url=base_url, timeout=10) as c,
         c.stream(
             "POST", f"{GRID}/Subscribe", content=subscribe_body("endless"), headers=STREAM_PROTO

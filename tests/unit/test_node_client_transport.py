@@ -27,11 +27,12 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.http import create_http_app
 from aerogrid.server.identity import Caller
 from aerogrid.v1 import catalog_pb2, grid_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 
 pytestmark = pytest.mark.node
 

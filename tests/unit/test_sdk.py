@@ -130,7 +130,7 @@ def test_grid_errors_name_app_grid_and_column() -> None:
     with pytest.raises(aerogrid.GridError, match="app 'shop' grid 'stock' has no column 'colour'"):
         grid["x"] = {"colour": "red"}
     with pytest.raises(aerogrid.GridError, match="column 'units'"):
-        grid["x"] = {"units": [1, 2]}
+        grid["x"] = {"units": [1, 2]}  # type: ignore[dict-item]
     with pytest.raises(aerogrid.GridError, match="row keys must be str or int"):
         grid[1.5] = {"units": 1}  # type: ignore[index]
     with pytest.raises(aerogrid.GridError):

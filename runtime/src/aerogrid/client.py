@@ -15,17 +15,18 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from grpc import aio
 
-from aerogrid.grids import Cell
 from aerogrid.server.encoding import value_to_cell
 from aerogrid.v1 import catalog_pb2, catalog_pb2_grpc, grid_pb2, grid_pb2_grpc
 
 log = logging.getLogger("aerogrid.client")
 
-ClientRow = dict[str, Cell]
+#: A row as clients see it: column → int, float, str, bool, None, Decimal or datetime.
+ClientRow = dict[str, Any]
 
 _RETRYABLE = {
     grpc.StatusCode.UNAVAILABLE,

@@ -19,7 +19,8 @@ from aerogrid.errors import ConfigurationError, GridError
 
 Cell: TypeAlias = int | float | str | bool | None | dt.datetime | Decimal
 RowKey: TypeAlias = str | int
-Row: TypeAlias = dict[str, Cell]
+#: A row as user code reads and writes it (values typed loosely so arithmetic type-checks).
+Row: TypeAlias = dict[str, Any]
 RowTuple: TypeAlias = tuple[Cell, ...]
 
 CELL_TYPES: Final = (int, float, str, bool, type(None), dt.datetime, Decimal)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -105,7 +105,7 @@ class RuntimeEndpoint:
 
     async def subscribe(
         self, request: grid_pb2.SubscribeRequest, caller: Caller
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         channel = self._channel(request.app, request.grid, caller)
         grid = channel.grid
         if request.columns:
@@ -209,7 +209,7 @@ class RuntimeEndpoint:
 
     async def watch_apps(
         self, request: catalog_pb2.WatchAppsRequest, caller: Caller
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         visible = [a for a in self.apps.values() if caller.may_see(a.tenant)]
         waits = {a.name: a._changed for a in visible}
         yield catalog_pb2.WatchAppsResponse(

@@ -83,7 +83,7 @@ class _Handlers:
         except ServiceError as exc:
             await context.abort(_STATUS[exc.code], exc.message)
         finally:
-            await stream.aclose()  # type: ignore[attr-defined]
+            await stream.aclose()
 
     async def list_apps(
         self, request: catalog_pb2.ListAppsRequest, context: aio.ServicerContext[Any, Any]
@@ -100,7 +100,7 @@ class _Handlers:
             async for message in stream:
                 yield message
         finally:
-            await stream.aclose()  # type: ignore[attr-defined]
+            await stream.aclose()
 
 
 def add_services(

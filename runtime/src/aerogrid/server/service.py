@@ -6,7 +6,7 @@ Transports authenticate the caller, then call these methods. Streams yield
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 from aerogrid.server.identity import Caller
@@ -20,7 +20,9 @@ class GridEndpoint(Protocol):
         self, request: grid_pb2.ListGridsRequest, caller: Caller
     ) -> grid_pb2.ListGridsResponse: ...
 
-    def subscribe(self, request: grid_pb2.SubscribeRequest, caller: Caller) -> AsyncIterator[bytes]:
+    def subscribe(
+        self, request: grid_pb2.SubscribeRequest, caller: Caller
+    ) -> AsyncGenerator[bytes, None]:
         """Serialized `SubscribeResponse` messages until the caller goes away."""
         ...
 
@@ -30,6 +32,6 @@ class GridEndpoint(Protocol):
 
     def watch_apps(
         self, request: catalog_pb2.WatchAppsRequest, caller: Caller
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Serialized `WatchAppsResponse` messages until the caller goes away."""
         ...
