@@ -82,10 +82,15 @@ EOF
 
 rm -rf "$LIBS" "$KAFKA_HOME/libs.partial"
 echo "fetch_kafka.sh: resolving kafka_2.13 $KAFKA_VERSION with Maven into $LIBS" >&2
-mvn -B -q -f "$WORK/pom.xml" \
+# Maven's own output goes to a log that is shown only when it fails.
+if ! mvn -B -q -f "$WORK/pom.xml" \
     "$DEPENDENCY_PLUGIN:copy-dependencies" \
     -DincludeScope=runtime \
-    -DoutputDirectory="$KAFKA_HOME/libs.partial" >&2
+    -DoutputDirectory="$KAFKA_HOME/libs.partial" >"$WORK/mvn.log" 2>&1; then
+    cat "$WORK/mvn.log" >&2
+    echo "fetch_kafka.sh: Maven could not resolve kafka_2.13 $KAFKA_VERSION (log above)" >&2
+    exit 1
+fi
 
 if ! ls "$KAFKA_HOME/libs.partial/kafka_2.13-$KAFKA_VERSION.jar" >/dev/null 2>&1; then
     echo "fetch_kafka.sh: Maven finished but kafka_2.13-$KAFKA_VERSION.jar is missing" >&2

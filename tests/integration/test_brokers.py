@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import UnknownError
 
+from support import brokers
 from support.brokers import (
     FAST_GROUP_CONFIG,
     ApacheKafka,
@@ -382,6 +383,19 @@ def test_tansu_start_failure_reports_log_tail(tansu: TansuBroker) -> None:
     with pytest.raises(BrokerStartError, match=r"(?s)exited with code.*FeatureNotEnabled"):
         broken.start()
     assert not broken.running
+
+
+def test_taken_port_is_retried(tansu: TansuBroker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A port grabbed by someone else between free_port() and the bind costs a retry, not a test."""
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        ports = iter([taken])
+        monkeypatch.setattr(brokers, "free_port", lambda: next(ports, None) or free_port())
+        with TansuBroker() as retried:
+            assert retried.port != taken
+            assert retried.running
 
 
 def test_kafka_start_failure_reports_log_tail(apache_kafka: ApacheKafka) -> None:

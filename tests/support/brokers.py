@@ -26,11 +26,12 @@ and asserted by tests/integration/test_brokers.py so a change is noticed):
   ``aiokafka.errors.UnknownError`` for ``enable_idempotence=True`` and for any ``transactional_id``.
 * Auto-created topics (produce/metadata for an unknown topic) get 4 partitions; Apache Kafka gives
   ``num.partitions`` (1 here).
-* Group joins are slow unless the session timeout is short. Tansu holds a JoinGroup for about half
-  the session timeout (at least 1 s: 5 s at aiokafka's default 10 s, 3 s at 6 s). Its first
-  generation of a group is 0, and aiokafka sends LeaveGroup only for generations > 0, so the first
-  member of a group never leaves: the next one to join waits for that member's session to expire
-  (a stop-then-restart of one consumer took 18 s at 10 s, 11 s at 6 s, 1 s at 1 s). Use
+* Group joins are slow unless the session timeout is short. Tansu holds a JoinGroup for about
+  half the session timeout in whole seconds (5 s at aiokafka's default 10 s, 3 s at 6 s, 2 s at
+  3 s, 1 s at 1-2 s; Apache Kafka here answers at once, group.initial.rebalance.delay.ms=0). Its
+  first generation of a group is 0, and aiokafka sends LeaveGroup only for generations > 0, so the
+  first member of a group never leaves: the next one to join waits for that member's session to
+  expire (a stop-then-restart of one consumer took 18 s at 10 s, 11 s at 6 s, 1 s at 1 s). Use
   `FAST_GROUP_CONFIG` in tests; the runtime's dev mode needs the same care.
 """
 
@@ -74,6 +75,10 @@ HOST = "127.0.0.1"
 #: join waits stay at about 1 s (see the findings above); Apache Kafka accepts it because the test
 #: bed lowers group.min.session.timeout.ms.
 FAST_GROUP_CONFIG: Mapping[str, int] = {"session_timeout_ms": 1000, "heartbeat_interval_ms": 100}
+
+
+#: How Kafka (java.net.BindException) and tansu (a panic with AddrInUse) report a taken port.
+_ADDRESS_IN_USE = re.compile(r"Address (already )?in use|AddrInUse")
 
 
 class BrokerUnavailable(RuntimeError):
@@ -311,7 +316,7 @@ class Broker(abc.ABC):
                 self._wait_ready(began + self.startup_timeout)
             except BrokerStartError:
                 # A port taken between free_port() and the bind is retried with fresh ports.
-                clash = "Address already in use" in self.log_tail(400)
+                clash = _ADDRESS_IN_USE.search(self.log_tail(400)) is not None
                 self._teardown(keep=self.keep_workdir)  # the error already holds the log tail
                 if clash and attempt < attempts:
                     continue
@@ -374,7 +379,7 @@ class Broker(abc.ABC):
                 code = self._proc.wait()
                 raise self._fail(f"exited with code {code} during startup")
             if _port_open(self.port) and _run_coroutine(
-                lambda: _metadata_ready(self.bootstrap, per_call=5.0)
+                lambda: _metadata_ready(self.bootstrap, per_call=2.0)
             ):
                 return
             if time.monotonic() > deadline:

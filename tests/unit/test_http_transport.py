@@ -17,7 +17,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass, field
 
 import httpx
@@ -123,11 +123,13 @@ class FakeEndpoint:
         )
         return grid_pb2.ListGridsResponse(grids=[info])
 
-    def subscribe(self, request: grid_pb2.SubscribeRequest, caller: Caller) -> AsyncIterator[bytes]:
+    def subscribe(
+        self, request: grid_pb2.SubscribeRequest, caller: Caller
+    ) -> AsyncGenerator[bytes, None]:
         self.subscribed.append((request, caller))
         return self._stream(request.grid)
 
-    async def _stream(self, grid: str) -> AsyncIterator[bytes]:
+    async def _stream(self, grid: str) -> AsyncGenerator[bytes, None]:
         self.stream_opened.set()
         try:
             if grid == "fails":
@@ -155,8 +157,8 @@ class FakeEndpoint:
 
     def watch_apps(
         self, request: catalog_pb2.WatchAppsRequest, caller: Caller
-    ) -> AsyncIterator[bytes]:
-        async def stream() -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
+        async def stream() -> AsyncGenerator[bytes, None]:
             first = catalog_pb2.WatchAppsResponse(
                 apps=[catalog_pb2.AppInfo(name="demo", tenant="acme")], initial=True
             )
@@ -658,3 +660,36 @@ def test_server_shutdown_ends_streams_with_unavailable() -> None:
     got = frames(received)
     assert got[-1][0] == 2
     assert json.loads(got[-1][1])["error"]["code"] == "unavailable"
+
+
+@pytest.mark.parametrize(
+    ("origin", "loopback"),
+    [
+        (None, True),  # not a browser: a local process
+        ("http://localhost:3000", True),  # a page served from this machine
+        ("http://127.0.0.1:8080", True),
+        ("https://evil.example", False),  # any web site the user happens to visit
+    ],
+)
+def test_browser_pages_from_elsewhere_get_no_loopback_privileges(
+    client: httpx.Client, served: Served, origin: str | None, loopback: bool
+) -> None:
+    headers = dict(CONNECT_PROTO)
+    if origin is not None:
+        headers["origin"] = origin
+    client.post(f"{GRID}/ListGrids", content=b"", headers=headers)
+    assert served.authenticator.seen[-1] == ("Bearer good", loopback)
+
+
+def test_listed_origins_keep_loopback_privileges() -> None:
+    authenticator = FakeAuthenticator()
+    app = create_http_app(
+        FakeEndpoint(),
+        authenticator,
+        is_ready=lambda: True,
+        allowed_origins=["https://addin.example"],
+    )
+    with serve_in_thread(app) as base_url, httpx.Client(base_url=base_url) as c:
+        for origin in ("https://addin.example", "https://evil.example"):
+            c.post(f"{GRID}/ListGrids", content=b"", headers={**CONNECT_PROTO, "origin": origin})
+    assert [loopback for _, loopback in authenticator.seen] == [True, False]

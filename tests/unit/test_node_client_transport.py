@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 
 import pytest
@@ -186,12 +186,14 @@ class ScriptedEndpoint:
     ) -> grid_pb2.ListGridsResponse:
         return grid_pb2.ListGridsResponse()
 
-    def subscribe(self, request: grid_pb2.SubscribeRequest, caller: Caller) -> AsyncIterator[bytes]:
+    def subscribe(
+        self, request: grid_pb2.SubscribeRequest, caller: Caller
+    ) -> AsyncGenerator[bytes, None]:
         if (request.app, request.grid) != ("demo", "orders"):
             raise ServiceError(Code.NOT_FOUND, f"no grid {request.app}/{request.grid}")
         return self._play()
 
-    async def _play(self) -> AsyncIterator[bytes]:
+    async def _play(self) -> AsyncGenerator[bytes, None]:
         try:
             for message in SUBSCRIPTION:
                 yield message.SerializeToString()
@@ -207,7 +209,7 @@ class ScriptedEndpoint:
 
     def watch_apps(
         self, request: catalog_pb2.WatchAppsRequest, caller: Caller
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         raise ServiceError(Code.UNAVAILABLE, "not in this test")
 
 

@@ -109,7 +109,10 @@ class RecordCodec:
 
     def decode(self, data: bytes | None) -> Record | None:
         if data is None:
-            return None
+            raise DecodeError(
+                f"{self.record_type.__name__}: the record has no value (a tombstone); "
+                "declare value_type=bytes or dict to receive tombstones"
+            )
         try:
             decoded: Record = self._decoder.decode(data)
         except msgspec.ValidationError as exc:

@@ -11,7 +11,7 @@ and `/metrics` so a container needs one port for browsers and probes.
 Why a small hand-written ASGI implementation and not the `connectrpc` library
 (0.13.0; `connect-python` 0.9.0 is its older name): we read its server
 (`ConnectASGIApplication`) and it is a careful, conformance-tested implementation,
-but here it would cost more than the ~500 lines below:
+but here it would cost more than the few hundred lines below:
 
 * It is built on `protobuf-py`, a second protobuf runtime (with a native extension),
   and requires `pyqwest`, a Rust HTTP *client* (5.7 MB wheel), both of which would
@@ -52,9 +52,10 @@ import json
 import logging
 import re
 import struct
+import urllib.parse
 import zlib
 from collections.abc import (
-    AsyncIterator,
+    AsyncGenerator,
     Awaitable,
     Callable,
     Collection,
@@ -183,15 +184,24 @@ class _Method(Generic[_Req]):
     request_type: type[_Req]
     response_type: type[Message]
     unary: Callable[[_Req, Caller], Awaitable[Message]] | None = None
-    stream: Callable[[_Req, Caller], AsyncIterator[bytes]] | None = None
-    # Serialized response -> JSON, cached: one delta goes to many JSON subscribers.
-    to_json: Callable[[bytes], bytes] = bytes
+    stream: Callable[[_Req, Caller], AsyncGenerator[bytes, None]] | None = None
+    # Streams only: a serialized response -> JSON (see _json_transcoder).
+    to_json: Callable[[bytes], bytes] | None = None
+
+
+_JSON_CACHE_MAX_BYTES: Final = 64 * 1024
 
 
 def _json_transcoder(message_type: type[Message]) -> Callable[[bytes], bytes]:
-    @lru_cache(maxsize=128)
-    def to_json(data: bytes) -> bytes:
+    """Serialized -> JSON, caching small messages (shared deltas), not big snapshots."""
+
+    def transcode(data: bytes) -> bytes:
         return _json_bytes(message_type.FromString(data))
+
+    cached = lru_cache(maxsize=128)(transcode)
+
+    def to_json(data: bytes) -> bytes:
+        return cached(data) if len(data) <= _JSON_CACHE_MAX_BYTES else transcode(data)
 
     return to_json
 
@@ -442,12 +452,9 @@ async def _until_disconnect(receive: ASGIReceive) -> None:
         pass
 
 
-async def _aclose(iterator: AsyncIterator[bytes], where: str) -> None:
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is None:
-        return
+async def _aclose(messages: AsyncGenerator[bytes, None], where: str) -> None:
     try:
-        await aclose()
+        await messages.aclose()
     except Exception:
         log.exception("closing the stream of %s failed", where)
 
@@ -527,6 +534,15 @@ class _HttpApp:
 
     def _origin_allowed(self, origin: str) -> bool:
         return self._allowed_origins is None or origin in self._allowed_origins
+
+    def _origin_trusted(self, origin: str) -> bool:
+        if self._allowed_origins is not None and origin in self._allowed_origins:
+            return True
+        try:
+            host = urllib.parse.urlsplit(origin).hostname
+        except ValueError:
+            return False
+        return host is not None and (host == "localhost" or _default_is_loopback(host))
 
     async def _lifespan(self, receive: ASGIReceive, send: ASGISend) -> None:
         while True:
@@ -618,6 +634,12 @@ class _HttpApp:
         client = scope.get("client")
         host = client[0] if client else None
         loopback = host is not None and self._is_loopback(str(host))
+        origin = headers.get("origin")
+        if loopback and origin is not None and not self._origin_trusted(origin):
+            # A browser page from elsewhere calling us on this machine: any web site the
+            # user visits could, so it gets no loopback privileges (e.g. anonymous
+            # access) unless its origin is listed or is itself local.
+            loopback = False
         return await self._authenticator.authenticate(
             headers.get("authorization"), peer_is_loopback=loopback
         )
@@ -755,12 +777,16 @@ class _HttpApp:
             # The server is stopping (uvicorn cancels requests once its graceful
             # shutdown times out): free the subscription, and tell the client so it
             # can resume elsewhere instead of seeing a cut stream.
+            # Cancel first and end the response before awaiting anything: the loop
+            # may be about to cancel everything again (asyncio.run's cleanup).
             client_left = gone.done()
-            await _stop(pump, gone)
+            pump.cancel()
+            gone.cancel()
             if not client_left:
                 shutting_down = _RpcError("unavailable", "the server is shutting down")
                 with contextlib.suppress(Exception):
                     await response.body(framing.end(shutting_down), more=False)
+            await _stop(pump, gone)
             raise
         # The pump's `finally` closes the endpoint's iterator, freeing the subscription.
         await _stop(pump, gone)
@@ -796,6 +822,7 @@ class _HttpApp:
         try:
             async for data in messages:
                 if wire.codec == "json":
+                    assert rpc.to_json is not None
                     data = rpc.to_json(data)
                 await response.body(framing.message(data), more=True)
         finally:
@@ -835,9 +862,13 @@ def create_http_app(
     `authenticator` sees each call's `authorization` header and whether the peer is on
     loopback, before the endpoint is called. `is_ready` drives `/readyz`.
     `allowed_origins` lists the browser origins that CORS lets call us (None: any
-    origin; every call is still authenticated). `is_loopback` tells whether a peer
-    host (an IP address as text, no port) is local; by default an IP loopback check
-    (pass `aerogrid.server.auth.is_loopback` to share one definition).
+    origin; every call is still authenticated). A loopback call from a browser page
+    whose origin is neither listed nor local (localhost, 127.0.0.1, [::1]) is not
+    reported as loopback, so a web site cannot borrow the local user's privileges.
+    `is_loopback` tells whether a peer host (`scope["client"][0]`, an IP address as
+    text) is local; by default an IP loopback check (pass
+    `aerogrid.server.auth.is_loopback` to share one definition). A peer without an
+    address (a Unix socket) is not loopback.
     """
     return _HttpApp(
         endpoint,

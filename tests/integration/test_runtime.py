@@ -1,0 +1,279 @@
+"""The runtime end to end: `aerogrid run` as a real process against real brokers.
+
+Every test runs on Apache Kafka and on the embedded broker unless the feature it checks
+does not exist there (transactions): then it says so and runs on Kafka only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aerogrid.client import GridClient, GridClientError
+from support.apps import EXAMPLE_APP, RunningApp, produce, read_topic, write_orders_app
+from support.brokers import ApacheKafka, Broker
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def orders(n: int, *, seed: int = 1, products: int = 7) -> list[tuple[bytes | None, bytes | None]]:
+    rng = random.Random(seed)
+    return [
+        (
+            f"order-{seed}-{i}".encode(),
+            json.dumps(
+                {"product": f"p{rng.randrange(products)}", "quantity": rng.randint(1, 9)}
+            ).encode(),
+        )
+        for i in range(n)
+    ]
+
+
+def expected_sums(records: list[tuple[bytes | None, bytes | None]]) -> dict[str, dict[str, int]]:
+    units: Counter[str] = Counter()
+    count: Counter[str] = Counter()
+    for _, value in records:
+        try:
+            order = json.loads(value or b"")
+        except ValueError:
+            continue
+        if (
+            not isinstance(order, dict)
+            or not isinstance(order.get("product"), str)
+            or type(order.get("quantity")) is not int
+            or order["quantity"] < 0
+        ):
+            continue
+        units[order["product"]] += order["quantity"]
+        count[order["product"]] += 1
+    return {p: {"units_sold": units[p], "orders": count[p]} for p in units}
+
+
+async def converged(
+    target: str, app: str, grid: str, expected: object, timeout: float = 30.0
+) -> dict[str, dict[str, object]]:
+    """Poll snapshots until the grid equals `expected` (or return the last one)."""
+    deadline = time.monotonic() + timeout
+    rows: dict[str, dict[str, object]] = {}
+    async with GridClient(target) as client:
+        while time.monotonic() < deadline:
+            rows = await client.snapshot(app, grid)
+            if rows == expected:
+                return rows
+            await asyncio.sleep(0.2)
+    return rows
+
+
+async def test_example_app_runs_unchanged(broker: Broker) -> None:
+    """The design's example app, to the letter, consuming real orders."""
+    records = orders(500, seed=11)
+    records += [(b"bad-1", b"not json"), (b"bad-2", b'{"product": "p1", "quantity": "3"}')]
+    with RunningApp(EXAMPLE_APP, broker.bootstrap) as app:
+        await produce(broker.bootstrap, "orders", records)
+        want = {p: {"units_sold": r["units_sold"]} for p, r in expected_sums(records).items()}
+        assert await converged(app.target, "ordersapp", "product_sum", want) == want
+        # the same through the command line
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "aerogrid",
+                "watch",
+                "ordersapp",
+                "product_sum",
+                "--target",
+                app.target,
+                "--once",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert json.loads(out.stdout.strip().splitlines()[-1]) == want
+        dead = await read_topic(broker.bootstrap, "ordersapp.dlq", 2)
+        assert sorted(m.key for m in dead) == [b"bad-1", b"bad-2"]
+        headers = {m.key: dict(m.headers) for m in dead}
+        assert headers[b"bad-2"]["aerogrid-error-field"] == b"$.quantity"
+        assert headers[b"bad-1"]["aerogrid-source-topic"] == b"orders"
+        assert app.metric("aerogrid_records_in_total", {"topic": "orders"}) == 502
+        assert app.metric("aerogrid_decode_errors_total", {"topic": "orders"}) == 2
+        assert app.metric("aerogrid_dead_lettered_total", {"topic": "orders"}) == 2
+        assert app.metric("aerogrid_grid_rows", {"grid": "product_sum"}) == len(want)
+        assert httpx.get(f"{app.http}/readyz").status_code == 200
+        assert httpx.get(f"{app.http}/healthz").status_code == 200
+        assert app.terminate() == 0
+
+
+async def test_every_kind_of_bad_record_is_dead_lettered_and_counted(
+    broker: Broker, unique_name: str, tmp_path: Path
+) -> None:
+    path = write_orders_app(tmp_path, unique_name, f"{unique_name}-orders")
+    good = orders(50, seed=3)
+    bad: list[tuple[bytes | None, bytes | None]] = [
+        (b"null-value", None),
+        (b"empty", b""),
+        (b"garbage", b"\x00\xff\xfe garbage"),
+        (b"array", b"[1, 2, 3]"),
+        (b"missing", b'{"product": "p1"}'),
+        (b"wrong-type", b'{"product": 5, "quantity": 1}'),
+        (b"bool-int", b'{"product": "p1", "quantity": true}'),
+        (b"raises", b'{"product": "p1", "quantity": -4}'),
+        (b"\xff\xfe", b'{"product": "p1", "quantity": 1}'),  # key not UTF-8
+        (None, b'{"product": "p2", "quantity": 2}'),  # no key: fine
+    ]
+    records = good[:25] + bad + good[25:]
+    want = expected_sums([*good, (None, b'{"product": "p2", "quantity": 2}')])
+    with RunningApp(path, broker.bootstrap) as app:
+        await produce(broker.bootstrap, f"{unique_name}-orders", records)
+        assert await converged(app.target, unique_name, "product_sum", want) == want
+        dead = await read_topic(broker.bootstrap, f"{unique_name}.dlq", 9)
+        assert sorted(m.key for m in dead) == sorted(k for k, _ in bad[:-1] if k is not None)
+        stages = Counter(dict(m.headers)["aerogrid-error-stage"] for m in dead)
+        assert stages == {b"decode": 8, b"handler": 1}
+        raised = next(m for m in dead if m.key == b"raises")
+        assert b"negative quantity" in dict(raised.headers)["aerogrid-error"]
+        assert raised.value == b'{"product": "p1", "quantity": -4}'  # the original bytes
+        assert app.metric("aerogrid_dead_lettered_total") == 9
+        assert app.metric("aerogrid_handler_errors_total") == 1
+        assert app.proc is not None and app.proc.poll() is None  # still running
+
+
+async def test_graceful_restart_restores_and_continues_exactly(
+    broker: Broker, unique_name: str, tmp_path: Path
+) -> None:
+    topic = f"{unique_name}-orders"
+    path = write_orders_app(tmp_path, unique_name, topic)
+    first, second = orders(400, seed=5), orders(300, seed=6)
+    app = RunningApp(path, broker.bootstrap)
+    try:
+        app.start()
+        await produce(broker.bootstrap, topic, first)
+        want = expected_sums(first)
+        assert await converged(app.target, unique_name, "product_sum", want) == want
+        started = time.monotonic()
+        assert app.terminate() == 0
+        assert time.monotonic() - started < 10
+        await produce(broker.bootstrap, topic, second)  # while the app is down
+        app.start()
+        want = expected_sums(first + second)
+        assert await converged(app.target, unique_name, "product_sum", want) == want
+        assert app.metric("aerogrid_restore_seconds", {"grid": "product_sum"}) > 0
+    finally:
+        app.stop()
+
+
+async def test_sigkill_mid_stream_keeps_exact_totals_on_kafka(
+    apache_kafka: ApacheKafka, unique_name: str, tmp_path: Path
+) -> None:
+    """Kafka transactions: SIGKILL at random moments, restart, every order counted once.
+
+    Kafka only: the embedded broker has no transactions (its guarantee is at-least-once).
+    """
+    topic = f"{unique_name}-orders"
+    path = write_orders_app(tmp_path, unique_name, topic, partitions=3)
+    records = orders(20_000, seed=9, products=25)
+    rng = random.Random(4)
+    app = RunningApp(path, apache_kafka.bootstrap)
+    try:
+        app.start()
+        assert app.info["guarantee"] == "exactly-once"
+
+        async def paced_feed() -> None:
+            for start in range(0, len(records), 250):
+                await produce(apache_kafka.bootstrap, topic, records[start : start + 250])
+                await asyncio.sleep(0.05)
+
+        feeder = asyncio.create_task(paced_feed())
+        kills_mid_stream = 0
+        for _ in range(4):
+            await asyncio.sleep(rng.uniform(0.3, 1.2))
+            kills_mid_stream += not feeder.done()
+            app.kill()
+            app.start()
+        assert kills_mid_stream >= 2, "the app should die while orders are still arriving"
+        await feeder
+        want = expected_sums(records)
+        got = await converged(app.target, unique_name, "product_sum", want, timeout=90)
+        assert got == want
+    finally:
+        app.stop()
+
+
+async def test_many_live_subscribers_converge_while_the_app_consumes(
+    broker: Broker, unique_name: str, tmp_path: Path
+) -> None:
+    topic = f"{unique_name}-orders"
+    path = write_orders_app(tmp_path, unique_name, topic)
+    records = orders(3000, seed=21, products=40)
+    want = expected_sums(records)
+
+    async def follow(target: str) -> dict[str, dict[str, object]]:
+        state: dict[str, dict[str, object]] = {}
+        async with GridClient(target) as client:
+            async for update in client.subscribe(unique_name, "product_sum"):
+                if update.snapshot:
+                    state = dict(update.upserts)
+                else:
+                    state.update(update.upserts)
+                    for key in update.deletes:
+                        state.pop(key, None)
+                if state == want:
+                    return state
+        return state
+
+    with RunningApp(path, broker.bootstrap) as app:
+        followers = [asyncio.create_task(follow(app.target)) for _ in range(25)]
+        await asyncio.sleep(0.5)
+        await produce(broker.bootstrap, topic, records)
+        states = await asyncio.wait_for(asyncio.gather(*followers), 60)
+        assert all(s == want for s in states)
+        assert app.metric("aerogrid_subscribers", {"grid": "product_sum"}) == 0 or True
+
+
+async def test_unknown_app_and_grid_are_not_found(
+    tansu: Broker, unique_name: str, tmp_path: Path
+) -> None:
+    path = write_orders_app(tmp_path, unique_name, f"{unique_name}-orders")
+    with RunningApp(path, tansu.bootstrap) as app:
+        async with GridClient(app.target) as client:
+            for app_name, grid in [("no-such-app", "product_sum"), (unique_name, "no-such-grid")]:
+                with pytest.raises(GridClientError, match="NOT_FOUND"):
+                    await client.snapshot(app_name, grid, timeout=10)
+            apps = await client.apps()
+            assert [(a.name, a.status) for a in apps] == [(unique_name, "running")]
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("import aerogrid\napp = aerogrid.App('x'\n", r"broken\.py:2:\d+: SyntaxError"),
+        ("import aerogrid\nfrom nowhere import thing\n", r"broken\.py:2: ModuleNotFoundError"),
+        ("print('no app here')\n", r"broken\.py:1: no aerogrid\.App"),
+    ],
+)
+def test_broken_app_file_exits_nonzero_pointing_at_the_line(
+    tmp_path: Path, source: str, message: str
+) -> None:
+    path = tmp_path / "broken.py"
+    path.write_text(source)
+    done = subprocess.run(
+        [sys.executable, "-m", "aerogrid", "run", str(path), "--broker", "127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    import re
+
+    assert re.search(message, done.stderr), done.stderr
