@@ -178,9 +178,13 @@ class RuntimeEndpoint:
                     continue
                 if not entries:
                     continue
-                cursor = entries[-1].seq
+                cursor_before, cursor = cursor, entries[-1].seq
                 if len(entries) == 1 and shared:
                     message = channel.shared_delta(entries[0])
+                elif shared:
+                    message, conflated = channel.shared_merge(cursor_before, entries)
+                    if conflated:
+                        conflated_counter.inc(conflated)
                 else:
                     merged: Changes = {}
                     total = 0

@@ -58,6 +58,7 @@ class GridChannel:
         if grid.ready:
             self._ready.set()
         self.subscribers = 0
+        self._merges: dict[tuple[int, int], tuple[bytes, int]] = {}
 
     @property
     def ready(self) -> bool:
@@ -107,6 +108,28 @@ class GridChannel:
         if entry.encoded is None:
             entry.encoded = build_delta(entry.seq, entry.changes, None, None, 0)
         return entry.encoded
+
+    def shared_merge(self, cursor: int, entries: list[Entry]) -> tuple[bytes, int]:
+        """Entries after `cursor` merged into one full-column Delta, and the rows merged.
+
+        Subscribers that fell behind together (they were sent the same messages, so they
+        share a cursor) share one encoding: the cache is keyed by (cursor, last seq).
+        """
+        key = (cursor, entries[-1].seq)
+        cached = self._merges.get(key)
+        if cached is not None:
+            return cached
+        merged: Changes = {}
+        total = 0
+        for entry in entries:
+            merged.update(entry.changes)
+            total += len(entry.changes)
+        conflated = total - len(merged)
+        result = (build_delta(key[1], merged, None, None, conflated), conflated)
+        if len(self._merges) >= 64:
+            self._merges.pop(next(iter(self._merges)))
+        self._merges[key] = result
+        return result
 
 
 def build_delta(
