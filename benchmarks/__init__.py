@@ -1,0 +1,1 @@
+"""Benchmarks of the runtime against its peers (see README.md here)."""
