@@ -19,6 +19,7 @@ import pytest
 # `tests/` has no __init__.py, so pytest puts tests/ itself on sys.path (for this rootdir conftest)
 # and mypy names these modules `support.*`: import them as `support.brokers` to match both.
 from support.brokers import ApacheKafka, Broker, BrokerUnavailable, TansuBroker
+from support.node import NodeUnavailable, ensure_node_client
 
 BROKER_FIXTURES = ("broker", "apache_kafka", "tansu")
 _B = TypeVar("_B", bound=Broker)
@@ -67,6 +68,16 @@ def broker(request: pytest.FixtureRequest) -> Broker:
     name = "apache_kafka" if request.param == "kafka" else "tansu"
     started: Broker = request.getfixturevalue(name)
     return started
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """The node binary with tests/node installed (the connect-es client)."""
+    try:
+        return ensure_node_client()
+    except NodeUnavailable as exc:
+        _unavailable(str(exc))
+        raise
 
 
 @pytest.fixture

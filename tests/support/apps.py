@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -170,7 +171,7 @@ class RunningApp:
 
 
 async def produce(
-    bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]]
+    bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes | None]]
 ) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
     await producer.start()

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import filecmp
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -38,39 +36,7 @@ pytestmark = pytest.mark.node
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = ROOT / "tests" / "node"
-NPM_CACHE = Path.home() / ".cache" / "aerogrid" / "npm"
 TOKEN = "s3cret"
-
-
-def _need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        reason = f"{tool} is not installed (needed to run the connect-es client)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
-
-
-@pytest.fixture(scope="module")
-def node() -> str:
-    """The node binary, after `npm ci` in tests/node when node_modules is missing or stale."""
-    node = _need("node")
-    npm = _need("npm")
-    modules = NODE_DIR / "node_modules"
-    installed = modules / ".package-lock.json"  # npm's record of what it installed
-    NPM_CACHE.mkdir(parents=True, exist_ok=True)
-    with open(NPM_CACHE / ".aerogrid-npm-ci.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent test runs share the tree
-        newest = max((NODE_DIR / f).stat().st_mtime for f in ("package.json", "package-lock.json"))
-        if not installed.exists() or installed.stat().st_mtime < newest:
-            subprocess.run(
-                [npm, "ci", "--cache", str(NPM_CACHE), "--no-audit", "--no-fund"],
-                cwd=NODE_DIR,
-                check=True,
-                timeout=600,
-            )
-    return node
 
 
 def ts(seconds: int, nanos: int) -> grid_pb2.Value:

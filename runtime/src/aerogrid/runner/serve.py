@@ -86,7 +86,13 @@ async def serve_app(app: App, settings: BrokerSettings, options: ServeOptions) -
         endpoint, authenticator, is_ready=lambda: engine.status is Status.RUNNING
     )
     http_server = uvicorn.Server(
-        uvicorn.Config(http_app, log_level="warning", lifespan="off", access_log=False)
+        uvicorn.Config(
+            http_app,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=1,
+        )
     )
     await grpc_server.start()
     http_task = asyncio.create_task(http_server.serve(sockets=[http_socket]))
