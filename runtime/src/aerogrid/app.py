@@ -77,6 +77,11 @@ class App:
     def changelog_topic(self, grid: str) -> str:
         return f"{self.name}.{grid}.changelog"
 
+    @property
+    def checkpoint_topic(self) -> str:
+        """Where the engine checkpoints on brokers without transactions."""
+        return f"{self.name}.checkpoints"
+
     # -- declarations --------------------------------------------------------------
 
     def topic(

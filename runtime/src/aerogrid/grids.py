@@ -178,6 +178,10 @@ class Grid(Mapping[RowKey, Row]):
     def has_changes(self) -> bool:
         return bool(self._dirty)
 
+    def mark_changed(self, key: RowKey) -> None:
+        """Publish the row as it is now (or its absence) with the next commit."""
+        self._dirty[key] = self._rows.get(key)
+
     def load(self, key: RowKey, row: RowTuple | None) -> None:
         """Apply a changelog entry during restore: no undo, no publication."""
         if row is None:

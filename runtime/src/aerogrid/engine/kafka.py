@@ -11,10 +11,11 @@ Two guarantees, chosen when the engine starts:
   changelog writes, dead letters, sent records and the input offsets commit in one
   transaction; restore and input reads are read_committed. After any crash the grids
   hold the effect of every input record exactly once.
-* at-least-once (brokers without transactions, e.g. the embedded broker): the
-  changelog, dead letters and sent records are acknowledged before the offsets are
-  committed. A crash between the two replays the batch, so rows changed by it may
-  count its records twice; nothing acknowledged is ever lost.
+* checkpointed (brokers without transactions, e.g. the embedded broker): each cycle's
+  changelog records carry the cycle's number and count only once the cycle's checkpoint
+  (with the input positions) is acknowledged; see `checkpoints`. After any crash the
+  grids hold the effect of every input record exactly once; dead letters and records
+  the app sent are at-least-once (a cycle cut short is replayed).
 """
 
 from __future__ import annotations
@@ -22,18 +23,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Any, Literal
 
+import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from aerogrid import metrics
 from aerogrid.app import App
-from aerogrid.engine import changelog
+from aerogrid.engine import changelog, checkpoints
 from aerogrid.engine.processor import Processor, RawRecord, StopProcessing
 from aerogrid.grids import Grid, RowKey, RowTuple
 from aerogrid.settings import BrokerSettings
@@ -44,8 +48,10 @@ Publish = Callable[[Grid, dict[RowKey, RowTuple | None]], None]
 
 
 class Guarantee(StrEnum):
+    #: Kafka transactions: grids, dead letters and sent records, all exactly once.
     EXACTLY_ONCE = "exactly-once"
-    AT_LEAST_ONCE = "at-least-once"
+    #: Checkpoints: grids exactly once; dead letters and sent records at least once.
+    CHECKPOINTED = "checkpointed"
 
 
 class Status(StrEnum):
@@ -84,14 +90,22 @@ class KafkaEngine:
         self._last_lag_update = 0.0
         #: The next offset to read of each input partition, as last committed.
         self._positions: dict[TopicPartition, int] = {}
+        #: Checkpointed mode: what the checkpoint topic said at restore, and this run's cycle.
+        self._checkpoints = checkpoints.CheckpointLog()
+        self._generation = 0
+        self._batch = 0
+        self._cycles = 0
+        #: Tests only: AEROGRID_FAULT_INJECTION=crash-after-outputs=N SIGKILLs the process in
+        #: its Nth cycle after the outputs are acknowledged and before the commit.
+        self._crash_cycle = _crash_cycle_from_env()
         self.on_status: Callable[[Status], None] = lambda status: None
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
         """Create missing topics, start the producer, restore every grid, subscribe."""
-        await self._ensure_topics()
         self._producer = await self._start_producer()
+        await self._ensure_topics()
         self._set_status(Status.RESTORING)
         await self._restore()
         if self.app.streams:
@@ -178,7 +192,7 @@ class KafkaEngine:
         if self.guarantee is Guarantee.EXACTLY_ONCE:
             changes = await self._commit_transactional(records, offsets)
         else:
-            changes = await self._commit_acknowledged(records, offsets)
+            changes = await self._commit_checkpointed(records, offsets)
         metrics.BATCH_SECONDS.labels(self.app.name).observe(time.perf_counter() - started)
         self._positions.update(offsets)
         for grid, grid_changes in changes:
@@ -196,6 +210,7 @@ class KafkaEngine:
             await self.processor.process(records)
             changes, sends = await self._send_outputs(producer)
             await asyncio.gather(*sends)
+            self._maybe_crash()
             if offsets:
                 await producer.send_offsets_to_transaction(offsets, self.app.name)
             await producer.commit_transaction()
@@ -205,20 +220,40 @@ class KafkaEngine:
             raise
         return changes
 
-    async def _commit_acknowledged(
+    async def _commit_checkpointed(
         self, records: list[RawRecord], offsets: dict[TopicPartition, int]
     ) -> list[tuple[Grid, dict[RowKey, RowTuple | None]]]:
         producer = self._require_producer()
         await self.processor.process(records)
-        changes, sends = await self._send_outputs(producer)
+        self._batch += 1
+        changes, sends = await self._send_outputs(
+            producer, checkpoints.header(self._generation, self._batch)
+        )
         await asyncio.gather(*sends)
+        self._maybe_crash()
+        inputs = {
+            f"{tp.topic}:{tp.partition}": o for tp, o in {**self._positions, **offsets}.items()
+        }
+        await self._write_checkpoint(producer, inputs)
         if offsets and self._consumer is not None:
+            # For tools that read the group's offsets; a restart resumes from the checkpoint.
             await self._consumer.commit(offsets)
         return changes
 
+    async def _write_checkpoint(self, producer: AIOKafkaProducer, inputs: dict[str, int]) -> None:
+        checkpoint = checkpoints.Checkpoint(self._generation, self._batch, inputs)
+        delivery = await producer.send(
+            self.app.checkpoint_topic,
+            key=str(self._generation).encode(),
+            value=checkpoints.encode(checkpoint),
+        )
+        await delivery
+        self._checkpoints.add(checkpoint)
+
     async def _send_outputs(
-        self, producer: AIOKafkaProducer
+        self, producer: AIOKafkaProducer, cycle: tuple[str, bytes] | None = None
     ) -> tuple[list[tuple[Grid, dict[RowKey, RowTuple | None]]], list[Awaitable[Any]]]:
+        headers = [cycle] if cycle else None
         sends: list[Awaitable[Any]] = []
         changes: list[tuple[Grid, dict[RowKey, RowTuple | None]]] = []
         for grid in self.app.grids.values():
@@ -231,6 +266,7 @@ class KafkaEngine:
                         topic,
                         key=changelog.encode_key(key),
                         value=changelog.encode_row(grid, row),
+                        headers=headers,
                     )
                 )
         outgoing = self.processor.drain_dead_letters() + self.app._outbox
@@ -259,6 +295,9 @@ class KafkaEngine:
                 wanted.append(
                     (self.app.changelog_topic(grid.name), 1, {"cleanup.policy": "compact"})
                 )
+            if self.guarantee is Guarantee.CHECKPOINTED:
+                # Keyed by generation: compaction keeps each generation's last checkpoint.
+                wanted.append((self.app.checkpoint_topic, 1, {"cleanup.policy": "compact"}))
             for name, partitions, config in wanted:
                 if name in existing:
                     continue
@@ -308,6 +347,13 @@ class KafkaEngine:
         await consumer.start()
         partitions = await self._partitions(consumer, list(self.app.input_topics()))
         consumer.assign(partitions)
+        last = self._checkpoints.last
+        if self.guarantee is Guarantee.CHECKPOINTED and last is not None:
+            for tp in partitions:
+                offset = last.inputs.get(f"{tp.topic}:{tp.partition}")
+                if offset is not None:
+                    consumer.seek(tp, offset)
+                    self._positions[tp] = offset
         return consumer
 
     @staticmethod
@@ -344,7 +390,8 @@ class KafkaEngine:
                         f"producer ({exc!r}); exactly-once needs Kafka transactions"
                     ) from exc
                 log.warning(
-                    "broker at %s has no usable transactions (%r): processing at-least-once",
+                    "broker at %s has no usable transactions (%r): using checkpoints "
+                    "(grids exactly once, dead letters and sent records at least once)",
                     self.settings.bootstrap,
                     exc,
                 )
@@ -353,13 +400,11 @@ class KafkaEngine:
                 return producer
         producer = AIOKafkaProducer(acks="all", linger_ms=2, **options)
         await producer.start()
-        self.guarantee = Guarantee.AT_LEAST_ONCE
+        self.guarantee = Guarantee.CHECKPOINTED
         return producer
 
     async def _restore(self) -> None:
-        grids = list(self.app.grids.values())
-        if not grids:
-            return
+        """Rebuild every grid from its changelog (and, checkpointed, find where input resumes)."""
         consumer = AIOKafkaConsumer(
             group_id=None,
             enable_auto_commit=False,
@@ -371,37 +416,75 @@ class KafkaEngine:
             **self.settings.client_options(),
         )
         await consumer.start()
+        started = time.perf_counter()
         try:
-            by_topic = {self.app.changelog_topic(g.name): g for g in grids}
-            partitions = await self._partitions(consumer, list(by_topic))
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            started = time.perf_counter()
-            ends = await consumer.end_offsets(partitions)
-            await self._read_to_end(consumer, partitions, ends, by_topic)
-            elapsed = time.perf_counter() - started
-            for grid in grids:
-                grid.ready = True
-                metrics.RESTORE_SECONDS.labels(self.app.name, grid.name).set(elapsed)
-                metrics.GRID_ROWS.labels(self.app.name, grid.name).set(len(grid))
-                log.info("restored grid %s: %d rows in %.2fs", grid.name, len(grid), elapsed)
+            by_topic = {self.app.changelog_topic(g.name): g for g in self.app.grids.values()}
+            checkpointed = self.guarantee is Guarantee.CHECKPOINTED
+            # Look every partition up before the first assign(): after it, the consumer's
+            # metadata covers only the assigned topics.
+            partitions = await self._partitions(
+                consumer, [*by_topic, *([self.app.checkpoint_topic] if checkpointed else [])]
+            )
+            if checkpointed:
+                await self._read_all(
+                    consumer,
+                    [tp for tp in partitions if tp.topic == self.app.checkpoint_topic],
+                    lambda m: self._checkpoints.add(checkpoints.decode(m.value)),
+                )
+            # Rows whose newest changelog record belongs to a cycle cut short by a crash:
+            # rewritten below, so compaction can never keep that record over a valid one.
+            uncommitted: set[tuple[Grid, RowKey]] = set()
+
+            def apply(m: Any) -> None:
+                grid = by_topic[m.topic]
+                key = changelog.decode_key(m.key)
+                if not self._checkpoints.is_committed(m.headers):
+                    uncommitted.add((grid, key))
+                    return
+                grid.load(key, changelog.decode_row(grid, m.value))
+                uncommitted.discard((grid, key))
+
+            if by_topic:
+                await self._read_all(
+                    consumer, [tp for tp in partitions if tp.topic in by_topic], apply
+                )
+            for grid, key in uncommitted:
+                grid.mark_changed(key)
         finally:
             await consumer.stop()
+        elapsed = time.perf_counter() - started
+        for grid in self.app.grids.values():
+            grid.ready = True
+            metrics.RESTORE_SECONDS.labels(self.app.name, grid.name).set(elapsed)
+            metrics.GRID_ROWS.labels(self.app.name, grid.name).set(len(grid))
+            log.info("restored grid %s: %d rows in %.2fs", grid.name, len(grid), elapsed)
+        if self.guarantee is Guarantee.CHECKPOINTED:
+            # Claim a new generation before the first cycle, so a crash in that cycle can
+            # never be mistaken for a later run's (same generation, same batch number).
+            self._generation = self._checkpoints.next_generation()
+            self._batch = 0
+            last = self._checkpoints.last
+            await self._write_checkpoint(
+                self._require_producer(), dict(last.inputs) if last else {}
+            )
 
-    async def _read_to_end(
+    async def _read_all(
         self,
         consumer: AIOKafkaConsumer,
         partitions: list[TopicPartition],
-        ends: dict[TopicPartition, int],
-        by_topic: dict[str, Grid],
+        handle: Callable[[Any], None],
     ) -> None:
-        """Read every changelog partition to its end.
+        """Read `partitions` from the beginning to their end.
 
-        Done when every position reached the reported end AND a poll came back empty:
-        the embedded broker can report an end short of the real one, so the reported
-        end alone is not trusted. A position stuck short of the end (a transaction
-        marker as the last offset) ends the read after a few empty polls.
+        Done when every position reached the end AND a poll came back empty: the
+        embedded broker reports an end short of the real one (the last batch's base
+        offset + 1), so neither the reported end nor the high watermark alone is
+        trusted. A position stuck short of the end (a transaction marker as the last
+        offset) ends the read after a few empty polls.
         """
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
         empty_polls = 0
         while True:
             batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
@@ -414,17 +497,11 @@ class KafkaEngine:
                 continue
             empty_polls = 0
             for tp, messages in batch.items():
-                grid = by_topic[tp.topic]
                 for m in messages:
                     try:
-                        key = changelog.decode_key(m.key)
-                        row = changelog.decode_row(grid, m.value)
-                    except ValueError as exc:
-                        log.error(
-                            "skipping unreadable changelog record %s@%d: %s", tp, m.offset, exc
-                        )
-                        continue
-                    grid.load(key, row)
+                        handle(m)
+                    except (ValueError, msgspec.DecodeError) as exc:
+                        log.error("skipping unreadable record %s@%d: %s", tp, m.offset, exc)
 
     @staticmethod
     async def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
@@ -456,6 +533,12 @@ class KafkaEngine:
 
     # -- helpers -------------------------------------------------------------------------
 
+    def _maybe_crash(self) -> None:
+        self._cycles += 1
+        if self._crash_cycle is not None and self._cycles == self._crash_cycle:
+            log.warning("fault injection: SIGKILL after the outputs of cycle %d", self._cycles)
+            os.kill(os.getpid(), signal.SIGKILL)
+
     def _require_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
             raise RuntimeError("engine not started")
@@ -477,3 +560,9 @@ class KafkaEngine:
                 metrics.CONSUMER_LAG.labels(self.app.name, tp.topic, str(tp.partition)).set(
                     max(0, highwater - position)
                 )
+
+
+def _crash_cycle_from_env() -> int | None:
+    spec = os.environ.get("AEROGRID_FAULT_INJECTION", "")
+    name, _, value = spec.partition("=")
+    return int(value) if name == "crash-after-outputs" and value.isdigit() else None
