@@ -14,6 +14,7 @@ BIN := $(VENV)/bin
 NODE_DIR := tests/node
 export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
+export AEROGRID_UV := $(UV)
 
 .PHONY: help install demo test lint typecheck unit integration bench proto clean
 

@@ -70,8 +70,10 @@ class RunningApp:
         *,
         extra_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        python: str = sys.executable,
     ) -> None:
         self.app_file = app_file
+        self.python = python
         self.bootstrap = bootstrap
         self.extra_args = extra_args
         self.env = env or {}
@@ -86,7 +88,7 @@ class RunningApp:
         log = self.log_file.open("ab")
         self.proc = subprocess.Popen(
             [
-                sys.executable,
+                self.python,
                 "-m",
                 "aerogrid",
                 "run",
