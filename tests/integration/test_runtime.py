@@ -307,3 +307,42 @@ def test_broken_app_file_exits_nonzero_pointing_at_the_line(
     import re
 
     assert re.search(message, done.stderr), done.stderr
+
+
+POLLER = """
+import aerogrid
+
+app = aerogrid.App({name!r})
+status = app.Grid('status', columns=['ticks', 'source'], default={{'ticks': 0, 'source': None}})
+
+@app.task
+async def first_load():
+    status['api'] = {{'ticks': status['api']['ticks'], 'source': 'loaded'}}
+
+@app.timer(0.1)
+async def poll():
+    status['api'] = {{'ticks': status['api']['ticks'] + 1, 'source': 'polled'}}
+
+@app.timer(0.1)
+async def broken():
+    raise RuntimeError('the upstream API is down')
+"""
+
+
+async def test_timers_and_tasks_push_to_grids_without_kafka_input(
+    broker: Broker, unique_name: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "poller.py"
+    path.write_text(POLLER.format(name=unique_name))
+    with RunningApp(path, broker.bootstrap) as app:
+        await asyncio.sleep(1.0)
+        async with GridClient(app.target) as client:
+            row = (await client.snapshot(unique_name, "status"))["api"]
+        assert row["source"] == "polled" and row["ticks"] >= 3
+        assert app.metric("aerogrid_task_errors_total", {"task": "broken"}) >= 3
+        assert app.terminate() == 0
+    # the ticks survive a restart: restored from the changelog, then counting on
+    with RunningApp(path, broker.bootstrap) as app:
+        async with GridClient(app.target) as client:
+            again = (await client.snapshot(unique_name, "status"))["api"]
+        assert again["ticks"] >= row["ticks"]

@@ -322,3 +322,31 @@ async def test_endpoint_refuses_other_tenants_directly() -> None:
     assert list(listed.grids) == []
     with pytest.raises(ServiceError, match="not a member"):
         await s.endpoint.list_grids(grid_pb2.ListGridsRequest(app="prices"), outsider)
+
+
+async def test_client_reconnects_by_itself_and_resumes_with_deltas() -> None:
+    """The server goes away mid-stream and comes back on the same port (same hub)."""
+    s = Server()
+    s.grid["a"] = {"bid": 1.0}
+    s.commit()
+    await s.server.start()
+    port = s.port
+    async with GridClient(s.target, reconnect_delay=0.1) as client:
+        updates = client.subscribe("prices", "quotes")
+        first = await anext(updates)
+        assert first.snapshot
+        await s.server.stop(grace=None)
+        s.grid["b"] = {"bid": 2.0}
+        s.commit()
+        again = grpc.aio.server()
+        add_services(again, s.endpoint, s.authenticator, is_loopback)
+        assert again.add_insecure_port(f"127.0.0.1:{port}") == port
+        await again.start()
+        try:
+            resumed = await asyncio.wait_for(anext(updates), 10)
+            assert not resumed.snapshot  # resumed from its seq: only what it missed
+            assert resumed.upserts == {"b": {"bid": 2.0, "ask": None, "venue": None}}
+            assert resumed.seq == s.channel.seq
+        finally:
+            await updates.aclose()  # type: ignore[attr-defined]
+            await again.stop(grace=None)

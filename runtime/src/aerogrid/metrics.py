@@ -33,6 +33,12 @@ SKIPPED = Counter(
     ["app", "topic"],
     registry=REGISTRY,
 )
+TASK_ERRORS = Counter(
+    "aerogrid_task_errors",
+    "Timer ticks and tasks that raised",
+    ["app", "task"],
+    registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "aerogrid_consumer_lag",
     "Records behind the end of each input partition",

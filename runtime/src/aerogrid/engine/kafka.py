@@ -519,6 +519,7 @@ class KafkaEngine:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                metrics.TASK_ERRORS.labels(self.app.name, name).inc()
                 log.exception(
                     "timer %s of app %s failed; it runs again next time", name, self.app.name
                 )
@@ -529,6 +530,7 @@ class KafkaEngine:
         except asyncio.CancelledError:
             raise
         except Exception:
+            metrics.TASK_ERRORS.labels(self.app.name, name).inc()
             log.exception("task %s of app %s failed", name, self.app.name)
 
     # -- helpers -------------------------------------------------------------------------
