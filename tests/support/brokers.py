@@ -57,6 +57,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
@@ -473,8 +474,137 @@ _LOG4J2_XML = """\
 """
 
 
+#: The SASL mechanisms `KafkaSecurity` knows how to configure on the broker side.
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+#: Secured listener name -> its security protocol (MTLS is TLS that requires a client cert).
+SECURE_LISTENERS: Mapping[str, str] = {
+    "SASL_PLAINTEXT": "SASL_PLAINTEXT",
+    "SSL": "SSL",
+    "SASL_SSL": "SASL_SSL",
+    "MTLS": "SSL",
+}
+
+
+def _jaas_quote(text: str) -> str:
+    if '"' in text or "\\" in text or "\n" in text:
+        raise ValueError(
+            f"test credentials must not contain quotes, backslashes or newlines: {text!r}"
+        )
+    return f'"{text}"'
+
+
+def _inline_pem(path: Path) -> str:
+    """A PEM file as one server.properties value (java.util.Properties turns \\n into newlines)."""
+    return "\\n".join(path.read_text().strip().splitlines())
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """Secured listeners an `ApacheKafka` opens next to its PLAINTEXT one, each on a free port.
+
+    * ``SASL_PLAINTEXT`` (when there are `users`): `mechanisms` enabled; PLAIN users come from the
+      listener's JAAS config, SCRAM users are written into the cluster metadata when the storage
+      is formatted (``StorageTool format --add-scram``), so they exist before the broker starts.
+    * ``SSL`` and ``SASL_SSL`` (when `tls_cert_chain` and `tls_key` are set): the broker presents
+      that PEM certificate chain (server certificate first) and unencrypted PKCS#8 PEM key, inlined
+      as ``ssl.keystore.type=PEM`` / ``ssl.keystore.certificate.chain`` / ``ssl.keystore.key``.
+      ``SASL_SSL`` needs `users` too.
+    * ``MTLS`` (protocol SSL, when `tls_client_ca` is set as well): requires a client certificate
+      signed by the CA in that PEM file (``ssl.client.auth=required`` on that listener only).
+
+    The broker's own traffic (inter-broker, controller) and `ApacheKafka.bootstrap` stay
+    PLAINTEXT, so readiness checks and the rest of the suite are unaffected. There is no
+    authorizer: an authenticated user may do anything. Reach a listener with
+    `ApacheKafka.address` (``"127.0.0.1:PORT"``).
+    """
+
+    users: Mapping[str, str] = field(default_factory=dict)
+    mechanisms: tuple[str, ...] = SASL_MECHANISMS
+    tls_cert_chain: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.mechanisms) - set(SASL_MECHANISMS)
+        if unknown:
+            raise ValueError(
+                f"unsupported SASL mechanisms {sorted(unknown)}: use {SASL_MECHANISMS}"
+            )
+        if (self.tls_cert_chain is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both tls_cert_chain and tls_key")
+        if self.tls_client_ca is not None and self.tls_key is None:
+            raise ValueError("tls_client_ca (mutual TLS) needs tls_cert_chain and tls_key")
+        for name, password in self.users.items():
+            _jaas_quote(name)
+            _jaas_quote(password)
+
+    @property
+    def sasl(self) -> bool:
+        return bool(self.users) and bool(self.mechanisms)
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_key is not None
+
+    def listeners(self) -> tuple[str, ...]:
+        """The secured listener names this configuration opens, in `SECURE_LISTENERS` order."""
+        wanted = {
+            "SASL_PLAINTEXT": self.sasl,
+            "SSL": self.tls,
+            "SASL_SSL": self.sasl and self.tls,
+            "MTLS": self.tls_client_ca is not None,
+        }
+        return tuple(name for name in SECURE_LISTENERS if wanted[name])
+
+    def broker_config(self) -> dict[str, str]:
+        """server.properties entries for the listeners' SASL and TLS (not the listener list)."""
+        config: dict[str, str] = {}
+        if self.sasl:
+            config["sasl.enabled.mechanisms"] = ",".join(self.mechanisms)
+            plain_users = " ".join(
+                f"user_{name}={_jaas_quote(password)}" for name, password in self.users.items()
+            )
+            for listener in self.listeners():
+                if not SECURE_LISTENERS[listener].startswith("SASL"):
+                    continue
+                prefix = f"listener.name.{listener.lower()}"
+                for mechanism in self.mechanisms:
+                    module = (
+                        f"org.apache.kafka.common.security.plain.PlainLoginModule required "
+                        f"{plain_users};"
+                        if mechanism == "PLAIN"
+                        else "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                    )
+                    config[f"{prefix}.{mechanism.lower()}.sasl.jaas.config"] = module
+        if self.tls_cert_chain is not None and self.tls_key is not None:
+            config["ssl.keystore.type"] = "PEM"
+            config["ssl.keystore.certificate.chain"] = _inline_pem(self.tls_cert_chain)
+            config["ssl.keystore.key"] = _inline_pem(self.tls_key)
+            config["ssl.client.auth"] = "none"
+        if self.tls_client_ca is not None:
+            config["ssl.truststore.type"] = "PEM"
+            config["ssl.truststore.certificates"] = _inline_pem(self.tls_client_ca)
+            config["listener.name.mtls.ssl.client.auth"] = "required"
+        return config
+
+    def scram_arguments(self) -> list[str]:
+        """``--add-scram`` arguments for ``StorageTool format``: each user, each SCRAM mechanism."""
+        arguments: list[str] = []
+        for mechanism in self.mechanisms:
+            if mechanism not in _SCRAM_MECHANISMS:
+                continue
+            for name, password in self.users.items():
+                credential = f"name={_jaas_quote(name)},password={_jaas_quote(password)}"
+                arguments += ["--add-scram", f"{mechanism}=[{credential}]"]
+        return arguments
+
+
 class ApacheKafka(Broker):
-    """Single-node KRaft Apache Kafka (broker + controller in one JVM) from the Maven jars."""
+    """Single-node KRaft Apache Kafka (broker + controller in one JVM) from the Maven jars.
+
+    With `security` it also opens secured listeners (SASL, TLS): see `KafkaSecurity`.
+    """
 
     kind = "kafka"
     transactions = True
@@ -491,12 +621,16 @@ class ApacheKafka(Broker):
         extra_config: Mapping[str, str] | None = None,
         startup_timeout: float = 90.0,
         keep_workdir: bool = False,
+        security: KafkaSecurity | None = None,
     ) -> None:
         super().__init__(startup_timeout=startup_timeout, keep_workdir=keep_workdir)
         self.version = version
         self.heap = heap
         self.extra_config = dict(extra_config or {})
+        self.security = security
         self.controller_port: int | None = None
+        #: Secured listener name -> port, chosen at each launch (see `KafkaSecurity`).
+        self.listener_ports: dict[str, int] = {}
         self._libs: Path | None = None
 
     @classmethod
@@ -540,8 +674,26 @@ class ApacheKafka(Broker):
             # The cleaner checks for work every second instead of every 15, so compaction shows.
             "log.cleaner.backoff.ms": "1000",
         }
+        if self.security is not None:
+            secured = [(name, self.listener_ports[name]) for name in self.security.listeners()]
+            config["listeners"] += "".join(f",{n}://{HOST}:{p}" for n, p in secured)
+            config["advertised.listeners"] += "".join(f",{n}://{HOST}:{p}" for n, p in secured)
+            config["listener.security.protocol.map"] += "".join(
+                f",{n}:{SECURE_LISTENERS[n]}" for n, _ in secured
+            )
+            config.update(self.security.broker_config())
         config.update(self.extra_config)
         return config
+
+    def address(self, listener: str) -> str:
+        """``"127.0.0.1:PORT"`` of a secured listener (``SASL_PLAINTEXT``, ``SSL``, ...)."""
+        if self._port is None:
+            raise RuntimeError(f"{self.kind} broker is not started")
+        if listener not in self.listener_ports:
+            raise KeyError(
+                f"{self!r} has no {listener} listener; it has {sorted(self.listener_ports)}"
+            )
+        return f"{HOST}:{self.listener_ports[listener]}"
 
     def _prepare(self) -> None:
         self._libs = fetch_kafka(self.version)
@@ -562,6 +714,8 @@ class ApacheKafka(Broker):
 
     def _launch(self) -> subprocess.Popen[bytes]:
         self.controller_port = free_port()
+        secured = self.security.listeners() if self.security is not None else ()
+        self.listener_ports = {name: free_port() for name in secured}
         props = self.workdir / "server.properties"
         props.write_text("".join(f"{k}={v}\n" for k, v in self.server_properties().items()))
         (self.workdir / "log4j2.xml").write_text(_LOG4J2_XML)
@@ -576,6 +730,7 @@ class ApacheKafka(Broker):
                 cluster_id,
                 "-c",
                 str(props),
+                *(self.security.scram_arguments() if self.security is not None else ()),
             ],
             cwd=self.workdir,
             log_path=self.log_path,

@@ -64,6 +64,13 @@ async def server() -> AsyncIterator[Server]:
     await s.server.stop(grace=None)
 
 
+def mark_the_end(server: Server, final: list[int]) -> None:
+    """Publish one last change and tell the followers its seq (they stop on reaching it)."""
+    server.grid["last"] = {"venue": "done"}
+    server.commit()
+    final[:] = [server.channel.seq]
+
+
 def apply(state: dict[str, dict[str, Any]], update: GridUpdate) -> dict[str, dict[str, Any]]:
     if update.snapshot:
         return dict(update.upserts)
@@ -104,10 +111,7 @@ async def test_many_subscribers_converge_on_the_exact_grid(server: Server) -> No
             server.commit()
             if rng.random() < 0.1:
                 await asyncio.sleep(0)
-        final.append(server.channel.seq)
-        server.grid["last"] = {"venue": "done"}
-        server.commit()
-        final[0] = server.channel.seq
+        mark_the_end(server, final)
         states = await asyncio.wait_for(asyncio.gather(*followers), 20)
     expected = server.expected()
     assert len(expected) > 10
@@ -135,14 +139,14 @@ async def test_slow_subscriber_is_conflated_and_does_not_slow_others(server: Ser
             server.grid[f"k{i % 10}"] = {"bid": float(i)}
             server.commit()
             await asyncio.sleep(0)
-        final.append(server.channel.seq)
+        mark_the_end(server, final)
         fast_state = await asyncio.wait_for(fast, 10)
     assert fast_state == server.expected()
     # the slow one now wakes up: one merged delta with the latest value of each row
     message = grid_pb2.SubscribeResponse.FromString(await anext(slow))
     await slow.aclose()
     assert message.delta.seq == server.channel.seq
-    assert len(message.delta.upserts) == 10
+    assert len(message.delta.upserts) == 11  # k0..k9 and the end marker
     assert message.delta.conflated == 490
     assert {r.key: r.cells[0].float_value for r in message.delta.upserts}["k9"] == 499.0
     after = metrics.REGISTRY.get_sample_value(
@@ -350,3 +354,41 @@ async def test_client_reconnects_by_itself_and_resumes_with_deltas() -> None:
         finally:
             await updates.aclose()  # type: ignore[attr-defined]
             await again.stop(grace=None)
+
+
+async def test_a_stalled_grpc_subscriber_slows_no_one_and_catches_up(server: Server) -> None:
+    """A real gRPC subscriber that stops reading (its HTTP/2 window fills up) while a
+    fast one follows 300 updates of 20 KB rows; then it reads on and converges."""
+    payload = "x" * 20_000
+    final: list[int] = []
+    async with (
+        GridClient(server.target) as stalled_client,
+        GridClient(server.target) as fast_client,
+    ):
+        stalled = stalled_client.subscribe("prices", "quotes")
+        assert (await anext(stalled)).snapshot
+        fast = asyncio.create_task(follow(fast_client, final))
+        await asyncio.sleep(0.2)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for i in range(300):
+            server.grid[f"k{i % 20}"] = {"bid": float(i), "venue": payload}
+            server.commit()
+            await asyncio.sleep(0.001)
+        mark_the_end(server, final)
+        fast_state = await asyncio.wait_for(fast, 20)
+        fast_seconds = loop.time() - started
+        assert fast_state == server.expected()
+        # 6 MB were published; the stalled stream holds at most a window's worth
+        state: dict[str, dict[str, Any]] = {}
+        merged = 0
+        while True:
+            update = await asyncio.wait_for(anext(stalled), 10)
+            state = apply(state, update)
+            merged += update.conflated
+            if update.seq == server.channel.seq:
+                break
+        await stalled.aclose()  # type: ignore[attr-defined]
+    assert state == server.expected()
+    assert merged > 0  # it received merged deltas, not 300 separate ones
+    assert fast_seconds < 15

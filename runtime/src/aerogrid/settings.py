@@ -36,6 +36,13 @@ class BrokerSettings:
 
     @classmethod
     def parse(cls, uri: str) -> BrokerSettings:
+        settings = cls._parse(uri)
+        settings.validate()
+        return settings
+
+    @classmethod
+    def _parse(cls, uri: str) -> BrokerSettings:
+        """`parse` without `validate` (so `from_env` can fill in SASL secrets first)."""
         uri = uri.strip()
         if not uri:
             raise ConfigurationError("empty broker address")
@@ -52,8 +59,10 @@ class BrokerSettings:
             "kafka+sasl_ssl": "SASL_SSL",
         }
         if scheme not in protocols:
+            # Never echo the credentials: show what follows the last '@' only.
+            shown = f"{scheme}://***@{rest.rsplit('@', 1)[-1]}" if "@" in rest else uri
             raise ConfigurationError(
-                f"unknown broker scheme {scheme!r} in {uri!r}: "
+                f"unknown broker scheme {scheme!r} in {shown!r}: "
                 f"use one of {', '.join(sorted(protocols))}"
             )
         netloc = parts.netloc.rsplit("@", 1)[-1]
@@ -62,7 +71,7 @@ class BrokerSettings:
         username = unquote(parts.username) if parts.username else None
         password = unquote(parts.password) if parts.password else None
         mechanism = query.get("mechanism", "PLAIN" if protocol.startswith("SASL") else None)
-        settings = cls(
+        return cls(
             bootstrap_servers=_split_hosts(netloc),
             security_protocol=protocol,
             sasl_mechanism=mechanism.upper() if mechanism else None,
@@ -73,17 +82,29 @@ class BrokerSettings:
             ssl_keyfile=query.get("keyfile"),
             ssl_verify=query.get("verify", "true").lower() not in ("false", "0", "no"),
         )
-        settings.validate()
-        return settings
 
     @classmethod
     def from_env(cls, explicit: str | None = None) -> BrokerSettings:
-        """`explicit`, else AEROGRID_BROKER, else localhost:9092; SASL secrets from env."""
-        settings = cls.parse(explicit or os.environ.get("AEROGRID_BROKER") or DEFAULT_BROKER)
+        """`explicit`, else AEROGRID_BROKER, else localhost:9092; SASL secrets from env.
+
+        AEROGRID_SASL_USERNAME and AEROGRID_SASL_PASSWORD apply when the URI has no user;
+        AEROGRID_SASL_PASSWORD alone also supplies the password of a URI that names the
+        user without one (`kafka+sasl_ssl://alice@host:9093?...`), unless
+        AEROGRID_SASL_USERNAME names someone else.
+        """
+        settings = cls._parse(explicit or os.environ.get("AEROGRID_BROKER") or DEFAULT_BROKER)
         user = os.environ.get("AEROGRID_SASL_USERNAME")
         password = os.environ.get("AEROGRID_SASL_PASSWORD")
         if user and settings.sasl_username is None:
             settings = replace(settings, sasl_username=user, sasl_password=password)
+        elif (
+            password
+            and settings.sasl_password is None
+            and settings.sasl_username is not None
+            and user in (None, "", settings.sasl_username)
+        ):
+            settings = replace(settings, sasl_password=password)
+        settings.validate()
         return settings
 
     def validate(self) -> None:
