@@ -24,6 +24,7 @@ Row: TypeAlias = dict[str, Any]
 RowTuple: TypeAlias = tuple[Cell, ...]
 
 CELL_TYPES: Final = (int, float, str, bool, type(None), dt.datetime, Decimal)
+_EXACT_CELL_TYPES: Final = frozenset(CELL_TYPES)
 _ABSENT: Final[Any] = object()
 
 #: The undo log of the stream handler running in the current task: (grid, key) → the
@@ -110,8 +111,21 @@ class Grid(Mapping[RowKey, Row]):
                 f"app {self.app_name!r} grid {self.name!r}: a row must be a dict of "
                 f"column → value, got {type(row).__name__}"
             )
-        values = list(self._default_tuple())
         index = self._index
+        if len(row) == len(index):
+            # The common case, every column given with a plain value: one pass, no default.
+            try:
+                fast = tuple([row[c] for c in self.columns])
+            except KeyError:
+                fast = None  # a wrong column name: the checks below name it
+            if fast is not None:
+                for value in fast:
+                    if type(value) not in _EXACT_CELL_TYPES:
+                        break
+                else:
+                    self._write(key, fast)
+                    return
+        values = list(self._default_tuple())
         for column, value in row.items():
             position = index.get(column)
             if position is None:

@@ -118,6 +118,13 @@ class BrokerSettings:
                 raise ConfigurationError(
                     "SASL needs a username (in the URI or AEROGRID_SASL_USERNAME)"
                 )
+            if not self.sasl_password:
+                # aiokafka would fail later and obscurely (PLAIN: ValueError; SCRAM:
+                # AttributeError on None.encode inside the connection).
+                raise ConfigurationError(
+                    f"SASL user {self.sasl_username!r} has no password "
+                    "(in the URI or AEROGRID_SASL_PASSWORD)"
+                )
 
     @property
     def bootstrap(self) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from aerogrid.grids import _UNDO, Grid, RowKey
 from aerogrid.topics import Topic
@@ -19,8 +19,7 @@ from aerogrid.topics import Topic
 OnError = Literal["dlq", "skip", "stop"]
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """A decoded record with where it came from."""
 
     key: Any
