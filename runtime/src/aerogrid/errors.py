@@ -28,3 +28,7 @@ class ConfigurationError(AeroGridError):
 
 class AppLoadError(AeroGridError):
     """An app file cannot be loaded; the message points at the file and line."""
+
+
+class BrokerConnectionError(AeroGridError):
+    """No Kafka bootstrap server could be reached; the message says why (TLS, SASL, network)."""

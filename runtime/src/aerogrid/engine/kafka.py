@@ -33,11 +33,12 @@ from typing import Any, Literal
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from aerogrid import metrics
 from aerogrid.app import App
 from aerogrid.engine import changelog, checkpoints
+from aerogrid.engine.connectivity import diagnose_connection
 from aerogrid.engine.processor import Processor, RawRecord, StopProcessing
 from aerogrid.grids import Grid, RowKey, RowTuple
 from aerogrid.settings import BrokerSettings
@@ -381,6 +382,13 @@ class KafkaEngine:
             )
             try:
                 await asyncio.wait_for(producer.start(), 15)
+            except KafkaConnectionError as exc:
+                # No broker reached at all (down, credentials refused, TLS failed): not a
+                # broker without transactions. Falling back would repeat the failure, or
+                # silently downgrade to checkpoints if the next attempt got through.
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise await diagnose_connection(self.settings) from exc
             except Exception as exc:
                 with contextlib.suppress(Exception):
                     await producer.stop()
@@ -399,7 +407,14 @@ class KafkaEngine:
                 self.guarantee = Guarantee.EXACTLY_ONCE
                 return producer
         producer = AIOKafkaProducer(acks="all", linger_ms=2, **options)
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            if isinstance(exc, KafkaConnectionError):
+                raise await diagnose_connection(self.settings) from exc
+            raise
         self.guarantee = Guarantee.CHECKPOINTED
         return producer
 

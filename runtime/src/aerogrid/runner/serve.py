@@ -150,8 +150,9 @@ async def serve_app(app: App, settings: BrokerSettings, options: ServeOptions) -
 
 def _is_expected(exc: Exception) -> bool:
     from aerogrid.engine.processor import StopProcessing
+    from aerogrid.errors import BrokerConnectionError
 
-    return isinstance(exc, StopProcessing)
+    return isinstance(exc, StopProcessing | BrokerConnectionError)
 
 
 def _write_ready_file(
