@@ -158,6 +158,8 @@ class Grid(Mapping[RowKey, Row]):
         self._dirty[key] = row
 
     def _check_key(self, key: object) -> None:
+        if type(key) is str:
+            return
         if isinstance(key, bool) or not isinstance(key, str | int):
             raise GridError(
                 f"app {self.app_name!r} grid {self.name!r}: row keys must be str or int, "

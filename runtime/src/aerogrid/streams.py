@@ -24,7 +24,7 @@ class Event(NamedTuple):
 
     key: Any
     value: Any
-    headers: tuple[tuple[str, bytes], ...]
+    headers: Sequence[tuple[str, bytes]]
     topic: str
     partition: int
     offset: int
@@ -81,29 +81,53 @@ class StreamInput:
     # -- handler side ----------------------------------------------------------------
 
     async def next_event(self) -> Event:
+        """The next event; asking for it marks the previous one done."""
+        while True:
+            position = self._position
+            if position < len(self._batch):
+                self.undo.clear()
+                self._position = position + 1
+                return self._batch[position]
+            await self._wait_for_batch()
+
+    async def _wait_for_batch(self) -> None:
+        """The batch is used up: tell the engine, and wait for the next one."""
         self.undo.clear()
-        while self._position >= len(self._batch):
-            done = self._batch_done
-            if done is not None and not done.done():
-                done.set_result(None)
-            self._next_batch = asyncio.get_running_loop().create_future()
-            await self._next_batch
-        event = self._batch[self._position]
-        self._position += 1
-        return event
+        done = self._batch_done
+        if done is not None and not done.done():
+            done.set_result(None)
+        self._next_batch = asyncio.get_running_loop().create_future()
+        await self._next_batch
+
+    # The three iterators inline the fast path of `next_event`: they are the per-record
+    # cost of every app, and a generator resuming without a call is measurably cheaper.
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._values()
 
     async def _values(self) -> AsyncIterator[Any]:
+        undo = self.undo
         while True:
-            yield (await self.next_event()).value
+            position = self._position
+            if position < len(self._batch):
+                undo.clear()
+                self._position = position + 1
+                yield self._batch[position][1]
+            else:
+                await self._wait_for_batch()
 
     async def items(self) -> AsyncIterator[tuple[Any, Any]]:
         """(key, value) pairs."""
+        undo = self.undo
         while True:
-            event = await self.next_event()
-            yield event.key, event.value
+            position = self._position
+            if position < len(self._batch):
+                undo.clear()
+                self._position = position + 1
+                event = self._batch[position]
+                yield event[0], event[1]
+            else:
+                await self._wait_for_batch()
 
     async def events(self) -> AsyncIterator[Event]:
         """Events with key, value, headers, topic, partition, offset and timestamp."""

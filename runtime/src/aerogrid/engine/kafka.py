@@ -39,7 +39,7 @@ from aerogrid import metrics
 from aerogrid.app import App
 from aerogrid.engine import changelog, checkpoints
 from aerogrid.engine.connectivity import diagnose_connection
-from aerogrid.engine.processor import Processor, RawRecord, StopProcessing
+from aerogrid.engine.processor import Processor, RecordLike, StopProcessing
 from aerogrid.grids import Grid, RowKey, RowTuple
 from aerogrid.settings import BrokerSettings
 
@@ -73,7 +73,7 @@ class KafkaEngine:
         settings: BrokerSettings | None = None,
         publish: Publish | None = None,
         exactly_once: Literal["auto", "on", "off"] = "auto",
-        max_batch: int = 5000,
+        max_batch: int = 20_000,
     ) -> None:
         self.app = app
         self.settings = settings or app.broker
@@ -160,23 +160,12 @@ class KafkaEngine:
     # -- one cycle -------------------------------------------------------------------
 
     async def _cycle(self, *, final: bool = False) -> None:
-        records: list[RawRecord] = []
+        records: list[RecordLike] = []
         offsets: dict[TopicPartition, int] = {}
         if self._consumer is not None and not final:
             batch = await self._consumer.getmany(timeout_ms=100, max_records=self.max_batch)
             for tp, messages in batch.items():
-                for m in messages:
-                    records.append(
-                        RawRecord(
-                            m.topic,
-                            m.partition,
-                            m.offset,
-                            m.key,
-                            m.value,
-                            tuple(m.headers or ()),
-                            m.timestamp,
-                        )
-                    )
+                records.extend(messages)
                 if messages:
                     offsets[tp] = messages[-1].offset + 1
         elif not final:
@@ -203,7 +192,7 @@ class KafkaEngine:
         self._update_lag()
 
     async def _commit_transactional(
-        self, records: list[RawRecord], offsets: dict[TopicPartition, int]
+        self, records: list[RecordLike], offsets: dict[TopicPartition, int]
     ) -> list[tuple[Grid, dict[RowKey, RowTuple | None]]]:
         producer = self._require_producer()
         await producer.begin_transaction()
@@ -222,7 +211,7 @@ class KafkaEngine:
         return changes
 
     async def _commit_checkpointed(
-        self, records: list[RawRecord], offsets: dict[TopicPartition, int]
+        self, records: list[RecordLike], offsets: dict[TopicPartition, int]
     ) -> list[tuple[Grid, dict[RowKey, RowTuple | None]]]:
         producer = self._require_producer()
         await self.processor.process(records)

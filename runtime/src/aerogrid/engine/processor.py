@@ -13,7 +13,7 @@ import logging
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from aerogrid import metrics
 from aerogrid.app import App
@@ -33,8 +33,27 @@ class RawRecord(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: tuple[tuple[str, bytes], ...] = ()
+    headers: Sequence[tuple[str, bytes]] = ()
     timestamp: int = 0
+
+
+class RecordLike(Protocol):
+    """What the processor reads of a record: a RawRecord or aiokafka's ConsumerRecord."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+    @property
+    def timestamp(self) -> int: ...
 
 
 class StopProcessing(AeroGridError):
@@ -89,12 +108,12 @@ class Processor:
         await asyncio.gather(*tasks, return_exceptions=True)
         self.handler_tasks.clear()
 
-    async def process(self, records: Sequence[RawRecord]) -> None:
+    async def process(self, records: Sequence[RecordLike]) -> None:
         """Run every record through the handlers of its topic; raise StopProcessing.
 
         The hot path of the runtime: metrics are counted per batch, not per record.
         """
-        per_stream: dict[str, tuple[StreamSpec, list[Event], list[RawRecord]]] = {}
+        per_stream: dict[str, tuple[StreamSpec, list[Event], list[RecordLike]]] = {}
         routes = self._decoders
         seen: dict[str, int] = {}
         for record in records:
@@ -139,7 +158,7 @@ class Processor:
                 *(self._deliver(spec, events, raws) for spec, events, raws in per_stream.values())
             )
 
-    async def _deliver(self, spec: StreamSpec, events: list[Event], raws: list[RawRecord]) -> None:
+    async def _deliver(self, spec: StreamSpec, events: list[Event], raws: list[RecordLike]) -> None:
         stream_input = self.inputs[spec.name]
         done = stream_input.feed(events)
         while True:
@@ -176,7 +195,7 @@ class Processor:
         self.handler_tasks[spec.name] = asyncio.create_task(run(), name=f"stream:{spec.name}")
 
     def _reject(
-        self, spec: StreamSpec, record: RawRecord, error: BaseException, *, stage: str
+        self, spec: StreamSpec, record: RecordLike, error: BaseException, *, stage: str
     ) -> None:
         where = f"{record.topic}[{record.partition}]@{record.offset}"
         if spec.on_error == "stop":
