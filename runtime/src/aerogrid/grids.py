@@ -75,8 +75,9 @@ class Grid(Mapping[RowKey, Row]):
     def __getitem__(self, key: RowKey) -> Row:
         stored = self._rows.get(key)
         if stored is None:
-            return dict(zip(self.columns, self._default_tuple(), strict=True))
-        return dict(zip(self.columns, stored, strict=True))
+            stored = self._default_tuple()
+        # Rows always have one value per column (every write builds them so).
+        return dict(zip(self.columns, stored))  # noqa: B905 - a hot path; lengths match
 
     def get(self, key: RowKey, default: Any = None) -> Any:
         """The row at `key`, or `default` when there is none (the default row is not used)."""

@@ -96,6 +96,7 @@ class KafkaEngine:
         self._generation = 0
         self._batch = 0
         self._cycles = 0
+        self._group_commit: asyncio.Task[None] | None = None
         #: Tests only: AEROGRID_FAULT_INJECTION=crash-after-outputs=N SIGKILLs the process in
         #: its Nth cycle after the outputs are acknowledged and before the commit.
         self._crash_cycle = _crash_cycle_from_env()
@@ -144,6 +145,9 @@ class KafkaEngine:
             raise
 
     async def close(self) -> None:
+        if self._group_commit is not None:
+            with contextlib.suppress(Exception):
+                await self._group_commit
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -225,9 +229,13 @@ class KafkaEngine:
             f"{tp.topic}:{tp.partition}": o for tp, o in {**self._positions, **offsets}.items()
         }
         await self._write_checkpoint(producer, inputs)
-        if offsets and self._consumer is not None:
-            # For tools that read the group's offsets; a restart resumes from the checkpoint.
-            await self._consumer.commit(offsets)
+        # The group's offsets are only for tools (a restart resumes from the checkpoint),
+        # so they are committed in the background, one commit at a time, off the hot path.
+        idle = self._group_commit is None or self._group_commit.done()
+        if offsets and self._consumer is not None and idle:
+            self._group_commit = asyncio.create_task(
+                self._consumer.commit({**self._positions, **offsets})
+            )
         return changes
 
     async def _write_checkpoint(self, producer: AIOKafkaProducer, inputs: dict[str, int]) -> None:
