@@ -35,7 +35,7 @@ app = faust.App(
 )
 
 
-class Order(faust.Record, serializer="json"):
+class Order(faust.Record, serializer="json"):  # type: ignore[misc,call-arg]
     product: str
     quantity: int
 

@@ -58,11 +58,15 @@ async def consume(bootstrap: str, topic: str, records: int, decoder: str) -> dic
     )
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
+        partitions = consumer.partitions_for_topic(topic)
+        while not partitions:  # metadata may not know the topic right after start
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic)
         consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
         sums: dict[str, int] = {}
         count = 0
         first = 0.0
+        first_count = 0
         while count < records:
             batch = await consumer.getmany(timeout_ms=100, max_records=5000)
             for messages in batch.values():
