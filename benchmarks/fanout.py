@@ -13,19 +13,27 @@ What runs (all real processes, all on 127.0.0.1):
 * `--procs` client processes, each one asyncio loop with its share of the subscribers
   as native gRPC streams over `--channels` channels.
 
-A Python client cannot decode every row of 1,000 streams on 2 cores, so subscribers
-come in two kinds. *Probes* (`--probes`) decode every message they get with protobuf
-and record, for every upserted row, receive time − sent_at. The others receive raw
-bytes (no deserializer on the call) and fingerprint each message (length + CRC-32);
-a message whose fingerprint the process has not seen is decoded once and cached, and
-every subscriber applies the decoded rows to its own state dict. So every subscriber
-keeps a real replica of the grid built only from the bytes it received: at the end
-each replica's digest is compared with the server's snapshot (GridClient.snapshot),
-and that snapshot with the producer's last value of every key (exactly-once check).
+A Python client cannot decode every row of 1,000 streams on 2 cores, and here the
+clients share the server's cores, so they are made as cheap as honesty allows. Every
+subscriber receives raw bytes (no deserializer on the call) and fingerprints each
+message (length + CRC-32); a message whose fingerprint its process has not seen is
+decoded once with protobuf and cached, and every subscriber applies the decoded rows
+to its own state dict. So every subscriber keeps a real replica of the grid built only
+from the bytes it received: at the end each replica's digest is compared with the
+server's snapshot (GridClient.snapshot), and that snapshot with the producer's last
+value of every key (exactly-once check). *Probes* (`--probes`) also record, for every
+upserted row they receive, receive time − sent_at (`--full-decode`: probes decode every
+message themselves, as a real client would); every subscriber records, per message,
+receive time − the oldest sent_at in it. A connect storm (`--storm`) then opens that
+many subscriptions at once on an idle grid.
+
+Everything runs on the same cores as the server, so the CPU of each party is reported
+(server, broker, clients, producer, other processes on the machine).
 
     .venv/bin/python -m benchmarks.fanout                     # the issue's point + scaled points
     .venv/bin/python -m benchmarks.fanout --points 1000x10000 --duration 30
-    .venv/bin/python -m benchmarks.fanout --quick             # 2 minutes, small points
+    .venv/bin/python -m benchmarks.fanout --quick --storm 0   # 2 minutes, small points
+    .venv/bin/python -m benchmarks.fanout --broker tansu --points 100x10000 --append
 """
 
 from __future__ import annotations
@@ -47,7 +55,15 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from benchmarks._common import REPO, write_result
-from benchmarks._procstats import RssSampler, Window, cpu_seconds, mib
+from benchmarks._procstats import (
+    RssSampler,
+    Window,
+    cpu_seconds,
+    mib,
+    pin,
+    source_state,
+    wait_quiet,
+)
 
 TICKER_APP = REPO / "benchmarks" / "apps" / "ticker.py"
 GRID = "quotes"
@@ -66,9 +82,13 @@ class Point:
     duration: float
     keys: int = 10_000
     probes: int = 50
+    #: Connect-only: every subscription at once (no ramp), no load; who got a snapshot?
+    storm: bool = False
 
     @property
     def label(self) -> str:
+        if self.storm:
+            return f"{self.subscribers} subscriptions at once (connect storm, no load)"
         return f"{self.subscribers} subs x {self.rate}/s"
 
 
@@ -81,6 +101,16 @@ class ClientConfig:
     probes: int
     channels: int
     ready_timeout: float
+    #: At most this many subscriptions waiting for their snapshot at once (0: no limit).
+    ramp: int
+    #: Probes decode every message themselves instead of through the process's cache.
+    full_decode: bool = False
+    #: HTTP/2 stream receive window the channels announce (0: gRPC's default).
+    window: int = 0
+    #: CPU cores this process may run on (empty: any).
+    cores: frozenset[int] = frozenset()
+    #: SubscribeRequest.min_interval_ms: at most one update per interval per subscriber.
+    min_interval_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -91,6 +121,7 @@ class ProducerConfig:
     rate: int  # 0: as fast as possible, each key once (prefill)
     duration: float
     seed: int = 7
+    cores: frozenset[int] = frozenset()
 
 
 # -- subscribers (run in client processes) ---------------------------------------------
@@ -183,6 +214,7 @@ class ClientProcess:
         self.message_age = array("d")
         self.measuring = False
         self.snapshot_ready = 0
+        self.connecting = asyncio.Semaphore(config.ramp) if config.ramp else None
 
     def decoded_once(self, data: bytes) -> Parsed:
         key = (len(data), zlib.crc32(data))
@@ -227,23 +259,37 @@ class ClientProcess:
             request_serializer=grid_pb2.SubscribeRequest.SerializeToString,
             response_deserializer=None,
         )
+        if self.connecting is not None:
+            await self.connecting.acquire()
+        connecting = self.connecting is not None
         started = time.monotonic()
-        call = method(grid_pb2.SubscribeRequest(app=self.config.app, grid=GRID))
+        call = method(
+            grid_pb2.SubscribeRequest(
+                app=self.config.app, grid=GRID, min_interval_ms=self.config.min_interval_ms
+            )
+        )
         try:
             async for data in call:
                 received = time.time()
                 sub.messages += 1
                 sub.bytes += len(data)
-                parsed = parse(data) if sub.probe else self.decoded_once(data)
+                full = sub.probe and self.config.full_decode
+                parsed = parse(data) if full else self.decoded_once(data)
                 self.apply(sub, parsed, received)
                 if parsed.kind == SNAPSHOT and parsed.complete and sub.snapshots == 1:
                     sub.first_snapshot_s = time.monotonic() - started
                     self.snapshot_ready += 1
+                    if connecting and self.connecting is not None:
+                        self.connecting.release()
+                        connecting = False
         except asyncio.CancelledError:
             call.cancel()
             raise
         except Exception as exc:
             sub.error = f"{type(exc).__name__}: {exc}"[:300]
+        finally:
+            if connecting and self.connecting is not None:
+                self.connecting.release()
 
     async def run(self, conn: Connection) -> None:
         from grpc import aio
@@ -252,6 +298,7 @@ class ClientProcess:
         options = [
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.use_local_subchannel_pool", 1),  # one TCP connection per channel
+            *((("grpc.http2.lookahead_bytes", self.config.window),) if self.config.window else ()),
         ]
         channels = [
             aio.insecure_channel(self.config.target, options=options)
@@ -262,8 +309,9 @@ class ClientProcess:
             for i, sub in enumerate(self.subs)
         ]
         deadline = time.monotonic() + self.config.ready_timeout
-        while self.snapshot_ready < len(self.subs) and time.monotonic() < deadline:
-            if all(t.done() for t in tasks):
+        while time.monotonic() < deadline:
+            failed = sum(1 for s in self.subs if s.error and not s.snapshots)
+            if self.snapshot_ready + failed >= len(self.subs):
                 break
             await asyncio.sleep(0.05)
         conn.send(("ready", self.snapshot_ready, [s.error for s in self.subs if s.error][:3]))
@@ -329,6 +377,8 @@ class ClientProcess:
 
 def client_main(config: ClientConfig, conn: Connection) -> None:
     """Entry point of a client process."""
+    if config.cores:
+        os.sched_setaffinity(0, config.cores)
     try:
         asyncio.run(ClientProcess(config).run(conn))
     except Exception:
@@ -418,6 +468,8 @@ async def _produce(config: ProducerConfig, conn: Connection | None) -> dict[str,
 
 
 def producer_main(config: ProducerConfig, conn: Connection) -> None:
+    if config.cores:
+        os.sched_setaffinity(0, config.cores)
     try:
         conn.send(("result", asyncio.run(_produce(config, conn))))
     except Exception:
@@ -532,9 +584,24 @@ def _produce_sync(ctx: Any, config: ProducerConfig) -> dict[str, Any]:
         proc.join(10)
 
 
-def run_point(
-    broker: Any, point: Point, run: int, procs: int, channels: int, warmup: float
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Options:
+    """How the load is generated and measured (the same for every point)."""
+
+    procs: int = 2
+    channels: int = 2
+    warmup: float = 5.0
+    ramp: int = 10
+    full_decode: bool = False
+    window: int = 0
+    #: Server alone on core 0; broker, clients and producer on the other cores.
+    pin: bool = False
+    min_interval_ms: int = 0
+
+
+def run_point(broker: Any, point: Point, run: int, options: Options) -> dict[str, Any]:
+    procs, warmup = options.procs, options.warmup
+    others = frozenset(range(1, os.cpu_count() or 1)) if options.pin else frozenset()
     from support.apps import RunningApp
 
     ctx = mp.get_context("spawn")
@@ -543,6 +610,7 @@ def run_point(
     env = {"BENCH_APP": app_name, "BENCH_TOPIC": topic, "BENCH_PARTITIONS": "1"}
     extra = ("--log-level", "WARNING")
     print(f"\n== {point.label} for {point.duration:.0f}s on {broker.kind}", flush=True)
+    ramp = 0 if point.storm else options.ramp
     with RunningApp(TICKER_APP, broker.bootstrap, env=env, extra_args=extra) as app:
         assert app.proc is not None
         server_pid = app.proc.pid
@@ -553,6 +621,11 @@ def run_point(
         if not _wait_metric(app, "aerogrid_grid_rows", labels, point.keys, 60):
             raise RuntimeError(f"prefill not applied:\n{app.log_tail()}")
         _wait_metric(app, "aerogrid_records_in_total", {"app": app_name}, point.keys, 30)
+        if others:
+            pin(server_pid, {0})
+            if broker.pid:
+                pin(broker.pid, set(others))
+        quiet_others = wait_quiet([server_pid, broker.pid] if broker.pid else [server_pid])
         idle_rss = RssSampler({"server": [server_pid]})
         idle_rss.sample()
 
@@ -567,7 +640,18 @@ def run_point(
                 continue
             parent, child = ctx.Pipe()
             config = ClientConfig(
-                app.target, app_name, first, count, min(probe_count, count), channels, 300.0
+                app.target,
+                app_name,
+                first,
+                count,
+                min(probe_count, count),
+                options.channels,
+                90.0 if point.storm else 300.0,
+                ramp,
+                options.full_decode,
+                options.window,
+                others,
+                options.min_interval_ms,
             )
             proc = ctx.Process(target=client_main, args=(config, child), daemon=True)
             proc.start()
@@ -585,6 +669,8 @@ def run_point(
             f"in {subscribe_seconds:.1f}s",
             flush=True,
         )
+        if point.storm:
+            return _finish_storm(app, app_name, clients, subscribe_seconds, point, server_pid)
 
         # The load window: `warmup` seconds unmeasured (JIT, caches), then `duration`.
         pparent, pchild = ctx.Pipe()
@@ -592,7 +678,12 @@ def run_point(
             target=producer_main,
             args=(
                 ProducerConfig(
-                    broker.bootstrap, topic, point.keys, point.rate, warmup + point.duration
+                    broker.bootstrap,
+                    topic,
+                    point.keys,
+                    point.rate,
+                    warmup + point.duration,
+                    cores=others,
                 ),
                 pchild,
             ),
@@ -604,7 +695,7 @@ def run_point(
         client_pids = [proc.pid for proc, _ in clients if proc.pid is not None]
         pids = {
             "server": [server_pid],
-            "broker": [broker.pid],
+            "broker": [broker.pid] if broker.pid else [],
             "clients": client_pids,
             "bench": [os.getpid()],
         }
@@ -647,6 +738,8 @@ def run_point(
         row_latency.frombytes(r["row_latency"])
         message_age.frombytes(r["message_age"])
     cpu = window.percent()
+    machine = window.machine()
+    ours = sum(cpu.values())
     cpu["producer"] = round(
         100 * (produced["cpu_seconds"] - producer_cpu_before) / (produced["seconds"] - warmup), 1
     )
@@ -663,7 +756,10 @@ def run_point(
         "point": asdict(point),
         "broker": broker.kind,
         "client_processes": len(clients),
-        "channels_per_process": channels,
+        "channels_per_process": options.channels,
+        "min_interval_ms": options.min_interval_ms,
+        "pinned": "server on core 0, the rest on the others" if options.pin else "no",
+        "probes_decode": "own protobuf decode" if options.full_decode else "shared cache",
         "produce": {
             "records": produced["records"],
             "target_rate": point.rate,
@@ -701,11 +797,56 @@ def run_point(
         "server_matches_producer": server_state == expected,
         "final_seq": final_seq,
         "cpu_percent": cpu,
+        "machine_cpu_percent_of_all_cores": machine,
+        "other_processes_cpu_percent": round(
+            max(0.0, machine["busy"] * (os.cpu_count() or 1) - ours - cpu["producer"]), 1
+        ),
+        "other_processes_cores_before_start": quiet_others,
         "rss_mib_peak": {k: mib(v) for k, v in sampler.peak.items()},
         "server_rss_mib_before_subscribers": mib(idle_rss.peak["server"]),
         "load_wall_s": round(load_wall, 1),
     }
     _print_point(summary)
+    return summary
+
+
+def _finish_storm(
+    app: Any,
+    app_name: str,
+    clients: list[tuple[Any, Connection]],
+    seconds: float,
+    point: Point,
+    server_pid: int,
+) -> dict[str, Any]:
+    """End a connect-only point: who got a snapshot, who was refused and how."""
+    final_seq = asyncio.run(_grid_seq(app.target, app_name))
+    for _, conn in clients:
+        conn.send(("measure", 0))
+        conn.send(("finish", final_seq))
+    results = [_recv(conn, 300, f"client {proc.pid}")[1] for proc, conn in clients]
+    for proc, _ in clients:
+        proc.join(10)
+    subs = [s for r in results for s in r["subs"]]
+    ok = [s for s in subs if s["snapshots"] and not s["error"]]
+    errors: dict[str, int] = {}
+    for s in subs:
+        if s["error"]:
+            code = s["error"].split("status = ")[-1].split("\n")[0]
+            errors[code] = errors.get(code, 0) + 1
+    times = sorted(s["first_snapshot_s"] for s in ok)
+    summary = {
+        "point": asdict(point),
+        "storm": True,
+        "subscribers_with_snapshot": len(ok),
+        "refused": errors,
+        "seconds_until_last_answer": round(seconds, 1),
+        "first_snapshot_s_p50": times[len(times) // 2] if times else None,
+        "first_snapshot_s_max": times[-1] if times else None,
+        "snapshots_per_s": round(len(ok) / max(times[-1], 1e-9), 1) if times else None,
+        "server_cpu_seconds_total": round(cpu_seconds(server_pid), 1),
+        "updates_sent": int(app.metric("aerogrid_updates_sent_total", {"grid": GRID})),
+    }
+    print(f"   storm: {summary}", flush=True)
     return summary
 
 
@@ -722,7 +863,9 @@ def _print_point(s: dict[str, Any]) -> None:
     print(
         f"   server cpu {s['cpu_percent']['server']}% rss {s['rss_mib_peak']['server']} MiB; "
         f"clients cpu {s['cpu_percent']['clients']}%; broker {s['cpu_percent']['broker']}%; "
-        f"producer {s['cpu_percent']['producer']}%",
+        f"producer {s['cpu_percent']['producer']}%; machine busy "
+        f"{s['machine_cpu_percent_of_all_cores']['busy']}% of all cores; other processes "
+        f"{s['other_processes_cpu_percent']}%",
         flush=True,
     )
     print(
@@ -734,7 +877,7 @@ def _print_point(s: dict[str, Any]) -> None:
     )
 
 
-DEFAULT_POINTS = "1000x10000,100x10000,1000x1000"
+DEFAULT_POINTS = "1000x10000,300x10000,100x10000,1000x1000,1000x100"
 QUICK_POINTS = "100x2000,300x1000"
 
 
@@ -746,48 +889,128 @@ def parse_points(text: str, duration: float, keys: int, probes: int) -> list[Poi
     return points
 
 
+@dataclass
+class ExternalBroker:
+    """A broker started elsewhere (`--bootstrap`): what run_point needs of a Broker."""
+
+    kind: str
+    bootstrap: str
+    pid: int
+
+    def __enter__(self) -> ExternalBroker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--points", default=DEFAULT_POINTS, help=f"SUBSxRATE,... [{DEFAULT_POINTS}]"
     )
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per point")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds of load per point")
     parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first")
+    parser.add_argument(
+        "--ramp",
+        type=int,
+        default=10,
+        help="subscriptions per client process awaiting their snapshot at once (0: all)",
+    )
     parser.add_argument("--keys", type=int, default=10_000)
     parser.add_argument("--probes", type=int, default=50, help="fully decoding subscribers")
+    parser.add_argument(
+        "--full-decode",
+        action="store_true",
+        help="probes decode every message with protobuf themselves (costs client CPU)",
+    )
+    parser.add_argument(
+        "--window", type=int, default=0, help="clients' HTTP/2 stream window (0: gRPC default)"
+    )
+    parser.add_argument(
+        "--min-interval-ms",
+        type=int,
+        default=0,
+        help="subscribers ask for at most one update per this many ms (0: every batch)",
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="server alone on core 0; broker, clients and producer on the others",
+    )
     parser.add_argument("--procs", type=int, default=2, help="client processes")
     parser.add_argument("--channels", type=int, default=2, help="gRPC channels per process")
     parser.add_argument(
         "--broker", choices=["kafka", "tansu", "both"], default="kafka", help="[kafka]"
     )
+    parser.add_argument(
+        "--storm",
+        type=int,
+        default=1000,
+        help="then open this many subscriptions at once, no load (0: skip) [1000]",
+    )
+    parser.add_argument("--bootstrap", help="use this running broker instead of starting one")
+    parser.add_argument("--broker-pid", type=int, default=0, help="its pid, for its CPU")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_POINTS}, 10 s each")
     parser.add_argument("--out", default="fanout", help="results/NAME.json [fanout]")
+    parser.add_argument("--append", action="store_true", help="add to that file's results")
     args = parser.parse_args(argv)
     if args.quick:
         args.points, args.duration = QUICK_POINTS, 10.0
     points = parse_points(args.points, args.duration, args.keys, args.probes)
+    if args.storm:
+        points.append(Point(args.storm, 0, 0.0, args.keys, 0, storm=True))
 
-    from support.brokers import ApacheKafka, Broker, TansuBroker
+    from support.brokers import ApacheKafka, TansuBroker
 
     kinds = ["kafka", "tansu"] if args.broker == "both" else [args.broker]
     results: list[dict[str, Any]] = []
     run = 0
     for kind in kinds:
-        broker: Broker = ApacheKafka(heap="1g") if kind == "kafka" else TansuBroker()
+        broker: Any
+        if args.bootstrap:
+            broker = ExternalBroker(kind, args.bootstrap, args.broker_pid)
+        else:
+            broker = ApacheKafka(heap="1g") if kind == "kafka" else TansuBroker()
         with broker:
             for point in points:
                 run += 1
                 try:
                     results.append(
-                        run_point(broker, point, run, args.procs, args.channels, args.warmup)
+                        run_point(
+                            broker,
+                            point,
+                            run,
+                            Options(
+                                args.procs,
+                                args.channels,
+                                args.warmup,
+                                args.ramp,
+                                args.full_decode,
+                                args.window,
+                                args.pin,
+                                args.min_interval_ms,
+                            ),
+                        )
                     )
                 except Exception as exc:
                     traceback.print_exc()
                     results.append({"point": asdict(point), "broker": kind, "error": repr(exc)})
+    if args.append:
+        import json
+
+        from benchmarks._common import RESULTS
+
+        previous = RESULTS / f"{args.out}.json"
+        if previous.exists():
+            old = json.loads(previous.read_text())
+            results = [*old.get("results", []), *results]
+            argv = [*(argv or sys.argv[1:]), "(appended to: " + old.get("command", "") + ")"]
     path = write_result(
         args.out,
         {
             "benchmark": "fanout",
+            "source": source_state(),
             "command": " ".join(["python -m benchmarks.fanout", *(argv or sys.argv[1:])]),
             "results": results,
         },
