@@ -57,6 +57,12 @@ def main() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Static bearer tokens (JSON or TOML).",
 )
+@click.option(
+    "--coalesce-ms",
+    default=50,
+    show_default=True,
+    help="Merge commits published within this many ms into one update for subscribers.",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def run(
     app_file: Path,
@@ -67,6 +73,7 @@ def run(
     ready_file: Path | None,
     exactly_once: str,
     tokens_file: Path | None,
+    coalesce_ms: int,
     log_level: str,
 ) -> None:
     """Run an app: restore its grids, consume its topics, serve its grids live."""
@@ -99,6 +106,7 @@ def run(
         ready_file=ready_file,
         exactly_once=exactly_once,  # type: ignore[arg-type]
         auth=auth,
+        coalesce_ms=coalesce_ms,
     )
     sys.exit(asyncio.run(serve_app(app, settings, options)))
 

@@ -28,7 +28,10 @@ log = logging.getLogger("aerogrid.client")
 #: A row as clients see it: column → int, float, str, bool, None, Decimal or datetime.
 ClientRow = dict[str, Any]
 
+#: Failures a subscription recovers from by reconnecting (CANCELLED: a server under a
+#: connection storm can drop calls it has not accepted yet).
 _RETRYABLE = {
+    grpc.StatusCode.CANCELLED,
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.INTERNAL,

@@ -74,12 +74,15 @@ class KafkaEngine:
         publish: Publish | None = None,
         exactly_once: Literal["auto", "on", "off"] = "auto",
         max_batch: int = 20_000,
+        state_lock: asyncio.Lock | None = None,
     ) -> None:
         self.app = app
         self.settings = settings or app.broker
         self.publish: Publish = publish or (lambda grid, changes: None)
         self.exactly_once = exactly_once
         self.max_batch = max_batch
+        #: Held from processing a batch to publishing it (see GridHub.state_lock).
+        self.state_lock = state_lock or asyncio.Lock()
         self.processor = Processor(app)
         self.status = Status.STARTING
         self.status_message = ""
@@ -182,17 +185,18 @@ class KafkaEngine:
         ):
             self._update_lag()
             return
-        started = time.perf_counter()
-        if self.guarantee is Guarantee.EXACTLY_ONCE:
-            changes = await self._commit_transactional(records, offsets)
-        else:
-            changes = await self._commit_checkpointed(records, offsets)
-        metrics.BATCH_SECONDS.labels(self.app.name).observe(time.perf_counter() - started)
-        self._positions.update(offsets)
-        for grid, grid_changes in changes:
-            if grid_changes:
-                self.publish(grid, grid_changes)
-                metrics.GRID_ROWS.labels(self.app.name, grid.name).set(len(grid))
+        async with self.state_lock:
+            started = time.perf_counter()
+            if self.guarantee is Guarantee.EXACTLY_ONCE:
+                changes = await self._commit_transactional(records, offsets)
+            else:
+                changes = await self._commit_checkpointed(records, offsets)
+            metrics.BATCH_SECONDS.labels(self.app.name).observe(time.perf_counter() - started)
+            self._positions.update(offsets)
+            for grid, grid_changes in changes:
+                if grid_changes:
+                    self.publish(grid, grid_changes)
+                    metrics.GRID_ROWS.labels(self.app.name, grid.name).set(len(grid))
         self._update_lag()
 
     async def _commit_transactional(

@@ -44,6 +44,8 @@ class ServeOptions:
     ready_file: Path | None = None
     exactly_once: Literal["auto", "on", "off"] = "auto"
     auth: AuthSettings | None = None
+    #: Merge commits published within this many ms into one update for subscribers.
+    coalesce_ms: int = 50
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -58,7 +60,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 async def serve_app(app: App, settings: BrokerSettings, options: ServeOptions) -> int:
     """Run `app` until SIGTERM/SIGINT; returns the process exit code."""
-    hub = GridHub()
+    hub = GridHub(coalesce_ms=options.coalesce_ms)
     for grid in app.grids.values():
         hub.add_grid(app.name, grid)
     hosted = HostedApp(app.name, app.tenant)
@@ -69,6 +71,7 @@ async def serve_app(app: App, settings: BrokerSettings, options: ServeOptions) -
         settings=settings,
         publish=lambda grid, changes: hub.publish(app.name, grid, changes),
         exactly_once=options.exactly_once,
+        state_lock=hub.state_lock,
     )
     engine.on_status = lambda status: hosted.set_status(_APP_STATUS[status], engine.status_message)
 

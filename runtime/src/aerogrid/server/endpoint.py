@@ -152,8 +152,10 @@ class RuntimeEndpoint:
             if resumed:
                 cursor = request.resume_seq
             else:
-                cursor = channel.seq
-                for chunk in _snapshot_chunks(channel, indices, keys):
+                async with self.hub.state_lock:
+                    cursor = channel.seq
+                    chunks = _snapshot(channel, indices, keys)
+                for chunk in chunks:
                     sent.inc()
                     yield chunk
             last_sent = time.monotonic()
@@ -170,8 +172,10 @@ class RuntimeEndpoint:
                 entries = channel.entries_after(cursor)
                 if entries is None:
                     # Fell behind the window: start over from a fresh snapshot.
-                    cursor = channel.seq
-                    for chunk in _snapshot_chunks(channel, indices, keys):
+                    async with self.hub.state_lock:
+                        cursor = channel.seq
+                        chunks = _snapshot(channel, indices, keys)
+                    for chunk in chunks:
                         sent.inc()
                         yield chunk
                     last_sent = time.monotonic()
@@ -236,10 +240,15 @@ class RuntimeEndpoint:
             ).SerializeToString()
 
 
-def _snapshot_chunks(
+def _snapshot(
     channel: GridChannel, indices: list[int] | None, keys: frozenset[str] | None
 ) -> list[bytes]:
-    """The grid at `channel.seq`, encoded in chunks, all built before any is sent."""
+    """The grid at `channel.seq` in chunks, all built before any is sent (so consistent).
+
+    Full-column subscribers share the channel's snapshot; filtered ones get their own.
+    """
+    if indices is None and keys is None:
+        return channel.shared_snapshot(SNAPSHOT_CHUNK_ROWS)
     seq = channel.seq
     rows = [
         row_message(key, row, indices)

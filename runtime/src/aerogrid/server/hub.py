@@ -7,6 +7,12 @@ a slow subscriber gets the latest value of every changed row at its own pace and
 memory stays bounded. The channel keeps a bounded window of entries; a subscriber that
 falls behind it gets a fresh snapshot instead. The common case — a subscriber that is
 caught up and wants every column — shares one encoded delta per entry with all others.
+
+Once a grid is served, its channel keeps the wire image of every row (the row encoded
+once, when it changes), so deltas and snapshots for full-column subscribers are joins
+of ready bytes (see wire.py). Publications can be coalesced (`coalesce_ms`): under load
+the engine commits many small batches a second, and merging them before waking the
+subscribers keeps all caught-up subscribers on one cursor, sharing one message.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass, field
 
 from aerogrid import metrics
 from aerogrid.grids import Grid, RowKey, RowTuple
+from aerogrid.server import wire
 from aerogrid.server.encoding import row_message
 from aerogrid.v1 import grid_pb2
 
@@ -31,6 +38,16 @@ class Entry:
     seq: int
     changes: Changes
     encoded: bytes | None = field(default=None)
+    #: Each change as its tagged wire field (an upsert or a delete), once encoded.
+    fields: dict[RowKey, bytes] | None = field(default=None)
+
+    def wire_fields(self) -> dict[RowKey, bytes]:
+        if self.fields is None:
+            self.fields = {
+                key: wire.delete_field(key) if row is None else wire.row_field(key, row)
+                for key, row in self.changes.items()
+            }
+        return self.fields
 
 
 class GridChannel:
@@ -44,6 +61,7 @@ class GridChannel:
         epoch: str,
         max_entries: int = 4096,
         max_rows: int = 1_000_000,
+        coalesce_ms: int = 0,
     ) -> None:
         self.app = app
         self.grid = grid
@@ -59,6 +77,13 @@ class GridChannel:
             self._ready.set()
         self.subscribers = 0
         self._merges: dict[tuple[int, int], tuple[bytes, int]] = {}
+        #: The wire image of every row (tagged row fields), kept once the grid is served.
+        self._image: dict[RowKey, bytes] | None = None
+        self._snapshot: tuple[int, list[bytes]] | None = None
+        self.coalesce = coalesce_ms / 1000.0
+        self._pending: Changes = {}
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._last_flush = 0.0
 
     @property
     def ready(self) -> bool:
@@ -71,11 +96,43 @@ class GridChannel:
         await self._ready.wait()
 
     def publish(self, changes: Changes) -> None:
-        """Record a committed batch of changes and wake every waiting subscriber."""
+        """Record a committed batch of changes and wake every waiting subscriber.
+
+        With coalescing, batches arriving within `coalesce_ms` of the last publication
+        are merged into the next one (the first after a quiet spell goes out at once).
+        """
         if not changes:
             return
+        if not self.coalesce:
+            self._release(changes)
+            return
+        self._pending.update(changes)
+        if self._flush_handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._last_flush + self.coalesce - loop.time()
+        if wait <= 0:
+            self._flush()
+        else:
+            self._flush_handle = loop.call_later(wait, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        self._last_flush = asyncio.get_running_loop().time()
+        pending, self._pending = self._pending, {}
+        if pending:
+            self._release(pending)
+
+    def _release(self, changes: Changes) -> None:
         self.seq += 1
-        self._entries.append(Entry(self.seq, changes))
+        entry = Entry(self.seq, changes)
+        if self._image is not None:
+            for key, encoded in entry.wire_fields().items():
+                if changes[key] is None:
+                    self._image.pop(key, None)
+                else:
+                    self._image[key] = encoded
+        self._entries.append(entry)
         self._rows_in_window += len(changes)
         while self._entries and (
             len(self._entries) > self.max_entries or self._rows_in_window > self.max_rows
@@ -84,12 +141,29 @@ class GridChannel:
         wakeup, self._wakeup = self._wakeup, asyncio.Event()
         wakeup.set()
 
+    def shared_snapshot(self, chunk_rows: int) -> list[bytes]:
+        """The whole grid at `seq` as snapshot chunks, shared by every new subscriber."""
+        if self._snapshot is not None and self._snapshot[0] == self.seq:
+            return self._snapshot[1]
+        if self._image is None:
+            self._image = {key: wire.row_field(key, row) for key, row in self.grid.rows().items()}
+        rows = list(self._image.values())
+        chunks = [
+            wire.snapshot_response(
+                self.seq, rows[start : start + chunk_rows], start + chunk_rows >= len(rows)
+            )
+            for start in range(0, max(len(rows), 1), chunk_rows)
+        ]
+        self._snapshot = (self.seq, chunks)
+        return chunks
+
     async def wait_after(self, seq: int, timeout: float) -> bool:
         """Wait until something after `seq` is published; False on timeout."""
         if self.seq > seq:
             return True
         try:
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._wakeup.wait()
         except TimeoutError:
             return self.seq > seq
         return True
@@ -106,26 +180,27 @@ class GridChannel:
     def shared_delta(self, entry: Entry) -> bytes:
         """The entry as a full-column Delta response, encoded once for all subscribers."""
         if entry.encoded is None:
-            entry.encoded = build_delta(entry.seq, entry.changes, None, None, 0)
+            entry.encoded = wire.delta_response(entry.seq, entry.wire_fields().values())
         return entry.encoded
 
     def shared_merge(self, cursor: int, entries: list[Entry]) -> tuple[bytes, int]:
         """Entries after `cursor` merged into one full-column Delta, and the rows merged.
 
         Subscribers that fell behind together (they were sent the same messages, so they
-        share a cursor) share one encoding: the cache is keyed by (cursor, last seq).
+        share a cursor) share one message: the cache is keyed by (cursor, last seq).
+        Merging is joining the entries' encoded rows, latest per key.
         """
         key = (cursor, entries[-1].seq)
         cached = self._merges.get(key)
         if cached is not None:
             return cached
-        merged: Changes = {}
+        merged: dict[RowKey, bytes] = {}
         total = 0
         for entry in entries:
-            merged.update(entry.changes)
+            merged.update(entry.wire_fields())
             total += len(entry.changes)
         conflated = total - len(merged)
-        result = (build_delta(key[1], merged, None, None, conflated), conflated)
+        result = (wire.delta_response(key[1], merged.values(), conflated), conflated)
         if len(self._merges) >= 64:
             self._merges.pop(next(iter(self._merges)))
         self._merges[key] = result
@@ -155,12 +230,16 @@ def build_delta(
 class GridHub:
     """Every grid channel of the apps one process serves."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, coalesce_ms: int = 0) -> None:
         self.epoch = secrets.token_hex(8)
+        self.coalesce_ms = coalesce_ms
+        #: Held by the engine from processing a batch to publishing it, and by snapshot
+        #: builders: a snapshot never shows a change that is not committed yet.
+        self.state_lock = asyncio.Lock()
         self._channels: dict[tuple[str, str], GridChannel] = {}
 
     def add_grid(self, app: str, grid: Grid) -> GridChannel:
-        channel = GridChannel(app, grid, epoch=self.epoch)
+        channel = GridChannel(app, grid, epoch=self.epoch, coalesce_ms=self.coalesce_ms)
         self._channels[(app, grid.name)] = channel
         return channel
 
