@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 import aerogrid
@@ -354,3 +355,26 @@ def test_broken_app_files_point_at_file_and_line(
     path.write_text(source)
     with pytest.raises(aerogrid.AppLoadError, match=expected):
         load_app(path)
+
+
+def test_changelog_rows_round_trip_exactly_and_survive_new_columns() -> None:
+    from aerogrid.engine import changelog
+
+    app = aerogrid.App("cl", broker="localhost:1")
+    old = app.Grid("g", columns=["n", "price", "when", "label"])
+    row = (5, Decimal("1.10"), dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC), None)
+    data = changelog.encode_row(old, row)
+    assert changelog.decode_row(old, data) == row
+    assert changelog.decode_row(old, None) is None
+    for key in ("k", 42):
+        assert changelog.decode_key(changelog.encode_key(key)) == key
+    # a later version of the app added a column with a default
+    new = aerogrid.App("cl2", broker="localhost:1").Grid(
+        "g", columns=["n", "price", "when", "label", "region"], default={"region": "EU"}
+    )
+    assert changelog.decode_row(new, data) == (*row, "EU")
+    for bad in (b"[1]", b'{"n": [1]}', b'{"n": {"$what": 1}}', b"nope"):
+        with pytest.raises((ValueError, msgspec.DecodeError)):
+            changelog.decode_row(old, bad)
+    with pytest.raises(ValueError):
+        changelog.decode_key(b"true")

@@ -9,6 +9,7 @@ so a grid may gain or drop columns between versions of an app.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +19,7 @@ from aerogrid.grids import Cell, Grid, RowKey, RowTuple
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
+_key_decoder = msgspec.json.Decoder(str | int)
 
 
 def encode_key(key: RowKey) -> bytes:
@@ -25,9 +27,10 @@ def encode_key(key: RowKey) -> bytes:
 
 
 def decode_key(data: bytes | None) -> RowKey:
-    key = _decoder.decode(data or b"null")
-    if isinstance(key, bool) or not isinstance(key, str | int):
-        raise ValueError(f"changelog key {data!r} is not a str or int")
+    try:
+        key: RowKey = _key_decoder.decode(data or b"null")
+    except msgspec.ValidationError:
+        raise ValueError(f"changelog key {data!r} is not a str or int") from None
     return key
 
 
@@ -59,13 +62,32 @@ def encode_row(grid: Grid, row: RowTuple | None) -> bytes | None:
 
 def decode_row(grid: Grid, data: bytes | None) -> RowTuple | None:
     """A stored row aligned with the grid's current columns (new columns: the default)."""
-    if data is None:
-        return None
-    stored = _decoder.decode(data)
-    if not isinstance(stored, dict):
-        raise ValueError("changelog value is not a JSON object")
+    return row_decoder(grid)(data)
+
+
+def row_decoder(grid: Grid) -> Callable[[bytes | None], RowTuple | None]:
+    """`decode_row` for one grid, with its columns and default row looked up once.
+
+    Restore calls it for every changelog record, so the common cell (a JSON scalar) is
+    taken as it is and only tagged cells (Decimal, datetime) are converted.
+    """
+    columns = grid.columns
     default = grid._default_tuple()
-    return tuple(
-        _untag(stored[column]) if column in stored else default[i]
-        for i, column in enumerate(grid.columns)
-    )
+    pairs = list(zip(columns, default, strict=True))
+
+    def decode(data: bytes | None) -> RowTuple | None:
+        if data is None:
+            return None
+        stored = _decoder.decode(data)
+        if type(stored) is not dict:
+            raise ValueError("changelog value is not a JSON object")
+        values: list[Any] = [stored.get(c, d) for c, d in pairs]
+        for i, value in enumerate(values):
+            kind = type(value)
+            if kind is dict:
+                values[i] = _untag(value)
+            elif kind is list:
+                raise ValueError(f"cell {value!r} is not a cell value")
+        return tuple(values)
+
+    return decode

@@ -435,6 +435,7 @@ class KafkaEngine:
         started = time.perf_counter()
         try:
             by_topic = {self.app.changelog_topic(g.name): g for g in self.app.grids.values()}
+            decoders = {topic: changelog.row_decoder(g) for topic, g in by_topic.items()}
             checkpointed = self.guarantee is Guarantee.CHECKPOINTED
             # Look every partition up before the first assign(): after it, the consumer's
             # metadata covers only the assigned topics.
@@ -457,8 +458,9 @@ class KafkaEngine:
                 if not self._checkpoints.is_committed(m.headers):
                     uncommitted.add((grid, key))
                     return
-                grid.load(key, changelog.decode_row(grid, m.value))
-                uncommitted.discard((grid, key))
+                grid.load(key, decoders[m.topic](m.value))
+                if uncommitted:
+                    uncommitted.discard((grid, key))
 
             if by_topic:
                 await self._read_all(
