@@ -1,0 +1,23 @@
+"""`make bench`: every benchmark, one after another, results in benchmarks/results/."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHMARKS = ["benchmarks.ingest", "benchmarks.state", "benchmarks.fanout"]
+
+
+def main() -> int:
+    failed = []
+    for module in BENCHMARKS:
+        print(f"\n=== {module}", flush=True)
+        if subprocess.run([sys.executable, "-m", module], check=False).returncode:
+            failed.append(module)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
