@@ -65,12 +65,7 @@ async def watch(target: str, stop: asyncio.Event) -> dict[str, dict[str, Any]]:
     last_print = 0.0
     async with GridClient(target) as client:
         async for update in client.subscribe("ordersapp", "product_sum", min_interval_ms=250):
-            if update.snapshot:
-                state = dict(update.upserts)
-            else:
-                state.update(update.upserts)
-                for key in update.deletes:
-                    state.pop(key, None)
+            state = update.apply_to(state)
             if time.monotonic() - last_print >= 1.0:
                 print_grid(state, update.seq)
                 last_print = time.monotonic()

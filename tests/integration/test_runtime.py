@@ -252,12 +252,7 @@ async def test_many_live_subscribers_converge_while_the_app_consumes(
         state: dict[str, dict[str, object]] = {}
         async with GridClient(target) as client:
             async for update in client.subscribe(unique_name, "product_sum"):
-                if update.snapshot:
-                    state = dict(update.upserts)
-                else:
-                    state.update(update.upserts)
-                    for key in update.deletes:
-                        state.pop(key, None)
+                state = update.apply_to(state)
                 if state == want:
                     return state
         return state

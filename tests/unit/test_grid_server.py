@@ -72,13 +72,7 @@ def mark_the_end(server: Server, final: list[int]) -> None:
 
 
 def apply(state: dict[str, dict[str, Any]], update: GridUpdate) -> dict[str, dict[str, Any]]:
-    if update.snapshot:
-        return dict(update.upserts)
-    state = dict(state)
-    state.update(update.upserts)
-    for key in update.deletes:
-        state.pop(key, None)
-    return state
+    return update.apply_to(dict(state))
 
 
 async def follow(

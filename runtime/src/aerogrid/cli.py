@@ -137,12 +137,7 @@ def watch(
                 return
             state: dict[str, dict[str, Any]] = {}
             async for update in client.subscribe(app, grid):
-                if update.snapshot:
-                    state = dict(update.upserts)
-                else:
-                    state.update(update.upserts)
-                    for key in update.deletes:
-                        state.pop(key, None)
+                state = update.apply_to(state)
                 if not as_json:
                     click.echo(f"-- seq {update.seq} ({len(state)} rows)")
                 _print_grid(state, as_json)

@@ -63,6 +63,18 @@ class GridUpdate:
     conflated: int = 0
     heartbeat: bool = False
 
+    def apply_to(self, rows: dict[str, ClientRow]) -> dict[str, ClientRow]:
+        """Apply this update to a client's copy of the grid; returns the new copy.
+
+        A snapshot replaces the copy; a delta changes it in place.
+        """
+        if self.snapshot:
+            return dict(self.upserts)
+        rows.update(self.upserts)
+        for key in self.deletes:
+            rows.pop(key, None)
+        return rows
+
 
 @dataclass(frozen=True)
 class GridSummary:

@@ -152,9 +152,7 @@ class RuntimeEndpoint:
             if resumed:
                 cursor = request.resume_seq
             else:
-                async with self.hub.state_lock:
-                    cursor = channel.seq
-                    chunks = _snapshot(channel, indices, keys)
+                cursor, chunks = await self._snapshot(channel, indices, keys)
                 for chunk in chunks:
                     sent.inc()
                     yield chunk
@@ -172,9 +170,7 @@ class RuntimeEndpoint:
                 entries = channel.entries_after(cursor)
                 if entries is None:
                     # Fell behind the window: start over from a fresh snapshot.
-                    async with self.hub.state_lock:
-                        cursor = channel.seq
-                        chunks = _snapshot(channel, indices, keys)
+                    cursor, chunks = await self._snapshot(channel, indices, keys)
                     for chunk in chunks:
                         sent.inc()
                         yield chunk
@@ -205,6 +201,13 @@ class RuntimeEndpoint:
         finally:
             channel.subscribers -= 1
             metrics.SUBSCRIBERS.labels(*labels).dec()
+
+    async def _snapshot(
+        self, channel: GridChannel, indices: list[int] | None, keys: frozenset[str] | None
+    ) -> tuple[int, list[bytes]]:
+        """The grid's seq and snapshot chunks, taken between commits (never mid-cycle)."""
+        async with self.hub.state_lock:
+            return channel.seq, _snapshot(channel, indices, keys)
 
     # -- CatalogService ----------------------------------------------------------------
 
