@@ -24,10 +24,9 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from aerogrid.client import GridClient
+from aerogrid_devkit.embedded import EmbeddedBroker
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1] / "tests"))
-from support.brokers import TansuBroker  # noqa: E402
 
 PRODUCTS = ["espresso", "flat white", "cappuccino", "croissant", "bagel", "muffin", "tea", "juice"]
 
@@ -75,7 +74,10 @@ async def watch(target: str, stop: asyncio.Event) -> dict[str, dict[str, Any]]:
 
 
 async def main(duration: float, rate: float) -> int:
-    with TansuBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        EmbeddedBroker(0, log_file=Path(tmp) / "broker.log") as broker,
+    ):
         print(f"embedded broker on {broker.bootstrap}")
         ready = Path(tmp) / "ready.json"
         env = {**os.environ, "AEROGRID_BROKER": broker.bootstrap}

@@ -1,0 +1,1 @@
+"""The AeroGrid devkit: the local development loop on a desktop."""

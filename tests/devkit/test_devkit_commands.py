@@ -1,0 +1,108 @@
+"""The devkit's commands as a user runs them: `aerogrid broker|topics|produce|tail`.
+
+Each test gets its own AEROGRID_HOME, so the background broker it starts is its own,
+and is always stopped at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aerogrid_devkit import embedded
+
+
+def aerogrid(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AEROGRID_HOME": str(home)}
+    env.pop("AEROGRID_BROKER", None)
+    return subprocess.run(
+        [sys.executable, "-m", "aerogrid", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+    aerogrid(tmp_path, "broker", "down")
+
+
+def test_broker_up_is_idempotent_and_down_stops_it(home: Path) -> None:
+    first = aerogrid(home, "broker", "up", "--port", "0")
+    assert first.returncode == 0, first.stderr
+    assert "started on 127.0.0.1:" in first.stdout
+    again = aerogrid(home, "broker", "up")
+    assert "already running" in again.stdout
+    status = json.loads(aerogrid(home, "broker", "status", "--json").stdout)
+    assert status["running"] and status["bootstrap"].startswith("127.0.0.1:")
+    pid = json.loads((home / "broker.json").read_text())["pid"]
+    assert "stopped" in aerogrid(home, "broker", "down").stdout
+    assert not embedded.alive(pid)
+    assert json.loads(aerogrid(home, "broker", "status", "--json").stdout)["running"] is False
+    assert "no broker running" in aerogrid(home, "broker", "down").stdout
+
+
+def test_produce_topics_and_tail_against_the_local_broker(home: Path, tmp_path: Path) -> None:
+    assert aerogrid(home, "broker", "up", "--port", "0").returncode == 0
+    sent = aerogrid(
+        home,
+        "produce",
+        "orders",
+        '{"product": "tea", "quantity": 2}',
+        "--key",
+        "o1",
+        "--header",
+        "source=cli",
+    )
+    assert sent.returncode == 0, sent.stderr
+    lines = tmp_path / "orders.jsonl"
+    lines.write_text('{"product": "bun", "quantity": 1}\n\nnot json at all\n')
+    from_file = aerogrid(home, "produce", "orders", "--file", str(lines), "--key", "o2")
+    assert from_file.returncode == 0 and len(from_file.stdout.splitlines()) == 2
+    listed = json.loads(aerogrid(home, "topics", "--json").stdout)
+    orders = next(t for t in listed if t["name"] == "orders")
+    assert sum(orders["ends"].values()) == 3
+    tailed = aerogrid(
+        home, "tail", "orders", "--from-beginning", "--max", "3", "--json", "--idle-timeout", "10"
+    )
+    assert tailed.returncode == 0, tailed.stderr
+    records = [json.loads(line) for line in tailed.stdout.splitlines()]
+    assert sorted(json.dumps(r["value"]) for r in records) == sorted(
+        json.dumps(v)
+        for v in (
+            {"product": "bun", "quantity": 1},
+            {"product": "tea", "quantity": 2},
+            "not json at all",
+        )
+    )
+    tea = next(r for r in records if r["key"] == "o1")
+    assert tea["headers"] == {"source": "cli"}
+    text = aerogrid(
+        home, "tail", "orders", "--from-beginning", "--max", "1", "--idle-timeout", "10"
+    )
+    assert "key=" in text.stdout
+
+
+def test_clear_errors_without_a_broker_or_with_bad_input(home: Path) -> None:
+    nowhere = ["--broker", "127.0.0.1:1"]
+    produced = aerogrid(home, "produce", "orders", "x", *nowhere)
+    assert produced.returncode == 1 and "cannot produce to orders at 127.0.0.1:1" in produced.stderr
+    assert "Unclosed" not in produced.stderr
+    listed = aerogrid(home, "topics", *nowhere)
+    assert listed.returncode == 1 and "cannot reach the broker" in listed.stderr
+    assert aerogrid(home, "produce", "orders").returncode == 1  # neither VALUE nor --file
+    bad_header = aerogrid(home, "produce", "orders", "x", "--header", "nonsense", *nowhere)
+    assert bad_header.returncode == 1 and "NAME=VALUE" in bad_header.stderr
+    assert aerogrid(home, "broker", "up", "--port", "0").returncode == 0
+    missing = aerogrid(home, "tail", "no-such-topic", "--idle-timeout", "2")
+    assert missing.returncode == 1 and "no topic named 'no-such-topic'" in missing.stderr
