@@ -106,3 +106,37 @@ def test_clear_errors_without_a_broker_or_with_bad_input(home: Path) -> None:
     assert aerogrid(home, "broker", "up", "--port", "0").returncode == 0
     missing = aerogrid(home, "tail", "no-such-topic", "--idle-timeout", "2")
     assert missing.returncode == 1 and "no topic named 'no-such-topic'" in missing.stderr
+
+
+def test_new_scaffolds_an_app_whose_own_test_passes(home: Path, tmp_path: Path) -> None:
+    import tomllib
+
+    from aerogrid.runner.loader import load_app
+
+    workspace = tmp_path / "ws"
+    made = aerogrid(home, "new", "shop", "--workspace", str(workspace))
+    assert made.returncode == 0, made.stderr
+    assert aerogrid(home, "new", "stock", "--workspace", str(workspace)).returncode == 0
+    manifest = tomllib.loads((workspace / "aerogrid.toml").read_text())
+    assert manifest["apps"] == {"shop": {"path": "shop"}, "stock": {"path": "stock"}}
+    assert sorted(p.name for p in (workspace / "shop").iterdir()) == [
+        "app.py",
+        "requirements.txt",
+        "test_app.py",
+    ]
+    app = load_app(workspace / "shop" / "app.py")
+    assert app.name == "shop" and list(app.grids) == ["product_sum"]
+    tested = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "shop"],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "1 passed" in tested.stdout
+    again = aerogrid(home, "new", "shop", "--workspace", str(workspace))
+    assert again.returncode == 1 and "already exists" in again.stderr
+    bad = aerogrid(home, "new", "Bad Name!", "--workspace", str(workspace))
+    assert bad.returncode == 1 and "app name" in bad.stderr

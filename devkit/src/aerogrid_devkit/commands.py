@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 from aiokafka.errors import KafkaError
 
-from aerogrid_devkit import embedded, kafka_tools
+from aerogrid.errors import ConfigurationError
+from aerogrid_devkit import embedded, kafka_tools, scaffold
 
 
 def _fail(message: str) -> None:
@@ -185,3 +186,24 @@ def tail(
         _fail(f"cannot read {topic} at {settings.bootstrap}: {exc}")
     except KeyboardInterrupt:
         pass
+
+
+@click.command()
+@click.argument("name")
+@click.option(
+    "--workspace",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The workspace folder (made, with aerogrid.toml, when missing).",
+)
+def new(name: str, workspace: Path) -> None:
+    """Scaffold an app: NAME/app.py, requirements.txt and a test, registered in aerogrid.toml."""
+    try:
+        folder = scaffold.new_app(workspace, name)
+    except ConfigurationError as exc:
+        _fail(str(exc))
+        return
+    click.echo(f"created {folder}/ (app.py, requirements.txt, test_app.py)")
+    click.echo(f"  run it:  aerogrid run {folder / 'app.py'}")
+    click.echo(f"  test it: python -m pytest {folder}")
