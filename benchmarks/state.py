@@ -128,7 +128,8 @@ def _snapshot_cost(grid: Any) -> dict[str, Any]:
         "bytes": sum(len(c) for c in chunks),
         "rss_growth_mib": mib(peak),
         "note": (
-            "the first subscriber builds the grid's wire image (blocking the event loop);"
+            "the first subscriber builds the grid's wire image (the server yields to other"
+            " subscribers every 20,000 rows);"
             " later ones join encoded rows"
         ),
     }

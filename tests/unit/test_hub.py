@@ -112,3 +112,26 @@ async def test_coalescing_merges_bursts_but_not_the_first_change_after_quiet() -
     await asyncio.sleep(0.15)
     channel.publish({"z": ROW})
     assert channel.seq == 3
+
+
+async def test_building_the_wire_image_lets_other_work_run() -> None:
+    grid = make_grid()
+    for i in range(50_000):
+        grid[f"k{i}"] = {"n": i}
+    grid.drain_changes()
+    channel = GridHub().add_grid("hubtest", grid)
+    ticks = 0
+
+    async def other_work() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_work())
+    await channel.build_image(batch=5_000)
+    other.cancel()
+    assert ticks >= 5  # the loop ran between batches
+    chunks = channel.shared_snapshot(chunk_rows=20_000)
+    rows = [r for c in chunks for r in grid_pb2.SubscribeResponse.FromString(c).snapshot.rows]
+    assert len(rows) == 50_000 and rows[-1].cells[0].int_value == 49_999

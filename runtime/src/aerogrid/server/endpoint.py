@@ -207,6 +207,8 @@ class RuntimeEndpoint:
     ) -> tuple[int, list[bytes]]:
         """The grid's seq and snapshot chunks, taken between commits (never mid-cycle)."""
         async with self.hub.state_lock:
+            if indices is None and keys is None:
+                await channel.build_image()
             return channel.seq, _snapshot(channel, indices, keys)
 
     # -- CatalogService ----------------------------------------------------------------

@@ -141,6 +141,23 @@ class GridChannel:
         wakeup, self._wakeup = self._wakeup, asyncio.Event()
         wakeup.set()
 
+    async def build_image(self, batch: int = 20_000) -> None:
+        """Encode every row once, yielding to the event loop between batches.
+
+        Called under the hub's state lock (no commit can change the rows meanwhile), so
+        a million-row grid does not stall the other subscribers while it is encoded.
+        """
+        if self._image is not None:
+            return
+        items = list(self.grid.rows().items())
+        image: dict[RowKey, bytes] = {}
+        for start in range(0, len(items), batch):
+            for key, row in items[start : start + batch]:
+                image[key] = wire.row_field(key, row)
+            await asyncio.sleep(0)
+        if self._image is None:
+            self._image = image
+
     def shared_snapshot(self, chunk_rows: int) -> list[bytes]:
         """The whole grid at `seq` as snapshot chunks, shared by every new subscriber."""
         if self._snapshot is not None and self._snapshot[0] == self.seq:
