@@ -17,6 +17,8 @@ from grpc import aio
 
 from aerogrid.app import App
 from aerogrid.engine.kafka import KafkaEngine, Status
+from aerogrid.engine.processor import StopProcessing
+from aerogrid.errors import BrokerConnectionError
 from aerogrid.server.auth import Authenticator, AuthSettings, is_loopback
 from aerogrid.server.endpoint import HostedApp, RuntimeEndpoint
 from aerogrid.server.grpc_server import add_services
@@ -152,9 +154,7 @@ async def serve_app(app: App, settings: BrokerSettings, options: ServeOptions) -
 
 
 def _is_expected(exc: Exception) -> bool:
-    from aerogrid.engine.processor import StopProcessing
-    from aerogrid.errors import BrokerConnectionError
-
+    """Failures whose message says it all (no traceback needed in the log)."""
     return isinstance(exc, StopProcessing | BrokerConnectionError)
 
 
