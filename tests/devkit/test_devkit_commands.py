@@ -140,3 +140,43 @@ def test_new_scaffolds_an_app_whose_own_test_passes(home: Path, tmp_path: Path) 
     assert again.returncode == 1 and "already exists" in again.stderr
     bad = aerogrid(home, "new", "Bad Name!", "--workspace", str(workspace))
     assert bad.returncode == 1 and "app name" in bad.stderr
+
+
+def test_dev_runs_the_workspace_and_stops_on_ctrl_c(home: Path, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    workspace = tmp_path / "ws"
+    assert aerogrid(home, "new", "shop", "--workspace", str(workspace)).returncode == 0
+    env = {**os.environ, "AEROGRID_HOME": str(home)}
+    env.pop("AEROGRID_BROKER", None)
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "aerogrid", "dev", str(workspace)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        assert dev.stdout is not None
+        while time.monotonic() < deadline:
+            line = dev.stdout.readline()
+            seen.append(line)
+            if "gRPC on" in line:
+                break
+        assert any(line.startswith("shop | ") and "gRPC on" in line for line in seen), seen
+        dev.send_signal(signal.SIGINT)
+        rest, _ = dev.communicate(timeout=30)
+    finally:
+        if dev.poll() is None:
+            dev.kill()
+    assert dev.returncode == 0
+    assert "stopping the apps" in rest
+    assert json.loads(aerogrid(home, "broker", "status", "--json").stdout)["running"]
+
+
+def test_dev_explains_a_folder_that_is_no_workspace(home: Path, tmp_path: Path) -> None:
+    done = aerogrid(home, "dev", str(tmp_path))
+    assert done.returncode == 1 and "no aerogrid.toml" in done.stderr

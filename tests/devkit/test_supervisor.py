@@ -1,0 +1,69 @@
+"""The supervisor against real app processes and the embedded broker: it runs apps,
+restarts one that crashes (with backoff), and reloads one whose file is saved."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from aerogrid.client import GridClient
+from aerogrid_devkit.supervisor import Supervisor
+from support.apps import write_orders_app
+from support.brokers import Broker
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_runs_restarts_and_reloads_apps(
+    tansu: Broker, unique_name: str, tmp_path: Path
+) -> None:
+    (tmp_path / "good").mkdir()
+    good = write_orders_app(tmp_path / "good", f"{unique_name}-good", f"{unique_name}-orders")
+    (tmp_path / "broken").mkdir()
+    broken = tmp_path / "broken" / "app.py"
+    broken.write_text("import aerogrid\nraise RuntimeError('not yet')\n")
+    lines: list[tuple[str, str]] = []
+    supervisor = Supervisor(
+        {"good": good, "broken": broken},
+        tansu.bootstrap,
+        on_log=lambda app, line: lines.append((app, line)),
+        backoff_start=0.2,
+    )
+    await supervisor.start()
+    try:
+        apps = supervisor.apps
+        await wait_for(lambda: apps["good"].status == "running")
+        await wait_for(lambda: apps["broken"].restarts >= 2)
+        assert apps["broken"].status in ("crashed", "starting")
+        assert any("not yet" in line for app, line in lines if app == "broken")
+        # fix the broken app: the saved file reloads it, and it runs
+        write_orders_app(tmp_path / "broken", f"{unique_name}-fixed", f"{unique_name}-orders")
+        (tmp_path / "broken" / f"{unique_name}-fixed.py").replace(broken)
+        await wait_for(lambda: apps["broken"].status == "running", timeout=60)
+        async with GridClient(f"127.0.0.1:{apps['broken'].ports['grpc']}") as client:
+            assert [a.name for a in await client.apps()] == [f"{unique_name}-fixed"]
+        # a save in the good app's folder reloads it too, without counting a crash
+        restarts = apps["good"].restarts
+        first = apps["good"].ports["grpc"]
+        good.write_text(good.read_text() + "\n# edited\n")
+        await wait_for(
+            lambda: (
+                apps["good"].status == "running"
+                and apps["good"].ports.get("grpc") not in (None, first)
+            ),
+            timeout=60,
+        )
+        assert apps["good"].restarts == restarts
+    finally:
+        await supervisor.stop()
+    assert all(a.status == "stopped" for a in supervisor.apps.values())
+    assert all(
+        a.process is not None and a.process.returncode is not None for a in supervisor.apps.values()
+    )
