@@ -4,9 +4,12 @@ restarts one that crashes (with backoff), and reloads one whose file is saved.""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from aerogrid.client import GridClient
 from aerogrid_devkit.supervisor import Supervisor
@@ -67,3 +70,38 @@ async def test_runs_restarts_and_reloads_apps(
     assert all(
         a.process is not None and a.process.returncode is not None for a in supervisor.apps.values()
     )
+
+
+async def test_apps_with_requirements_get_their_own_cached_virtualenv(
+    tansu: Broker, unique_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aerogrid_devkit import envs
+
+    monkeypatch.setenv("AEROGRID_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "needs-six"
+    folder.mkdir()
+    app_file = write_orders_app(folder, f"{unique_name}-six", f"{unique_name}-orders")
+    app_file.write_text("import six  # from requirements.txt only\n" + app_file.read_text())
+    (folder / "requirements.txt").write_text("# pinned\nsix==1.16.0\n")
+    bad = tmp_path / "bad-reqs"
+    bad.mkdir()
+    bad_file = write_orders_app(bad, f"{unique_name}-bad", f"{unique_name}-orders")
+    (bad / "requirements.txt").write_text("aerogrid-no-such-package-anywhere==0.0.1\n")
+    lines: list[tuple[str, str]] = []
+    supervisor = Supervisor(
+        {"six": app_file, "bad": bad_file},
+        tansu.bootstrap,
+        python_for=envs.python_for,
+        on_log=lambda app, line: lines.append((app, line)),
+        backoff_start=0.2,
+    )
+    await supervisor.start()
+    try:
+        await wait_for(lambda: supervisor.apps["six"].status == "running", timeout=180)
+        await wait_for(lambda: supervisor.apps["bad"].restarts >= 1, timeout=120)
+    finally:
+        await supervisor.stop()
+    assert any("cannot install" in line for app, line in lines if app == "bad")
+    python = envs.python_for(folder)  # cached: the same env, at once
+    assert python != sys.executable and "envs" in python
+    assert envs.python_for(tmp_path) == sys.executable  # no requirements: the devkit's own

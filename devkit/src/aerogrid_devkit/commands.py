@@ -13,7 +13,7 @@ import click
 from aiokafka.errors import KafkaError
 
 from aerogrid.errors import ConfigurationError
-from aerogrid_devkit import embedded, kafka_tools, scaffold
+from aerogrid_devkit import embedded, envs, kafka_tools, scaffold
 from aerogrid_devkit.supervisor import Supervisor
 from aerogrid_devkit.workspace import Workspace
 
@@ -242,7 +242,7 @@ def dev(workspace: Path) -> None:
         click.echo(f"{app:<{width}} | {line}")
 
     async def run() -> None:
-        supervisor = Supervisor(ws.apps, bootstrap, on_log=show)
+        supervisor = Supervisor(ws.apps, bootstrap, on_log=show, python_for=envs.python_for)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -49,6 +49,7 @@ class Supervisor:
         broker: str,
         *,
         on_log: LogSink | None = None,
+        python_for: Callable[[Path], str] | None = None,
         backoff_start: float = 0.5,
         backoff_max: float = 15.0,
         stable_after: float = 30.0,
@@ -56,6 +57,8 @@ class Supervisor:
         self.apps = {name: AppProcess(name, path.resolve()) for name, path in apps.items()}
         self.broker = broker
         self.on_log = on_log or (lambda app, line: None)
+        #: The interpreter of each app folder (its own virtualenv when it has requirements).
+        self.python_for = python_for or (lambda folder: sys.executable)
         self.backoff_start = backoff_start
         self.backoff_max = backoff_max
         self.stable_after = stable_after
@@ -119,8 +122,14 @@ class Supervisor:
         app.status = "starting" if app.status != "reloading" else "reloading"
         app.ports = {}
         env = {**os.environ, "AEROGRID_BROKER": self.broker, "PYTHONUNBUFFERED": "1"}
+        try:
+            python = await asyncio.to_thread(self.python_for, app.path.parent)
+        except Exception as exc:  # a bad requirements.txt: say why, retry with backoff
+            self._log(app, f"[aerogrid dev] {app.name}: {exc}")
+            app.exit_code = None
+            return
         app.process = await asyncio.create_subprocess_exec(
-            sys.executable,
+            python,
             "-m",
             "aerogrid",
             "run",
