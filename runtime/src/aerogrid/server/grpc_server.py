@@ -7,7 +7,7 @@ is shared by every caught-up subscriber.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Protocol
 
 import grpc
@@ -62,6 +62,18 @@ class _Handlers:
             await context.abort(_STATUS[exc.code], exc.message)
             raise  # unreachable: abort raises
 
+    async def _relay(
+        self, stream: AsyncGenerator[bytes, None], context: aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[bytes]:
+        """Pass a service stream's messages on; a ServiceError ends it with its status."""
+        try:
+            async for message in stream:
+                yield message
+        except ServiceError as exc:
+            await context.abort(_STATUS[exc.code], exc.message)
+        finally:
+            await stream.aclose()
+
     async def list_grids(
         self, request: grid_pb2.ListGridsRequest, context: aio.ServicerContext[Any, Any]
     ) -> grid_pb2.ListGridsResponse:
@@ -76,31 +88,25 @@ class _Handlers:
         self, request: grid_pb2.SubscribeRequest, context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[bytes]:
         caller = await self._caller(context)
-        stream = self.endpoint.subscribe(request, caller)
-        try:
-            async for message in stream:
-                yield message
-        except ServiceError as exc:
-            await context.abort(_STATUS[exc.code], exc.message)
-        finally:
-            await stream.aclose()
+        async for message in self._relay(self.endpoint.subscribe(request, caller), context):
+            yield message
 
     async def list_apps(
         self, request: catalog_pb2.ListAppsRequest, context: aio.ServicerContext[Any, Any]
     ) -> catalog_pb2.ListAppsResponse:
         caller = await self._caller(context)
-        return await self.endpoint.list_apps(request, caller)
+        try:
+            return await self.endpoint.list_apps(request, caller)
+        except ServiceError as exc:
+            await context.abort(_STATUS[exc.code], exc.message)
+            raise
 
     async def watch_apps(
         self, request: catalog_pb2.WatchAppsRequest, context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[bytes]:
         caller = await self._caller(context)
-        stream = self.endpoint.watch_apps(request, caller)
-        try:
-            async for message in stream:
-                yield message
-        finally:
-            await stream.aclose()
+        async for message in self._relay(self.endpoint.watch_apps(request, caller), context):
+            yield message
 
 
 def add_services(
