@@ -105,3 +105,38 @@ async def test_apps_with_requirements_get_their_own_cached_virtualenv(
     python = envs.python_for(folder)  # cached: the same env, at once
     assert python != sys.executable and "envs" in python
     assert envs.python_for(tmp_path) == sys.executable  # no requirements: the devkit's own
+
+
+async def test_stop_start_and_counters_of_one_app(
+    tansu: Broker, unique_name: str, tmp_path: Path
+) -> None:
+    from support.apps import produce
+
+    topic = f"{unique_name}-orders"
+    app_file = write_orders_app(tmp_path, f"{unique_name}-app", topic)
+    changes: list[str] = []
+    supervisor = Supervisor({"app": app_file}, tansu.bootstrap, metrics_interval=0.2)
+    supervisor.on_change.append(lambda app: changes.append(app.status))
+    await supervisor.start()
+    try:
+        app = supervisor.apps["app"]
+        await wait_for(lambda: app.status == "running")
+        await produce(
+            tansu.bootstrap,
+            topic,
+            [(b"k", b'{"product": "p", "quantity": 1}')] * 5 + [(b"bad", b"not json")],
+        )
+        await wait_for(lambda: app.stats.records_in >= 6 and app.stats.errors >= 1)
+        assert app.stats.dead_lettered >= 1
+        await supervisor.stop_app("app")
+        assert app.status == "stopped" and app.process is not None
+        assert app.process.returncode is not None
+        supervisor.reload("app")  # a save while stopped does not start it
+        await asyncio.sleep(0.5)
+        assert app.status == "stopped"
+        supervisor.start_app("app")
+        await wait_for(lambda: app.status == "running")
+        assert app.restarts == 0  # stopping by hand is not a crash
+    finally:
+        await supervisor.stop()
+    assert changes[0] == "starting" and "stopped" in changes

@@ -21,8 +21,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import watchfiles
+from prometheus_client.parser import text_string_to_metric_families
 
 LogSink = Callable[[str, str], None]
+ChangeSink = Callable[["AppProcess"], None]
+
+
+@dataclass
+class AppStats:
+    """What an app's /metrics said last (totals since it started, rate over the last poll)."""
+
+    records_in: float = 0.0
+    records_per_s: float = 0.0
+    errors: float = 0.0
+    dead_lettered: float = 0.0
 
 
 @dataclass
@@ -38,6 +50,9 @@ class AppProcess:
     logs: deque[str] = field(default_factory=lambda: deque(maxlen=5000))
     process: asyncio.subprocess.Process | None = None
     reload_requested: bool = False
+    #: Stopped by the user (`stop_app`): not restarted until `start_app`.
+    held: bool = False
+    stats: AppStats = field(default_factory=AppStats)
 
 
 class Supervisor:
@@ -53,6 +68,7 @@ class Supervisor:
         backoff_start: float = 0.5,
         backoff_max: float = 15.0,
         stable_after: float = 30.0,
+        metrics_interval: float = 1.0,
     ) -> None:
         self.apps = {name: AppProcess(name, path.resolve()) for name, path in apps.items()}
         self.broker = broker
@@ -62,14 +78,54 @@ class Supervisor:
         self.backoff_start = backoff_start
         self.backoff_max = backoff_max
         self.stable_after = stable_after
+        self.metrics_interval = metrics_interval
+        #: Called (on the event loop) whenever an app's status, ports or counters change.
+        self.on_change: list[ChangeSink] = []
+        self._app_tasks: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._workdir = Path(tempfile.mkdtemp(prefix="aerogrid-dev-"))
 
     async def start(self) -> None:
         for app in self.apps.values():
-            self._tasks.append(asyncio.create_task(self._keep_running(app), name=f"app:{app.name}"))
+            self._spawn(app)
         self._tasks.append(asyncio.create_task(self._watch_files(), name="watch"))
+        self._tasks.append(asyncio.create_task(self._poll_metrics(), name="metrics"))
+
+    def _spawn(self, app: AppProcess) -> None:
+        app.held = False
+        task = self._app_tasks.get(app.name)
+        if task is None or task.done():
+            self._app_tasks[app.name] = asyncio.create_task(
+                self._keep_running(app), name=f"app:{app.name}"
+            )
+
+    async def stop_app(self, name: str, timeout: float = 10.0) -> None:
+        """Stop one app and keep it stopped (until `start_app`)."""
+        app = self.apps[name]
+        app.held = True
+        _signal(app, signal.SIGTERM)
+        task = self._app_tasks.get(name)
+        if task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+            except TimeoutError:
+                _signal(app, signal.SIGKILL)
+                await task
+        self._set_status(app, "stopped")
+        self._log(app, f"[aerogrid dev] {name} stopped")
+
+    def start_app(self, name: str) -> None:
+        """Start an app that was stopped (a running app is left alone)."""
+        self._spawn(self.apps[name])
+
+    def restart_app(self, name: str) -> None:
+        """Restart an app now, as a save would (a stopped app is started)."""
+        app = self.apps[name]
+        if app.held or name not in self._app_tasks or self._app_tasks[name].done():
+            self.start_app(name)
+        else:
+            self.reload(name)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM every app (they commit and exit within seconds), then SIGKILL."""
@@ -81,16 +137,19 @@ class Supervisor:
             await asyncio.wait_for(asyncio.gather(*waits), timeout)
         for app in self.apps.values():
             _signal(app, signal.SIGKILL)
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._app_tasks.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for app in self.apps.values():
-            app.status = "stopped"
+            self._set_status(app, "stopped")
 
     def reload(self, name: str) -> None:
         app = self.apps[name]
+        if app.held:
+            return
         app.reload_requested = True
-        app.status = "reloading"
+        self._set_status(app, "reloading")
         _signal(app, signal.SIGTERM)
 
     # -- one app's life ------------------------------------------------------------------
@@ -98,17 +157,17 @@ class Supervisor:
     async def _keep_running(self, app: AppProcess) -> None:
         backoff = self.backoff_start
         loop = asyncio.get_running_loop()
-        while not self._stopping:
+        while not self._stopping and not app.held:
             started = loop.time()
             await self._run_once(app)
-            if self._stopping:
+            if self._stopping or app.held:
                 return
             if app.reload_requested:
                 app.reload_requested = False
                 backoff = self.backoff_start
                 continue
-            app.status = "crashed"
             app.restarts += 1
+            self._set_status(app, "crashed")
             if loop.time() - started > self.stable_after:
                 backoff = self.backoff_start
             why = f"exited with {app.exit_code}"
@@ -119,8 +178,9 @@ class Supervisor:
     async def _run_once(self, app: AppProcess) -> None:
         ready = self._workdir / f"{app.name}.ready.json"
         ready.unlink(missing_ok=True)
-        app.status = "starting" if app.status != "reloading" else "reloading"
         app.ports = {}
+        app.stats = AppStats()
+        self._set_status(app, "starting" if app.status != "reloading" else "reloading")
         env = {**os.environ, "AEROGRID_BROKER": self.broker, "PYTHONUNBUFFERED": "1"}
         try:
             python = await asyncio.to_thread(self.python_for, app.path.parent)
@@ -160,7 +220,7 @@ class Supervisor:
             await asyncio.sleep(0.05)
         info = json.loads(ready.read_text())  # noqa: ASYNC240
         app.ports = {"grpc": info["grpc_port"], "http": info["http_port"]}
-        app.status = "running"
+        self._set_status(app, "running")
 
     async def _watch_files(self) -> None:
         folders = {app.path.parent for app in self.apps.values()}
@@ -175,6 +235,38 @@ class Supervisor:
                     self._log(app, f"[aerogrid dev] {app.name}: files changed, reloading")
                     self.reload(app.name)
 
+    async def _poll_metrics(self) -> None:
+        """Scrape each running app's /metrics for the counters a developer watches."""
+        while True:
+            await asyncio.sleep(self.metrics_interval)
+            for app in list(self.apps.values()):
+                if app.status != "running" or "http" not in app.ports:
+                    continue
+                try:
+                    text = await _http_get("127.0.0.1", app.ports["http"], "/metrics")
+                except (OSError, ValueError):
+                    continue
+                totals = _totals(text)
+                previous = app.stats.records_in
+                records_in = totals.get("aerogrid_records_in", 0.0)
+                app.stats = AppStats(
+                    records_in=records_in,
+                    records_per_s=max(0.0, records_in - previous) / self.metrics_interval,
+                    errors=totals.get("aerogrid_decode_errors", 0.0)
+                    + totals.get("aerogrid_handler_errors", 0.0)
+                    + totals.get("aerogrid_task_errors", 0.0),
+                    dead_lettered=totals.get("aerogrid_dead_lettered", 0.0),
+                )
+                self._changed(app)
+
+    def _set_status(self, app: AppProcess, status: str) -> None:
+        app.status = status
+        self._changed(app)
+
+    def _changed(self, app: AppProcess) -> None:
+        for sink in self.on_change:
+            sink(app)
+
     def _log(self, app: AppProcess, line: str) -> None:
         app.logs.append(line)
         self.on_log(app.name, line)
@@ -184,3 +276,28 @@ def _signal(app: AppProcess, sig: signal.Signals) -> None:
     if app.process is not None and app.process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(app.process.pid, sig)
+
+
+async def _http_get(host: str, port: int, path: str, timeout: float = 2.0) -> str:
+    """A tiny HTTP/1.0 GET for loopback scrapes (no client library in the loop for this)."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    try:
+        writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        raw = await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.") or b" 200 " not in head.split(b"\r\n", 1)[0]:
+        raise ValueError(f"GET {path}: {head[:80]!r}")
+    return body.decode()
+
+
+def _totals(metrics_text: str) -> dict[str, float]:
+    """Each counter/gauge family summed over its labels (`_total` samples for counters)."""
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if family.type == "counter" and not sample.name.endswith("_total"):
+                continue
+            totals[family.name] = totals.get(family.name, 0.0) + sample.value
+    return totals
