@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from decimal import Decimal
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,58 @@ import click
 from aerogrid.errors import AeroGridError, AppLoadError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _plugin_entries() -> dict[str, EntryPoint]:
+    return {entry.name: entry for entry in entry_points(group="aerogrid.commands")}
+
+
+class _PluginGroup(click.Group):
+    """Adds the installed packages' commands (the devkit's), each loaded only when used.
+
+    `aerogrid run` in a production image must not pay for importing the devkit's TUI,
+    and a broken plugin must not break `aerogrid run`.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_plugin_entries()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        entry = _plugin_entries().get(cmd_name)
+        if entry is None:
+            return None
+        try:
+            loaded = entry.load()
+        except Exception as exc:
+            click.echo(f"warning: cannot load aerogrid command {cmd_name!r}: {exc}", err=True)
+            return None
+        if not isinstance(loaded, click.Command):
+            click.echo(f"warning: aerogrid command {cmd_name!r} is not a click command", err=True)
+            return None
+        self.add_command(loaded, name=cmd_name)
+        return loaded
+
+
+@click.group(
+    cls=_PluginGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    invoke_without_command=True,
+)
 @click.version_option(package_name="aerogrid")
-def main() -> None:
-    """AeroGrid: live Kafka data in Excel."""
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """AeroGrid: live Kafka data in Excel.
+
+    With no command: the devkit's TUI when the devkit is installed, else this help.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    tui = main.get_command(ctx, "tui")
+    if tui is None:
+        click.echo(ctx.get_help())
+        return
+    ctx.invoke(tui)
 
 
 @main.command()
@@ -183,16 +231,3 @@ def _configure_logging(level: str) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-
-
-def _load_plugins() -> None:
-    for entry in entry_points(group="aerogrid.commands"):
-        try:
-            command = entry.load()
-        except Exception as exc:  # a broken plugin must not break `aerogrid run`
-            click.echo(f"warning: cannot load aerogrid command {entry.name!r}: {exc}", err=True)
-            continue
-        main.add_command(command, name=entry.name)
-
-
-_load_plugins()

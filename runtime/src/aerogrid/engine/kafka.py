@@ -429,6 +429,8 @@ class KafkaEngine:
             max_poll_records=10_000,
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=16 * 1024 * 1024,
+            # Short long-polls: the restore's end check waits for one to come back empty.
+            fetch_max_wait_ms=50,
             **self.settings.client_options(),
         )
         await consumer.start()
@@ -501,11 +503,17 @@ class KafkaEngine:
         offset) ends the read after a few empty polls.
         """
         consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
+        # Offsets first: once positions are set, the consumer keeps a long-polling fetch
+        # in flight, and a broker answers a connection's requests in order, so a lookup
+        # issued then waits out the fetch (half a second per call on the embedded broker).
+        starts = await consumer.beginning_offsets(partitions)
         ends = await consumer.end_offsets(partitions)
+        if all(ends[tp] <= starts[tp] for tp in partitions):
+            return  # nothing to read (a new app, or everything compacted away)
+        await consumer.seek_to_beginning(*partitions)
         empty_polls = 0
         while True:
-            batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            batch = await consumer.getmany(timeout_ms=100, max_records=10_000)
             if not batch or not any(batch.values()):
                 empty_polls += 1
                 positions = [await self._position(consumer, tp) for tp in partitions]
