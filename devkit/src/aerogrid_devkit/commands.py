@@ -13,9 +13,9 @@ import click
 from aiokafka.errors import KafkaError
 
 from aerogrid.errors import ConfigurationError
-from aerogrid_devkit import embedded, envs, kafka_tools, scaffold
+from aerogrid_devkit import brokers, embedded, envs, kafka_tools, scaffold
 from aerogrid_devkit.supervisor import Supervisor
-from aerogrid_devkit.workspace import Workspace
+from aerogrid_devkit.workspace import MANIFEST, Workspace
 
 
 def _fail(message: str) -> None:
@@ -25,47 +25,103 @@ def _fail(message: str) -> None:
 
 @click.group()
 def broker() -> None:
-    """The local broker: up, down, status (embedded: no Docker, no Java)."""
+    """The local broker: up, down, status.
+
+    Modes: embedded (no Docker, no Java; in memory), docker (Apache Kafka in a container,
+    data in a named volume), external (a cluster from the workspace's aerogrid.toml, TLS and
+    SASL included); auto picks docker when a Docker daemon answers, else embedded.
+    """
+
+
+_BROKER_MODE = click.option(
+    "--mode",
+    type=click.Choice(list(brokers.MODES)),
+    help="Which broker [default: the workspace's [broker] mode, else auto].",
+)
+_BROKER_WORKSPACE = click.option(
+    "--workspace",
+    "workspace_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The workspace folder whose aerogrid.toml configures the broker [default: .].",
+)
+
+
+def _open_broker(
+    mode: str | None, workspace_dir: Path | None, port: int | None = None
+) -> tuple[brokers.LocalBroker, str]:
+    """The broker a command acts on, and why that one (exits with a clear error)."""
+    folder = workspace_dir if workspace_dir is not None else Path(".")
+    ws: Workspace | None = None
+    try:
+        if workspace_dir is not None or (folder / MANIFEST).is_file():
+            ws = Workspace.load(folder)
+        if mode is not None:
+            chosen, source = mode, "--mode"
+        elif ws is not None:
+            chosen, source = ws.broker_mode, str(ws.root / MANIFEST)
+        else:
+            chosen, source = "auto", "default"
+        return brokers.open_broker(
+            chosen,
+            ws,
+            port=port,
+            source=source,
+            on_progress=lambda line: click.echo(line, err=True),
+        )
+    except (ConfigurationError, brokers.BrokerError) as exc:
+        _fail(str(exc))
+        raise AssertionError("unreachable") from None
 
 
 @broker.command()
-@click.option("--mode", type=click.Choice(["embedded"]), default="embedded", show_default=True)
-@click.option("--port", type=int, help="Port on 127.0.0.1 [default: 9092, else a free one].")
-def up(mode: str, port: int | None) -> None:
+@_BROKER_MODE
+@_BROKER_WORKSPACE
+@click.option(
+    "--port",
+    type=int,
+    help="Port on 127.0.0.1 for embedded or docker [default: 9092; embedded: else a free one].",
+)
+def up(mode: str | None, workspace_dir: Path | None, port: int | None) -> None:
     """Start the local broker in the background (once; later calls find it)."""
+    chosen, why = _open_broker(mode, workspace_dir, port)
+    click.echo(why)
     try:
-        state, started = embedded.up(port)
-    except embedded.EmbeddedBrokerError as exc:
+        found = chosen.up()
+    except brokers.BrokerError as exc:
         _fail(str(exc))
         return
-    verb = "started" if started else "already running"
-    click.echo(f"embedded broker {verb} on {state.bootstrap} (pid {state.pid}, in memory)")
+    click.echo(found.detail)
+    if not found.running:
+        sys.exit(1)
 
 
 @broker.command()
-def down() -> None:
-    """Stop the local broker (its topics are gone: it keeps them in memory)."""
-    state = embedded.down()
-    click.echo(
-        f"stopped the embedded broker on {state.bootstrap}" if state else "no broker running"
-    )
+@_BROKER_MODE
+@_BROKER_WORKSPACE
+@click.option("--purge", is_flag=True, help="docker: remove the container and its data volume too.")
+def down(mode: str | None, workspace_dir: Path | None, purge: bool) -> None:
+    """Stop the local broker (embedded: its topics are gone; docker: the volume keeps them)."""
+    chosen, why = _open_broker(mode, workspace_dir)
+    click.echo(why)
+    try:
+        click.echo(chosen.down(purge=purge).detail)
+    except brokers.BrokerError as exc:
+        _fail(str(exc))
 
 
 @broker.command()
-@click.option("--json", "as_json", is_flag=True)
-def status(as_json: bool) -> None:
-    """Is the local broker up, and where."""
-    state = embedded.read_state()
+@_BROKER_MODE
+@_BROKER_WORKSPACE
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (mode, running, ...).")
+def status(mode: str | None, workspace_dir: Path | None, as_json: bool) -> None:
+    """Is the local broker up and answering, and where."""
+    chosen, why = _open_broker(mode, workspace_dir)
+    found = chosen.status()
     if as_json:
-        click.echo(
-            json.dumps(
-                {"running": state is not None, "bootstrap": state.bootstrap if state else None}
-            )
-        )
-    elif state:
-        click.echo(f"embedded broker up on {state.bootstrap} (pid {state.pid}); log {state.log}")
+        click.echo(json.dumps({**found.to_json(), "why": why, "uri": chosen.uri}))
     else:
-        click.echo("no broker running (start one with: aerogrid broker up)")
+        click.echo(why)
+        click.echo(found.detail)
 
 
 _BROKER = click.option(
