@@ -38,8 +38,8 @@ node: $(NODE_DIR)/node_modules/.package-lock.json
 kafka:  ## Fetch the Apache Kafka jars into the cache (once per version)
 	bash scripts/fetch_kafka.sh >/dev/null
 
-demo: install  ## The orders app on the embedded broker, with a feed of orders, printing its grid live
-	$(BIN)/python examples/ordersapp/demo.py $(if $(DURATION),--duration $(DURATION))
+demo: install  ## The TUI on the orders app, the embedded broker and a feed of orders (q quits)
+	$(BIN)/aerogrid demo $(if $(HEADLESS),--headless) $(if $(DURATION),--duration $(DURATION))
 
 lint: install  ## ruff (lint and format)
 	$(BIN)/ruff check .

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -13,8 +12,7 @@ import click
 from aiokafka.errors import KafkaError
 
 from aerogrid.errors import ConfigurationError
-from aerogrid_devkit import brokers, embedded, envs, kafka_tools, scaffold
-from aerogrid_devkit.supervisor import Supervisor
+from aerogrid_devkit import brokers, kafka_tools, scaffold
 from aerogrid_devkit.workspace import MANIFEST, Workspace
 
 
@@ -266,47 +264,3 @@ def new(name: str, workspace: Path) -> None:
     click.echo(f"created {folder}/ (app.py, requirements.txt, test_app.py)")
     click.echo(f"  run it:  aerogrid run {folder / 'app.py'}")
     click.echo(f"  test it: python -m pytest {folder}")
-
-
-@click.command()
-@click.argument(
-    "workspace", type=click.Path(file_okay=False, path_type=Path), default=Path("."), required=False
-)
-def dev(workspace: Path) -> None:
-    """Run every app of WORKSPACE against the local broker, logs to the terminal.
-
-    Starts the embedded broker when the workspace uses it (and leaves it running, with
-    its data, when you stop); restarts apps that crash; reloads an app when its files
-    are saved. Ctrl-C stops the apps.
-    """
-    try:
-        ws = Workspace.load(workspace)
-        if ws.broker_mode == "embedded":
-            state, _ = embedded.up()
-            bootstrap = state.bootstrap
-        else:
-            assert ws.broker_uri is not None
-            bootstrap = ws.broker_uri
-    except (ConfigurationError, embedded.EmbeddedBrokerError) as exc:
-        _fail(str(exc))
-        return
-    if not ws.apps:
-        _fail(f"{workspace} has no apps yet (add one with: aerogrid new NAME)")
-    width = max(len(name) for name in ws.apps)
-
-    def show(app: str, line: str) -> None:
-        click.echo(f"{app:<{width}} | {line}")
-
-    async def run() -> None:
-        supervisor = Supervisor(ws.apps, bootstrap, on_log=show, python_for=envs.python_for)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        click.echo(f"aerogrid dev: {len(ws.apps)} app(s) on {bootstrap}; Ctrl-C stops them")
-        await supervisor.start()
-        await stop.wait()
-        click.echo("aerogrid dev: stopping the apps")
-        await supervisor.stop()
-
-    asyncio.run(run())

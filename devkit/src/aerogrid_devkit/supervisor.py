@@ -69,6 +69,7 @@ class Supervisor:
         backoff_max: float = 15.0,
         stable_after: float = 30.0,
         metrics_interval: float = 1.0,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.apps = {name: AppProcess(name, path.resolve()) for name, path in apps.items()}
         self.broker = broker
@@ -79,6 +80,8 @@ class Supervisor:
         self.backoff_max = backoff_max
         self.stable_after = stable_after
         self.metrics_interval = metrics_interval
+        #: Extra environment for every app (a broker's SASL credentials, say).
+        self.env = dict(env or {})
         #: Called (on the event loop) whenever an app's status, ports or counters change.
         self.on_change: list[ChangeSink] = []
         self._app_tasks: dict[str, asyncio.Task[None]] = {}
@@ -181,7 +184,12 @@ class Supervisor:
         app.ports = {}
         app.stats = AppStats()
         self._set_status(app, "starting" if app.status != "reloading" else "reloading")
-        env = {**os.environ, "AEROGRID_BROKER": self.broker, "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            **self.env,
+            "AEROGRID_BROKER": self.broker,
+            "PYTHONUNBUFFERED": "1",
+        }
         try:
             python = await asyncio.to_thread(self.python_for, app.path.parent)
         except Exception as exc:  # a bad requirements.txt: say why, retry with backoff

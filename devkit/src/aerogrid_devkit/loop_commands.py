@@ -1,0 +1,184 @@
+"""The commands of the local loop: `dev`, `demo` and `tui` (also the bare `aerogrid`)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from aerogrid.errors import ConfigurationError
+from aerogrid_devkit import brokers
+from aerogrid_devkit.demo import DemoOptions, run_demo
+from aerogrid_devkit.endpoint import PortInUseError
+from aerogrid_devkit.loop import DevLoop
+from aerogrid_devkit.workspace import MANIFEST, Workspace
+
+
+@click.command()
+@click.option("--headless", is_flag=True, help="Print the grid as it changes instead of the TUI.")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop after this many seconds and print the final grid.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="With --duration: the final grids as JSON, last line."
+)
+@click.option("--rate", type=float, default=50.0, show_default=True, help="Orders per second.")
+@click.option(
+    "--port",
+    type=int,
+    default=50051,
+    show_default=True,
+    help="The local endpoint's port (a free one when taken; 0: any).",
+)
+@click.option("--seed", type=int, help="Seed the order feed (the same orders every run).")
+def demo(
+    headless: bool,
+    duration: float | None,
+    as_json: bool,
+    rate: float,
+    port: int,
+    seed: int | None,
+) -> None:
+    """The orders app on the embedded broker, fed with orders, its grid live.
+
+    No Docker and no Java: a private embedded broker, the design's orders app, the
+    local endpoint (Excel can connect while it runs) and a feed of café orders, a few of
+    them malformed on purpose (they land in the dead-letter topic). The TUI shows
+    `product_sum` live; `q` quits. At the end the grid is checked against the orders
+    sent, and a mismatch exits with 1.
+    """
+    if as_json and duration is None:
+        raise click.UsageError("--json prints the final grids: give --duration too")
+    options = DemoOptions(
+        headless=headless,
+        duration=duration,
+        as_json=as_json,
+        rate=rate,
+        endpoint_port=port,
+        seed=seed,
+    )
+    sys.exit(run_demo(options))
+
+
+_WORKSPACE = click.argument(
+    "workspace",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    required=False,
+)
+_MODE = click.option(
+    "--mode",
+    type=click.Choice(brokers.MODES),
+    help="The broker [default: the workspace's [broker] mode].",
+)
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def _broker_for(ws: Workspace, mode: str | None) -> brokers.LocalBroker:
+    """The workspace's broker, brought up (it outlives the loop: topics survive a restart)."""
+    try:
+        broker, why = brokers.open_broker(
+            mode or ws.broker_mode,
+            ws,
+            source="--mode" if mode else MANIFEST,
+            on_progress=lambda line: click.echo(f"  {line}"),
+        )
+        click.echo(f"broker: {why}")
+        status = broker.up()
+    except brokers.BrokerError as exc:
+        _fail(str(exc))
+    click.echo(f"broker: {status.detail}")
+    return broker
+
+
+@click.command()
+@_WORKSPACE
+@_MODE
+def dev(workspace: Path, mode: str | None) -> None:
+    """Run every app of WORKSPACE, with the local endpoint, logs to the terminal.
+
+    Brings the workspace's broker up (and leaves it running, with its data, when you
+    stop); opens the local endpoint (every app's grids on one loopback address, for
+    Excel and `aerogrid watch`); restarts apps that crash; reloads an app when its files
+    are saved. Ctrl-C stops the apps.
+    """
+    try:
+        ws = Workspace.load(workspace)
+    except ConfigurationError as exc:
+        _fail(str(exc))
+    if not ws.apps:
+        _fail(f"{workspace} has no apps yet (add one with: aerogrid new NAME)")
+    broker = _broker_for(ws, mode)
+    width = max(len(name) for name in ws.apps)
+
+    def show(app: str, line: str) -> None:
+        click.echo(f"{app:<{width}} | {line}")
+
+    async def run() -> None:
+        loop = DevLoop(
+            ws.apps, broker.uri, endpoint_port=ws.endpoint_port, app_env=broker.app_env()
+        )
+        loop.log_sinks.append(show)
+        stop = asyncio.Event()
+        event_loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            event_loop.add_signal_handler(sig, stop.set)
+        try:
+            await loop.start()
+        except PortInUseError as exc:
+            await loop.stop()
+            _fail(str(exc))
+        click.echo(f"aerogrid dev: {len(ws.apps)} app(s) on {broker.uri}; Ctrl-C stops them")
+        await stop.wait()
+        click.echo("aerogrid dev: stopping the apps")
+        await loop.stop()
+
+    asyncio.run(run())
+
+
+@click.command()
+@_WORKSPACE
+@_MODE
+def tui(workspace: Path, mode: str | None) -> None:
+    """The TUI: WORKSPACE's apps, their live grids and logs, topics and the broker.
+
+    Without an aerogrid.toml in WORKSPACE it still opens, on the local broker, with
+    topics and the broker (make an app with `aerogrid new NAME`, or try `aerogrid demo`).
+    """
+    from aerogrid_devkit.tui.app import AeroGridApp
+
+    try:
+        ws = (
+            Workspace.load(workspace)
+            if (workspace / MANIFEST).is_file()
+            else Workspace(root=workspace, broker_mode="auto")
+        )
+    except ConfigurationError as exc:
+        _fail(str(exc))
+    broker = _broker_for(ws, mode)
+
+    async def run() -> None:
+        loop = DevLoop(
+            ws.apps, broker.uri, endpoint_port=ws.endpoint_port, app_env=broker.app_env()
+        )
+        try:
+            await loop.start()
+        except PortInUseError as exc:
+            await loop.stop()
+            _fail(str(exc))
+        try:
+            await AeroGridApp(loop, broker=broker).run_async()
+        finally:
+            await loop.stop()
+
+    asyncio.run(run())

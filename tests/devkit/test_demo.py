@@ -1,0 +1,63 @@
+"""`aerogrid demo` end to end: embedded broker, the orders app, the local endpoint, a feed."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+from aerogrid_devkit.demo import MENU, ORDERS_APP
+from support.apps import EXAMPLE_APP
+
+
+def test_the_demo_ships_the_design_app_to_the_letter() -> None:
+    assert ORDERS_APP.read_bytes() == EXAMPLE_APP.read_bytes()
+
+
+def test_headless_demo_prints_the_grid_live_and_ends_with_the_exact_final_grid() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "aerogrid",
+            "demo",
+            "--headless",
+            "--duration",
+            "6",
+            "--json",
+            "--port",
+            "0",
+            "--rate",
+            "80",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    final = json.loads(out.strip().splitlines()[-1])
+    assert list(final) == ["product_sum"]
+    grid = final["product_sum"]
+    summary = re.search(r"(\d+) orders sent \((\d+) malformed.*?\); (\d+) units in the grid", out)
+    assert summary is not None, out
+    sent, malformed, units = map(int, summary.groups())
+    assert sent > 100 and malformed == sent // 97 >= 1
+    assert sum(row["units_sold"] for row in grid.values()) == units > sent - malformed - 1
+    assert set(grid) <= set(MENU) and len(grid) >= 5
+    assert re.search(r"first grid update \d+\.\d+s after start", out)
+    assert out.count("-- product_sum  seq") >= 2  # printed live, as it changed
+    assert "local endpoint on http://localhost:" in out
+
+
+def test_json_needs_a_duration() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "aerogrid", "demo", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and "--duration" in done.stderr
