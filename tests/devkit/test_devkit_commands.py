@@ -148,6 +148,9 @@ def test_dev_runs_the_workspace_and_stops_on_ctrl_c(home: Path, tmp_path: Path) 
 
     workspace = tmp_path / "ws"
     assert aerogrid(home, "new", "shop", "--workspace", str(workspace)).returncode == 0
+    manifest = workspace / "aerogrid.toml"
+    port = embedded.free_port()
+    manifest.write_text(manifest.read_text().replace("port = 50051", f"port = {port}"))
     env = {**os.environ, "AEROGRID_HOME": str(home)}
     env.pop("AEROGRID_BROKER", None)
     dev = subprocess.Popen(
@@ -167,6 +170,14 @@ def test_dev_runs_the_workspace_and_stops_on_ctrl_c(home: Path, tmp_path: Path) 
             if "gRPC on" in line:
                 break
         assert any(line.startswith("shop | ") and "gRPC on" in line for line in seen), seen
+        assert any(f"local endpoint on http://localhost:{port}" in line for line in seen), seen
+        assert any("auto: " in line and "embedded" in line for line in seen), seen
+        # the app is reachable through the local endpoint, by its declared name
+        target = f"127.0.0.1:{port}"
+        watched = aerogrid(home, "watch", "shop", "product_sum", "--target", target, "--once")
+        assert watched.returncode == 0, watched.stderr
+        unknown = aerogrid(home, "watch", "nope", "product_sum", "--target", target, "--once")
+        assert unknown.returncode != 0 and "shop" in unknown.stderr  # names the known apps
         dev.send_signal(signal.SIGINT)
         rest, _ = dev.communicate(timeout=30)
     finally:
