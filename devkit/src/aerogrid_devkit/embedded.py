@@ -22,6 +22,19 @@ from typing import Self
 
 DEFAULT_PORT = 9092
 
+#: Tansu reads these from the environment: a stray one (a CLUSTER_ID meant for another
+#: Kafka, an OpenTelemetry endpoint) must not reconfigure the developer's local broker.
+TANSU_ENV = frozenset(
+    {
+        "CLUSTER_ID",
+        "LISTENER_URL",
+        "ADVERTISED_LISTENER_URL",
+        "STORAGE_ENGINE",
+        "SCHEMA_REGISTRY",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    }
+)
+
 
 class EmbeddedBrokerError(RuntimeError):
     """The embedded broker cannot start, or is not running."""
@@ -97,11 +110,7 @@ class EmbeddedBroker:
             raise EmbeddedBrokerError(f"port {self.port} on 127.0.0.1 is taken")
         url = f"tcp://127.0.0.1:{self.port}"
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE")
-        }
+        env = {k: v for k, v in os.environ.items() if k not in TANSU_ENV}
         with self.log_file.open("ab") as log:
             self.proc = subprocess.Popen(
                 [

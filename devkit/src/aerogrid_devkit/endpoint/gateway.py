@@ -248,7 +248,7 @@ class LocalGateway:
             info = catalog_pb2.AppInfo()
             info.CopyFrom(entry)
             info.status = _STATUS.get(app.status, catalog_pb2.APP_STATUS_UNSPECIFIED)
-            info.endpoint = self.address
+            info.endpoint = ""  # served here, through this endpoint (see catalog.proto)
             if not running:
                 info.message = _status_message(app)
                 for grid in info.grids:

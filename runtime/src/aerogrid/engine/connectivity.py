@@ -51,6 +51,10 @@ async def diagnose_connection(settings: BrokerSettings) -> BrokerConnectionError
                 hint = "authentication failed (check the user, password and mechanism): "
             elif "CERTIFICATE_VERIFY_FAILED" in text:
                 hint = "TLS certificate verification failed (check cafile=): "
+            elif isinstance(exc, ConnectionRefusedError) or "refused" in text.lower():
+                hint = "connection refused (is a broker listening there?): "
+            elif isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
+                hint = "cannot reach it: "
             elif "closed" in text or isinstance(exc, ConnectionError):
                 hint = (
                     "the broker closed the connection (does this listener speak "
