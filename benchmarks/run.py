@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["benchmarks.ingest", "benchmarks.state", "benchmarks.fanout"]
+BENCHMARKS = ["benchmarks.ingest", "benchmarks.state", "benchmarks.fanout", "benchmarks.tui_frames"]
 
 
 def main() -> int:

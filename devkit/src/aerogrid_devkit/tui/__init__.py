@@ -1,0 +1,1 @@
+"""The devkit's terminal UI (Textual): the screens of `aerogrid dev`."""
