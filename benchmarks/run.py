@@ -5,7 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["benchmarks.ingest", "benchmarks.state", "benchmarks.fanout", "benchmarks.tui_frames"]
+BENCHMARKS = [
+    "benchmarks.ingest",
+    "benchmarks.state",
+    "benchmarks.fanout",
+    "benchmarks.tui_frames",
+    "benchmarks.devkit_loop",
+]
 
 
 def main() -> int:
