@@ -61,3 +61,33 @@ def test_json_needs_a_duration() -> None:
         check=False,
     )
     assert done.returncode == 2 and "--duration" in done.stderr
+
+
+async def test_the_demo_tui_shows_the_grid_live_and_quits_cleanly() -> None:
+    """The TUI mode of `aerogrid demo`, run under Textual's pilot (no terminal here)."""
+    from aerogrid_devkit.demo import Demo, DemoOptions
+    from aerogrid_devkit.tui.app import AeroGridApp
+    from aerogrid_devkit.tui.grid_view import GridScreen
+
+    seen: list[dict[str, str]] = []
+    lines: list[str] = []
+
+    async def run_tui(tui: AeroGridApp) -> None:
+        async with tui.run_test(size=(120, 40)) as pilot:
+            for _ in range(600):
+                await pilot.pause(0.05)
+                screen = tui.screen
+                if isinstance(screen, GridScreen) and screen.model.rows:
+                    seen.append({key: screen.model.text(key)[0] for key in screen.model.rows})
+                if len(seen) > 40:
+                    break
+            await pilot.press("q")  # leaves the grid screen
+            await pilot.press("q")  # quits the TUI
+
+    options = DemoOptions(duration=60, as_json=True, endpoint_port=0, rate=100, seed=3)
+    code = await Demo(options, lines.append, run_tui=run_tui).run()
+    assert code == 0, lines
+    final = json.loads(lines[-1])["product_sum"]
+    assert len(seen) > 40 and len(seen[-1]) >= 5
+    assert seen[0] != seen[-1]  # it changed on screen while orders streamed in
+    assert set(seen[-1]) <= set(final)

@@ -17,16 +17,19 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaProducer
 
 from aerogrid.client import GridClient, GridClientError
 from aerogrid_devkit.embedded import EmbeddedBroker, port_is_free
 from aerogrid_devkit.loop import DevLoop, bundled_python
+
+if TYPE_CHECKING:
+    from aerogrid_devkit.tui.app import AeroGridApp
 
 #: The orders app of the design, to the letter (a test keeps it equal to examples/).
 ORDERS_APP = Path(__file__).resolve().parent / "examples" / "ordersapp" / "app.py"
@@ -121,9 +124,17 @@ class DemoOptions:
 class Demo:
     """Everything the demo runs, started and stopped in order."""
 
-    def __init__(self, options: DemoOptions, echo: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        options: DemoOptions,
+        echo: Callable[[str], None] = print,
+        *,
+        run_tui: Callable[[AeroGridApp], Awaitable[object]] | None = None,
+    ) -> None:
         self.options = options
         self.echo = echo
+        #: How the TUI runs (tests run it headless under Textual's pilot).
+        self.run_tui = run_tui or (lambda tui: tui.run_async())
         self.started = time.monotonic()
         self.first_update: float | None = None
         self.rows: Rows = {}
@@ -155,12 +166,15 @@ class Demo:
             stop = asyncio.Event()
             feeder = asyncio.create_task(feed.run(stop), name="feed")
             if self.options.headless:
-                code = await self._headless(loop, feed, stop)
+                watcher = await self._headless(loop)
             else:
-                code = await self._tui(loop, feed, stop)
+                watcher = await self._tui(loop)
             stop.set()
-            await feeder
-            return code
+            await feeder  # every order sent is counted before the grid is checked
+            if self.options.duration is None:
+                watcher.cancel()
+                return 0
+            return await self._finish(loop, feed, watcher)
 
     async def _wait_running(self, loop: DevLoop, timeout: float = 90.0) -> bool:
         app = loop.supervisor.apps[APP]
@@ -174,7 +188,7 @@ class Demo:
             await asyncio.sleep(0.05)
         return True
 
-    async def _headless(self, loop: DevLoop, feed: OrderFeed, stop: asyncio.Event) -> int:
+    async def _headless(self, loop: DevLoop) -> asyncio.Task[None]:
         """Print the grid as it changes (at most once a second) until the time is up."""
         self.echo(f"feeding ~{self.options.rate:.0f} orders/s; Ctrl-C stops")
         watcher = asyncio.create_task(self._watch(loop.address), name="watch")
@@ -188,22 +202,25 @@ class Demo:
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 event_loop.remove_signal_handler(sig)
-        stop.set()
-        return await self._finish(loop, feed, watcher)
+        return watcher
 
-    async def _tui(self, loop: DevLoop, feed: OrderFeed, stop: asyncio.Event) -> int:
+    async def _tui(self, loop: DevLoop) -> asyncio.Task[None]:
         from aerogrid_devkit.tui.app import AeroGridApp
 
         tui = AeroGridApp(loop, open_grid=(APP, GRID), title="AeroGrid demo")
+        loop.say(f"demo: the orders app, fed ~{self.options.rate:.0f} orders/s")
         watcher = asyncio.create_task(self._watch(loop.address, quiet=True), name="watch")
-        if self.options.duration is not None:
+        timer = (
             asyncio.get_running_loop().call_later(self.options.duration, tui.exit)
-        await tui.run_async()
-        stop.set()
-        if self.options.duration is None:
-            watcher.cancel()
-            return 0
-        return await self._finish(loop, feed, watcher)
+            if self.options.duration is not None
+            else None
+        )
+        try:
+            await self.run_tui(tui)
+        finally:
+            if timer is not None:
+                timer.cancel()
+        return watcher
 
     async def _watch(self, address: str, *, quiet: bool = False) -> None:
         last_print = 0.0
