@@ -1,4 +1,4 @@
-"""Topic tools of the devkit (list, produce, tail), a small kcat for AeroGrid users."""
+"""Topic tools of the devkit (list, produce, tail, browse), a small kcat for AeroGrid users."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -41,18 +41,33 @@ async def list_topics(settings: BrokerSettings) -> list[TopicInfo]:
         await admin.close()
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **settings.client_options())
     try:
-        await consumer.start()
-        infos = []
-        for name in names:
-            partitions = sorted(consumer.partitions_for_topic(name) or ())
-            tps = [TopicPartition(name, p) for p in partitions]
-            ends = await high_watermarks(consumer, tps) if tps else {}
-            infos.append(
-                TopicInfo(name, len(partitions), {tp.partition: e for tp, e in ends.items()})
+        await _start(consumer)
+        # Every topic's partitions first: once partitions are assigned, the consumer's
+        # metadata covers only those topics. Then one pass finds every end.
+        partitions = {name: sorted(consumer.partitions_for_topic(name) or ()) for name in names}
+        tps = [TopicPartition(name, p) for name in names for p in partitions[name]]
+        ends = await high_watermarks(consumer, tps) if tps else {}
+        return [
+            TopicInfo(
+                name,
+                len(partitions[name]),
+                {p: ends[TopicPartition(name, p)] for p in partitions[name]},
             )
-        return infos
+            for name in names
+        ]
     finally:
         await consumer.stop()
+
+
+async def _start(consumer: AIOKafkaConsumer) -> None:
+    """Start a consumer so that stopping it at once is safe.
+
+    aiokafka's stop() raises CancelledError when the consumer's own start-up task has
+    not run yet (a broker without topics, a LookupError right after start): one yield
+    to the event loop lets it run.
+    """
+    await consumer.start()
+    await asyncio.sleep(0)
 
 
 async def high_watermarks(
@@ -151,3 +166,113 @@ def _json_or_text(data: bytes | None) -> Any:
         return json.loads(data)
     except ValueError:
         return _text(data)
+
+
+@dataclass(frozen=True)
+class BrowsedRecord:
+    """One record as stored (key, value and header values left as bytes)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int | None
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+
+#: Where browsing starts: the first records, the last ones, or from an offset.
+BrowseStart = Literal["beginning", "end"] | int
+
+
+async def browse(
+    settings: BrokerSettings,
+    topic: str,
+    *,
+    start: BrowseStart = "beginning",
+    partition: int | None = None,
+    limit: int = 100,
+    idle_timeout: float = 1.0,
+    timeout: float = 10.0,
+) -> list[BrowsedRecord]:
+    """Up to `limit` records of a topic (or one partition), oldest first.
+
+    From the beginning it reads the first records, from the end the last ones, from an
+    offset those at and after it (in every chosen partition). It reads up to each
+    partition's end as it was when called (a fetched high watermark, see
+    `high_watermarks`), so it returns rather than waits for new records.
+    """
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **settings.client_options())
+    try:
+        await _start(consumer)
+        known = consumer.partitions_for_topic(topic)
+        if not known:
+            raise LookupError(f"no topic named {topic!r} on {settings.bootstrap}")
+        if partition is not None and partition not in known:
+            raise LookupError(f"{topic!r} has no partition {partition} (it has {len(known)})")
+        chosen = [partition] if partition is not None else sorted(known)
+        tps = [TopicPartition(topic, p) for p in chosen]
+        ends = await high_watermarks(consumer, tps)
+        begins = await consumer.beginning_offsets(tps)
+        bounds: dict[TopicPartition, tuple[int, int]] = {}
+        for tp in tps:
+            first, end = begins[tp], ends[tp]
+            if start == "beginning":
+                low = first
+            elif start == "end":
+                low = max(first, end - limit)
+            else:
+                low = min(max(first, start), end)
+            high = end if start == "end" else min(end, low + limit)
+            if low < high:
+                bounds[tp] = (low, high)
+        records = await _read_ranges(consumer, bounds, idle_timeout, timeout)
+    finally:
+        await consumer.stop()
+    records.sort(key=lambda r: (r.timestamp or 0, r.partition, r.offset))
+    return records[-limit:] if start == "end" else records[:limit]
+
+
+async def _read_ranges(
+    consumer: AIOKafkaConsumer,
+    bounds: dict[TopicPartition, tuple[int, int]],
+    idle_timeout: float,
+    timeout: float,
+) -> list[BrowsedRecord]:
+    """The records of each partition in [low, high), until read, idle or out of time."""
+    if not bounds:
+        return []
+    consumer.assign(list(bounds))
+    for tp, (low, _) in bounds.items():
+        consumer.seek(tp, low)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last_seen = loop.time()
+    pending = set(bounds)
+    found: list[BrowsedRecord] = []
+    while pending and loop.time() < deadline and loop.time() - last_seen < idle_timeout:
+        batch = await consumer.getmany(*pending, timeout_ms=100)
+        for tp, messages in batch.items():
+            high = bounds[tp][1]
+            for m in messages:
+                last_seen = loop.time()
+                if m.offset < high:
+                    found.append(_browsed(m))
+        for tp in list(pending):
+            if await consumer.position(tp) >= bounds[tp][1]:
+                pending.discard(tp)
+    return found
+
+
+def _browsed(message: Any) -> BrowsedRecord:
+    return BrowsedRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp=message.timestamp,
+        key=message.key,
+        value=message.value,
+        headers=tuple((k, v if v is not None else b"") for k, v in (message.headers or ())),
+    )

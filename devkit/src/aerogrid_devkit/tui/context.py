@@ -1,0 +1,130 @@
+"""What the TUI needs of the loop and the broker it shows, and the log book it keeps.
+
+The screens depend on these shapes, not on `DevLoop` and the broker classes themselves,
+so the real loop and small fakes (for deterministic snapshots) both fit.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from aerogrid.settings import BrokerSettings
+from aerogrid_devkit.supervisor import AppProcess
+
+#: The name the loop logs its own lines under (as `aerogrid_devkit.loop.LOOP_LOG`).
+LOOP_LOG = "aerogrid"
+
+
+class SupervisorLike(Protocol):
+    """`aerogrid_devkit.supervisor.Supervisor`, as far as the TUI uses it."""
+
+    @property
+    def apps(self) -> Mapping[str, AppProcess]: ...
+
+    @property
+    def on_change(self) -> list[Callable[[AppProcess], None]]: ...
+
+    async def stop_app(self, name: str, timeout: float = 10.0) -> None: ...
+
+    def start_app(self, name: str) -> None: ...
+
+    def restart_app(self, name: str) -> None: ...
+
+
+class LoopLike(Protocol):
+    """`aerogrid_devkit.loop.DevLoop`, as far as the TUI uses it."""
+
+    @property
+    def supervisor(self) -> SupervisorLike: ...
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def broker_uri(self) -> str: ...
+
+    @property
+    def log_sinks(self) -> list[Callable[[str, str], None]]: ...
+
+    @property
+    def messages(self) -> Iterable[str]: ...
+
+    def say(self, line: str) -> None:
+        """Log a line of the loop itself (shown in the logs under `LOOP_LOG`)."""
+
+
+class BrokerStatusLike(Protocol):
+    """`aerogrid_devkit.brokers.BrokerStatus`: what a health check found."""
+
+    @property
+    def mode(self) -> str: ...
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def bootstrap(self) -> str | None: ...
+
+    @property
+    def detail(self) -> str: ...
+
+
+class BrokerLike(Protocol):
+    """`aerogrid_devkit.brokers.LocalBroker`: a broker the TUI can check and control.
+
+    Every method is blocking (it may start processes or open sockets): call it from a
+    thread worker.
+    """
+
+    @property
+    def mode(self) -> str: ...
+
+    @property
+    def uri(self) -> str: ...
+
+    def up(self) -> BrokerStatusLike: ...
+
+    def down(self) -> BrokerStatusLike: ...
+
+    def status(self) -> BrokerStatusLike: ...
+
+    def settings(self) -> BrokerSettings: ...
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One line of output and who wrote it (an app, or the loop itself)."""
+
+    source: str
+    line: str
+
+
+class LogBook:
+    """The recent output of every app and of the loop, bounded, with change counts.
+
+    Lines arrive at any rate (a sink on the loop); views read what is new since they
+    last looked, by sequence number, so none of them is called per line.
+    """
+
+    def __init__(self, maxlen: int = 20_000) -> None:
+        self._entries: deque[LogEntry] = deque(maxlen=maxlen)
+        #: Lines ever added; the newest entry has sequence number `total - 1`.
+        self.total = 0
+
+    def add(self, source: str, line: str) -> None:
+        self._entries.append(LogEntry(source, line))
+        self.total += 1
+
+    def since(self, seen: int) -> tuple[list[LogEntry], int]:
+        """Entries added after the first `seen` ones (those still kept), and the new total."""
+        new = min(self.total - seen, len(self._entries))
+        if new <= 0:
+            return [], self.total
+        count = len(self._entries)
+        return [self._entries[i] for i in range(count - new, count)], self.total
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,199 @@
+"""The topic browser: the messages of a topic, and the one under the cursor in full.
+
+Values that parse as JSON are pretty-printed; anything else is shown as text (bytes that
+are not UTF-8 escaped), so a malformed record is as readable as a good one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from rich.console import Group, RenderableType
+from rich.json import JSON
+from rich.table import Table
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Static
+
+from aerogrid_devkit import kafka_tools
+from aerogrid_devkit.kafka_tools import BrowsedRecord
+from aerogrid_devkit.tui.screens.base import SectionScreen, describe_error
+from aerogrid_devkit.tui.screens.browse_form import BrowseForm, BrowseRequest
+from aerogrid_devkit.tui.widgets.filter_table import FilterableTable, TableRow
+
+BROWSE_TIMEOUT = 30.0
+PREVIEW = 60
+COLUMNS = (
+    ("partition", "Partition"),
+    ("offset", "Offset"),
+    ("key", "Key"),
+    ("value", "Value"),
+    ("headers", "Headers"),
+)
+
+
+def text_of(data: bytes | None) -> str:
+    return "" if data is None else data.decode("utf-8", errors="backslashreplace")
+
+
+def parsed_json(data: bytes | None) -> tuple[bool, Any]:
+    """(True, the value) when the bytes are JSON, else (False, None)."""
+    if data is None:
+        return False, None
+    try:
+        return True, json.loads(data)
+    except ValueError:
+        return False, None
+
+
+def preview(data: bytes | None) -> str:
+    """The value on one line: compact JSON, or the text, cut to fit a cell."""
+    if data is None:
+        return "(null)"
+    is_json, value = parsed_json(data)
+    text = json.dumps(value, ensure_ascii=False) if is_json else text_of(data)
+    text = " ".join(text.split())
+    return text if len(text) <= PREVIEW else text[: PREVIEW - 1] + "…"
+
+
+def record_row(record: BrowsedRecord) -> TableRow:
+    return TableRow(
+        f"{record.partition}:{record.offset}",
+        (
+            str(record.partition),
+            str(record.offset),
+            text_of(record.key) if record.key is not None else Text("(none)", style="dim"),
+            preview(record.value),
+            str(len(record.headers)) if record.headers else "",
+        ),
+    )
+
+
+def record_detail(record: BrowsedRecord) -> RenderableType:
+    """Everything about one record: where it is, its key and headers, its value in full."""
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="dim", justify="right")
+    facts.add_column()
+    where = f"partition {record.partition} · offset {record.offset}"
+    if record.timestamp is not None:
+        when = datetime.fromtimestamp(record.timestamp / 1000, UTC)
+        where += f" · {when:%Y-%m-%d %H:%M:%S} UTC"
+    facts.add_row("Record", where)
+    facts.add_row("Key", text_of(record.key) if record.key is not None else Text("(none)", "dim"))
+    if record.headers:
+        for i, (name, header) in enumerate(record.headers):
+            facts.add_row("Headers" if i == 0 else "", Text(f"{name} = {text_of(header)}"))
+    else:
+        facts.add_row("Headers", Text("(none)", style="dim"))
+    is_json, _ = parsed_json(record.value)
+    if record.value is None:
+        value: RenderableType = Text("(null: a tombstone)", style="dim")
+    elif is_json:
+        value = JSON(text_of(record.value), indent=2)
+    else:
+        value = Text(text_of(record.value))
+    label = "Value (JSON)" if is_json else "Value"
+    return Group(facts, Text(""), Text(label, style="bold"), value)
+
+
+class TopicBrowserScreen(SectionScreen):
+    """Messages of one topic; `o` chooses where to start, `b`/`e` jump, `n` produces."""
+
+    SECTION = "topics"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back", tooltip="Back to the topics"),
+        Binding("o", "choose", "From…", tooltip="Start from: beginning, end, offset"),
+        Binding("b", "from_beginning", "Beginning", tooltip="The first messages"),
+        Binding("e", "from_end", "End", tooltip="The latest messages"),
+        Binding("r", "reload", "Reload", tooltip="Read them again"),
+        Binding("n", "produce", "New message", tooltip="Produce a message to this topic"),
+    ]
+
+    def __init__(self, topic: str, request: BrowseRequest) -> None:
+        super().__init__()
+        self.topic = topic
+        self.request = request
+        self.records: dict[str, BrowsedRecord] = {}
+
+    def compose_body(self) -> ComposeResult:
+        yield Static(classes="browse-status")
+        yield FilterableTable(COLUMNS, title=f"Messages of {self.topic}", empty="no messages")
+        with VerticalScroll(classes="panel record-detail"):
+            yield Static(classes="record")
+
+    def on_mount(self) -> None:
+        self.query_one(FilterableTable).focus_table()
+        self.load(self.request)
+
+    def load(self, request: BrowseRequest) -> None:
+        self.request = request
+        self._status(Text(f"{self.topic} · {request.describe()} · reading…", style="yellow"))
+        self.run_worker(self._load(request), group="browse", exclusive=True)
+
+    async def _load(self, request: BrowseRequest) -> None:
+        try:
+            settings = await asyncio.to_thread(self.aero.broker.settings)
+            records = await asyncio.wait_for(
+                kafka_tools.browse(
+                    settings,
+                    self.topic,
+                    start=request.start,
+                    partition=request.partition,
+                    limit=request.limit,
+                ),
+                BROWSE_TIMEOUT,
+            )
+        except Exception as exc:  # shown in the screen, which stays usable
+            self._status(Text(f"cannot read {self.topic}: {describe_error(exc)}", style="bold red"))
+            return
+        self.show_records(records)
+
+    def show_records(self, records: list[BrowsedRecord]) -> None:
+        self.records = {f"{r.partition}:{r.offset}": r for r in records}
+        table = self.query_one(FilterableTable)
+        table.set_rows([record_row(r) for r in records])
+        count = f"{len(records):,} message" + ("" if len(records) == 1 else "s")
+        self._status(Text(f"{self.topic} · {self.request.describe()} · {count}"))
+        self._show_selected()
+
+    def _status(self, text: Text) -> None:
+        self.query_one(".browse-status", Static).update(text)
+
+    @on(DataTable.RowHighlighted)
+    def _show_selected(self) -> None:
+        key = self.query_one(FilterableTable).selected
+        record = self.records.get(key) if key else None
+        detail = self.query_one(".record", Static)
+        detail.update(record_detail(record) if record else Text("no message selected", "dim"))
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def action_choose(self) -> None:
+        def chosen(request: BrowseRequest | None) -> None:
+            if request is not None:
+                self.load(request)
+
+        self.app.push_screen(BrowseForm(self.topic, self.request), chosen)
+
+    def action_from_beginning(self) -> None:
+        self.load(BrowseRequest("beginning", self.request.partition, self.request.limit))
+
+    def action_from_end(self) -> None:
+        self.load(BrowseRequest("end", self.request.partition, self.request.limit))
+
+    def action_reload(self) -> None:
+        self.load(self.request)
+
+    def action_produce(self) -> None:
+        def sent(result: tuple[int, int] | None) -> None:
+            if result is not None:
+                self.load(self.request)
+
+        self.aero.produce_message(self.topic, sent)
