@@ -18,7 +18,9 @@ import pytest
 from aerogrid_devkit import embedded
 
 
-def aerogrid(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def aerogrid(
+    home: Path, *args: str, timeout: float = 60, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "AEROGRID_HOME": str(home)}
     env.pop("AEROGRID_BROKER", None)
     return subprocess.run(
@@ -27,6 +29,7 @@ def aerogrid(home: Path, *args: str, timeout: float = 60) -> subprocess.Complete
         text=True,
         timeout=timeout,
         env=env,
+        cwd=cwd,
         check=False,
     )
 
@@ -191,3 +194,18 @@ def test_dev_runs_the_workspace_and_stops_on_ctrl_c(home: Path, tmp_path: Path) 
 def test_dev_explains_a_folder_that_is_no_workspace(home: Path, tmp_path: Path) -> None:
     done = aerogrid(home, "dev", str(tmp_path))
     assert done.returncode == 1 and "no aerogrid.toml" in done.stderr
+
+
+def test_topic_commands_use_the_workspace_broker(home: Path, tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    closed = embedded.free_port()
+    (workspace / "aerogrid.toml").write_text(
+        f'[broker]\nmode = "external"\nbootstrap = "127.0.0.1:{closed}"\n'
+    )
+    done = aerogrid(home, "topics", cwd=workspace, timeout=90)
+    assert done.returncode == 1 and f"127.0.0.1:{closed}" in done.stderr
+    (workspace / "aerogrid.toml").write_text('[broker]\nmode = "sideways"\n')
+    broken = aerogrid(home, "produce", "t", "v", cwd=workspace)
+    assert broken.returncode == 1 and "sideways" in broken.stderr
+    assert "Traceback" not in broken.stderr

@@ -7,16 +7,18 @@ import json
 import sys
 import textwrap
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from aiokafka.errors import KafkaError
 
 from aerogrid.errors import ConfigurationError
+from aerogrid.settings import BrokerSettings
 from aerogrid_devkit import brokers, kafka_tools, scaffold
 from aerogrid_devkit.workspace import MANIFEST, Workspace
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
 
@@ -122,8 +124,16 @@ def status(mode: str | None, workspace_dir: Path | None, as_json: bool) -> None:
         click.echo(found.detail)
 
 
+def _broker_settings(explicit: str | None) -> BrokerSettings:
+    try:
+        return kafka_tools.resolve_broker(explicit)
+    except ConfigurationError as exc:
+        _fail(str(exc))
+
+
 _BROKER = click.option(
-    "--broker", help="Bootstrap servers [default: AEROGRID_BROKER, else the local broker]."
+    "--broker",
+    help="Bootstrap servers [default: AEROGRID_BROKER, else the workspace's, else the local one].",
 )
 
 
@@ -132,7 +142,7 @@ _BROKER = click.option(
 @click.option("--json", "as_json", is_flag=True)
 def topics(broker: str | None, as_json: bool) -> None:
     """List topics with their partitions and record counts."""
-    settings = kafka_tools.resolve_broker(broker)
+    settings = _broker_settings(broker)
     try:
         infos = asyncio.run(kafka_tools.list_topics(settings))
     except KafkaError as exc:
@@ -184,7 +194,7 @@ def produce(
         if not sep or not name:
             _fail(f"header {header!r} is not NAME=VALUE")
         parsed.append((name, text.encode()))
-    settings = kafka_tools.resolve_broker(broker)
+    settings = _broker_settings(broker)
     try:
         where = asyncio.run(
             kafka_tools.produce(
@@ -214,7 +224,7 @@ def tail(
     broker: str | None,
 ) -> None:
     """Print TOPIC's records as they arrive (key, value, headers)."""
-    settings = kafka_tools.resolve_broker(broker)
+    settings = _broker_settings(broker)
 
     async def run() -> None:
         count = 0

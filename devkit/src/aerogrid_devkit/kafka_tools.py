@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -14,14 +15,25 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from aerogrid.settings import BrokerSettings
 from aerogrid_devkit import embedded
+from aerogrid_devkit.workspace import MANIFEST, Workspace
 
 
-def resolve_broker(explicit: str | None) -> BrokerSettings:
-    """--broker, else AEROGRID_BROKER, else the running embedded broker, else localhost:9092."""
+def resolve_broker(explicit: str | None, workspace: Path | None = None) -> BrokerSettings:
+    """The broker a command talks to, in this order: --broker, AEROGRID_BROKER, the
+    workspace's (an aerogrid.toml in `workspace`, default the current folder: its external
+    cluster with TLS/SASL, else its local broker), the running embedded broker,
+    localhost:9092. Raises ConfigurationError for a broken aerogrid.toml."""
     if explicit or os.environ.get("AEROGRID_BROKER"):
         return BrokerSettings.from_env(explicit)
+    root = workspace or Path.cwd()
+    ws = Workspace.load(root) if (root / MANIFEST).is_file() else None
+    if ws is not None and ws.broker_mode == "external" and ws.external is not None:
+        return ws.external.resolve()
     running = embedded.read_state()
-    return BrokerSettings.parse(running.bootstrap if running else "localhost:9092")
+    if running is not None:
+        return BrokerSettings.parse(running.bootstrap)
+    port = ws.broker_port if ws is not None and ws.broker_port else embedded.DEFAULT_PORT
+    return BrokerSettings.parse(f"localhost:{port}")
 
 
 @dataclass(frozen=True)
@@ -116,7 +128,7 @@ async def tail(
         **settings.client_options(),
     )
     try:
-        await consumer.start()
+        await _start(consumer)
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
             raise LookupError(f"no topic named {topic!r} on {settings.bootstrap}")
