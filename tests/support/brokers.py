@@ -64,6 +64,8 @@ from typing import Any, ClassVar, Self, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from aerogrid_devkit.embedded import TANSU_ENV
+
 _T = TypeVar("_T")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -760,14 +762,7 @@ class ApacheKafka(Broker):
 
 
 #: Tansu reads these from the environment; a stray one must not reconfigure the test broker.
-_TANSU_ENV = (
-    "CLUSTER_ID",
-    "LISTENER_URL",
-    "ADVERTISED_LISTENER_URL",
-    "STORAGE_ENGINE",
-    "SCHEMA_REGISTRY",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-)
+_TANSU_ENV = TANSU_ENV
 
 
 class TansuBroker(Broker):
