@@ -635,3 +635,25 @@ def test_workspace_defaults_and_the_earlier_form_still_load(tmp_path: Path) -> N
     )
     assert docker_ws.broker_mode == "auto" and docker_ws.broker_port == 19092
     assert docker_ws.docker == DockerConfig(image="x:1")
+
+
+def test_workspace_cloud_targets(tmp_path: Path) -> None:
+    folder = tmp_path / "ws"
+    folder.mkdir()
+    manifest = folder / "aerogrid.toml"
+    manifest.write_text(
+        "[cloud.targets.prod]\n"
+        'tenant = "trading"\ncontext = "prod-eu"\nendpoint = "https://grids.example.com"\n'
+        '[cloud.targets.lab]\ntenant = "research"\n'
+    )
+    targets = Workspace.load(folder).cloud_targets
+    assert targets["prod"].context == "prod-eu" and targets["prod"].tenant == "trading"
+    assert targets["lab"].context is None and targets["lab"].endpoint is None
+    manifest.write_text('[cloud.targets.prod]\ncontext = "prod-eu"\n')
+    with pytest.raises(ConfigurationError, match=r"\[cloud.targets.prod\] needs tenant"):
+        Workspace.load(folder)
+    manifest.write_text('[cloud.targets.prod]\ntenant = "t"\nnamespace = "x"\n')
+    with pytest.raises(
+        ConfigurationError, match=r"unknown key 'namespace' in \[cloud.targets.prod\]"
+    ):
+        Workspace.load(folder)

@@ -148,6 +148,8 @@ class Workspace:
     broker_port: int | None = None
     docker: DockerConfig = field(default_factory=DockerConfig)
     external: ExternalConfig | None = None
+    #: `[cloud.targets.NAME]`: where `aerogrid promote --target NAME` sends apps.
+    cloud_targets: dict[str, CloudTarget] = field(default_factory=dict)
 
     @classmethod
     def load(cls, root: Path) -> Workspace:
@@ -171,6 +173,7 @@ class Workspace:
             broker = _BrokerTable(root, _table(data, "broker"))
             mode, port, docker = broker.mode(), broker.port(), broker.docker()
             external = broker.external(required=mode == "external")
+            targets = _cloud_targets(_table(data, "cloud", {"targets"}))
         except ConfigurationError as exc:
             raise ConfigurationError(f"{manifest}: {exc}") from None
         return cls(
@@ -182,18 +185,61 @@ class Workspace:
             broker_port=port,
             docker=docker,
             external=external,
+            cloud_targets=targets,
         )
 
 
-def _table(data: Mapping[str, Any], name: str, allowed: set[str] | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CloudTarget:
+    """A cluster apps are promoted to: a kubeconfig context and the tenant they run for."""
+
+    name: str
+    tenant: str
+    #: The kubeconfig context (None: the current one).
+    context: str | None = None
+    #: The cluster's endpoint for Excel (the Istio gateway's URL), shown after a promote.
+    endpoint: str | None = None
+
+
+_CLOUD_TARGET_KEYS = {"tenant", "context", "endpoint"}
+
+
+def _cloud_targets(cloud: dict[str, Any]) -> dict[str, CloudTarget]:
+    targets = _table(cloud, "targets", label="cloud.targets")
+    found: dict[str, CloudTarget] = {}
+    for name in targets:
+        where = f"cloud.targets.{name}"
+        spec = _table(targets, name, _CLOUD_TARGET_KEYS, label=where)
+        values: dict[str, str | None] = {}
+        for key in sorted(_CLOUD_TARGET_KEYS):
+            value = spec.get(key)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigurationError(f"[{where}] {key} must be a non-empty string")
+            values[key] = value
+        tenant = values.pop("tenant")
+        if tenant is None:
+            raise ConfigurationError(f'[{where}] needs tenant = "..." (the tenant apps run for)')
+        found[name] = CloudTarget(name=name, tenant=tenant, **values)
+    return found
+
+
+def _table(
+    data: Mapping[str, Any],
+    name: str,
+    allowed: set[str] | None = None,
+    *,
+    label: str | None = None,
+) -> dict[str, Any]:
+    """`data[name]` as a table with only `allowed` keys; errors name it `[label]`."""
+    label = label or name
     value = data.get(name, {})
     if not isinstance(value, dict):
-        raise ConfigurationError(f"[{name}] must be a table")
+        raise ConfigurationError(f"[{label}] must be a table")
     if allowed is not None:
         unknown = sorted(set(value) - allowed)
         if unknown:
             raise ConfigurationError(
-                f"unknown key {unknown[0]!r} in [{name}] (known: {', '.join(sorted(allowed))})"
+                f"unknown key {unknown[0]!r} in [{label}] (known: {', '.join(sorted(allowed))})"
             )
     return value
 
