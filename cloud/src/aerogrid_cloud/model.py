@@ -1,0 +1,188 @@
+"""The platform's resources, `aerogrid.io/v1alpha1` App and Tenant, as typed models.
+
+The CRDs' OpenAPI schemas, the operator, the catalog and the promote client all read and
+write these shapes; the models are the one place they are spelled out. Field names are
+the resources' own (camelCase), so `model_dump(by_alias=True)` is a valid spec.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+GROUP = "aerogrid.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+APP_KIND, APP_PLURAL = "App", "apps"
+TENANT_KIND, TENANT_PLURAL = "Tenant", "tenants"
+
+#: Every object the platform makes carries these labels (and the app/tenant ones below).
+MANAGED_BY = {"app.kubernetes.io/managed-by": "aerogrid"}
+APP_LABEL = "aerogrid.io/app"
+TENANT_LABEL = "aerogrid.io/tenant"
+
+#: An App's files live in a ConfigMap, which the API server caps at 1 MiB in all; keep
+#: room for the object's metadata.
+MAX_FILES_BYTES = 900 * 1024
+#: A Kubernetes DNS label (names of apps, tenants, namespaces).
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+#: File names inside an app: no folders, nothing hidden, what a ConfigMap key accepts.
+_FILE_NAME = re.compile(r"^[A-Za-z0-9_][-._A-Za-z0-9]{0,252}$")
+
+
+def namespace_for(tenant: str) -> str:
+    """The namespace the operator makes for a tenant (its apps live there)."""
+    return f"aerogrid-{tenant}"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+
+
+# -- App ---------------------------------------------------------------------------------
+
+
+class EnvVar(_Model):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    value: str = ""
+
+
+class SecretRef(_Model):
+    """A Secret in the app's namespace whose keys become environment variables."""
+
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+
+
+class BrokerRef(_Model):
+    """How the app reaches Kafka: a bootstrap, and/or a Secret with the rest.
+
+    The Secret holds what `aerogrid run` reads from its environment (AEROGRID_BROKER as a
+    URI with TLS/SASL, AEROGRID_SASL_USERNAME, AEROGRID_SASL_PASSWORD, CA files as
+    keys); a bootstrap here is used when the Secret has no AEROGRID_BROKER.
+    """
+
+    bootstrap: str | None = None
+    secret_ref: Annotated[SecretRef | None, Field(alias="secretRef")] = None
+
+
+class ResourceRequirements(_Model):
+    """Kubernetes' requests and limits (quantities as strings: "250m", "512Mi")."""
+
+    requests: dict[str, str] = Field(default_factory=lambda: {"cpu": "100m", "memory": "256Mi"})
+    limits: dict[str, str] = Field(default_factory=lambda: {"cpu": "1", "memory": "1Gi"})
+
+
+class AppSpec(_Model):
+    #: The app's folder: app.py, requirements.txt and any other file, by name.
+    files: dict[str, str]
+    runtime_version: Annotated[str, Field(alias="runtimeVersion", min_length=1)]
+    replicas: Annotated[int, Field(ge=0, le=1)] = 1
+    stopped: bool = False
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
+    env: list[EnvVar] = Field(default_factory=list)
+    secret_refs: Annotated[list[SecretRef], Field(alias="secretRefs")] = Field(default_factory=list)
+    broker: BrokerRef = Field(default_factory=BrokerRef)
+
+    @field_validator("files")
+    @classmethod
+    def _check_files(cls, files: dict[str, str]) -> dict[str, str]:
+        if "app.py" not in files:
+            raise ValueError("files must hold app.py")
+        for name in files:
+            if not _FILE_NAME.match(name):
+                raise ValueError(f"file name {name!r}: no folders, no leading dot")
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in files.items())
+        if size > MAX_FILES_BYTES:
+            raise ValueError(
+                f"files are {size} bytes: at most {MAX_FILES_BYTES} fit in a ConfigMap"
+            )
+        return files
+
+    @property
+    def requirements(self) -> list[str]:
+        """The packages requirements.txt lists (comments and blank lines dropped)."""
+        text = self.files.get("requirements.txt", "")
+        lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+        return [line for line in lines if line]
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    BUILDING = "Building"
+    DEPLOYING = "Deploying"
+    RUNNING = "Running"
+    STOPPED = "Stopped"
+    FAILED = "Failed"
+
+
+class Condition(_Model):
+    type: str
+    status: str  # "True" | "False" | "Unknown"
+    reason: str = ""
+    message: str = ""
+    last_transition_time: Annotated[str | None, Field(alias="lastTransitionTime")] = None
+    observed_generation: Annotated[int | None, Field(alias="observedGeneration")] = None
+
+
+class AppStatus(_Model):
+    phase: Phase = Phase.PENDING
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: Annotated[int | None, Field(alias="observedGeneration")] = None
+    #: Where clients reach the app's grids (the gateway's host for this app).
+    endpoint: str = ""
+    #: The image the Deployment runs (the runtime's, or one built with the requirements).
+    image: str = ""
+    message: str = ""
+
+
+# -- Tenant ------------------------------------------------------------------------------
+
+
+class Quotas(_Model):
+    """What a tenant's namespace may use in all (a ResourceQuota)."""
+
+    apps: Annotated[int, Field(ge=0)] = 10
+    cpu: str = "4"
+    memory: str = "8Gi"
+    pods: Annotated[int, Field(ge=0)] = 20
+
+
+class TenantSpec(_Model):
+    display_name: Annotated[str, Field(alias="displayName", min_length=1)]
+    #: Identity-provider groups whose members belong to the tenant (the JWT `groups`).
+    groups: Annotated[list[str], Field(min_length=1)]
+    quotas: Quotas = Field(default_factory=Quotas)
+
+
+class TenantStatus(_Model):
+    phase: str = "Pending"  # Pending | Ready | Failed
+    namespace: str = ""
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: Annotated[int | None, Field(alias="observedGeneration")] = None
+    message: str = ""
+
+
+def check_name(kind: str, name: str) -> str:
+    """A resource name that is a DNS label (apps become hosts, tenants namespaces)."""
+    if not _DNS_LABEL.match(name):
+        raise ValueError(
+            f"{kind} name {name!r}: lower-case letters, digits and '-', at most 63, "
+            "starting and ending with a letter or digit"
+        )
+    return name
+
+
+def resource(kind: str, name: str, spec: BaseModel, namespace: str | None = None) -> dict[str, Any]:
+    """A whole App or Tenant object, ready to apply."""
+    metadata: dict[str, Any] = {"name": name}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "metadata": metadata,
+        "spec": spec.model_dump(by_alias=True, exclude_none=True),
+    }
