@@ -28,6 +28,9 @@ log = logging.getLogger("aerogrid.client")
 #: A row as clients see it: column → int, float, str, bool, None, Decimal or datetime.
 ClientRow = dict[str, Any]
 
+#: The call metadata naming the app of a grid call (a cluster gateway routes on it).
+APP_HEADER = "x-aerogrid-app"
+
 #: Failures a subscription recovers from by reconnecting (CANCELLED: a server under a
 #: connection storm can drop calls it has not accepted yet).
 _RETRYABLE = {
@@ -129,8 +132,18 @@ class GridClient:
 
     # -- calls ---------------------------------------------------------------------
 
-    def _metadata(self) -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
+    def _metadata(self, app: str | None = None) -> tuple[tuple[str, str], ...]:
+        """Call metadata: the token, and the app a grid call is for.
+
+        `x-aerogrid-app` is how a cluster's gateway routes a grid call to the app's
+        Service (it cannot read the request body); single-app and local endpoints ignore it.
+        """
+        metadata: list[tuple[str, str]] = []
+        if self.token:
+            metadata.append(("authorization", f"Bearer {self.token}"))
+        if app:
+            metadata.append((APP_HEADER, app))
+        return tuple(metadata)
 
     def _require_channel(self) -> aio.Channel:
         if self._channel is None:
@@ -159,7 +172,7 @@ class GridClient:
         stub = grid_pb2_grpc.GridServiceStub(self._require_channel())
         try:
             response = await stub.ListGrids(
-                grid_pb2.ListGridsRequest(app=app), metadata=self._metadata()
+                grid_pb2.ListGridsRequest(app=app), metadata=self._metadata(app)
             )
         except aio.AioRpcError as exc:
             raise GridClientError(exc.code(), exc.details() or "") from None
@@ -206,7 +219,7 @@ class GridClient:
                 resume_epoch=epoch,
                 resume_seq=seq,
             )
-            call = stub.Subscribe(request, metadata=self._metadata())
+            call = stub.Subscribe(request, metadata=self._metadata(request.app))
             column_names: list[str] = []
             pending: dict[str, ClientRow] = {}
             try:
