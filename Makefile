@@ -19,7 +19,7 @@ export AEROGRID_UV := $(UV)
 .PHONY: help install demo test lint typecheck unit integration bench proto clean
 
 help:  ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(UV):
 	$(PYTHON) -m venv $(CACHE_DIR)/uv-$(UV_VERSION)
@@ -38,6 +38,9 @@ node: $(NODE_DIR)/node_modules/.package-lock.json
 kafka:  ## Fetch the Apache Kafka jars into the cache (once per version)
 	bash scripts/fetch_kafka.sh >/dev/null
 
+k8s:  ## Build kube-apiserver, kube-controller-manager and etcd from Go modules (once per version)
+	bash scripts/build_k8s.sh >/dev/null || [ $$? -eq 3 ]  # 3: no Go; the tests skip (fail if CI=true)
+
 demo: install  ## The TUI on the orders app, the embedded broker and a feed of orders (q quits)
 	$(BIN)/aerogrid demo $(if $(HEADLESS),--headless) $(if $(DURATION),--duration $(DURATION))
 
@@ -51,8 +54,11 @@ typecheck: install  ## mypy --strict
 unit: install  ## Fast tests, no broker
 	$(BIN)/pytest tests/unit -q
 
-test: install node kafka lint typecheck  ## Everything: lint, types, unit and integration tests on real brokers
+test: install node kafka k8s lint typecheck  ## Everything: lint, types, unit and integration tests on real brokers
 	$(BIN)/pytest -q -ra
+
+test-k8s: install k8s  ## The cloud tests against a real kube-apiserver, etcd and controllers
+	$(BIN)/pytest tests/cloud -q -ra
 
 bench: install kafka  ## Benchmarks against Faust and a bare aiokafka loop (see benchmarks/README.md)
 	$(BIN)/python -m benchmarks.run
