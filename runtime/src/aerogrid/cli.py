@@ -166,19 +166,27 @@ def run(
     "--target", default="localhost:50051", show_default=True, help="Endpoint (host:port)."
 )
 @click.option("--token", envvar="AEROGRID_TOKEN", help="Bearer token [env AEROGRID_TOKEN].")
+@click.option("--tenant", help="Through a cluster's endpoint: the app's tenant.")
 @click.option("--once", is_flag=True, help="Print the grid once and exit.")
 @click.option("--json", "as_json", is_flag=True, help="JSON output: {row_key: {column: value}}.")
 @click.option(
     "--timeout", default=30.0, show_default=True, help="Seconds to wait for the grid (with --once)."
 )
 def watch(
-    app: str, grid: str, target: str, token: str | None, once: bool, as_json: bool, timeout: float
+    app: str,
+    grid: str,
+    target: str,
+    token: str | None,
+    tenant: str | None,
+    once: bool,
+    as_json: bool,
+    timeout: float,
 ) -> None:
     """Print a grid live (or once)."""
     from aerogrid.client import GridClient, GridClientError
 
     async def main_loop() -> None:
-        async with GridClient(target, token=token) as client:
+        async with GridClient(target, token=token, tenant=tenant) as client:
             if once:
                 rows = await client.snapshot(app, grid, timeout=timeout)
                 _print_grid(rows, as_json)

@@ -30,6 +30,8 @@ ClientRow = dict[str, Any]
 
 #: The call metadata naming the app of a grid call (a cluster gateway routes on it).
 APP_HEADER = "x-aerogrid-app"
+#: ... and its tenant (app names are unique within a tenant only).
+TENANT_HEADER = "x-aerogrid-tenant"
 
 #: Failures a subscription recovers from by reconnecting (CANCELLED: a server under a
 #: connection storm can drop calls it has not accepted yet).
@@ -107,9 +109,13 @@ class GridClient:
         *,
         credentials: grpc.ChannelCredentials | None = None,
         reconnect_delay: float = 0.5,
+        tenant: str | None = None,
     ) -> None:
         self.target = target
         self.token = token
+        #: Through a cluster's gateway, the tenant whose apps grid calls go to (apps are
+        #: named per tenant); local and single-app endpoints ignore it.
+        self.tenant = tenant
         self.credentials = credentials
         self.reconnect_delay = reconnect_delay
         self._channel: aio.Channel | None = None
@@ -135,14 +141,17 @@ class GridClient:
     def _metadata(self, app: str | None = None) -> tuple[tuple[str, str], ...]:
         """Call metadata: the token, and the app a grid call is for.
 
-        `x-aerogrid-app` is how a cluster's gateway routes a grid call to the app's
-        Service (it cannot read the request body); single-app and local endpoints ignore it.
+        `x-aerogrid-app` and `x-aerogrid-tenant` are how a cluster's gateway routes a grid
+        call to the app's Service (it cannot read the request body); single-app and local
+        endpoints ignore them.
         """
         metadata: list[tuple[str, str]] = []
         if self.token:
             metadata.append(("authorization", f"Bearer {self.token}"))
         if app:
             metadata.append((APP_HEADER, app))
+            if self.tenant:
+                metadata.append((TENANT_HEADER, self.tenant))
         return tuple(metadata)
 
     def _require_channel(self) -> aio.Channel:

@@ -1,0 +1,41 @@
+"""GridClient names the app (and tenant) of grid calls, for a cluster gateway's routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from aerogrid.client import APP_HEADER, TENANT_HEADER, GridClient
+from aerogrid.v1 import grid_pb2
+
+
+async def test_grid_calls_carry_the_app_and_tenant_headers() -> None:
+    seen: list[dict[str, str]] = []
+
+    async def list_grids(request: bytes, context: aio.ServicerContext[Any, Any]) -> bytes:
+        seen.append({k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)})
+        return grid_pb2.ListGridsResponse().SerializeToString()
+
+    handler = grpc.method_handlers_generic_handler(
+        "aerogrid.v1.GridService",
+        {"ListGrids": grpc.unary_unary_rpc_method_handler(list_grids)},
+    )
+    server = aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with GridClient(f"127.0.0.1:{port}", token="t0k", tenant="trading") as client:
+            await client.grids("orders")
+            await client.grids()  # every app's grids: no app to route on
+        async with GridClient(f"127.0.0.1:{port}") as client:
+            await client.grids("orders")
+    finally:
+        await server.stop(None)
+    routed, unrouted, untenanted = seen
+    assert routed[APP_HEADER] == "orders" and routed[TENANT_HEADER] == "trading"
+    assert routed["authorization"] == "Bearer t0k"
+    assert APP_HEADER not in unrouted and TENANT_HEADER not in unrouted
+    assert untenanted[APP_HEADER] == "orders" and TENANT_HEADER not in untenanted
