@@ -177,7 +177,7 @@ def tui(workspace: Path, mode: str | None) -> None:
             await loop.stop()
             _fail(str(exc))
         try:
-            await AeroGridApp(loop, broker=broker).run_async()
+            await AeroGridApp(loop, broker=broker, cloud_targets=ws.cloud_targets).run_async()
         finally:
             await loop.stop()
 

@@ -213,12 +213,12 @@ async def test_apps_screen_status_counters_controls_and_grids(
             await until(lambda: isinstance(tui.screen, GridScreen), what="grid from palette")
             await pilot.press("escape")
 
-            # promote is not there yet: it says so, and nothing else happens
+            # promote without a cloud target in aerogrid.toml: it says how to add one
             with patch.object(tui, "notify", wraps=tui.notify) as notify:
                 await pilot.press("p")
                 await pilot.pause()
             assert isinstance(tui.screen, AppsScreen)
-            assert "cloud issue" in notify.call_args.args[0]
+            assert "[cloud.targets." in notify.call_args.args[0]
 
             await pilot.press("q")
         assert tui.return_code == 0

@@ -11,11 +11,13 @@ runs in a worker.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import ClassVar, TypeVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 
@@ -29,6 +31,7 @@ from aerogrid_devkit.tui.context import (
     LogBook,
     LoopLike,
 )
+from aerogrid_devkit.tui.promoting import NO_TARGETS, TargetPicker, promote_folder
 from aerogrid_devkit.tui.screens.apps import AppsScreen
 from aerogrid_devkit.tui.screens.base import describe_error
 from aerogrid_devkit.tui.screens.broker import BrokerScreen, ObservedBroker
@@ -41,6 +44,7 @@ from aerogrid_devkit.tui.screens.producer import ProducerForm
 from aerogrid_devkit.tui.screens.topics import TopicsScreen
 from aerogrid_devkit.tui.widgets.filter_table import FilterableTable
 from aerogrid_devkit.tui.widgets.nav import SECTIONS
+from aerogrid_devkit.workspace import CloudTarget
 
 #: The screen class of each section (mode), by mode name.
 SECTION_SCREENS: dict[str, Callable[[], Screen[None]]] = {
@@ -51,9 +55,6 @@ SECTION_SCREENS: dict[str, Callable[[], Screen[None]]] = {
 }
 
 _T = TypeVar("_T")
-
-#: Shown instead of promoting until the cloud side exists.
-PROMOTE_LATER = "Promote arrives with the cloud issue (the operator and the promote client)."
 
 
 class AeroGridApp(App[None]):
@@ -80,9 +81,12 @@ class AeroGridApp(App[None]):
         broker: BrokerLike | None = None,
         open_grid: tuple[str, str] | None = None,
         title: str = "AeroGrid",
+        cloud_targets: Mapping[str, CloudTarget] | None = None,
     ) -> None:
         super().__init__()
         self.devloop = loop
+        #: Where `p` promotes an app (the workspace's [cloud.targets]).
+        self.cloud_targets = dict(cloud_targets or {})
         self.broker: BrokerLike = broker or ObservedBroker(loop.broker_uri)
         self.logbook = LogBook()
         #: Bumped on every change the supervisor reports; views redraw at their own pace.
@@ -180,7 +184,39 @@ class AeroGridApp(App[None]):
         self.run_worker(stop(), group=f"stop-{name}", exclusive=True)
 
     def promote(self, name: str) -> None:
-        self.notify(PROMOTE_LATER, title=f"Promote {name}", severity="warning")
+        """Promote an app to a cloud target (picked when the workspace has several)."""
+        targets = self.cloud_targets
+        if not targets:
+            self.notify(NO_TARGETS, title=f"Promote {name}", severity="warning", timeout=8)
+        elif len(targets) == 1:
+            self._promote_to(name, next(iter(targets.values())))
+        else:
+
+            def chosen(target: str | None) -> None:
+                if target is not None:
+                    self._promote_to(name, targets[target])
+
+            self.push_screen(TargetPicker(name, targets), chosen)
+
+    def _promote_to(self, name: str, target: CloudTarget) -> None:
+        folder = self.devloop.supervisor.apps[name].path.parent
+
+        def say(severity: str, line: str) -> None:
+            self.call_from_thread(self._promote_said, name, severity, line)
+
+        self.run_worker(
+            partial(promote_folder, name, folder, target, say),
+            thread=True,
+            group=f"promote-{name}",
+            exclusive=True,
+        )
+
+    def _promote_said(self, name: str, severity: str, line: str) -> None:
+        self.devloop.say(f"promote: {line}")
+        level: SeverityLevel = "error" if severity == "error" else "information"
+        if severity == "warning":
+            level = "warning"
+        self.notify(line, title=f"Promote {name}", severity=level)
 
     async def open_logs(self, name: str | None) -> None:
         """The logs section, showing one app's lines (or every app's with None)."""

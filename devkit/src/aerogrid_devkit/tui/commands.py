@@ -56,7 +56,7 @@ class AeroGridCommands(Provider):
                 Command(f"Restart {name}", partial(app.restart_app, name), "restart it now"),
                 Command(f"Open grids of {name}", partial(app.open_grids, name), "live grids"),
                 Command(f"Open logs of {name}", partial(app.open_logs, name), "its output"),
-                Command(f"Promote {name}", partial(app.promote, name), "to the cloud (soon)"),
+                Command(f"Promote {name}", partial(app.promote, name), "to a cloud target"),
             ]
         found += [
             Command(

@@ -122,7 +122,7 @@ class AppsScreen(SectionScreen):
         Binding("r", "restart", "Restart", tooltip="Restart the selected app now"),
         Binding("l", "logs", "Logs", tooltip="The selected app's logs"),
         Binding("g", "grids", "Grids", tooltip="Open its grid (a pick when several)"),
-        Binding("p", "promote", "Promote", tooltip="Promote to the cloud (not yet)"),
+        Binding("p", "promote", "Promote", tooltip="Promote to a cloud target (aerogrid.toml)"),
     ]
 
     def compose_body(self) -> ComposeResult:
