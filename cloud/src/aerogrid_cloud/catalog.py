@@ -1,0 +1,559 @@
+"""The in-cluster catalog: the cluster's Apps as the runtime's CatalogService, per tenant.
+
+Excel is configured with one cloud endpoint; behind it, this service answers ListApps and
+WatchApps from the App resources the operator reconciles, showing each caller only the
+apps of its tenants (the runtime's `Authenticator`: static tokens or OIDC JWTs whose
+groups name tenants). An App's tenant is its namespace's (`namespace_for` backwards), never
+a label a developer could write. Grids are not served here: each app serves its own,
+reached through the gateway, so ListGrids and Subscribe answer NOT_FOUND saying where.
+
+The Apps are read by one list+watch in a thread (the `kubernetes` client blocks), kept in
+memory and handed to the event loop; a watch that expires (410 Gone) or breaks is
+replaced by a fresh list, so the cache never drifts.
+
+    python -m aerogrid_cloud.catalog --port 50051 --http-port 8080
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Final
+
+import click
+import uvicorn
+from grpc import aio
+
+from aerogrid import metrics
+from aerogrid.server.auth import Authenticator, AuthSettings, is_loopback
+from aerogrid.server.errors import Code, ServiceError
+from aerogrid.server.grpc_server import add_services
+from aerogrid.server.http import create_http_app
+from aerogrid.server.identity import Caller
+from aerogrid.v1 import catalog_pb2, grid_pb2
+from aerogrid_cloud.kube import APPS, Cancel, Gone, Kube, KubeError, Resources, connect, in_cluster
+from aerogrid_cloud.model import Phase
+from aerogrid_cloud.promote import AppState
+from aerogrid_cloud.render import APP_HEADER, TENANT_HEADER
+
+__all__ = [
+    "AppWatcher",
+    "CatalogServer",
+    "ClusterCatalog",
+    "app_info",
+    "catalog_auth_settings",
+    "main",
+    "start_server",
+]
+
+log = logging.getLogger("aerogrid.catalog")
+
+_STATUS: Final[Mapping[str, catalog_pb2.AppStatus.ValueType]] = {
+    Phase.PENDING: catalog_pb2.APP_STATUS_STARTING,
+    Phase.BUILDING: catalog_pb2.APP_STATUS_STARTING,
+    Phase.DEPLOYING: catalog_pb2.APP_STATUS_STARTING,
+    Phase.RUNNING: catalog_pb2.APP_STATUS_RUNNING,
+    Phase.STOPPED: catalog_pb2.APP_STATUS_STOPPED,
+    Phase.FAILED: catalog_pb2.APP_STATUS_FAILED,
+}
+#: A key of the cache: (tenant, app name). Two tenants may both have an app "orders".
+_Key = tuple[str, str]
+
+
+def app_info(state: AppState) -> catalog_pb2.AppInfo:
+    """What a client is told about an App: its status from the operator's phase."""
+    return catalog_pb2.AppInfo(
+        name=state.name,
+        tenant=state.tenant,
+        status=_STATUS.get(state.phase, catalog_pb2.APP_STATUS_UNSPECIFIED),
+        endpoint=state.endpoint,
+        message=state.message,
+    )
+
+
+# -- following the cluster -----------------------------------------------------------------
+
+
+class AppWatcher:
+    """List, then watch, the cluster's Apps in a thread; report each change through callbacks.
+
+    `on_reset(states)` gets every App after each (re)list; `on_upsert(state)` and
+    `on_delete(namespace, name)` the changes in between. Callbacks run in the thread.
+    """
+
+    def __init__(
+        self,
+        kube: Kube,
+        *,
+        on_reset: Callable[[list[AppState]], None],
+        on_upsert: Callable[[AppState], None],
+        on_delete: Callable[[str, str], None],
+        namespace: str | None = None,
+        watch_seconds: int = 60,
+        retry_seconds: float = 2.0,
+    ) -> None:
+        self._apps = Resources(kube, APPS)
+        self._on_reset = on_reset
+        self._on_upsert = on_upsert
+        self._on_delete = on_delete
+        self.namespace = namespace
+        self.watch_seconds = watch_seconds
+        self.retry_seconds = retry_seconds
+        self.synced = threading.Event()
+        #: monotonic time of the last answer from the API server (a list, an event, a
+        #: watch ending on its timeout), and the error since, if any.
+        self.last_contact = 0.0
+        self.last_error = ""
+        self._stop = threading.Event()
+        self._cancel = Cancel()
+        self._thread = threading.Thread(
+            target=self._run, name="aerogrid-catalog-watch", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the watch now (its socket is shut down) and wait for the thread."""
+        self._stop.set()
+        self._cancel.cancel()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        delay = self.retry_seconds
+        while not self._stop.is_set():
+            try:
+                self._list_and_watch()
+                delay = self.retry_seconds
+            except Gone:
+                log.info("catalog: the App watch expired; listing again")
+            except KubeError as exc:
+                self.last_error = str(exc)
+                log.warning("catalog: cannot follow the App resources: %s", exc)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+            except Exception:  # a bug must not end the catalog's only thread silently
+                log.exception("catalog: the App watch failed")
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _list_and_watch(self) -> None:
+        listed = self._apps.list(self.namespace)
+        self._touch()
+        self._on_reset([AppState.from_object(item) for item in listed.items])
+        self.synced.set()
+        version = listed.resource_version
+        while not self._stop.is_set():
+            for event in self._apps.watch(
+                self.namespace,
+                resource_version=version,
+                timeout_seconds=self.watch_seconds,
+                cancel=self._cancel,
+            ):
+                self._touch()
+                version = event.resource_version or version
+                if event.type == "BOOKMARK":
+                    continue
+                state = AppState.from_object(event.object)
+                if event.type == "DELETED":
+                    self._on_delete(state.namespace, state.name)
+                else:
+                    self._on_upsert(state)
+            self._touch()  # the server ended the watch on its timeout: still in contact
+
+    def _touch(self) -> None:
+        self.last_contact = time.monotonic()
+        self.last_error = ""
+
+
+# -- the service ----------------------------------------------------------------------------
+
+
+class ClusterCatalog:
+    """A `GridEndpoint` whose catalog is the cluster's Apps, filtered by the caller's tenants.
+
+    `start()` begins following the cluster (from the running event loop); `close()` stops
+    it and ends every WatchApps stream with UNAVAILABLE.
+    """
+
+    def __init__(
+        self,
+        kube: Kube,
+        *,
+        namespace: str | None = None,
+        watch_seconds: int = 60,
+    ) -> None:
+        self._apps: dict[_Key, catalog_pb2.AppInfo] = {}
+        self._changed = asyncio.Event()
+        #: Set on the event loop once the first list is in the cache (the watcher's own
+        #: `synced` is set in its thread, before the loop has applied the list).
+        self._loaded = asyncio.Event()
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._unknown_namespaces: set[str] = set()
+        self.watcher = AppWatcher(
+            kube,
+            on_reset=lambda states: self._from_thread(self._reset, states),
+            on_upsert=lambda state: self._from_thread(self._upsert, state),
+            on_delete=lambda ns, name: self._from_thread(self._delete, ns, name),
+            namespace=namespace,
+            watch_seconds=watch_seconds,
+        )
+
+    # -- life cycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.watcher.start()
+
+    async def wait_synced(self, timeout: float) -> bool:
+        """Whether the first list is in the cache within `timeout` seconds."""
+        try:
+            await asyncio.wait_for(self._loaded.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        self._closed = True
+        await asyncio.to_thread(self.watcher.stop)
+        self._notify()
+
+    def is_ready(self) -> bool:
+        """Once the Apps are listed; it stays ready while the API server is away.
+
+        A control-plane upgrade takes the API server away for minutes on managed clusters,
+        and the apps keep running meanwhile: the last known list serves Excel better than
+        no catalog at all. The watcher relists as soon as the API server is back.
+        """
+        return not self._closed and self._loaded.is_set()
+
+    # -- the cache (event loop only) -----------------------------------------------------
+
+    def _from_thread(self, fn: Callable[..., None], *args: object) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(fn, *args)
+
+    def _key(self, state: AppState) -> _Key | None:
+        if not state.tenant:
+            if state.namespace not in self._unknown_namespaces:
+                self._unknown_namespaces.add(state.namespace)
+                log.warning(
+                    "catalog: ignoring Apps in namespace %s: it is no tenant's", state.namespace
+                )
+            return None
+        return (state.tenant, state.name)
+
+    def _reset(self, states: list[AppState]) -> None:
+        apps = {}
+        for state in states:
+            key = self._key(state)
+            if key is not None:
+                apps[key] = app_info(state)
+        self._apps = apps
+        self._loaded.set()
+        self._notify()
+
+    def _upsert(self, state: AppState) -> None:
+        key = self._key(state)
+        if key is not None:
+            self._apps[key] = app_info(state)
+            self._notify()
+
+    def _delete(self, namespace: str, name: str) -> None:
+        state = AppState.from_object({"metadata": {"name": name, "namespace": namespace}})
+        key = self._key(state)
+        if key is not None and self._apps.pop(key, None) is not None:
+            self._notify()
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def _visible(self, caller: Caller) -> dict[_Key, catalog_pb2.AppInfo]:
+        return {key: info for key, info in sorted(self._apps.items()) if caller.may_see(key[0])}
+
+    # -- CatalogService ------------------------------------------------------------------
+
+    async def list_apps(
+        self, request: catalog_pb2.ListAppsRequest, caller: Caller
+    ) -> catalog_pb2.ListAppsResponse:
+        self._check_serving()
+        return catalog_pb2.ListAppsResponse(apps=list(self._visible(caller).values()))
+
+    async def watch_apps(
+        self, request: catalog_pb2.WatchAppsRequest, caller: Caller
+    ) -> AsyncGenerator[bytes, None]:
+        """The visible apps, then what changed: updated AppInfos and removed names.
+
+        A caller of several tenants may see two apps of one name; a name is reported
+        removed only when no visible app has it any more (clients key apps by name).
+        """
+        self._check_serving()
+        changed = self._changed
+        current = self._visible(caller)
+        sent = {key: info.SerializeToString(deterministic=True) for key, info in current.items()}
+        yield catalog_pb2.WatchAppsResponse(
+            apps=list(current.values()), initial=True
+        ).SerializeToString()
+        while not self._closed:
+            await changed.wait()
+            changed = self._changed
+            current = self._visible(caller)
+            shapes = {k: info.SerializeToString(deterministic=True) for k, info in current.items()}
+            names = {name for _, name in current}
+            gone = {key for key in sent if key not in current}
+            updated = [
+                info
+                for key, info in current.items()
+                if sent.get(key) != shapes[key]
+                or any(g[1] == key[1] for g in gone)  # the other app of a shared name stays
+            ]
+            removed = sorted({name for _, name in gone if name not in names})
+            sent = shapes
+            if updated or removed:
+                yield catalog_pb2.WatchAppsResponse(
+                    apps=updated, removed=removed
+                ).SerializeToString()
+        raise ServiceError(Code.UNAVAILABLE, "the catalog is stopping: call again")
+
+    def _check_serving(self) -> None:
+        if self._closed:
+            raise ServiceError(Code.UNAVAILABLE, "the catalog is stopping: call again")
+        if not self._loaded.is_set():
+            raise ServiceError(
+                Code.UNAVAILABLE,
+                "the catalog has not read the cluster's apps yet: call again shortly",
+            )
+
+    # -- GridService: not here ----------------------------------------------------------
+
+    def _where(self, app: str, caller: Caller) -> str:
+        """Where app `app`'s grids are, for the caller; NOT_FOUND alike for unknown and hidden."""
+        matches = [(key, info) for key, info in self._visible(caller).items() if key[1] == app]
+        if not matches:
+            if app and any(name == app for _, name in self._apps):
+                metrics.AUTH_FAILURES.labels("cross_tenant").inc()
+            known = sorted({name for _, name in self._visible(caller)})
+            return (
+                f"no app named {app!r} among your tenants' apps "
+                f"(apps: {', '.join(known) or 'none'})"
+            )
+        (tenant, _), info = matches[0]
+        at = f"at {info.endpoint}, or " if info.endpoint else ""
+        return (
+            f"this is the cluster's catalog; app {app!r} serves its own grids: call it {at}"
+            f"through this endpoint with the headers {APP_HEADER}: {app} and "
+            f"{TENANT_HEADER}: {tenant}"
+        )
+
+    async def list_grids(
+        self, request: grid_pb2.ListGridsRequest, caller: Caller
+    ) -> grid_pb2.ListGridsResponse:
+        self._check_serving()
+        if not request.app:
+            raise ServiceError(
+                Code.NOT_FOUND,
+                "this is the cluster's catalog: it lists apps (ListApps); each app serves "
+                f"its own grids, reached with the headers {APP_HEADER} and {TENANT_HEADER}",
+            )
+        raise ServiceError(Code.NOT_FOUND, self._where(request.app, caller))
+
+    async def subscribe(
+        self, request: grid_pb2.SubscribeRequest, caller: Caller
+    ) -> AsyncGenerator[bytes, None]:
+        self._check_serving()
+        raise ServiceError(Code.NOT_FOUND, self._where(request.app, caller))
+        yield b""  # pragma: no cover - makes this an async generator, as the protocol says
+
+
+# -- serving ----------------------------------------------------------------------------------
+
+
+@dataclass
+class CatalogServer:
+    """A running catalog: its gRPC server and its HTTP (Connect, gRPC-Web, probes) server."""
+
+    catalog: ClusterCatalog
+    grpc_server: aio.Server
+    http_server: uvicorn.Server
+    http_task: asyncio.Task[None]
+    grpc_port: int
+    http_port: int
+
+    async def stop(self) -> None:
+        await self.catalog.close()
+        self.http_server.should_exit = True
+        await self.grpc_server.stop(grace=0.5)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.http_task, 3)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+async def start_server(
+    catalog: ClusterCatalog,
+    authenticator: Authenticator,
+    *,
+    host: str = "0.0.0.0",
+    port: int = 50051,
+    http_port: int = 8080,
+    peer_is_loopback: Callable[[str], bool] = is_loopback,
+) -> CatalogServer:
+    """Serve `catalog` over native gRPC on `port` and Connect/gRPC-Web on `http_port`.
+
+    `/healthz` answers while the process runs; `/readyz` once the Apps are listed and the
+    API server was heard from lately. Port 0 picks a free port (see the returned ports).
+    """
+    await catalog.start()
+    grpc_server = aio.server(options=[("grpc.so_reuseport", 0)])
+    add_services(grpc_server, catalog, authenticator, peer_is_loopback)
+    bound = grpc_server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        await catalog.close()
+        raise OSError(f"cannot listen for gRPC on {host}:{port}")
+    http_socket = _listen(host, http_port)
+    http_app = create_http_app(
+        catalog, authenticator, is_ready=catalog.is_ready, is_loopback=peer_is_loopback
+    )
+    http_server = uvicorn.Server(
+        uvicorn.Config(
+            http_app,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=1,
+        )
+    )
+    await grpc_server.start()
+    http_task = asyncio.create_task(http_server.serve(sockets=[http_socket]))
+    return CatalogServer(
+        catalog, grpc_server, http_server, http_task, bound, http_socket.getsockname()[1]
+    )
+
+
+def catalog_auth_settings(environ: Mapping[str, str] | None = None) -> AuthSettings:
+    """The runtime's AEROGRID_* auth settings, with anonymous loopback off by default.
+
+    In a pod behind an Istio sidecar every peer is loopback (the proxy), so the runtime's
+    "no token needed on loopback" would let anyone in: the catalog needs
+    AEROGRID_REQUIRE_AUTH=0 said out loud to allow that (a desktop test, say).
+    """
+    env = os.environ if environ is None else environ
+    settings = AuthSettings.from_env(env)
+    if not env.get("AEROGRID_REQUIRE_AUTH", "").strip():
+        settings = replace(settings, allow_anonymous_loopback=False)
+    return settings
+
+
+def _kube(kubeconfig: Path | None, context: str | None) -> Kube:
+    """In a pod: its service account; elsewhere: a kubeconfig."""
+    if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return in_cluster()
+    return connect(kubeconfig, context)
+
+
+async def _serve(
+    kube: Kube, settings: AuthSettings, host: str, port: int, http_port: int, namespace: str | None
+) -> int:
+    catalog = ClusterCatalog(kube, namespace=namespace)
+    server = await start_server(
+        catalog, Authenticator(settings), host=host, port=port, http_port=http_port
+    )
+    log.info(
+        "catalog: gRPC on %s:%d, HTTP (Connect, gRPC-Web, health) on %s:%d, following %s",
+        host,
+        server.grpc_port,
+        host,
+        server.http_port,
+        f"namespace {namespace}" if namespace else "every namespace",
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if not await catalog.wait_synced(30):
+            log.warning(
+                "catalog: no App list after 30s (%s); still trying", catalog.watcher.last_error
+            )
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await server.stop()
+        kube.close()
+    log.info("catalog stopped")
+    return 0
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to serve on.")
+@click.option("--port", default=50051, show_default=True, help="gRPC port.")
+@click.option(
+    "--http-port", default=8080, show_default=True, help="Connect, gRPC-Web, /healthz, /readyz."
+)
+@click.option(
+    "--namespace", help="Follow the Apps of one namespace only [default: every namespace]."
+)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Outside a pod: the kubeconfig [default: $KUBECONFIG, ~/.kube/config].",
+)
+@click.option("--context", help="Outside a pod: the kubeconfig context.")
+@click.option("--log-level", default="INFO", show_default=True)
+def main(
+    host: str,
+    port: int,
+    http_port: int,
+    namespace: str | None,
+    kubeconfig: Path | None,
+    context: str | None,
+    log_level: str,
+) -> None:
+    """The in-cluster catalog: the cluster's Apps for Excel and other clients, per tenant.
+
+    Callers authenticate as with `aerogrid run` (AEROGRID_OIDC_ISSUER, _AUDIENCE,
+    _JWKS_URL or _JWKS_FILE, AEROGRID_GROUP_TENANTS, AEROGRID_AUTH_TOKENS_FILE); anonymous
+    callers are refused, loopback ones too unless AEROGRID_REQUIRE_AUTH=0.
+    """
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = catalog_auth_settings()
+        kube = _kube(kubeconfig, context)
+    except (ValueError, KubeError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    try:
+        code = asyncio.run(_serve(kube, settings, host, port, http_port, namespace))
+    except OSError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()
