@@ -931,3 +931,72 @@ def test_deployment_phase(status: dict[str, Any], wanted: int, phase: str, reaso
     deployment = {"metadata": {"generation": 2}, "status": status}
     got_phase, got_reason, _ = operator.deployment_phase(deployment, wanted)
     assert (got_phase, got_reason) == (phase, reason)
+
+
+# -- end to end: a developer promotes with the CLI, the operator deploys -------------------
+
+
+def test_a_developer_promotes_and_follows_the_app_to_running(
+    kube: KubeTestbed, cluster: Cluster, tenant: str, tmp_path: Any
+) -> None:
+    """`aerogrid promote --wait` as a member of the tenant's group (bound by the operator to
+    the developer role), the real operator deploying; the test plays only the kubelet."""
+    from aerogrid_cloud.cloud_cli import promote
+
+    folder = tmp_path / "orders"
+    folder.mkdir()
+    (folder / "app.py").write_text(APP_PY)
+    developer = kube.user_kubeconfig(f"dev-{tenant}", [f"{tenant}-devs"])
+    ns = namespace_for(tenant)
+    outcome: dict[str, Any] = {}
+
+    def run_promote() -> None:
+        outcome["result"] = CliRunner().invoke(
+            promote,
+            [
+                *(str(folder), "--tenant", tenant, "--kubeconfig", str(developer)),
+                *("--wait", "--timeout", "120"),
+            ],
+        )
+
+    thread = threading.Thread(target=run_promote)
+    thread.start()
+    try:
+        # this operator only handles objects with the test's label (tests share the bed)
+        wait(lambda: cluster.app("orders", tenant), "the promoted App")
+        cluster.kube.request(
+            "PATCH",
+            APPS.path(ns, "orders"),
+            body={"metadata": {"labels": {TEST_LABEL: cluster.label}}},
+            content_type=_MERGE,
+        )
+        # no kubelet here: once the operator's Deployment has a pod, play the node's part
+        pod = wait(
+            lambda: [
+                p
+                for p in cluster.res(PODS).list(ns).items
+                if p["metadata"]["labels"].get("aerogrid.io/app") == "orders"
+            ],
+            "the app's pod",
+        )[0]
+        Kubelet(cluster.kube).run(ns, pod)
+    finally:
+        thread.join(150)
+    result = outcome["result"]
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.output.splitlines()]
+    phases = [line.split(":", 1)[0] for line in lines if line.endswith("replicas available")]
+    assert phases == ["Deploying", "Running"], result.output
+    assert lines[-1] == f"app orders is running at orders.{tenant}.apps.acme.test:80"
+    app = cluster.wait_app("orders", tenant, "Running")
+    uid = app["metadata"]["uid"]
+    for rtype in (CONFIGMAPS, DEPLOYMENTS):
+        assert len(cluster.owned_by(uid, rtype, ns)) == 1
+    service = ResourceType("", "v1", "services", "Service")
+    virtual = ResourceType("networking.istio.io", "v1", "virtualservices", "VirtualService")
+    assert len(cluster.owned_by(uid, service, ns)) == len(cluster.owned_by(uid, virtual, ns)) == 1
+    # the developer's rights end at the tenant's Apps
+    with Kube(kube.api_client(f"dev-{tenant}", [f"{tenant}-devs"]), context="dev") as dev:
+        assert [a["metadata"]["name"] for a in Resources(dev, APPS).list(ns).items] == ["orders"]
+        with pytest.raises(KubeError, match=r"(?i)forbidden"):
+            Resources(dev, DEPLOYMENTS).list(ns)

@@ -40,6 +40,8 @@ from aerogrid_cloud.platform_cli import platform, to_yaml
 from aerogrid_cloud.render import (
     APP_HEADER,
     BUILT_IMAGES,
+    DEVELOPER_ROLE,
+    DEVELOPER_RULES,
     GRPC_PORT,
     HTTP_PORT,
     OPERATOR_BUILD_RULES,
@@ -784,13 +786,24 @@ def test_operator_rbac_is_least_privilege() -> None:
     }
     assert not any(verb in ("delete", "deletecollection", "*") for _, _, verb in granted)
     assert not any(res in ("secrets", "pods", "*") for _, res, _ in granted)
-    assert not any(group == "rbac.authorization.k8s.io" for group, _, _ in granted)
+    # RBAC only to bind each tenant's groups to the developer role, and that role alone.
+    rbac = "rbac.authorization.k8s.io"
+    assert {(res, verb) for group, res, verb in granted if group == rbac} == {
+        ("rolebindings", "get"),
+        ("rolebindings", "create"),
+        ("rolebindings", "patch"),
+        ("clusterroles", "bind"),
+    }
+    (bind,) = [r for r in rules if "bind" in r["verbs"]]
+    assert bind["resourceNames"] == [DEVELOPER_ROLE]
+    # Developers: their tenant's Apps only (a RoleBinding in its namespace), nothing else.
+    assert rules_of(objects, "ClusterRole", DEVELOPER_ROLE) == DEVELOPER_RULES
     # Jobs only in the build namespace, through a Role there.
     assert not any(group == "batch" for group, _, _ in granted)
     (role,) = [o for o in objects if o["kind"] == "Role"]
     assert role["metadata"]["namespace"] == SETTINGS.build_namespace
     assert role["rules"] == OPERATOR_BUILD_RULES
-    (binding,) = [o for o in objects if o["kind"] == "RoleBinding"]
+    (binding,) = [o for o in objects if o["kind"] == "RoleBinding"]  # the operator's
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "aerogrid-operator", "namespace": "aerogrid-system"}
     ]

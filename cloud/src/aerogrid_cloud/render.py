@@ -317,6 +317,21 @@ def tenant_objects(
             _meta("aerogrid-tenant-members", labels, namespace, owner),
             spec=_members_only(settings, spec.groups),
         ),
+        # The tenant's people may promote, stop, start and delete its apps (and only them).
+        _obj(
+            "rbac.authorization.k8s.io/v1",
+            "RoleBinding",
+            _meta(DEVELOPER_ROLE, labels, namespace, owner),
+            roleRef={
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": DEVELOPER_ROLE,
+            },
+            subjects=[
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}
+                for group in spec.groups
+            ],
+        ),
     ]
     return objects
 
@@ -837,6 +852,12 @@ def _rule(groups: Sequence[str], resources: Sequence[str], verbs: Sequence[str])
     return {"apiGroups": list(groups), "resources": list(resources), "verbs": list(verbs)}
 
 
+#: What a tenant's developers may do in its namespace: what `aerogrid promote`, `apps`,
+#: `stop`, `start` and `delete` need (server-side apply that creates asks for create).
+DEVELOPER_ROLE: Final = "aerogrid-developer"
+DEVELOPER_RULES: Final = [
+    _rule([GROUP], [APP_PLURAL], ["get", "list", "watch", "create", "patch", "delete"]),
+]
 #: Every API the operator touches, and only the verbs it uses (it never deletes: owner
 #: references and the garbage collector do; it never reads Secrets or Pods).
 OPERATOR_RULES: Final = [
@@ -861,6 +882,15 @@ OPERATOR_RULES: Final = [
         ["get", "create", "patch"],
     ),
     _rule(["networking.istio.io"], ["virtualservices"], ["get", "create", "patch"]),
+    # Each tenant's RoleBinding of its groups to the developer role: binding a role needs
+    # `bind` on it (the operator does not hold the role's rights itself).
+    _rule(["rbac.authorization.k8s.io"], ["rolebindings"], ["get", "create", "patch"]),
+    {
+        "apiGroups": ["rbac.authorization.k8s.io"],
+        "resources": ["clusterroles"],
+        "verbs": ["bind"],
+        "resourceNames": [DEVELOPER_ROLE],
+    },
     # kopf reports what it did as events on the objects.
     _rule(["", "events.k8s.io"], ["events"], ["create", "patch"]),
 ]
@@ -1108,6 +1138,12 @@ def platform_objects(settings: PlatformSettings) -> list[dict[str, Any]]:
             data={"settings.yaml": settings.to_yaml()},
         ),
         built_images_configmap(settings),
+        _obj(
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRole",
+            _meta(DEVELOPER_ROLE, _labels("platform")),
+            rules=DEVELOPER_RULES,
+        ),
         *_operator(settings),
         *_catalog(settings),
         _gateway(settings),
