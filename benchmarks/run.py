@@ -11,6 +11,7 @@ BENCHMARKS = [
     "benchmarks.fanout",
     "benchmarks.tui_frames",
     "benchmarks.devkit_loop",
+    "benchmarks.promote",
 ]
 
 
