@@ -57,11 +57,12 @@ class SecretRef(_Model):
 
 
 class BrokerRef(_Model):
-    """How the app reaches Kafka: a bootstrap, and/or a Secret with the rest.
+    """How the app reaches Kafka: a bootstrap, or a Secret with everything.
 
     The Secret holds what `aerogrid run` reads from its environment (AEROGRID_BROKER as a
     URI with TLS/SASL, AEROGRID_SASL_USERNAME, AEROGRID_SASL_PASSWORD, CA files as
-    keys); a bootstrap here is used when the Secret has no AEROGRID_BROKER.
+    keys). With a Secret the bootstrap is not used: a container's own env would override
+    the Secret's AEROGRID_BROKER, so the Secret must name the broker itself.
     """
 
     bootstrap: str | None = None
