@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,3 +32,12 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **result}, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def seconds_summary(values: list[float]) -> dict[str, float]:
+    """p50, max and min of a few timed runs, in seconds."""
+    return {
+        "p50_s": round(statistics.median(values), 3),
+        "max_s": round(max(values), 3),
+        "min_s": round(min(values), 3),
+    }

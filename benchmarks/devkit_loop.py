@@ -30,7 +30,7 @@ from aerogrid.client import GridClient
 from aerogrid_devkit.embedded import EmbeddedBroker
 from aerogrid_devkit.loop import bundled_python
 from aerogrid_devkit.supervisor import Supervisor
-from benchmarks._common import REPO, write_result
+from benchmarks._common import REPO, seconds_summary, write_result
 
 EXAMPLE = REPO / "examples" / "ordersapp" / "app.py"
 
@@ -140,14 +140,6 @@ async def _until(condition: Any, timeout: float) -> None:
         await asyncio.sleep(0.02)
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    return {
-        "p50_s": round(statistics.median(values), 3),
-        "max_s": round(max(values), 3),
-        "min_s": round(min(values), 3),
-    }
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
@@ -160,9 +152,9 @@ def main() -> int:
         reload = asyncio.run(save_to_serving(b.bootstrap, args.runs))
 
     result: dict[str, Any] = {
-        "demo_first_update": {"first_run_s": round(cold, 3), **summary(warm)},
-        "aerogrid_run_ready": summary(bare),
-        "save_to_serving": summary(reload),
+        "demo_first_update": {"first_run_s": round(cold, 3), **seconds_summary(warm)},
+        "aerogrid_run_ready": seconds_summary(bare),
+        "save_to_serving": seconds_summary(reload),
         "ratios": {
             "demo_first_update_over_run_ready": round(
                 statistics.median(warm) / statistics.median(bare), 2
@@ -174,9 +166,9 @@ def main() -> int:
         "goals": {"demo_first_update_warm_s": 3.0, "save_to_serving_s": 2.0},
     }
     path = write_result("devkit_loop", result)
-    print(f"demo --headless to first grid update: first {cold:.2f}s, warm {summary(warm)}")
-    print(f"aerogrid run to ready (the floor):    {summary(bare)}")
-    print(f"save to serving:                      {summary(reload)}")
+    print(f"demo --headless to first grid update: first {cold:.2f}s, warm {seconds_summary(warm)}")
+    print(f"aerogrid run to ready (the floor):    {seconds_summary(bare)}")
+    print(f"save to serving:                      {seconds_summary(reload)}")
     print(f"ratios: {result['ratios']}  -> {path}")
     ok = statistics.median(warm) < 3.0 and statistics.median(reload) < 2.0
     return 0 if ok else 1

@@ -30,7 +30,7 @@ from aerogrid_cloud.kube import Kube, NotFound, Resources, ResourceType
 from aerogrid_cloud.model import AppSpec, namespace_for
 from aerogrid_cloud.platform_cli import install_objects
 from aerogrid_cloud.promote import build_app, promote
-from benchmarks._common import write_result
+from benchmarks._common import seconds_summary, write_result
 from cloud.test_operator import SETTINGS, Cluster, OperatorThread, _wait_quota_controller
 from support.k8s import KubeTestbed
 
@@ -78,14 +78,6 @@ def direct_apply(admin: Kube, name: str) -> float:
     return until_objects(admin, name, namespace, started)
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    return {
-        "p50_s": round(statistics.median(values), 3),
-        "max_s": round(max(values), 3),
-        "min_s": round(min(values), 3),
-    }
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
@@ -131,9 +123,9 @@ def measure(bed: KubeTestbed, admin: Kube, root: Path, runs: int) -> dict[str, A
             floor.append(direct_apply(admin, f"floor-{run}"))
     return {
         "runs": runs,
-        "cli": summary(cli),
-        "in_process": summary(local),
-        "direct_apply": summary(floor),
+        "cli": seconds_summary(cli),
+        "in_process": seconds_summary(local),
+        "direct_apply": seconds_summary(floor),
         "ratios": {
             "cli_over_direct_apply": round(statistics.median(cli) / statistics.median(floor), 1),
             "in_process_over_direct_apply": round(
