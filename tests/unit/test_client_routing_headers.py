@@ -39,3 +39,22 @@ async def test_grid_calls_carry_the_app_and_tenant_headers() -> None:
     assert routed["authorization"] == "Bearer t0k"
     assert APP_HEADER not in unrouted and TENANT_HEADER not in unrouted
     assert untenanted[APP_HEADER] == "orders" and TENANT_HEADER not in untenanted
+
+
+async def test_a_snapshot_waits_for_an_endpoint_that_is_not_up_and_keeps_the_cause() -> None:
+    import socket
+    import time
+
+    import pytest
+
+    from aerogrid.client import GridClientError
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the with ends: nothing listens
+    started = time.monotonic()
+    async with GridClient(f"127.0.0.1:{port}", reconnect_delay=0.1) as client:
+        with pytest.raises(GridClientError, match=r"still, after 1s") as caught:
+            await client.snapshot("orders", "product_sum", timeout=1)
+    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+    assert time.monotonic() - started >= 0.8  # it kept trying for the timeout

@@ -190,7 +190,12 @@ class GridClient:
     async def snapshot(
         self, app: str, grid: str, *, timeout: float | None = 30.0
     ) -> dict[str, ClientRow]:
-        """The grid as `{row_key: {column: value}}`, once it is restored."""
+        """The grid as `{row_key: {column: value}}`, once it is restored.
+
+        An endpoint or app that is still starting (UNAVAILABLE and the like) is waited
+        for, up to `timeout`; then the last such error is raised, so the cause is kept.
+        Mistakes (an unknown app or grid, a bad token) are raised at once.
+        """
 
         async def first() -> dict[str, ClientRow]:
             async for update in self.subscribe(app, grid, reconnect=False):
@@ -198,7 +203,20 @@ class GridClient:
                     return update.upserts
             raise GridClientError(grpc.StatusCode.UNAVAILABLE, "stream ended before a snapshot")
 
-        return await asyncio.wait_for(first(), timeout)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - loop.time()
+            try:
+                return await asyncio.wait_for(first(), remaining)
+            except GridClientError as exc:
+                if exc.code not in _RETRYABLE:
+                    raise
+                if deadline is not None and loop.time() + self.reconnect_delay >= deadline:
+                    raise GridClientError(
+                        exc.code, f"{exc.message} (still, after {timeout:g}s)"
+                    ) from None
+            await asyncio.sleep(self.reconnect_delay)
 
     async def subscribe(
         self,
