@@ -16,7 +16,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 export AEROGRID_UV := $(UV)
 
-.PHONY: help install demo test lint typecheck unit integration bench proto clean
+.PHONY: help install demo test lint typecheck unit integration bench proto clean node kafka k8s excel test-k8s
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,13 @@ $(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
 	touch $@
 
 node: $(NODE_DIR)/node_modules/.package-lock.json
+
+EXCEL_DIR := excel
+$(EXCEL_DIR)/node_modules/.package-lock.json: $(EXCEL_DIR)/package-lock.json
+	cd $(EXCEL_DIR) && npm ci --no-audit --no-fund --cache $(CACHE_DIR)/npm --loglevel=error
+
+excel: $(EXCEL_DIR)/node_modules/.package-lock.json  ## The Excel add-in: generated code fresh, unit tests, build
+	cd $(EXCEL_DIR) && npm run --silent check-gen && npm test --silent && npm run --silent build
 
 kafka:  ## Fetch the Apache Kafka jars into the cache (once per version)
 	bash scripts/fetch_kafka.sh >/dev/null
@@ -54,7 +61,7 @@ typecheck: install  ## mypy --strict
 unit: install  ## Fast tests, no broker
 	$(BIN)/pytest tests/unit -q
 
-test: install node kafka k8s lint typecheck  ## Everything: lint, types, unit and integration tests on real brokers
+test: install node kafka k8s excel lint typecheck  ## Everything: lint, types, unit and integration tests on real brokers
 	$(BIN)/pytest -q -ra
 
 test-k8s: install k8s  ## The cloud tests against a real kube-apiserver, etcd and controllers
