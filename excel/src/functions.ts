@@ -1,0 +1,115 @@
+// The Office.js layer: Excel's streaming custom functions as a thin adapter over core/.
+// Registered with CustomFunctions.associate only when Excel's runtime is present, so
+// Node (tests, test-live/) can import this module and call the same functions with a
+// stand-in invocation. The JSDoc tags are what custom-functions-metadata reads to
+// generate functions.json (namespace AEROGRID is set in the manifest); parameter types are
+// the ones it accepts (string, number, boolean, any, any[][]), narrowed right away.
+import { streamApps } from "./core/apps.js";
+import { gridFeedOpener } from "./core/feed.js";
+import { streamGrid, streamValue, type GridFeedEvent, type StreamingInvocationLike } from "./core/functions.js";
+import type { ExcelValue, Matrix } from "./core/matrix.js";
+import type { ArgumentValue } from "./core/options.js";
+import { SubscriptionRegistry } from "./core/registry.js";
+import { Endpoint, type EndpointOptions } from "./transport.js";
+
+/** The local endpoint of `aerogrid dev` / `aerogrid run`. */
+export const DEFAULT_BASE_URL = "http://localhost:50051";
+
+let endpoint: Endpoint | undefined;
+let registry: SubscriptionRegistry<GridFeedEvent> | undefined;
+
+/**
+ * Points every function at ONE endpoint (the task pane calls this on a change of URL or
+ * token). Open formulas keep their old stream until Excel recalculates them.
+ */
+export function configure(options: EndpointOptions): Endpoint {
+  registry?.closeAll();
+  const created = new Endpoint(options);
+  endpoint = created;
+  registry = new SubscriptionRegistry<GridFeedEvent>(gridFeedOpener({ subscribe: created.subscribe }));
+  return created;
+}
+
+function current(): { endpoint: Endpoint; registry: SubscriptionRegistry<GridFeedEvent> } {
+  if (endpoint === undefined || registry === undefined) configure({ baseUrl: DEFAULT_BASE_URL });
+  return { endpoint: endpoint as Endpoint, registry: registry as SubscriptionRegistry<GridFeedEvent> };
+}
+
+/** Number of open grid streams (for tests and the task pane's status). */
+export function openStreams(): number {
+  return registry?.size ?? 0;
+}
+
+/**
+ * A live grid, spilled with a header row.
+ * @customfunction GRID
+ * @param app The app's name.
+ * @param grid The grid's name.
+ * @param [columns] Only these columns, in this order: text "a, b" or a range of names.
+ * @param [options] e.g. "order=insertion; decimals=text; interval=500; header=false; keys=a|b".
+ * @param invocation Excel's streaming invocation.
+ * @streaming
+ */
+export function grid(
+  app: string,
+  grid: string,
+  columns: any, // text or a range
+  options: any, // text
+  invocation: CustomFunctions.StreamingInvocation<any[][]>,
+): void {
+  const typed: StreamingInvocationLike<Matrix> = invocation;
+  streamGrid(current().registry, String(app), String(grid), columns as ArgumentValue, options as ArgumentValue, typed);
+}
+
+/**
+ * One live cell of a grid.
+ * @customfunction VALUE
+ * @param app The app's name.
+ * @param grid The grid's name.
+ * @param rowKey The row's key.
+ * @param column The column's name.
+ * @param invocation Excel's streaming invocation.
+ * @streaming
+ */
+export function value(
+  app: string,
+  grid: string,
+  rowKey: any, // text or a number
+  column: string,
+  invocation: CustomFunctions.StreamingInvocation<any>,
+): void {
+  const typed: StreamingInvocationLike<ExcelValue> = invocation;
+  streamValue(current().registry, String(app), String(grid), String(rowKey), String(column), typed);
+}
+
+/**
+ * The apps the endpoint offers, live: name, tenant, status, grids.
+ * @customfunction APPS
+ * @param invocation Excel's streaming invocation.
+ * @streaming
+ */
+export function apps(invocation: CustomFunctions.StreamingInvocation<any[][]>): void {
+  const { endpoint: at } = current();
+  const typed: StreamingInvocationLike<Matrix> = invocation;
+  streamApps(typed, {
+    watch: (signal) => at.catalog.watchApps({}, { signal }),
+    onApp: (app) => {
+      if (app.tenant) at.tenants.set(app.name, app.tenant);
+    },
+  });
+}
+
+/** The functions under the ids of functions.json, as Excel calls them (AEROGRID.<ID>). */
+export const FUNCTIONS = { GRID: grid, VALUE: value, APPS: apps } as const;
+
+/** What of Excel's global `CustomFunctions` this module uses. */
+interface CustomFunctionsRuntime {
+  associate(id: string, fn: (...args: never[]) => unknown): void;
+}
+
+export function registerWithExcel(runtime: CustomFunctionsRuntime): void {
+  for (const [id, fn] of Object.entries(FUNCTIONS)) runtime.associate(id, fn);
+}
+
+const runtime = (globalThis as { CustomFunctions?: CustomFunctionsRuntime }).CustomFunctions;
+if (runtime !== undefined && typeof runtime.associate === "function") registerWithExcel(runtime);

@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+// Runs the BUILT add-in (dist/functions.js) in Node: =AEROGRID.GRID (or VALUE, APPS) against a live
+// endpoint, with a stand-in for Excel's StreamingInvocation that records every setResult
+// (Excel cannot run here). Stops when the spilled matrix equals --expect (JSON), or after
+// --duration seconds, then cancels the formula as Excel would and prints ONE JSON line:
+//
+//   {"matrix": [[...], ...], "results": N, "matched": true|false, "open_streams": K}
+//
+// `open_streams` is the number of grid streams still open after the cancel (should be 0).
+// Exit status: 0 when matched (or no --expect was given); 1 when --expect never matched;
+// 2 on bad arguments.
+//
+// Usage: node test-live/grid_live.mjs --base-url URL --app A --grid G
+//          [--columns "a,b"] [--options "order=key; interval=100"] [--function grid|value|apps]
+//          [--row-key K --column C] [--duration S] [--expect JSON] [--token T]
+import { isDeepStrictEqual, parseArgs } from "node:util";
+import { apps, configure, grid, openStreams, value } from "../dist/functions.js";
+
+function fail(message) {
+  process.stderr.write(`grid_live: ${message}\n`);
+  process.exit(2);
+}
+
+let values;
+try {
+  ({ values } = parseArgs({
+    options: {
+      "base-url": { type: "string" },
+      app: { type: "string" },
+      grid: { type: "string" },
+      columns: { type: "string" },
+      options: { type: "string" },
+      function: { type: "string", default: "grid" },
+      "row-key": { type: "string" },
+      column: { type: "string" },
+      duration: { type: "string", default: "30" },
+      expect: { type: "string" },
+      token: { type: "string" },
+    },
+  }));
+} catch (e) {
+  fail(e.message);
+}
+for (const name of ["base-url", "app", "grid"]) if (!values[name]) fail(`--${name} is required`);
+const duration = Number(values.duration);
+if (!Number.isFinite(duration) || duration <= 0) fail(`--duration must be a positive number of seconds`);
+let expected;
+if (values.expect !== undefined) {
+  try {
+    expected = JSON.parse(values.expect);
+  } catch (e) {
+    fail(`--expect is not JSON: ${e.message}`);
+  }
+}
+
+configure({ baseUrl: values["base-url"], token: values.token ?? process.env.AEROGRID_TOKEN });
+
+// The stand-in for Excel's StreamingInvocation.
+const results = [];
+let finish;
+const finished = new Promise((resolve) => (finish = resolve));
+const invocation = {
+  onCanceled: undefined,
+  setResult(result) {
+    results.push(result);
+    if (expected !== undefined && isDeepStrictEqual(result, expected)) finish(true);
+  },
+};
+
+if (values.function === "grid") {
+  grid(values.app, values.grid, values.columns ?? null, values.options ?? null, invocation);
+} else if (values.function === "value") {
+  if (values["row-key"] === undefined || values.column === undefined) fail("--function value needs --row-key and --column");
+  value(values.app, values.grid, values["row-key"], values.column, invocation);
+} else if (values.function === "apps") {
+  apps(invocation); // --app and --grid are still required, but unused
+} else {
+  fail(`--function must be grid, value or apps, got ${values.function}`);
+}
+
+const timer = setTimeout(() => finish(false), duration * 1000);
+const matched = await finished;
+clearTimeout(timer);
+invocation.onCanceled?.(); // as Excel does when the cell is edited or deleted
+const out = {
+  matrix: results.at(-1) ?? null,
+  results: results.length,
+  matched,
+  open_streams: openStreams(),
+};
+process.stdout.write(JSON.stringify(out) + "\n", () => process.exit(expected === undefined || matched ? 0 : 1));

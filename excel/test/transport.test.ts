@@ -1,0 +1,68 @@
+// The transport with an injected fetch: which URL and headers a grid call sends.
+import { describe, expect, it } from "vitest";
+import { APP_HEADER, Endpoint, TENANT_HEADER, normalizeBaseUrl } from "../src/transport.js";
+
+interface Seen {
+  url: string;
+  headers: Headers;
+}
+
+function recordingFetch(seen: Seen[]): typeof globalThis.fetch {
+  return async (input, init) => {
+    const request = new Request(input, init);
+    seen.push({ url: request.url, headers: request.headers });
+    return new Response(JSON.stringify({ code: "not_found", message: "no such grid" }), {
+      status: 404,
+      headers: { "content-type": "application/json" },
+    });
+  };
+}
+
+async function drain(iterable: AsyncIterable<unknown>): Promise<unknown> {
+  try {
+    for await (const _ of iterable) {
+      // nothing is expected
+    }
+  } catch (error) {
+    return error;
+  }
+  return undefined;
+}
+
+describe("Endpoint", () => {
+  it("sends the token and the routing headers on Subscribe, at the base URL", async () => {
+    const seen: Seen[] = [];
+    const endpoint = new Endpoint({
+      baseUrl: "http://example.test:50051/",
+      token: " secret ",
+      tenantOf: (app) => (app === "orders" ? "acme" : undefined),
+      fetch: recordingFetch(seen),
+    });
+    const error = await drain(
+      endpoint.subscribe({ app: "orders", grid: "product_sum", resumeEpoch: "", resumeSeq: 0n }, new AbortController().signal),
+    );
+    expect(error).toBeDefined();
+    expect(seen).toHaveLength(1);
+    expect(seen[0]?.url).toBe("http://example.test:50051/aerogrid.v1.GridService/Subscribe");
+    expect(seen[0]?.headers.get("authorization")).toBe("Bearer secret");
+    expect(seen[0]?.headers.get(APP_HEADER)).toBe("orders");
+    expect(seen[0]?.headers.get(TENANT_HEADER)).toBe("acme");
+  });
+
+  it("sends no token when none is set, and the tenant only when known", async () => {
+    const seen: Seen[] = [];
+    const endpoint = new Endpoint({ baseUrl: "http://example.test", fetch: recordingFetch(seen) });
+    await drain(endpoint.subscribe({ app: "a", grid: "g", resumeEpoch: "", resumeSeq: 0n }, new AbortController().signal));
+    endpoint.tenants.set("a", "learned");
+    await drain(endpoint.subscribe({ app: "a", grid: "g", resumeEpoch: "", resumeSeq: 0n }, new AbortController().signal));
+    expect(seen[0]?.headers.get("authorization")).toBeNull();
+    expect(seen[0]?.headers.get(TENANT_HEADER)).toBeNull();
+    expect(seen[1]?.headers.get(TENANT_HEADER)).toBe("learned");
+  });
+
+  it("refuses a base URL that is not http(s)", () => {
+    expect(() => normalizeBaseUrl("localhost:50051")).toThrow(/http/);
+    expect(() => normalizeBaseUrl("not a url")).toThrow(/not a URL/);
+    expect(normalizeBaseUrl("https://x.test/")).toBe("https://x.test");
+  });
+});
