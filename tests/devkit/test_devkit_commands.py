@@ -209,3 +209,45 @@ def test_topic_commands_use_the_workspace_broker(home: Path, tmp_path: Path) -> 
     broken = aerogrid(home, "produce", "t", "v", cwd=workspace)
     assert broken.returncode == 1 and "sideways" in broken.stderr
     assert "Traceback" not in broken.stderr
+
+
+def test_apps_stop_when_dev_is_killed_hard(home: Path, tmp_path: Path) -> None:
+    """A SIGKILLed `aerogrid dev` leaves no app running (they are in their own group)."""
+    import signal
+    import time
+
+    import psutil  # type: ignore[import-untyped]
+
+    workspace = tmp_path / "ws"
+    assert aerogrid(home, "new", "shop", "--workspace", str(workspace)).returncode == 0
+    manifest = workspace / "aerogrid.toml"
+    manifest.write_text(
+        manifest.read_text().replace("port = 50051", f"port = {embedded.free_port()}")
+    )
+    env = {**os.environ, "AEROGRID_HOME": str(home)}
+    env.pop("AEROGRID_BROKER", None)
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "aerogrid", "dev", str(workspace)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        assert dev.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "gRPC on" not in dev.stdout.readline():
+            pass
+        apps = [
+            p
+            for p in psutil.Process(dev.pid).children(recursive=True)
+            if "run" in p.cmdline() and any(a.endswith("app.py") for a in p.cmdline())
+        ]
+        assert apps, "the app process was not found"
+        dev.send_signal(signal.SIGKILL)
+        dev.wait(10)
+        _, alive = psutil.wait_procs(apps, timeout=20)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        if dev.poll() is None:
+            dev.kill()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -214,6 +215,7 @@ class Supervisor:
             env=env,
             cwd=str(app.path.parent),
             start_new_session=True,
+            preexec_fn=_stop_with_parent(),
         )
         watcher = asyncio.create_task(self._notice_ready(app, ready))
         assert app.process.stdout is not None
@@ -278,6 +280,31 @@ class Supervisor:
     def _log(self, app: AppProcess, line: str) -> None:
         app.logs.append(line)
         self.on_log(app.name, line)
+
+
+def _stop_with_parent() -> Callable[[], None] | None:
+    """In the child: SIGTERM when the supervisor's process dies, even by SIGKILL.
+
+    Apps run in their own process group (a Ctrl-C reaches the supervisor, which stops
+    them in order), so nothing else would stop them if the supervisor were killed hard.
+    SIGTERM, not SIGKILL: the app commits and exits as on any stop. Linux only
+    (PR_SET_PDEATHSIG); it fires when the forking *thread* exits, and the supervisor
+    forks from its event loop's thread, which lives as long as it does.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def set_parent_death_signal() -> None:
+        prctl(1, signal.SIGTERM)  # 1 == PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the supervisor died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_parent_death_signal
 
 
 def _signal(app: AppProcess, sig: signal.Signals) -> None:
