@@ -612,7 +612,11 @@ def test_delete_cascades_through_owner_references(cluster: Cluster, tenant: str)
         lambda: not any(cluster.owned_by(uid, rtype, ns) for rtype in kinds),
         "the garbage collector to delete the app's objects",
     )
-    assert cluster.res(REPLICASETS).list(ns, label_selector=f"{APP_LABEL}=orders").items == []
+    # ...and, a step later in the cascade, the Deployment's ReplicaSet
+    wait(
+        lambda: not cluster.res(REPLICASETS).list(ns, label_selector=f"{APP_LABEL}=orders").items,
+        "the garbage collector to delete the app's ReplicaSet",
+    )
 
 
 def test_requirements_build_once_then_deploy_the_built_image(
