@@ -43,14 +43,12 @@ import atexit
 import base64
 import concurrent.futures
 import contextlib
-import ctypes
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -64,7 +62,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from aerogrid_devkit.embedded import TANSU_ENV
+from aerogrid_devkit.embedded import TANSU_ENV, signal_on_parent_death
 
 _T = TypeVar("_T")
 
@@ -157,30 +155,6 @@ def _terminate_group(proc: subprocess.Popen[bytes], grace: float) -> None:
     _unregister(proc)
 
 
-def _child_setup() -> Callable[[], None] | None:
-    """A preexec hook asking the kernel to SIGKILL the child when this process dies.
-
-    PR_SET_PDEATHSIG fires when the *thread* that forked exits, so it is only used from the main
-    thread; elsewhere the process group and the atexit hook remain the safety net.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def set_pdeathsig() -> None:
-        prctl(1, signal.SIGKILL)  # 1 == PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return set_pdeathsig
-
-
 def _spawn(
     argv: list[str], *, cwd: Path, log_path: Path, env: Mapping[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
@@ -194,7 +168,7 @@ def _spawn(
             stderr=subprocess.STDOUT,
             env=dict(env) if env is not None else None,
             start_new_session=True,
-            preexec_fn=_child_setup(),
+            preexec_fn=signal_on_parent_death(signal.SIGKILL),
         )
     _register(proc)
     return proc

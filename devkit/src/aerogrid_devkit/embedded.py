@@ -9,12 +9,16 @@ running in the background and records it in a state file, so later commands (and
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -171,6 +175,30 @@ def stop_process_group(pid: int, grace: float = 3.0) -> None:
                 return
             time.sleep(0.05)
         os.killpg(pid, signal.SIGKILL)
+
+
+def signal_on_parent_death(sig: signal.Signals) -> Callable[[], None] | None:
+    """A preexec hook: the kernel sends the child `sig` when this process dies.
+
+    Linux only (PR_SET_PDEATHSIG). It fires when the *thread* that forked exits, so it is
+    only offered to the main thread (None elsewhere, and off Linux).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def set_parent_death_signal() -> None:
+        prctl(1, sig)  # 1 == PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), sig)
+
+    return set_parent_death_signal
 
 
 def alive(pid: int) -> bool:

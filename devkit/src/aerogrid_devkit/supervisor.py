@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import watchfiles
 from prometheus_client.parser import text_string_to_metric_families
+
+from aerogrid_devkit.embedded import signal_on_parent_death
 
 LogSink = Callable[[str, str], None]
 ChangeSink = Callable[["AppProcess"], None]
@@ -215,7 +216,9 @@ class Supervisor:
             env=env,
             cwd=str(app.path.parent),
             start_new_session=True,
-            preexec_fn=_stop_with_parent(),
+            # SIGTERM when the supervisor dies, even by SIGKILL: apps are in their own
+            # process group, so nothing else would stop them; they commit and exit.
+            preexec_fn=signal_on_parent_death(signal.SIGTERM),
         )
         watcher = asyncio.create_task(self._notice_ready(app, ready))
         assert app.process.stdout is not None
@@ -280,31 +283,6 @@ class Supervisor:
     def _log(self, app: AppProcess, line: str) -> None:
         app.logs.append(line)
         self.on_log(app.name, line)
-
-
-def _stop_with_parent() -> Callable[[], None] | None:
-    """In the child: SIGTERM when the supervisor's process dies, even by SIGKILL.
-
-    Apps run in their own process group (a Ctrl-C reaches the supervisor, which stops
-    them in order), so nothing else would stop them if the supervisor were killed hard.
-    SIGTERM, not SIGKILL: the app commits and exits as on any stop. Linux only
-    (PR_SET_PDEATHSIG); it fires when the forking *thread* exits, and the supervisor
-    forks from its event loop's thread, which lives as long as it does.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def set_parent_death_signal() -> None:
-        prctl(1, signal.SIGTERM)  # 1 == PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the supervisor died before prctl took effect
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return set_parent_death_signal
 
 
 def _signal(app: AppProcess, sig: signal.Signals) -> None:
