@@ -4,7 +4,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-$root/.venv/bin/python}
-out=$root/runtime/src/aerogrid
+out=${OUT:-$root/runtime/src/aerogrid}  # OUT: elsewhere, e.g. to check the committed copy
 "$py" -m grpc_tools.protoc -I "$root/proto" \
   --python_out="$out" --grpc_python_out="$out" --mypy_out="$out" --mypy_grpc_out="$out" \
   "$root"/proto/aerogrid/v1/*.proto
