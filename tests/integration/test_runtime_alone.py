@@ -1,12 +1,15 @@
-"""The runtime installed alone, as in an app container: a fresh venv with only the
-`aerogrid` distribution runs `python -m aerogrid run` and pulls in no devkit or cloud
-libraries (Textual, docker, kubernetes, kopf)."""
+"""The runtime installed alone, as `packaging/runtime.Dockerfile` installs it in the app
+image: the locked, hashed requirements (`packaging/requirements/runtime.txt`), then the
+runtime's own wheel with --no-deps, into a fresh venv. It must hold exactly those
+distributions (no devkit or cloud libraries: Textual, docker, kubernetes, kopf), and
+`python -m aerogrid run` must serve the example app from it.
+
+No Docker engine runs here, so the image itself is not built; this is the part of it that
+can be proved."""
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,21 +18,10 @@ import pytest
 from aerogrid.client import GridClient
 from support.apps import EXAMPLE_APP, REPO, RunningApp
 from support.brokers import Broker
+from support.uv import find_uv
 
 FORBIDDEN = {"textual", "docker", "kubernetes", "kopf"}
-
-
-def find_uv() -> str:
-    found = os.environ.get("AEROGRID_UV") or shutil.which("uv")
-    if not found:
-        candidates = sorted(glob.glob(str(Path.home() / ".cache/aerogrid/uv-*/bin/uv")))
-        found = candidates[-1] if candidates else None
-    if not found:
-        reason = "uv not found (make install puts it in ~/.cache/aerogrid)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return found
+REQUIREMENTS = REPO / "packaging" / "requirements" / "runtime.txt"
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +33,32 @@ def runtime_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
         [uv, "venv", "--quiet", "--python", "python3.11", str(venv)], check=True, env=env
     )
     python = venv / "bin" / "python"
+    wheels = venv.parent / "wheels"
     subprocess.run(
-        [uv, "pip", "install", "--quiet", "--python", str(python), str(REPO / "runtime")],
+        [uv, "build", "--quiet", "--wheel", "--out-dir", str(wheels), str(REPO / "runtime")],
         check=True,
         env=env,
         timeout=600,
     )
+    install = [uv, "pip", "install", "--quiet", "--python", str(python)]
+    subprocess.run(
+        [*install, "--require-hashes", "--only-binary", ":all:", "-r", str(REQUIREMENTS)],
+        check=True,
+        env=env,
+        timeout=600,
+    )
+    (wheel,) = wheels.glob("aerogrid-*.whl")
+    subprocess.run([*install, "--no-deps", str(wheel)], check=True, env=env, timeout=600)
     return python
+
+
+def locked_names(requirements: Path) -> set[str]:
+    """The distribution names a requirements export pins (`name==version \\`)."""
+    names = set()
+    for line in requirements.read_text().splitlines():
+        if line and not line[0].isspace() and not line.startswith("#"):
+            names.add(line.split("==")[0].strip().lower().replace("_", "-"))
+    return names
 
 
 def test_runtime_alone_pulls_in_no_devkit_or_cloud_libraries(runtime_python: Path) -> None:
@@ -58,9 +69,13 @@ def test_runtime_alone_pulls_in_no_devkit_or_cloud_libraries(runtime_python: Pat
         text=True,
         check=True,
     ).stdout
-    installed = {line.split("==")[0].lower() for line in listed.splitlines() if line}
+    installed = {
+        line.split("==")[0].lower().replace("_", "-") for line in listed.splitlines() if line
+    }
     assert "aerogrid" in installed and "aiokafka" in installed
     assert not installed & FORBIDDEN
+    # Nothing beyond the lock's runtime closure, and all of it (pip itself aside).
+    assert installed - {"pip"} == locked_names(REQUIREMENTS) | {"aerogrid"}
 
 
 async def test_python_m_aerogrid_run_with_the_runtime_alone(
