@@ -25,6 +25,17 @@ BROKER_FIXTURES = ("broker", "apache_kafka", "tansu")
 _B = TypeVar("_B", bound=Broker)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _devcert_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The local endpoint's development CA in a temporary folder: tests never make one in ~.
+
+    Subprocesses (aerogrid dev, demo) inherit it through the environment.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AEROGRID_DEVCERT_DIR", str(tmp_path_factory.mktemp("devcert")))
+        yield
+
+
 def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
 

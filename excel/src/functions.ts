@@ -10,24 +10,43 @@ import { streamGrid, streamValue, type GridFeedEvent, type StreamingInvocationLi
 import type { ExcelValue, Matrix } from "./core/matrix.js";
 import type { ArgumentValue } from "./core/options.js";
 import { SubscriptionRegistry } from "./core/registry.js";
+import { DEFAULT_BASE_URL, normalizeBaseUrl } from "./core/url.js";
 import { Endpoint, type EndpointOptions } from "./transport.js";
 
-/** The local endpoint of `aerogrid dev` / `aerogrid run`. */
-export const DEFAULT_BASE_URL = "http://localhost:50051";
+export { DEFAULT_BASE_URL };
 
 let endpoint: Endpoint | undefined;
 let registry: SubscriptionRegistry<GridFeedEvent> | undefined;
+let configuredWith: EndpointOptions | undefined;
 
 /**
- * Points every function at ONE endpoint (the task pane calls this on a change of URL or
- * token). Open formulas keep their old stream until Excel recalculates them.
+ * Points every function at ONE endpoint (the task pane calls this on start and on a change
+ * of URL or token). Open GRID / VALUE formulas move to the new endpoint at once: formulas
+ * Excel started before the task pane loaded its settings must not stay on the default one.
+ * (An open APPS formula keeps its endpoint until Excel recalculates it.) The same URL and
+ * token again change nothing, so the streams are not reopened for nothing.
  */
 export function configure(options: EndpointOptions): Endpoint {
-  registry?.closeAll();
+  if (endpoint !== undefined && registry !== undefined && sameEndpoint(endpoint, options)) return endpoint;
   const created = new Endpoint(options);
   endpoint = created;
-  registry = new SubscriptionRegistry<GridFeedEvent>(gridFeedOpener({ subscribe: created.subscribe }));
+  configuredWith = options;
+  const opener = gridFeedOpener({ subscribe: created.subscribe });
+  if (registry === undefined) registry = new SubscriptionRegistry<GridFeedEvent>(opener);
+  else registry.reopen(opener);
   return created;
+}
+
+function sameEndpoint(at: Endpoint, options: EndpointOptions): boolean {
+  const before = configuredWith;
+  if (before === undefined || options.fetch !== undefined || options.tenantOf !== undefined) return false;
+  return (
+    at.baseUrl === normalizeBaseUrl(options.baseUrl) &&
+    (before.token?.trim() ?? "") === (options.token?.trim() ?? "") &&
+    (before.useBinaryFormat ?? true) === (options.useBinaryFormat ?? true) &&
+    before.fetch === undefined &&
+    before.tenantOf === undefined
+  );
 }
 
 function current(): { endpoint: Endpoint; registry: SubscriptionRegistry<GridFeedEvent> } {

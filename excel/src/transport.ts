@@ -5,8 +5,11 @@
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import type { SubscribeArgs, SubscribeEvent, SubscribeFn } from "./core/feed.js";
+import { normalizeBaseUrl } from "./core/url.js";
 import { CatalogService } from "./gen/aerogrid/v1/catalog_pb.js";
 import { GridService } from "./gen/aerogrid/v1/grid_pb.js";
+
+export { normalizeBaseUrl };
 
 /** How a cluster's gateway routes a grid call (it cannot read the request body). */
 export const APP_HEADER = "x-aerogrid-app";
@@ -67,17 +70,4 @@ export class Endpoint {
       { app: args.app, grid: args.grid, resumeEpoch: args.resumeEpoch, resumeSeq: args.resumeSeq },
       { signal, headers: this.gridHeaders(args.app) },
     );
-}
-
-export function normalizeBaseUrl(raw: string): string {
-  let url: URL;
-  try {
-    url = new URL(raw.trim());
-  } catch {
-    throw new Error(`not a URL: "${raw}"`);
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new Error(`the endpoint must be http:// or https://, got "${raw}"`);
-  }
-  return url.toString().replace(/\/+$/, "");
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Runs the BUILT add-in (dist/functions.js) in Node: =AEROGRID.GRID (or VALUE, APPS) against a live
-// endpoint, with a stand-in for Excel's StreamingInvocation that records every setResult
-// (Excel cannot run here). Stops when the spilled matrix equals --expect (JSON), or after
+// Runs the BUILT add-in in Node, the very file Excel loads (dist/addin/functions.js, imported
+// for its side effect of publishing globalThis.AeroGrid): =AEROGRID.GRID (or VALUE, APPS)
+// against a live endpoint, with a stand-in for Excel's StreamingInvocation that records
+// every setResult (Excel cannot run here). Stops when the spilled matrix equals --expect (JSON), or after
 // --duration seconds, then cancels the formula as Excel would and prints ONE JSON line:
 //
 //   {"matrix": [[...], ...], "results": N, "matched": true|false, "open_streams": K}
@@ -14,7 +15,10 @@
 //          [--columns "a,b"] [--options "order=key; interval=100"] [--function grid|value|apps]
 //          [--row-key K --column C] [--duration S] [--expect JSON] [--token T]
 import { isDeepStrictEqual, parseArgs } from "node:util";
-import { apps, configure, grid, openStreams, value } from "../dist/functions.js";
+import "../dist/addin/functions.js";
+
+const { configure, FUNCTIONS, openStreams } = globalThis.AeroGrid;
+const { GRID: grid, VALUE: value, APPS: apps } = FUNCTIONS;
 
 function fail(message) {
   process.stderr.write(`grid_live: ${message}\n`);

@@ -1,7 +1,8 @@
 // =AEROGRID.APPS over a fake WatchApps stream, with a stand-in for Excel's invocation.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { appsMatrix, streamApps, type AppInfoLike, type WatchAppsEvent } from "../src/core/apps.js";
+import { appsMatrix, streamApps, type AppInfoLike } from "../src/core/apps.js";
 import type { Matrix } from "../src/core/matrix.js";
+import { controllableWatch } from "./helpers.js";
 
 const app = (name: string, status: number, grids: string[] = [], message = ""): AppInfoLike => ({
   name,
@@ -10,40 +11,6 @@ const app = (name: string, status: number, grids: string[] = [], message = ""): 
   grids: grids.map((g) => ({ name: g })),
   message,
 });
-
-/** A stream the test pushes into. */
-function controllableWatch() {
-  const queue: WatchAppsEvent[] = [];
-  let wake: (() => void) | undefined;
-  let failWith: unknown;
-  const opened: AbortSignal[] = [];
-  const watch = (signal: AbortSignal): AsyncIterable<WatchAppsEvent> => {
-    opened.push(signal);
-    return {
-      async *[Symbol.asyncIterator]() {
-        for (;;) {
-          while (queue.length > 0) yield queue.shift() as WatchAppsEvent;
-          if (failWith !== undefined) {
-            const e = failWith;
-            failWith = undefined;
-            throw e;
-          }
-          if (signal.aborted) return;
-          await new Promise<void>((resolve) => (wake = resolve));
-        }
-      },
-    };
-  };
-  const push = (e: WatchAppsEvent) => {
-    queue.push(e);
-    wake?.();
-  };
-  const fail = (e: unknown) => {
-    failWith = e;
-    wake?.();
-  };
-  return { watch, push, fail, opened };
-}
 
 describe("appsMatrix", () => {
   it("lists apps by name with status text and grid names", () => {

@@ -16,6 +16,11 @@ describe("toCellText", () => {
       "AeroGrid: not signed in, or the token has expired (token expired)",
     );
     expect(toCellText(new ConnectError("", Code.Unavailable))).toBe("AeroGrid: the endpoint is unreachable");
+    // connect-web's code for a fetch that reached no server
+    expect(toCellText(new ConnectError("Failed to fetch", Code.Unknown))).toBe(
+      "AeroGrid: the endpoint is unreachable (Failed to fetch)",
+    );
+    expect(toCellText(new ConnectError("boom", Code.Unknown))).toBe("AeroGrid: the server failed (boom)");
     expect(toCellText(new ConnectError("unknown grid ordersapp.nope", Code.NotFound))).toBe(
       "AeroGrid: not found (unknown grid ordersapp.nope)",
     );

@@ -1,4 +1,5 @@
 // Builders for cells and rows shaped like the generated proto messages.
+import type { WatchAppsEvent } from "../src/core/apps.js";
 import type { Cell, RowIn } from "../src/core/grid.js";
 
 export const int = (v: number | bigint): Cell => ({ case: "intValue", value: BigInt(v) });
@@ -13,3 +14,37 @@ export const ts = (ms: number): Cell => ({
 export const nul: Cell = { case: undefined };
 
 export const row = (key: string, ...cells: Cell[]): RowIn => ({ key, cells: cells.map((kind) => ({ kind })) });
+
+/** A stream the test pushes into. */
+export function controllableWatch() {
+  const queue: WatchAppsEvent[] = [];
+  let wake: (() => void) | undefined;
+  let failWith: unknown;
+  const opened: AbortSignal[] = [];
+  const watch = (signal: AbortSignal): AsyncIterable<WatchAppsEvent> => {
+    opened.push(signal);
+    return {
+      async *[Symbol.asyncIterator]() {
+        for (;;) {
+          while (queue.length > 0) yield queue.shift() as WatchAppsEvent;
+          if (failWith !== undefined) {
+            const e = failWith;
+            failWith = undefined;
+            throw e;
+          }
+          if (signal.aborted) return;
+          await new Promise<void>((resolve) => (wake = resolve));
+        }
+      },
+    };
+  };
+  const push = (e: WatchAppsEvent) => {
+    queue.push(e);
+    wake?.();
+  };
+  const fail = (e: unknown) => {
+    failWith = e;
+    wake?.();
+  };
+  return { watch, push, fail, opened };
+}

@@ -21,4 +21,27 @@ describe("functions.ts registration", () => {
     expect(associate.mock.calls.map((c) => c[0])).toEqual(["GRID", "VALUE", "APPS"]);
     expect(associate.mock.calls[0]?.[1]).toBe(mod.grid);
   });
+
+  it("configure moves open formulas to the new endpoint; the same endpoint again changes nothing", async () => {
+    const mod = await import("../src/functions.js");
+    const asked: string[] = [];
+    // A fetch that never answers (until aborted): enough to see where each stream goes.
+    const fetch: typeof globalThis.fetch = (input, init) => {
+      asked.push(new URL(String(input instanceof Request ? input.url : input)).origin);
+      return new Promise((_resolve, reject) => init?.signal?.addEventListener("abort", () => reject(init.signal?.reason)));
+    };
+    mod.configure({ baseUrl: "http://a.test", fetch });
+    const invocation: { setResult: (v: unknown) => void; onCanceled?: () => void } = { setResult: () => undefined };
+    mod.grid("orders", "product_sum", null, null, invocation as never);
+    await vi.waitFor(() => expect(asked).toEqual(["http://a.test"]));
+    mod.configure({ baseUrl: "http://b.test", fetch });
+    await vi.waitFor(() => expect(asked).toEqual(["http://a.test", "http://b.test"]));
+    expect(mod.openStreams()).toBe(1);
+    invocation.onCanceled?.();
+    expect(mod.openStreams()).toBe(0);
+
+    const first = mod.configure({ baseUrl: "http://c.test/", token: "t" });
+    expect(mod.configure({ baseUrl: "http://c.test", token: " t " })).toBe(first);
+    expect(mod.configure({ baseUrl: "http://c.test", token: "u" })).not.toBe(first);
+  });
 });

@@ -94,4 +94,32 @@ describe("SubscriptionRegistry", () => {
     expect(feeds.every((f) => f.closed)).toBe(true);
     expect(registry.size).toBe(0);
   });
+
+  it("reopen moves every subscription to a new feed; the old one closes and goes quiet", () => {
+    const { registry, feeds } = fakeFeeds();
+    const a = vi.fn();
+    const sa = registry.subscribe("app", "g", a);
+    feeds[0]!.emit("old");
+    const next: { grid: string; emit: Emit<string>; closed: boolean }[] = [];
+    registry.reopen((_app, grid, emit) => {
+      const feed = { grid, emit, closed: false };
+      next.push(feed);
+      return { close: () => void (feed.closed = true) };
+    });
+    expect(feeds[0]!.closed).toBe(true);
+    expect(next.map((f) => f.grid)).toEqual(["g"]);
+    feeds[0]!.emit("late");
+    expect(a).not.toHaveBeenCalledWith("late");
+    next[0]!.emit("new");
+    expect(a).toHaveBeenLastCalledWith("new");
+
+    const b = vi.fn();
+    const sb = registry.subscribe("app", "g", b); // joins the new feed, with its latest event
+    expect(b).toHaveBeenCalledWith("new");
+    expect(next).toHaveLength(1);
+    sa.cancel();
+    sb.cancel();
+    expect(next[0]!.closed).toBe(true);
+    expect(registry.size).toBe(0);
+  });
 });

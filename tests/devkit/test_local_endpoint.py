@@ -3,8 +3,10 @@
 One workspace (two orders apps whose declared names differ from their workspace keys,
 and one app that crashes at import) runs under a real Supervisor for the whole module,
 behind one LocalEndpoint on a free port. Every client goes through that one port:
-GridClient (native gRPC), httpx speaking Connect, and the Node connect-es client over
-Connect and gRPC-Web. Tests that change the workspace (reload, stop) leave it running.
+GridClient (native gRPC), httpx speaking Connect (plain, and over HTTPS with the
+development certificate, made in a temporary folder), and the Node connect-es client
+over Connect and gRPC-Web (and Connect over HTTPS). Tests that change the workspace
+(reload, stop) leave it running. The add-in's files are tested in test_addin_serving.py.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import json
 import os
 import socket
+import ssl
 import struct
 import subprocess
 import time
@@ -80,7 +83,9 @@ async def ws(tansu: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIt
     files["broken"] = base / "broken" / "app.py"
     files["broken"].write_text("import aerogrid\nraise RuntimeError('broken on purpose')\n")
     supervisor = Supervisor(files, tansu.bootstrap, backoff_start=0.5)
-    endpoint = LocalEndpoint(supervisor, port=0, sniff_timeout=2.0)
+    endpoint = LocalEndpoint(
+        supervisor, port=0, sniff_timeout=2.0, devcert_dir=tmp_path_factory.mktemp("devcert")
+    )
     await endpoint.start()
     try:
         await supervisor.start()
@@ -304,10 +309,51 @@ async def test_connect_unary_and_server_stream_on_the_same_port(ws: Workspace) -
     assert ws.endpoint.connections.http >= 1
 
 
+async def test_connect_over_https_on_the_same_port(ws: Workspace) -> None:
+    """The add-in's pages come over HTTPS, so its data calls do too: the same app, in TLS."""
+    name = ws.names["alpha"]
+    assert ws.endpoint.devcert is not None and ws.endpoint.https_url is not None
+    assert ws.endpoint.https_url == f"https://localhost:{ws.endpoint.port}"
+    before = ws.endpoint.connections.tls
+    ca = ssl.create_default_context(cafile=str(ws.endpoint.devcert.ca_cert))
+    async with httpx.AsyncClient(base_url=ws.endpoint.https_url, verify=ca, timeout=30) as http:
+        r = await http.post(f"{CATALOG}/ListApps", json={}, headers=CONNECT_JSON)
+        assert r.status_code == 200, r.text
+        assert r.http_version == "HTTP/1.1"
+        assert {ws.names["alpha"], ws.names["beta"]} <= {a["name"] for a in r.json()["apps"]}
+        request = envelope(json.dumps({"app": name, "grid": GRID}).encode())
+        headers = {"content-type": "application/connect+json", **CONNECT_JSON}
+        async with http.stream(
+            "POST", f"{GRID_SERVICE}/Subscribe", content=request, headers=headers
+        ) as response:
+            assert response.status_code == 200
+            kinds = []
+            async for flags, message in connect_stream(response):
+                assert flags == 0, message
+                kinds.append(next(iter(message)))
+                if "snapshot" in message:
+                    break
+        assert kinds[0] == "schema" and kinds[-1] == "snapshot"
+        # the page's own origin is local: no token needed
+        local = await http.post(
+            f"{CATALOG}/ListApps",
+            json={},
+            headers={**CONNECT_JSON, "origin": ws.endpoint.https_url},
+        )
+        assert local.status_code == 200
+    assert ws.endpoint.connections.tls >= before + 1
+
+
 @pytest.mark.node
-@pytest.mark.parametrize("protocol", ["connect", "grpcweb"])
+@pytest.mark.parametrize("protocol", ["connect", "grpcweb", "connect-https"])
 async def test_node_client_through_the_same_port(ws: Workspace, node: str, protocol: str) -> None:
     prefix = f"node-{protocol}"
+    env = dict(os.environ)
+    base_url = ws.endpoint.url
+    if protocol == "connect-https":
+        assert ws.endpoint.devcert is not None and ws.endpoint.https_url is not None
+        env["NODE_EXTRA_CA_CERTS"] = str(ws.endpoint.devcert.ca_cert)
+        base_url, protocol = ws.endpoint.https_url, "connect"
     sent = orders(prefix, 20, products=4)
     await produce(ws.bootstrap, ws.topics["alpha"], sent)
     want = totals(sent)
@@ -320,7 +366,7 @@ async def test_node_client_through_the_same_port(ws: Workspace, node: str, proto
         node,
         str(STREAM_GRID),
         "--base-url",
-        ws.endpoint.url,
+        base_url,
         "--app",
         ws.names["alpha"],
         "--grid",
@@ -331,6 +377,7 @@ async def test_node_client_through_the_same_port(ws: Workspace, node: str, proto
         "30000",
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        env=env,
     )
     try:
         stdout, stderr = await asyncio.wait_for(proc.communicate(), 40)
@@ -431,18 +478,20 @@ async def test_garbage_is_closed_and_counted_without_hurting_others(ws: Workspac
     assert (
         await raw_exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", close_write=False) == b""
     )
-    # TLS is not served (yet) on this port
+    # a broken TLS hello goes to the HTTPS server, which drops it (no HTTP answer)
+    tls_before = ws.endpoint.connections.tls
     assert (
         await raw_exchange(port, bytes([0x16, 0x03, 0x01, 0x00, 0xA5, 0x01]) + os.urandom(40))
         == b""
     )
+    assert ws.endpoint.connections.tls == tls_before + 1
     # half an HTTP/2 preface, then nothing
     assert await raw_exchange(port, HTTP2_PREFACE[:10]) == b""
     rejected = ws.endpoint.connections.rejected
     assert rejected["garbage"] == before["garbage"] + 1
     assert rejected["incomplete"] == before["incomplete"] + 2
     assert rejected["timeout"] == before["timeout"] + 1
-    assert rejected["tls"] == before["tls"] + 1
+    assert rejected["tls"] == before["tls"]  # served now, not refused
     # and the port still serves both protocols
     async with GridClient(ws.endpoint.address) as client:
         assert ws.names["alpha"] in {a.name for a in await client.apps()}
@@ -456,8 +505,10 @@ async def test_classify_routes_by_the_first_bytes() -> None:
     assert classify(b"POST /x HTTP/1.1\r\nHost: a\r\n") is None
     assert classify(b"POST /x HTTP/1.1\r\nHost: a\r\n\r\n{}") is Route.HTTP
     assert classify(b"OPTI") is None
+    assert classify(b"\x16") is None
+    assert classify(b"\x16\x03\x01\x02\x00") is Route.TLS
     for bad, reason in [
-        (b"\x16\x03\x01", "tls"),
+        (b"\x16\x01\x01", "garbage"),
         (b"hello\r\n", "garbage"),
         (b"GET / HTTP/2.0\r\n\r\n", "garbage"),
         (b"PRI * HTTP/2.0\r\n\r\nXX", "garbage"),
@@ -480,9 +531,10 @@ async def test_port_in_use_and_non_loopback_hosts_are_refused(ws: Workspace) -> 
     for host in ("0.0.0.0", "192.168.1.10", "::", "example.com"):
         with pytest.raises(ValueError, match="loopback only"):
             LocalEndpoint(idle, host=host)
-    other = LocalEndpoint(idle, host="localhost", port=0)
+    other = LocalEndpoint(idle, host="localhost", port=0, tls=False)
     async with other:
         assert other.url == f"http://localhost:{other.port}"
+        assert other.https_url is None and other.addin_url is None
         with socket.create_connection(("127.0.0.1", other.port)):
             pass
         async with GridClient(other.address) as client:

@@ -24,6 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from aerogrid_devkit import frozen
+
 DEFAULT_PORT = 9092
 
 #: Tansu reads these from the environment: a stray one (a CLUSTER_ID meant for another
@@ -114,7 +116,7 @@ class EmbeddedBroker:
             raise EmbeddedBrokerError(f"port {self.port} on 127.0.0.1 is taken")
         url = f"tcp://127.0.0.1:{self.port}"
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if k not in TANSU_ENV}
+        env = {k: v for k, v in frozen.child_env().items() if k not in TANSU_ENV}
         with self.log_file.open("ab") as log:
             self.proc = subprocess.Popen(
                 [

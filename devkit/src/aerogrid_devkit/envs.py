@@ -3,7 +3,9 @@
 Made with uv and cached by the hash of the requirements (and of the Python and
 AeroGrid versions), so a second app with the same requirements, or the same app after
 a restart, reuses it. The devkit's own packages (aerogrid among them) stay importable
-through a `.pth` file, after the app's own: the app's pins win.
+through a `.pth` file, after the app's own: the app's pins win. In the desktop binary
+there are no site-packages to share: the env gets the runtime's wheel shipped in the
+bundle instead, made with the machine's uv and a Python it finds (see `frozen`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sysconfig
 from importlib.metadata import version
 from pathlib import Path
 
-from aerogrid_devkit import embedded
+from aerogrid_devkit import embedded, frozen
 
 
 class AppEnvironmentError(RuntimeError):
@@ -64,27 +66,38 @@ def python_for(app_dir: Path) -> str:
     python = root / "bin" / "python"
     if (root / ".complete").exists():
         return str(python)
+    if frozen.is_frozen():
+        # The binary is not a Python: the machine's uv makes the env with a Python >= 3.11
+        # it finds (or fetches), and the runtime comes from the wheel inside the bundle.
+        uv = frozen.uv_for_apps()
+        env = frozen.child_env()
+        interpreter, extra = ">=3.11", [str(frozen.runtime_wheel())]
+    else:
+        uv = _uv()
+        env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+        interpreter, extra = sys.executable, []
     partial = root.with_name(key + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
     try:
         subprocess.run(
-            [_uv(), "venv", "--quiet", "--python", sys.executable, str(partial)],
+            [uv, "venv", "--quiet", "--python", interpreter, str(partial)],
             check=True,
             capture_output=True,
             text=True,
             env=env,
         )
-        site = next(partial.glob("lib/python*/site-packages"))
-        (site / "zz_aerogrid_devkit.pth").write_text("".join(f"{p}\n" for p in _devkit_paths()))
+        if not frozen.is_frozen():
+            site = next(partial.glob("lib/python*/site-packages"))
+            (site / "zz_aerogrid_devkit.pth").write_text("".join(f"{p}\n" for p in _devkit_paths()))
         subprocess.run(
             [
-                _uv(),
+                uv,
                 "pip",
                 "install",
                 "--quiet",
                 "--python",
                 str(partial / "bin" / "python"),
+                *extra,
                 *wanted,
             ],
             check=True,

@@ -1,4 +1,9 @@
-"""`aerogrid excel manifest`: the Excel add-in's manifest for a chosen endpoint.
+"""`aerogrid excel manifest|certificate`: the Excel add-in's manifest, and the local HTTPS trust.
+
+`certificate` shows (and with --install trusts) the development CA of
+`aerogrid_devkit.devcert`, with which the local endpoint serves the add-in over HTTPS.
+
+The manifest:
 
 The template (`templates/excel-manifest.xml`, a copy of `excel/manifest/manifest.template.xml`
 kept equal by a test) is the add-in only XML manifest Excel on Windows, Mac and the web
@@ -16,18 +21,24 @@ accept for streaming custom functions in a shared runtime. This fills in:
 
 from __future__ import annotations
 
+import json
+import platform
 import re
+import subprocess
 import sys
 import uuid
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 from urllib.parse import SplitResult, quote, urlsplit
 from xml.sax.saxutils import escape
 
 import click
+
+from aerogrid_devkit import devcert
 
 TEMPLATE = "excel-manifest.xml"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -158,7 +169,7 @@ def _fail(message: str) -> NoReturn:
 
 @click.group()
 def excel() -> None:
-    """The Excel add-in: its manifest for an endpoint."""
+    """The Excel add-in: its manifest for an endpoint, and the local HTTPS certificate."""
 
 
 @excel.command()
@@ -203,3 +214,154 @@ def manifest(
     except OSError as exc:
         _fail(f"cannot write {out}: {exc.strerror or exc}")
     click.echo(f"wrote {out}", err=True)
+
+
+# --- aerogrid excel certificate -------------------------------------------------------------
+
+
+def _run_command(argv: Sequence[str]) -> tuple[int, str]:
+    """Run a trust-store command; its output is shown, not mixed into --json."""
+    done = subprocess.run(
+        list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False
+    )
+    return done.returncode, done.stdout
+
+
+@dataclass(frozen=True)
+class TrustStore:
+    """The machine `certificate --install` changes: its OS, and how commands run.
+
+    Tests pass their own as click's `obj`, so no test ever touches a real trust store.
+    """
+
+    system: str = field(default_factory=platform.system)
+    run: Callable[[Sequence[str]], tuple[int, str]] = _run_command
+
+
+def install_command(system: str, ca: Path) -> list[str] | None:
+    """The command that makes the current user trust `ca`, on `system`; None: none to run."""
+    if system == "Windows":
+        # The current user's store: no administrator needed (Windows asks to confirm).
+        return ["certutil", "-user", "-addstore", "Root", str(ca)]
+    if system == "Darwin":
+        keychain = Path.home() / "Library" / "Keychains" / "login.keychain-db"
+        return ["security", "add-trusted-cert", "-r", "trustRoot", "-k", str(keychain), str(ca)]
+    return None
+
+
+def linux_instructions(ca: Path) -> list[str]:
+    """Linux has no one store: Excel on the web runs in a browser, which keeps its own."""
+    return [
+        "browsers keep their own store (Excel on the web runs in one):",
+        "  Chrome, Edge: certutil -d sql:$HOME/.pki/nssdb -A -t C,, "
+        f'-n "AeroGrid development CA" -i "{ca}"   (package libnss3-tools)',
+        "  Firefox: Settings > Privacy & Security > Certificates > View Certificates > "
+        "Authorities > Import",
+        f'  system-wide (curl, Python): sudo cp "{ca}" '
+        "/usr/local/share/ca-certificates/aerogrid-dev-ca.crt && sudo update-ca-certificates",
+    ]
+
+
+def trust_instructions(ca: Path) -> dict[str, str]:
+    """How to trust `ca` by hand, per OS (Linux's as one line)."""
+    return {
+        "windows": f'certutil -user -addstore Root "{ca}"',
+        "macos": (
+            "security add-trusted-cert -r trustRoot "
+            f'-k ~/Library/Keychains/login.keychain-db "{ca}"'
+        ),
+        "linux": " ".join(line.strip() for line in linux_instructions(ca)),
+    }
+
+
+@excel.command()
+@click.option(
+    "--install",
+    is_flag=True,
+    help="Trust the CA for the current user now (Windows, macOS; elsewhere: says how).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the paths and details as JSON.")
+@click.pass_context
+def certificate(ctx: click.Context, install: bool, as_json: bool) -> None:
+    """The development certificate the local endpoint serves HTTPS with, and how to trust it.
+
+    Office loads the add-in's pages over HTTPS only, also from localhost, so `aerogrid
+    dev` serves them at https://localhost:PORT/addin/ with a certificate signed by a
+    development CA of your own (made here on first use, kept across runs; it can sign
+    for localhost only). Trust that CA once. Its key stays in the same folder (mode 0600):
+    set AEROGRID_DEVCERT_DIR to keep the files elsewhere.
+    """
+    store = ctx.find_object(TrustStore) or TrustStore()
+    try:
+        cert = devcert.ensure_devcert()
+        ca, leaf = cert.load_ca(), cert.load_cert()
+        fingerprint = cert.ca_fingerprint()
+    except (devcert.DevCertError, OSError, ValueError) as exc:
+        _fail(str(exc))
+    manual = trust_instructions(cert.ca_cert)
+    command = install_command(store.system, cert.ca_cert) if install else None
+    installed: dict[str, Any] | None = None
+    if command is not None:
+        try:
+            code, output = store.run(command)
+        except OSError as exc:
+            _fail(f"cannot run {command[0]}: {exc.strerror or exc}; trust the CA by hand")
+        if output.strip():
+            click.echo(output.rstrip(), err=True)
+        installed = {"command": command, "returncode": code}
+    if as_json:
+        data = {
+            "directory": str(cert.directory),
+            "ca_cert": str(cert.ca_cert),
+            "ca_key": str(cert.ca_key),
+            "cert": str(cert.cert),
+            "key": str(cert.key),
+            "names": list(devcert.NAMES),
+            "ca_sha256": fingerprint,
+            "ca_not_after": ca.not_valid_after_utc.isoformat(),
+            "cert_not_after": leaf.not_valid_after_utc.isoformat(),
+            "created": {"ca": cert.ca_created, "cert": cert.cert_created},
+            "trust": manual,
+            "installed": installed,
+        }
+        click.echo(json.dumps(data, indent=2))
+    else:
+        made = " (just made)" if cert.ca_created else ""
+        click.echo(f"development CA{made}: {cert.ca_cert}")
+        click.echo(f"  SHA-256 {fingerprint}")
+        click.echo(f"  valid until {ca.not_valid_after_utc:%Y-%m-%d}; signs for localhost only")
+        click.echo(
+            f"server certificate: {cert.cert} ({', '.join(devcert.NAMES)}; "
+            f"valid until {leaf.not_valid_after_utc:%Y-%m-%d}, renewed automatically)"
+        )
+        if not install:
+            click.echo(
+                "Trust the CA once, so Excel loads the add-in from "
+                "https://localhost:PORT/addin/ (aerogrid dev):"
+            )
+            click.echo(f"  Windows: {manual['windows']}")
+            click.echo(f"  macOS:   {manual['macos']}")
+            linux = linux_instructions(cert.ca_cert)
+            click.echo(f"  Linux:   {linux[0]}")
+            for line in linux[1:]:
+                click.echo(f"           {line}")
+            click.echo("or run: aerogrid excel certificate --install (Windows, macOS)")
+    if install:
+        _report_install(store.system, cert.ca_cert, installed, quiet=as_json)
+
+
+def _report_install(
+    system: str, ca: Path, installed: dict[str, Any] | None, *, quiet: bool
+) -> None:
+    """One line on what --install did; exit 1 when the CA is not trusted after it."""
+    if installed is None:
+        how = "\n".join(f"  {line}" for line in linux_instructions(ca))
+        _fail(f"--install does nothing on {system or 'this system'}: trust {ca} by hand;\n{how}")
+    if installed["returncode"] != 0:
+        _fail(
+            f"{installed['command'][0]} failed (exit {installed['returncode']}): "
+            "the CA is not trusted; see its output above"
+        )
+    if not quiet:
+        where = "your login keychain" if system == "Darwin" else "your user's Root store"
+        click.echo(f"trusted: the development CA is in {where}; restart Excel to pick it up")

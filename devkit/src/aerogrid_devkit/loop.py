@@ -59,6 +59,7 @@ class DevLoop:
         # The endpoint first: a taken port is a clear error before any app starts.
         await self.endpoint.start()
         self.say(f"local endpoint on {self.endpoint.url} (gRPC, Connect, gRPC-Web)")
+        self.say(self.endpoint.addin_status())
         await self.supervisor.start()
 
     async def stop(self) -> None:

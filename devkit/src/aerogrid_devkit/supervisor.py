@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 from collections import deque
@@ -24,6 +25,7 @@ import watchfiles
 from prometheus_client.parser import text_string_to_metric_families
 
 from aerogrid_devkit.embedded import signal_on_parent_death
+from aerogrid_devkit.frozen import child_env, runtime_command
 
 LogSink = Callable[[str, str], None]
 ChangeSink = Callable[["AppProcess"], None]
@@ -198,10 +200,24 @@ class Supervisor:
             self._log(app, f"[aerogrid dev] {app.name}: {exc}")
             app.exit_code = None
             return
-        app.process = await asyncio.create_subprocess_exec(
-            python,
-            "-m",
-            "aerogrid",
+        try:
+            app.process = await self._start_process(app, python, ready, env)
+        except (OSError, subprocess.SubprocessError) as exc:  # retried with backoff, said why
+            self._log(app, f"[aerogrid dev] {app.name}: cannot start {python}: {exc}")
+            app.exit_code = None
+            return
+        watcher = asyncio.create_task(self._notice_ready(app, ready))
+        assert app.process.stdout is not None
+        async for raw in app.process.stdout:
+            self._log(app, raw.decode(errors="replace").rstrip())
+        app.exit_code = await app.process.wait()
+        watcher.cancel()
+
+    async def _start_process(
+        self, app: AppProcess, python: str, ready: Path, env: dict[str, str]
+    ) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *runtime_command(python),
             "run",
             str(app.path),
             "--port",
@@ -213,19 +229,13 @@ class Supervisor:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             stdin=asyncio.subprocess.DEVNULL,
-            env=env,
+            env=child_env(env),
             cwd=str(app.path.parent),
             start_new_session=True,
             # SIGTERM when the supervisor dies, even by SIGKILL: apps are in their own
             # process group, so nothing else would stop them; they commit and exit.
             preexec_fn=signal_on_parent_death(signal.SIGTERM),
         )
-        watcher = asyncio.create_task(self._notice_ready(app, ready))
-        assert app.process.stdout is not None
-        async for raw in app.process.stdout:
-            self._log(app, raw.decode(errors="replace").rstrip())
-        app.exit_code = await app.process.wait()
-        watcher.cancel()
 
     async def _notice_ready(self, app: AppProcess, ready: Path) -> None:
         # The runner writes the file atomically once it serves; a tiny local file, polled.

@@ -36,13 +36,35 @@ const STATUS_TEXT: Record<number, string> = {
   5: "failed",
 };
 
+/** The app's status as text, e.g. "running" or "failed: <message>". */
+export function appStatusText(app: AppInfoLike): string {
+  const status = STATUS_TEXT[app.status] ?? `status ${app.status}`;
+  return app.message ? `${status}: ${app.message}` : status;
+}
+
+/** The apps by name, in the order the matrix and the task pane list them. */
+export function sortedApps(apps: ReadonlyMap<string, AppInfoLike>): AppInfoLike[] {
+  return [...apps.keys()].sort(compareKeys).map((name) => apps.get(name) as AppInfoLike);
+}
+
+/** Applies one WatchApps event to the known apps (an initial event replaces them all). */
+export function applyWatchEvent(
+  apps: Map<string, AppInfoLike>,
+  event: WatchAppsEvent,
+  onApp?: (app: AppInfoLike) => void,
+): void {
+  if (event.initial) apps.clear();
+  for (const name of event.removed) apps.delete(name);
+  for (const app of event.apps) {
+    apps.set(app.name, app);
+    onApp?.(app);
+  }
+}
+
 export function appsMatrix(apps: ReadonlyMap<string, AppInfoLike>): Matrix {
   const matrix: Matrix = [[...APPS_HEADER]];
-  for (const name of [...apps.keys()].sort(compareKeys)) {
-    const app = apps.get(name) as AppInfoLike;
-    let status = STATUS_TEXT[app.status] ?? `status ${app.status}`;
-    if (app.message) status = `${status}: ${app.message}`;
-    matrix.push([app.name, app.tenant, status, app.grids.map((g) => g.name).join(", ")]);
+  for (const app of sortedApps(apps)) {
+    matrix.push([app.name, app.tenant, appStatusText(app), app.grids.map((g) => g.name).join(", ")]);
   }
   return matrix;
 }
@@ -84,12 +106,7 @@ export function streamApps(invocation: StreamingInvocationLike<Matrix>, options:
       for await (const event of options.watch(connection.signal)) {
         if (connection.signal.aborted) return;
         connection.received();
-        if (event.initial) apps.clear();
-        for (const name of event.removed) apps.delete(name);
-        for (const app of event.apps) {
-          apps.set(app.name, app);
-          options.onApp?.(app);
-        }
+        applyWatchEvent(apps, event, options.onApp);
         ready = true;
         conflator.push(() => appsMatrix(apps));
       }

@@ -61,6 +61,9 @@ function rpcCode(err: unknown): number | undefined {
   return undefined;
 }
 
+// The browsers' and Node's messages of a fetch that never reached a server.
+const FETCH_FAILED = /^(failed to fetch|fetch failed|load failed|networkerror when attempting to fetch resource\.?)$/i;
+
 const MAX_CELL_TEXT = 255; // keep the message readable in a cell, not a wall of text
 
 /** One line of text for a cell, prefixed so users can tell it is AeroGrid talking. */
@@ -71,7 +74,9 @@ export function toCellText(err: unknown): string {
     text = err.message;
   } else if (code !== undefined) {
     const raw = String((err as { rawMessage: unknown }).rawMessage ?? "").trim();
-    const what = CODE_TEXT[code] ?? `error code ${code}`;
+    // connect-web reports a failed fetch (no server, CORS, TLS) as Unknown, not Unavailable.
+    const unreachable = code === 2 && FETCH_FAILED.test(raw);
+    const what = unreachable ? (CODE_TEXT[14] as string) : (CODE_TEXT[code] ?? `error code ${code}`);
     text = raw && raw.toLowerCase() !== what ? `${what} (${raw})` : what;
   } else if (err instanceof Error) {
     text = err.message || err.name;

@@ -20,15 +20,19 @@ export interface Subscription {
 }
 
 interface Entry<E> {
+  app: string;
+  grid: string;
   listeners: Set<Emit<E>>;
   feed: Closeable | undefined;
   last: { event: E } | undefined;
+  /** Changes on each (re)open, so a replaced feed's late events go nowhere. */
+  generation: object;
 }
 
 export class SubscriptionRegistry<E> {
   private readonly entries = new Map<string, Entry<E>>();
 
-  constructor(private readonly open: FeedOpener<E>) {}
+  constructor(private open: FeedOpener<E>) {}
 
   subscribe(app: string, grid: string, listener: Emit<E>): Subscription {
     const id = registryKey(app, grid);
@@ -36,16 +40,10 @@ export class SubscriptionRegistry<E> {
     // Each subscription gets its own wrapper so the same function can subscribe twice.
     const own: Emit<E> = (event) => listener(event);
     if (entry === undefined) {
-      const created: Entry<E> = { listeners: new Set([own]), feed: undefined, last: undefined };
+      const created: Entry<E> = { app, grid, listeners: new Set([own]), feed: undefined, last: undefined, generation: {} };
       entry = created;
       this.entries.set(id, created);
-      created.feed = this.open(app, grid, (event) => {
-        if (this.entries.get(id) !== created) return; // closed: late events go nowhere
-        created.last = { event };
-        for (const l of [...created.listeners]) l(event);
-      });
-      // closeAll may have run during a synchronous first emit, before `feed` was set.
-      if (this.entries.get(id) !== created) created.feed.close();
+      this.start(id, created);
     } else {
       entry.listeners.add(own);
       if (entry.last !== undefined) own(entry.last.event);
@@ -75,7 +73,37 @@ export class SubscriptionRegistry<E> {
     return this.entries.size;
   }
 
-  /** Closes every upstream (add-in shutdown or endpoint change). */
+  /**
+   * Moves every subscription to a feed from `open` (an endpoint change): the formulas stay
+   * subscribed and get the new feed's events, with no recalculation by Excel.
+   */
+  reopen(open: FeedOpener<E>): void {
+    this.open = open;
+    for (const [id, entry] of [...this.entries]) {
+      const old = entry.feed;
+      entry.generation = {}; // before close: the old feed may emit while closing
+      entry.feed = undefined;
+      entry.last = undefined;
+      old?.close();
+      if (this.entries.get(id) === entry) this.start(id, entry);
+    }
+  }
+
+  private start(id: string, entry: Entry<E>): void {
+    const generation = {};
+    entry.generation = generation;
+    const live = (): boolean => this.entries.get(id) === entry && entry.generation === generation;
+    const feed = this.open(entry.app, entry.grid, (event) => {
+      if (!live()) return; // closed or replaced: late events go nowhere
+      entry.last = { event };
+      for (const l of [...entry.listeners]) l(event);
+    });
+    // The last cancel or closeAll may have run during a synchronous first emit.
+    if (live()) entry.feed = feed;
+    else feed.close();
+  }
+
+  /** Closes every upstream (add-in shutdown). */
   closeAll(): void {
     const entries = [...this.entries.values()];
     this.entries.clear();

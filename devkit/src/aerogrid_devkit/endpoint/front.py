@@ -1,15 +1,18 @@
 """One loopback port for every protocol: a front that routes each connection by its first bytes.
 
 Native gRPC is HTTP/2 (grpc.aio serves it), Connect and gRPC-Web are what a browser's
-`fetch` sends, HTTP/1.1 (uvicorn serves it), and neither server speaks the other's
-protocol or can share a listening socket. So the local endpoint runs both on internal
-ephemeral 127.0.0.1 ports, and this front accepts on the one public port, reads the
-first bytes of each connection, picks a server with `classify`, and splices the
-connection to it byte for byte: nothing is decoded, and each direction is flow
-controlled (a slow reader slows its writer, never the others).
+`fetch` sends, HTTP/1.1 (uvicorn serves it), the Excel add-in's pages must come over
+HTTPS (a second uvicorn, with the development certificate, terminates TLS), and no
+server speaks the others' protocols or can share a listening socket. So the local
+endpoint runs each on an internal ephemeral 127.0.0.1 port, and this front accepts on
+the one public port, reads the first bytes of each connection, picks a server with
+`classify`, and splices the connection to it byte for byte: nothing is decoded (TLS
+included: the front never holds a key), and each direction is flow controlled (a slow
+reader slows its writer, never the others).
 
 Bytes no route serves (random bytes, a request cut short, a silent connection) are
-closed and counted in `ConnectionCounts.rejected` by reason, and never reach a server.
+closed and counted in `ConnectionCounts.rejected` by reason, and never reach a server;
+so is a route the endpoint does not serve (TLS, when there is no certificate: "tls").
 
 Binding is loopback only: `listen_addresses` refuses any other host.
 """
@@ -48,6 +51,7 @@ HTTP2_PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 MAX_HEAD_BYTES: Final = 64 * 1024
 _CHUNK: Final = 64 * 1024
 _TLS_HANDSHAKE: Final = 0x16
+_TLS_MAJOR: Final = 0x03
 
 _REQUEST_LINE = re.compile(rb"[A-Z]{1,16} [\x21-\x7e]{1,8192} HTTP/1\.[01]\r\n")
 # A request line still arriving: a method, maybe a target, maybe the start of a version.
@@ -59,6 +63,8 @@ class Route(StrEnum):
 
     GRPC = "grpc"
     HTTP = "http"
+    #: HTTPS (HTTP/1.1 in TLS): the add-in's pages and the same Connect app.
+    TLS = "tls"
 
 
 class Rejected(Exception):
@@ -83,21 +89,25 @@ def classify(head: bytes) -> Route | None:
     * a complete HTTP/1.x request head → `Route.HTTP` (Connect, gRPC-Web, CORS
       preflights, /healthz). Waiting for the whole head keeps half requests away
       from the server, and lets them be counted here;
-    * a TLS ClientHello (first byte 0x16) is refused (reason "tls") for now. The
-      HTTPS route (the Excel add-in's bundle on this same port) goes here: terminate
-      TLS in the front, then classify the decrypted bytes (or route by ALPN: "h2"
-      gRPC, "http/1.1" the rest);
+    * a TLS record (a handshake, 0x16, then version major 3: a ClientHello) →
+      `Route.TLS`: HTTPS, for the add-in's pages (Office loads them over HTTPS only)
+      and Connect from them. Its server offers HTTP/1.1 only (ALPN), so browsers
+      speak that inside; gRPC over TLS is not served (native clients use h2c here);
     * anything else is refused (reason "garbage", or "too_large" for an endless head).
 
-    Note h2c is taken to be gRPC: a Connect client would need HTTP/1.1 here (browsers,
-    and the add-in, use it) or, later, TLS.
+    Note h2c is taken to be gRPC: a Connect client needs HTTP/1.1 here (browsers, and
+    the add-in, use it), in TLS or not.
     """
     if len(head) < len(HTTP2_PREFACE) and HTTP2_PREFACE.startswith(head):
         return None
     if head.startswith(HTTP2_PREFACE):
         return Route.GRPC
     if head[0] == _TLS_HANDSHAKE:
-        raise Rejected("tls")
+        if len(head) < 2:
+            return None
+        if head[1] != _TLS_MAJOR:
+            raise Rejected("garbage")
+        return Route.TLS
     line_end = head.find(b"\r\n")
     if line_end < 0:
         if _REQUEST_LINE_SO_FAR.fullmatch(head) is None:
@@ -118,7 +128,10 @@ class ConnectionCounts:
 
     grpc: int = 0
     http: int = 0
-    #: garbage, too_large, tls (see `classify`), incomplete (closed before its first
+    #: HTTPS connections (the add-in's pages, Connect from them).
+    tls: int = 0
+    #: garbage, too_large (see `classify`), tls (a TLS hello, and no certificate to
+    #: answer it with), incomplete (closed before its first
     #: request was whole), timeout (a request too slow to arrive), silent (not a byte
     #: in time), empty (closed without a byte: port probes), unreachable (the internal
     #: server did not answer).
@@ -218,7 +231,10 @@ class Front:
         self.addresses = [sock.getsockname()[0] for sock in self._sockets]
 
     async def start(self, routes: Mapping[Route, int]) -> None:
-        """Serve: `routes` gives each route's internal port on 127.0.0.1."""
+        """Serve: `routes` gives each route's internal port on 127.0.0.1.
+
+        A route left out is refused and counted under its name (e.g. "tls").
+        """
         self._routes = dict(routes)
         for sock in self._sockets:
             self._servers.append(await asyncio.start_server(self._accept, sock=sock))
@@ -258,6 +274,9 @@ class Front:
         except Rejected as exc:
             self._reject(exc.reason, writer)
             return
+        if route not in self._routes:
+            self._reject(route.value, writer)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._routes[route])
         except OSError as exc:
@@ -266,6 +285,8 @@ class Front:
             return
         if route is Route.GRPC:
             self.counts.grpc += 1
+        elif route is Route.TLS:
+            self.counts.tls += 1
         else:
             self.counts.http += 1
         try:

@@ -1,0 +1,152 @@
+// The task pane's controller: settings in, configure() of the functions' shared instance,
+// the catalog watch, status and open-stream count out to the view, and the insert / copy /
+// sign-in actions, whose failures end up as text in the pane.
+import type { AppInfoLike, WatchAppsEvent } from "../core/apps.js";
+import { watchCatalog, type CatalogWatch } from "./catalog.js";
+import { copyFormula, gridFormula, insertFormula, type ClipboardLike, type Outcome } from "./insert.js";
+import type { ExcelLike } from "./office.js";
+import { validateSettings, type Settings, type SettingsErrors, type SettingsStore } from "./settings.js";
+import { errorText, INITIAL_STATUS, nextStatus, type PaneStatus } from "./status.js";
+
+/** What the pane needs of the Endpoint that configure() returns. */
+export interface EndpointLike {
+  catalog: { watchApps(request: object, options: { signal: AbortSignal }): AsyncIterable<WatchAppsEvent> };
+  tenants: Map<string, string>;
+}
+
+export type Configure = (options: { baseUrl: string; token?: string }) => EndpointLike;
+
+export interface PaneView {
+  showSettings(settings: Settings): void;
+  showErrors(errors: SettingsErrors): void;
+  showStatus(status: PaneStatus): void;
+  showStreams(open: number): void;
+  showApps(apps: readonly AppInfoLike[]): void;
+  showMessage(text: string, kind: "info" | "error"): void;
+}
+
+export interface PaneDeps {
+  configure: Configure;
+  openStreams: () => number;
+  store: SettingsStore;
+  view: PaneView;
+  excel: () => ExcelLike | undefined;
+  clipboard: () => ClipboardLike | undefined;
+  /** Runs the sign-in dialog; undefined where Office's dialog API is missing. */
+  signIn?: ((issuer: string, clientId: string) => Promise<string>) | undefined;
+  /** How often the open-stream count is refreshed (the registry has no events). */
+  pollMs?: number;
+}
+
+export class Pane {
+  private watch: CatalogWatch | undefined;
+  private poll: ReturnType<typeof setInterval> | undefined;
+  private status: PaneStatus = INITIAL_STATUS;
+
+  constructor(private readonly deps: PaneDeps) {}
+
+  async start(): Promise<void> {
+    const settings = await this.deps.store.load();
+    this.deps.view.showSettings(settings);
+    const validated = validateSettings(settings);
+    if (validated.ok) {
+      this.connect(validated.settings);
+    } else {
+      this.deps.view.showErrors(validated.errors);
+      this.setStatus({ state: "error", error: "the connection settings need fixing" });
+    }
+    this.poll = setInterval(() => this.deps.view.showStreams(this.deps.openStreams()), this.deps.pollMs ?? 1000);
+    this.deps.view.showStreams(this.deps.openStreams());
+  }
+
+  stop(): void {
+    this.watch?.stop();
+    this.watch = undefined;
+    if (this.poll !== undefined) clearInterval(this.poll);
+    this.poll = undefined;
+  }
+
+  /** Validates, saves and applies the settings; false (errors shown) when they are invalid. */
+  async apply(input: Settings): Promise<boolean> {
+    const validated = validateSettings(input);
+    if (!validated.ok) {
+      this.deps.view.showErrors(validated.errors);
+      return false;
+    }
+    this.deps.view.showErrors({});
+    this.deps.view.showSettings(validated.settings);
+    this.connect(validated.settings);
+    try {
+      await this.deps.store.save(validated.settings);
+      this.deps.view.showMessage("Settings applied.", "info");
+    } catch (error) {
+      this.deps.view.showMessage(`Applied, but could not save the settings: ${errorText(error)}`, "error");
+    }
+    return true;
+  }
+
+  async signIn(input: Settings): Promise<void> {
+    const validated = validateSettings(input);
+    if (!validated.ok) {
+      this.deps.view.showErrors(validated.errors);
+      return;
+    }
+    const { issuer, clientId } = validated.settings;
+    if (issuer === "") {
+      this.deps.view.showErrors({ issuer: "enter the issuer to sign in with" });
+      return;
+    }
+    if (this.deps.signIn === undefined) {
+      this.deps.view.showMessage("Sign-in needs Excel (Office's dialog); paste a token instead.", "error");
+      return;
+    }
+    this.deps.view.showMessage("Signing in…", "info");
+    try {
+      const token = await this.deps.signIn(issuer, clientId);
+      await this.apply({ ...validated.settings, token });
+      this.deps.view.showMessage("Signed in.", "info");
+    } catch (error) {
+      this.deps.view.showMessage(`Sign-in failed: ${errorText(error)}`, "error");
+    }
+  }
+
+  async insert(app: string, grid: string): Promise<Outcome> {
+    return this.report(await insertFormula(this.deps.excel(), gridFormula(app, grid)));
+  }
+
+  async copy(app: string, grid: string): Promise<Outcome> {
+    return this.report(await copyFormula(this.deps.clipboard(), gridFormula(app, grid)));
+  }
+
+  private report(outcome: Outcome): Outcome {
+    this.deps.view.showMessage(outcome.message, outcome.ok ? "info" : "error");
+    return outcome;
+  }
+
+  /** Points the functions at the endpoint and restarts the app list's watch on it. */
+  private connect(settings: Settings): void {
+    this.watch?.stop();
+    let endpoint: EndpointLike;
+    try {
+      endpoint = this.deps.configure({ baseUrl: settings.endpoint, token: settings.token });
+    } catch (error) {
+      this.setStatus({ state: "error", error: errorText(error) });
+      return;
+    }
+    this.setStatus(INITIAL_STATUS);
+    this.deps.view.showApps([]);
+    this.watch = watchCatalog({
+      watch: (signal) => endpoint.catalog.watchApps({}, { signal }),
+      onApps: (apps) => this.deps.view.showApps(apps),
+      onApp: (app) => {
+        if (app.tenant) endpoint.tenants.set(app.name, app.tenant);
+      },
+      onStatus: (status) => this.setStatus(nextStatus(this.status, status)),
+    });
+  }
+
+  private setStatus(status: PaneStatus): void {
+    this.status = status;
+    this.deps.view.showStatus(status);
+  }
+}
