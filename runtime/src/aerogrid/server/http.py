@@ -135,7 +135,7 @@ _ACCEPTED_TYPES: Final = (
 _CORS_ALLOW_HEADERS: Final = (
     "authorization, content-type, connect-protocol-version, connect-timeout-ms, "
     "connect-content-encoding, connect-accept-encoding, grpc-timeout, grpc-encoding, "
-    "grpc-accept-encoding, x-grpc-web, x-user-agent"
+    "grpc-accept-encoding, x-grpc-web, x-user-agent, x-aerogrid-app, x-aerogrid-tenant"
 )
 _CORS_EXPOSE_HEADERS: Final = "grpc-status, grpc-message, grpc-status-details-bin"
 _CORS_METHODS: Final = "GET, POST, OPTIONS"
