@@ -52,8 +52,11 @@ binary: install excel  ## The desktop binary, one-dir (PyInstaller): dist/binary
 	UV=$(UV) scripts/build_binary.sh onedir
 
 dist: install excel  ## Wheels and sdists of every component, and the binary (one-dir and one-file), in dist/
-	rm -rf dist/*.whl dist/*.tar.gz
-	$(UV) build --all-packages --quiet --out-dir dist
+	rm -rf dist/*.whl dist/*.tar.gz devkit/src/aerogrid_devkit/addin
+	# the devkit's wheel ships the add-in bundle (served by aerogrid dev); the copy is only for the build
+	cp -r excel/dist/addin devkit/src/aerogrid_devkit/addin
+	$(UV) build --all-packages --quiet --out-dir dist || { rm -rf devkit/src/aerogrid_devkit/addin; exit 1; }
+	rm -rf devkit/src/aerogrid_devkit/addin
 	UV=$(UV) scripts/build_binary.sh onedir onefile
 	@ls -1 dist/*.whl dist/*.tar.gz; du -sh dist/binary/onedir/aerogrid dist/binary/onefile/aerogrid
 

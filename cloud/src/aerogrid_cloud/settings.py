@@ -20,6 +20,7 @@ from typing import Annotated, Any, Final
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from aerogrid import __version__
 from aerogrid_cloud.model import check_name
 
 __all__ = ["ENV_PREFIX", "SETTINGS_FILE_ENV", "PlatformSettings", "SettingsError"]
@@ -46,7 +47,7 @@ class PlatformSettings(BaseModel):
     #: Repository of the runtime image; an App's runtimeVersion is the tag.
     runtime_image: str = "ghcr.io/aerogrid/aerogrid-runtime"
     #: The image of the operator and the catalog (the aerogrid-cloud distribution).
-    platform_image: str = "ghcr.io/aerogrid/aerogrid-platform:0.1.0"
+    platform_image: str = f"ghcr.io/aerogrid/aerogrid-platform:{__version__}"
     #: Builds an app's image when requirements.txt lists packages; takes kaniko's flags.
     build_image: str = "gcr.io/kaniko-project/executor:v1.23.2"
     #: Repository the built images are pushed to (tag: hash of requirements + runtime).
