@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
-import os
-import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,46 +22,18 @@ from aerogrid_devkit.endpoint import LocalEndpoint
 from aerogrid_devkit.supervisor import Supervisor
 from support.apps import RunningApp, produce, write_orders_app
 from support.brokers import Broker
+from support.excel import EXCEL, built_addin
 
 pytestmark = pytest.mark.node
 
-EXCEL = Path(__file__).resolve().parents[2] / "excel"
 GRID_LIVE = EXCEL / "test-live" / "grid_live.mjs"
 GRID_RESTART = EXCEL / "test-live" / "grid_restart.mjs"
 
 
-def _unavailable(reason: str) -> None:
-    """Skip locally, fail in CI (CI must never go green by skipping these)."""
-    if os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}:
-        pytest.fail(f"{reason} (CI=true: the Excel tests must run, not skip)", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def excel_dist() -> Path:
-    """The add-in bundle's functions.js (excel/dist/addin), rebuilt with `npm run build` when
-    missing or older than anything under excel/src (`make excel` builds it too).
-    """
-    npm = shutil.which("npm")
-    if npm is None or not (EXCEL / "node_modules" / ".bin" / "tsc").exists():
-        _unavailable("npm or excel/node_modules is missing: run `make excel`")
-    assert npm is not None
-    built = EXCEL / "dist" / "addin" / "functions.js"
-    sources = [
-        *(EXCEL / "src").rglob("*"),
-        *(EXCEL / "pages").rglob("*"),
-        *(EXCEL / "scripts").rglob("*"),
-        EXCEL / "harness.html",
-        EXCEL / "package.json",
-    ]
-    # Concurrent test modules share excel/dist: build once, under a lock.
-    with open(EXCEL / "node_modules" / ".aerogrid-build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        newest = max(p.stat().st_mtime for p in sources if p.is_file())
-        if not built.exists() or built.stat().st_mtime < newest:
-            subprocess.run([npm, "run", "build"], cwd=EXCEL, check=True, timeout=600)
-    assert built.is_file(), "`npm run build` did not write excel/dist/addin/functions.js"
-    return built
+    """The add-in bundle's functions.js (excel/dist/addin), built when stale."""
+    return built_addin() / "functions.js"
 
 
 async def run_grid_live(node: str, *args: str) -> tuple[int, dict[str, Any], str]:

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
 import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -36,51 +34,18 @@ from aerogrid_devkit.endpoint import LocalEndpoint
 from aerogrid_devkit.supervisor import Supervisor
 from support.apps import produce, write_orders_app
 from support.brokers import Broker
+from support.excel import EXCEL, built_addin, unavailable
 
 pytestmark = [pytest.mark.node, pytest.mark.asyncio(loop_scope="module")]
 
-REPO = Path(__file__).resolve().parents[2]
-EXCEL = REPO / "excel"
 HARNESS = EXCEL / "test-live" / "harness_chromium.mjs"
 GRID = "product_sum"
 Matrix = list[list[Any]]
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
-
-
-def _unavailable(reason: str) -> None:
-    """Skip locally, fail in CI (CI must never go green by skipping the browser tests)."""
-    if _in_ci():
-        pytest.fail(f"{reason} (CI=true: the harness tests must run, not skip)", pytrace=False)
-    pytest.skip(reason)
-
-
 def addin_dir() -> Path:
-    """excel/dist/addin, the bundle the endpoint serves, rebuilt with `npm run build` when
-    missing or older than its sources (`make excel` builds it too)."""
-    npm = shutil.which("npm")
-    if npm is None or not (EXCEL / "node_modules" / ".bin" / "tsc").exists():
-        _unavailable("npm or excel/node_modules is missing: run `make excel`")
-    assert npm is not None
-    built = EXCEL / "dist" / "addin" / "functions.js"
-    sources = [
-        *(EXCEL / "src").rglob("*"),
-        *(EXCEL / "pages").rglob("*"),
-        *(EXCEL / "scripts").rglob("*"),
-        EXCEL / "harness.html",
-        EXCEL / "package.json",
-    ]
-    # Concurrent test modules share excel/dist: build once, under a lock.
-    with open(EXCEL / "node_modules" / ".aerogrid-build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        newest = max(p.stat().st_mtime for p in sources if p.is_file())
-        if not built.exists() or built.stat().st_mtime < newest:
-            subprocess.run([npm, "run", "build"], cwd=EXCEL, check=True, timeout=600)
-    for name in ("functions.js", "harness.html", "harness.js"):
-        assert (built.parent / name).is_file(), f"`npm run build` did not write {name}"
-    return built.parent
+    """excel/dist/addin, the bundle the endpoint serves (built when stale)."""
+    return built_addin()
 
 
 @pytest.fixture(scope="module")
@@ -88,11 +53,11 @@ def chromium() -> str:
     """Debian's Chromium (scripts/install_chromium.sh) and puppeteer-core in excel/."""
     path = os.environ.get("AEROGRID_CHROMIUM") or shutil.which("chromium")
     if path is None or not os.access(path, os.X_OK):
-        _unavailable(f"chromium is not installed ({path}): run scripts/install_chromium.sh")
+        unavailable(f"chromium is not installed ({path}): run scripts/install_chromium.sh")
     if shutil.which("node") is None:
-        _unavailable("node is not installed")
+        unavailable("node is not installed")
     if not (EXCEL / "node_modules" / "puppeteer-core").is_dir():
-        _unavailable("excel/node_modules is missing: run `make excel`")
+        unavailable("excel/node_modules is missing: run `make excel`")
     assert path is not None
     return path
 
