@@ -85,7 +85,7 @@ test: install node kafka k8s excel chromium binary lint typecheck  ## Everything
 test-k8s: install k8s  ## The cloud tests against a real kube-apiserver, etcd and controllers
 	$(BIN)/pytest tests/cloud -q -ra
 
-bench: install kafka k8s  ## Benchmarks against Faust and a bare aiokafka loop (see benchmarks/README.md)
+bench: install kafka k8s dist  ## Benchmarks against Faust and a bare aiokafka loop (see benchmarks/README.md)
 	$(BIN)/python -m benchmarks.run
 
 proto: install  ## Regenerate the Python code of proto/

@@ -10,8 +10,10 @@ BENCHMARKS = [
     "benchmarks.state",
     "benchmarks.fanout",
     "benchmarks.tui_frames",
+    "benchmarks.excel_feed",
     "benchmarks.devkit_loop",
     "benchmarks.promote",
+    "benchmarks.binary",
 ]
 
 

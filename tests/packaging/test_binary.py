@@ -8,6 +8,7 @@ feed), and an app with requirements refused with what the binary needs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -133,3 +134,61 @@ def test_an_app_with_requirements_says_what_the_binary_needs(binary: Path, tmp_p
         run(binary, "broker", "down", "--workspace", "ws", cwd=tmp_path, env=env, timeout=60)
     said = [line for line in seen if "install uv" in line]
     assert said and "requirements.txt" in said[0], "".join(seen)
+
+
+def strip_ansi(data: bytes) -> str:
+    return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]", b"", data).decode(errors="replace")
+
+
+def test_the_tui_runs_from_the_binary(binary: Path, tmp_path: Path) -> None:
+    """`aerogrid demo` in a terminal: Textual's lazily imported widgets and the .tcss files
+    are in the bundle, the live grid is drawn, and q (back), q (quit) leave with 0."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    env = bare_env(tmp_path, TERM="xterm-256color")
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: become the binary, in a 120x40 terminal
+        os.chdir(tmp_path)
+        os.execve(str(binary), [str(binary), "demo", "--port", "0"], env)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    screen = b""
+
+    def read_for(seconds: float) -> None:
+        nonlocal screen
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                try:
+                    screen += os.read(fd, 65536)
+                except OSError:  # the child closed the terminal
+                    return
+
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "units_sold" not in strip_ansi(screen):
+            read_for(0.5)
+        drawn = strip_ansi(screen)
+        assert "product_sum" in drawn and "units_sold" in drawn, drawn[-3000:]
+        assert any(product in drawn for product in MENU), drawn[-3000:]
+        for _ in range(2):  # the grid view's q goes back to the apps, the apps' q quits
+            os.write(fd, b"q")
+            read_for(1.0)
+        for _ in range(150):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            read_for(0.2)
+        else:
+            raise AssertionError("the TUI did not quit on q: " + strip_ansi(screen)[-2000:])
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        with contextlib.suppress(ChildProcessError, ProcessLookupError):
+            if os.waitpid(pid, os.WNOHANG) == (0, 0):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        os.close(fd)
