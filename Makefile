@@ -15,6 +15,10 @@ NODE_DIR := tests/node
 export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 export AEROGRID_UV := $(UV)
+EXCEL_DIR := excel
+ADDIN := $(EXCEL_DIR)/dist/addin/functions.js
+ADDIN_SOURCES := $(shell find $(EXCEL_DIR)/src $(EXCEL_DIR)/pages $(EXCEL_DIR)/scripts -type f 2>/dev/null) \
+  $(EXCEL_DIR)/harness.html $(EXCEL_DIR)/package.json $(EXCEL_DIR)/tsconfig.json
 
 .PHONY: help install demo test lint typecheck unit integration bench proto clean node kafka k8s excel test-k8s chromium binary dist excel-screenshot
 
@@ -25,8 +29,9 @@ $(UV):
 	$(PYTHON) -m venv $(CACHE_DIR)/uv-$(UV_VERSION)
 	$(CACHE_DIR)/uv-$(UV_VERSION)/bin/pip install --quiet uv==$(UV_VERSION)
 
-install: $(UV)  ## Create .venv with every component and dev tool (idempotent)
+install: $(UV) $(ADDIN)  ## Create .venv with every component and dev tool, build the Excel add-in and its local manifest (idempotent)
 	$(UV) sync --all-packages --frozen --python $(PYTHON) --quiet
+	$(BIN)/aerogrid excel manifest --endpoint https://localhost:50051 --out $(EXCEL_DIR)/dist/manifest.xml
 	@$(BIN)/aerogrid --version
 
 $(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
@@ -35,12 +40,17 @@ $(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
 
 node: $(NODE_DIR)/node_modules/.package-lock.json
 
-EXCEL_DIR := excel
 $(EXCEL_DIR)/node_modules/.package-lock.json: $(EXCEL_DIR)/package-lock.json
 	cd $(EXCEL_DIR) && npm ci --no-audit --no-fund --cache $(CACHE_DIR)/npm --loglevel=error
 
-excel: $(EXCEL_DIR)/node_modules/.package-lock.json  ## The Excel add-in: generated code fresh, unit tests, build
-	cd $(EXCEL_DIR) && npm run --silent check-gen && npm test --silent && npm run --silent build
+# The add-in's bundle (functions, task pane, sign-in, harness; excel/dist/addin), rebuilt
+# when a source changes.
+$(ADDIN): $(EXCEL_DIR)/node_modules/.package-lock.json $(ADDIN_SOURCES)
+	cd $(EXCEL_DIR) && npm run --silent build
+	touch $@
+
+excel: install  ## The Excel add-in: generated code fresh, unit tests (the build is part of install)
+	cd $(EXCEL_DIR) && npm run --silent check-gen && npm test --silent
 
 chromium:  ## Headless Chromium from Debian's packages (the add-in's harness page is tested in it)
 	bash scripts/install_chromium.sh || [ $$? -eq 3 ]  # 3: cannot install here; the tests skip (fail if CI=true)
