@@ -76,7 +76,7 @@ kafka:  ## Fetch the Apache Kafka jars into the cache (once per version)
 k8s:  ## Build kube-apiserver, kube-controller-manager and etcd from Go modules (once per version)
 	bash scripts/build_k8s.sh >/dev/null || [ $$? -eq 3 ]  # 3: no Go; the tests skip (fail if CI=true)
 
-demo: install  ## The TUI on the orders app, the embedded broker and a feed of orders (q quits)
+demo: install  ## The TUI on the orders app, the embedded broker and a feed of orders (q: back to the apps, q again: quit)
 	$(BIN)/aerogrid demo $(if $(HEADLESS),--headless) $(if $(DURATION),--duration $(DURATION))
 
 lint: install  ## ruff (lint and format)
