@@ -12,12 +12,12 @@ What runs (all real processes, all on 127.0.0.1):
   `--rate` updates/s to uniformly random rows, paced evenly (50 every 50 ms at 1,000/s);
   every record carries `sent_at = time.time()`, which the app stores in the row;
 * the add-in: `node excel/test-live/bench_feed.mjs` loads the BUILT add-in (the
-  single-file bundle `excel/dist/addin/functions.js` when it is there, else tsc's
-  `excel/dist/functions.js`) and calls `FUNCTIONS.GRID(app, "quotes", "",
-  "interval=N", invocation)` over its own connect-web transport, as Excel would, with a
-  stand-in invocation. On every result (a 10,001-row matrix) each row whose sent_at
-  changed since the previous result is a row update the cell now shows; its latency is
-  the result's time minus sent_at (one machine, one wall clock);
+  single-file bundle `excel/dist/addin/functions.js`, the file Excel loads) and calls
+  `FUNCTIONS.GRID(app, "quotes", "", "interval=N", invocation)` over its own connect-web
+  transport, as Excel would, with a stand-in invocation. On every result (a 10,001-row
+  matrix) each row whose sent_at changed since the previous result is a row update the
+  cell now shows; its latency is the result's time minus sent_at (one machine, one wall
+  clock);
 * side by side on the same feed at the same time, a native Python subscriber
   (`aerogrid.client.GridClient.subscribe`, gRPC) records receive time − sent_at of
   every row it receives: the raw stream, no conflation, the floor the add-in sits on.

@@ -3,9 +3,8 @@
 // =AEROGRID.GRID in Node against a live endpoint, with a stand-in for Excel's
 // StreamingInvocation that measures every result instead of rendering it.
 //
-// Loads the single-file bundle dist/addin/functions.js (it sets globalThis.AeroGrid) when it
-// is there, else tsc's ESM output dist/functions.js; both give FUNCTIONS.GRID, configure and
-// openStreams. Every result (one spilled matrix: header row + one row per key) is compared
+// Runs the single-file bundle dist/addin/functions.js, the file Excel loads (common.mjs).
+// Every result (one spilled matrix: header row + one row per key) is compared
 // with the previous one: each row whose --sent-column changed is a row update the cell now
 // shows, and its latency is now − that value (the producer's wall clock, same machine).
 //
@@ -19,61 +18,35 @@
 // Usage: node test-live/bench_feed.mjs --base-url URL --app A --grid G
 //          [--options "interval=250"] [--columns "price,sent_at"] [--sent-column sent_at]
 //          [--sent-unit s|ms|ns] [--expect-rows 10000] [--timeout 600]
-import { existsSync } from "node:fs";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
+import { loadAddIn, parseCli, usageError } from "./common.mjs";
 
-function fail(message) {
-  process.stderr.write(`bench_feed: ${message}\n`);
-  process.exit(2);
-}
+const fail = (message) => usageError("bench_feed", message);
 
-let values;
-try {
-  ({ values } = parseArgs({
-    options: {
-      "base-url": { type: "string" },
-      app: { type: "string" },
-      grid: { type: "string" },
-      columns: { type: "string", default: "" },
-      options: { type: "string", default: "interval=250" },
-      "sent-column": { type: "string", default: "sent_at" },
-      "sent-unit": { type: "string", default: "s" },
-      "expect-rows": { type: "string", default: "1" },
-      timeout: { type: "string", default: "600" },
-      token: { type: "string" },
-    },
-  }));
-} catch (e) {
-  fail(e.message);
-}
-for (const name of ["base-url", "app", "grid"]) if (!values[name]) fail(`--${name} is required`);
+const values = parseCli(
+  "bench_feed",
+  {
+    "base-url": { type: "string" },
+    app: { type: "string" },
+    grid: { type: "string" },
+    columns: { type: "string", default: "" },
+    options: { type: "string", default: "interval=250" },
+    "sent-column": { type: "string", default: "sent_at" },
+    "sent-unit": { type: "string", default: "s" },
+    "expect-rows": { type: "string", default: "1" },
+    timeout: { type: "string", default: "600" },
+    token: { type: "string" },
+  },
+  ["base-url", "app", "grid"],
+);
 const toMs = { s: 1000, ms: 1, ns: 1e-6 }[values["sent-unit"]];
 if (toMs === undefined) fail(`--sent-unit must be s, ms or ns, got ${values["sent-unit"]}`);
 const expectRows = Number(values["expect-rows"]);
 const timeoutS = Number(values.timeout);
 
-// -- the add-in's code: the bundle if built, else tsc's output ------------------------------
-let api;
-let source;
-const bundle = new URL("../dist/addin/functions.js", import.meta.url);
-if (existsSync(fileURLToPath(bundle))) {
-  try {
-    await import(bundle.href); // for its side effect: globalThis.AeroGrid
-    if (typeof globalThis.AeroGrid?.FUNCTIONS?.GRID === "function") {
-      api = globalThis.AeroGrid;
-      source = "dist/addin/functions.js";
-    }
-  } catch (e) {
-    process.stderr.write(`bench_feed: the bundle did not load (${e.message}); using dist/functions.js\n`);
-  }
-}
-if (api === undefined) {
-  api = await import("../dist/functions.js");
-  source = "dist/functions.js";
-}
-const { configure, FUNCTIONS, openStreams } = api;
+// -- the add-in's code: the single-file bundle Excel loads ------------------------------------
+const source = "dist/addin/functions.js";
+const { configure, FUNCTIONS, openStreams } = loadAddIn();
 
 // -- wire bytes: every response body byte the transport reads --------------------------------
 let wireBytes = 0;

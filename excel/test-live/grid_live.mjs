@@ -14,38 +14,30 @@
 // Usage: node test-live/grid_live.mjs --base-url URL --app A --grid G
 //          [--columns "a,b"] [--options "order=key; interval=100"] [--function grid|value|apps]
 //          [--row-key K --column C] [--duration S] [--expect JSON] [--token T]
-import { isDeepStrictEqual, parseArgs } from "node:util";
-import "../dist/addin/functions.js";
+import { isDeepStrictEqual } from "node:util";
+import { loadAddIn, parseCli, usageError } from "./common.mjs";
 
-const { configure, FUNCTIONS, openStreams } = globalThis.AeroGrid;
+const { configure, FUNCTIONS, openStreams } = loadAddIn();
 const { GRID: grid, VALUE: value, APPS: apps } = FUNCTIONS;
+const fail = (message) => usageError("grid_live", message);
 
-function fail(message) {
-  process.stderr.write(`grid_live: ${message}\n`);
-  process.exit(2);
-}
-
-let values;
-try {
-  ({ values } = parseArgs({
-    options: {
-      "base-url": { type: "string" },
-      app: { type: "string" },
-      grid: { type: "string" },
-      columns: { type: "string" },
-      options: { type: "string" },
-      function: { type: "string", default: "grid" },
-      "row-key": { type: "string" },
-      column: { type: "string" },
-      duration: { type: "string", default: "30" },
-      expect: { type: "string" },
-      token: { type: "string" },
-    },
-  }));
-} catch (e) {
-  fail(e.message);
-}
-for (const name of ["base-url", "app", "grid"]) if (!values[name]) fail(`--${name} is required`);
+const values = parseCli(
+  "grid_live",
+  {
+    "base-url": { type: "string" },
+    app: { type: "string" },
+    grid: { type: "string" },
+    columns: { type: "string" },
+    options: { type: "string" },
+    function: { type: "string", default: "grid" },
+    "row-key": { type: "string" },
+    column: { type: "string" },
+    duration: { type: "string", default: "30" },
+    expect: { type: "string" },
+    token: { type: "string" },
+  },
+  ["base-url", "app", "grid"],
+);
 const duration = Number(values.duration);
 if (!Number.isFinite(duration) || duration <= 0) fail(`--duration must be a positive number of seconds`);
 let expected;

@@ -17,35 +17,26 @@
 //
 // Usage: node test-live/grid_restart.mjs --base-url URL --app A --grid G --expect-sequence JSON
 //          [--columns "a,b"] [--options "interval=100"] [--duration S] [--bundle PATH] [--token T]
-import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
-import { isDeepStrictEqual, parseArgs } from "node:util";
-import { runInThisContext } from "node:vm";
+import { isDeepStrictEqual } from "node:util";
+import { BUNDLE, loadAddIn, parseCli, usageError } from "./common.mjs";
 
-function usage(message) {
-  process.stderr.write(`grid_restart: ${message}\n`);
-  process.exit(2);
-}
+const usage = (message) => usageError("grid_restart", message);
 
-let values;
-try {
-  ({ values } = parseArgs({
-    options: {
-      "base-url": { type: "string" },
-      app: { type: "string" },
-      grid: { type: "string" },
-      columns: { type: "string" },
-      options: { type: "string" },
-      duration: { type: "string", default: "60" },
-      "expect-sequence": { type: "string" },
-      bundle: { type: "string" },
-      token: { type: "string" },
-    },
-  }));
-} catch (e) {
-  usage(e.message);
-}
-for (const name of ["base-url", "app", "grid", "expect-sequence"]) if (!values[name]) usage(`--${name} is required`);
+const values = parseCli(
+  "grid_restart",
+  {
+    "base-url": { type: "string" },
+    app: { type: "string" },
+    grid: { type: "string" },
+    columns: { type: "string" },
+    options: { type: "string" },
+    duration: { type: "string", default: "60" },
+    "expect-sequence": { type: "string" },
+    bundle: { type: "string" },
+    token: { type: "string" },
+  },
+  ["base-url", "app", "grid", "expect-sequence"],
+);
 const duration = Number(values.duration);
 if (!Number.isFinite(duration) || duration <= 0) usage("--duration must be a positive number of seconds");
 let sequence;
@@ -56,11 +47,12 @@ try {
 }
 if (!Array.isArray(sequence) || sequence.length === 0) usage("--expect-sequence must be a non-empty JSON list");
 
-// The bundle is a classic script (as Excel's runtime loads it), not a module: run it as one.
-const bundle = values.bundle ?? fileURLToPath(new URL("../dist/addin/functions.js", import.meta.url));
-runInThisContext(readFileSync(bundle, "utf8"), { filename: bundle });
-const AeroGrid = globalThis.AeroGrid;
-if (AeroGrid === undefined) usage(`${bundle} did not set globalThis.AeroGrid`);
+let AeroGrid;
+try {
+  AeroGrid = loadAddIn(values.bundle ?? BUNDLE);
+} catch (e) {
+  usage(e.message);
+}
 AeroGrid.configure({ baseUrl: values["base-url"], token: values.token ?? process.env.AEROGRID_TOKEN });
 
 const STALE = /^key \(stale: .*; reconnecting\)$/;
