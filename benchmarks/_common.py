@@ -7,6 +7,7 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +42,18 @@ def seconds_summary(values: list[float]) -> dict[str, float]:
         "max_s": round(max(values), 3),
         "min_s": round(min(values), 3),
     }
+
+
+@dataclass
+class ExternalBroker:
+    """A broker started elsewhere (`--bootstrap`): what the benchmarks use of a Broker."""
+
+    kind: str
+    bootstrap: str
+    pid: int
+
+    def __enter__(self) -> ExternalBroker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import REPO, seconds_summary, write_result
+from benchmarks.devkit_loop import demo_first_update
 
 ONEDIR = REPO / "dist" / "binary" / "onedir" / "aerogrid"
 ONEFILE = REPO / "dist" / "binary" / "onefile" / "aerogrid"
@@ -55,31 +56,6 @@ def time_help(command: Path, cwd: Path, env: dict[str, str]) -> float:
     return time.monotonic() - started
 
 
-def demo_first_update(command: Path, cwd: Path, env: dict[str, str]) -> float:
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        [str(command), "demo", "--headless", "--port", "0"],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("first grid update"):
-                return time.monotonic() - started
-        raise RuntimeError(f"{command} demo ended without a grid update")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
@@ -105,11 +81,11 @@ def main() -> int:
             help_times["venv"].append(time_help(VENV_AEROGRID, cwd, venv_env))
 
         demo_times: dict[str, list[float]] = {"onedir": [], "venv": []}
-        demo_first_update(onedir_program, cwd, env)  # first runs apart: cold caches
-        demo_first_update(VENV_AEROGRID, cwd, venv_env)
+        demo_first_update([str(onedir_program)], cwd, env)  # first runs apart: cold caches
+        demo_first_update([str(VENV_AEROGRID)], cwd, venv_env)
         for _ in range(args.runs):
-            demo_times["onedir"].append(demo_first_update(onedir_program, cwd, env))
-            demo_times["venv"].append(demo_first_update(VENV_AEROGRID, cwd, venv_env))
+            demo_times["onedir"].append(demo_first_update([str(onedir_program)], cwd, env))
+            demo_times["venv"].append(demo_first_update([str(VENV_AEROGRID)], cwd, venv_env))
 
     def ratio(a: list[float], b: list[float]) -> float:
         return round(statistics.median(a) / statistics.median(b), 2)

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,20 @@ from benchmarks._common import REPO, seconds_summary, write_result
 EXAMPLE = REPO / "examples" / "ordersapp" / "app.py"
 
 
-def demo_first_update() -> float:
-    """Seconds from spawning `aerogrid demo --headless` to its first-update line."""
+def demo_first_update(
+    aerogrid: Sequence[str] = (sys.executable, "-m", "aerogrid"),
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> float:
+    """Seconds from spawning `aerogrid demo --headless` to its first-update line.
+
+    `aerogrid` is the command (this venv's by default; the binary's in benchmarks.binary).
+    """
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "aerogrid", "demo", "--headless", "--port", "0"],
+        [*aerogrid, "demo", "--headless", "--port", "0"],
+        cwd=cwd,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -49,10 +59,14 @@ def demo_first_update() -> float:
         for line in proc.stdout:
             if line.startswith("first grid update"):
                 return time.monotonic() - started
-        raise RuntimeError("the demo ended without a grid update")
+        raise RuntimeError(f"{' '.join(aerogrid)} demo ended without a grid update")
     finally:
         proc.terminate()
-        proc.wait(30)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def run_ready(bootstrap: str) -> float:

@@ -59,7 +59,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any
 
-from benchmarks._common import REPO, write_result
+from benchmarks._common import REPO, ExternalBroker, write_result
 from benchmarks._procstats import RssSampler, Window, mib, source_state, wait_quiet
 
 TICKER_APP = REPO / "benchmarks" / "apps" / "ticker.py"
@@ -630,21 +630,6 @@ def _served(phase: dict[str, Any], q: str) -> float | None:
         q
     )
     return value
-
-
-@dataclass
-class ExternalBroker:
-    """A broker started elsewhere (`--bootstrap`)."""
-
-    kind: str
-    bootstrap: str
-    pid: int
-
-    def __enter__(self) -> ExternalBroker:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
 
 
 def main(argv: list[str] | None = None) -> int:

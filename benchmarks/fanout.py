@@ -54,7 +54,7 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from benchmarks._common import REPO, write_result
+from benchmarks._common import REPO, ExternalBroker, write_result
 from benchmarks._procstats import (
     RssSampler,
     Window,
@@ -887,21 +887,6 @@ def parse_points(text: str, duration: float, keys: int, probes: int) -> list[Poi
         subs, rate = item.lower().split("x")
         points.append(Point(int(subs), int(rate), duration, keys, min(probes, int(subs))))
     return points
-
-
-@dataclass
-class ExternalBroker:
-    """A broker started elsewhere (`--bootstrap`): what run_point needs of a Broker."""
-
-    kind: str
-    bootstrap: str
-    pid: int
-
-    def __enter__(self) -> ExternalBroker:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
 
 
 def main(argv: list[str] | None = None) -> None:
