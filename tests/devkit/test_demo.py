@@ -91,3 +91,36 @@ async def test_the_demo_tui_shows_the_grid_live_and_quits_cleanly() -> None:
     assert len(seen) > 40 and len(seen[-1]) >= 5
     assert seen[0] != seen[-1]  # it changed on screen while orders streamed in
     assert set(seen[-1]) <= set(final)
+
+
+def test_the_demos_private_broker_dies_with_the_demo_even_when_killed() -> None:
+    """SIGKILL leaves no finally clause to run: the kernel's parent-death signal stops tansu."""
+    import signal
+
+    import psutil  # type: ignore[import-untyped]
+
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "aerogrid", "demo", "--headless", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            if line.startswith("first grid update"):
+                break
+        brokers = [
+            child
+            for child in psutil.Process(demo.pid).children(recursive=True)
+            if "tansu" in child.name() or "tansu" in " ".join(child.cmdline())
+        ]
+        assert len(brokers) == 1, brokers
+        demo.send_signal(signal.SIGKILL)
+        demo.wait(10)
+        _, alive = psutil.wait_procs(brokers, timeout=10)
+        assert not alive, f"the demo's broker outlived it: {alive}"
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()

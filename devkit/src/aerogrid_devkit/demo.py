@@ -143,7 +143,7 @@ class Demo:
 
     async def run(self) -> int:
         with tempfile.TemporaryDirectory(prefix="aerogrid-demo-") as tmp:
-            broker = EmbeddedBroker(0, log_file=Path(tmp) / "broker.log").start()
+            broker = EmbeddedBroker(0, log_file=Path(tmp) / "broker.log", private=True).start()
             try:
                 return await self._run_on(broker)
             finally:

@@ -100,11 +100,16 @@ class BrokerState:
 class EmbeddedBroker:
     """One tansu process on 127.0.0.1 (never on other interfaces)."""
 
-    def __init__(self, port: int | None = None, *, log_file: Path | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, *, log_file: Path | None = None, private: bool = False
+    ) -> None:
+        """`private`: the broker dies with this process (the demo's), even if it is killed;
+        else it outlives it (`aerogrid broker up` leaves one running for later commands)."""
         if port is None:
             port = DEFAULT_PORT if port_is_free(DEFAULT_PORT) else free_port()
         self.port = port or free_port()  # 0: any free port
         self.log_file = log_file or home() / f"broker-{self.port}.log"
+        self.private = private
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -134,6 +139,7 @@ class EmbeddedBroker:
                 stdin=subprocess.DEVNULL,
                 env=env,
                 start_new_session=True,
+                preexec_fn=signal_on_parent_death(signal.SIGTERM) if self.private else None,
             )
         deadline = time.monotonic() + timeout
         while not accepts(self.port):
