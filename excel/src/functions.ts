@@ -115,6 +115,7 @@ export function apps(invocation: CustomFunctions.StreamingInvocation<any[][]>): 
     onApp: (app) => {
       if (app.tenant) at.tenants.set(app.name, app.tenant);
     },
+    listGrids: at.listGrids,
   });
 }
 

@@ -64,6 +64,10 @@ export class Endpoint {
     return headers;
   }
 
+  /** An app's grids, asked of the app through this endpoint (routed by the headers). */
+  readonly listGrids = async (app: string, signal: AbortSignal): Promise<readonly { name: string }[]> =>
+    (await this.grids.listGrids({ app }, { signal, headers: this.gridHeaders(app) })).grids;
+
   /** The `subscribe` of core/feed.ts's gridFeedOpener. */
   readonly subscribe: SubscribeFn = (args: SubscribeArgs, signal: AbortSignal): AsyncIterable<SubscribeEvent> =>
     this.grids.subscribe(

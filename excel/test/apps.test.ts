@@ -65,3 +65,64 @@ describe("streamApps", () => {
     expect(results).toEqual([[["AeroGrid: not signed in, or the token has expired (bad token)"]]]);
   });
 });
+
+/** A ListGrids stand-in whose answers the test releases one by one. */
+function controllableListGrids() {
+  const calls: { app: string; signal: AbortSignal; resolve: (g: string[]) => void; reject: (e: unknown) => void }[] = [];
+  const listGrids = (app: string, signal: AbortSignal) =>
+    new Promise<readonly { name: string }[]>((resolve, reject) => {
+      calls.push({ app, signal, resolve: (g) => resolve(g.map((name) => ({ name }))), reject });
+    });
+  return { listGrids, calls };
+}
+
+describe("grids looked up from the apps (a cluster's catalog lists none)", () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it("asks each running app without grids once, fills them in, and asks again after a change", async () => {
+    const w = controllableWatch();
+    const lg = controllableListGrids();
+    const results: Matrix[] = [];
+    const invocation: { setResult(m: Matrix): void; onCanceled?: () => void } = { setResult: (m) => results.push(m) };
+    streamApps(invocation, { watch: w.watch, intervalMs: 0, listGrids: lg.listGrids });
+    w.push({ initial: true, apps: [app("a", 3), app("b", 3, ["own"]), app("c", 1)], removed: [] });
+    await vi.advanceTimersByTimeAsync(0);
+    // only the running app listed without grids is asked; b has its own, c is not running
+    expect(lg.calls.map((c) => c.app)).toEqual(["a"]);
+    expect(results.at(-1)?.[1]).toEqual(["a", "default", "running", ""]);
+    lg.calls[0]?.resolve(["quotes", "trades"]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(results.at(-1)?.[1]).toEqual(["a", "default", "running", "quotes, trades"]);
+    expect(results.at(-1)?.[2]).toEqual(["b", "default", "running", "own"]);
+
+    // the same AppInfo again: nothing asked; a changed one (redeployed): asked again
+    w.push({ initial: false, apps: [app("a", 3)], removed: [] });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(lg.calls).toHaveLength(1);
+    expect(results.at(-1)?.[1]).toEqual(["a", "default", "running", "quotes, trades"]);
+    w.push({ initial: false, apps: [app("a", 1)], removed: [] });
+    w.push({ initial: false, apps: [app("a", 3)], removed: [] });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(lg.calls).toHaveLength(2);
+    lg.calls[1]?.reject(new Error("unavailable"));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(results.at(-1)?.[1]).toEqual(["a", "default", "running", ""]); // failed: left empty
+
+    // a removed app's lookup in flight is abandoned; cancel abandons the rest
+    w.push({ initial: false, apps: [app("d", 3)], removed: [] });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(lg.calls.at(-1)?.app).toBe("d");
+    w.push({ initial: false, apps: [], removed: ["d"] });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(lg.calls.at(-1)?.signal.aborted).toBe(true);
+    w.push({ initial: false, apps: [app("e", 3)], removed: [] });
+    await vi.advanceTimersByTimeAsync(0);
+    invocation.onCanceled?.();
+    expect(lg.calls.at(-1)?.app).toBe("e");
+    expect(lg.calls.at(-1)?.signal.aborted).toBe(true);
+    lg.calls.at(-1)?.resolve(["late"]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(results.flat(2)).not.toContain("late");
+  });
+});

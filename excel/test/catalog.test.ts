@@ -53,3 +53,29 @@ describe("watchCatalog", () => {
     expect(statuses.at(-1)).toBe("stopped");
   });
 });
+
+describe("watchCatalog with grid lookups", () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it("lists the grids a running app reports itself when the catalog has none", async () => {
+    const stream = controllableWatch();
+    const lists: AppInfoLike[][] = [];
+    const asked: string[] = [];
+    const watch = watchCatalog({
+      watch: stream.watch,
+      onApps: (apps) => lists.push([...apps]),
+      onStatus: () => undefined,
+      listGrids: async (name) => {
+        asked.push(name);
+        return [{ name: "product_sum" }];
+      },
+      backoff: new Backoff({ initialMs: 100, jitter: 0 }),
+    });
+    stream.push({ initial: true, apps: [app("orders")], removed: [] });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(asked).toEqual(["orders"]);
+    expect(lists.at(-1)?.[0]?.grids).toEqual([{ name: "product_sum" }]);
+    watch.stop();
+  });
+});

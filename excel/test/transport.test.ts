@@ -49,6 +49,30 @@ describe("Endpoint", () => {
     expect(seen[0]?.headers.get(TENANT_HEADER)).toBe("acme");
   });
 
+  it("asks an app for its grids with the routing headers (what a cluster's gateway needs)", async () => {
+    const seen: Seen[] = [];
+    const endpoint = new Endpoint({
+      baseUrl: "https://aerogrid.example.com",
+      token: "t",
+      useBinaryFormat: false,
+      fetch: async (input, init) => {
+        const request = new Request(input, init);
+        seen.push({ url: request.url, headers: request.headers });
+        return new Response(JSON.stringify({ grids: [{ name: "quotes", app: "orders" }] }), {
+          status: 200,
+          headers: { "content-type": "application/json" },
+        });
+      },
+    });
+    endpoint.tenants.set("orders", "acme");
+    const grids = await endpoint.listGrids("orders", new AbortController().signal);
+    expect(grids.map((g) => g.name)).toEqual(["quotes"]);
+    expect(seen[0]?.url).toBe("https://aerogrid.example.com/aerogrid.v1.GridService/ListGrids");
+    expect(seen[0]?.headers.get(APP_HEADER)).toBe("orders");
+    expect(seen[0]?.headers.get(TENANT_HEADER)).toBe("acme");
+    expect(seen[0]?.headers.get("authorization")).toBe("Bearer t");
+  });
+
   it("sends no token when none is set, and the tenant only when known", async () => {
     const seen: Seen[] = [];
     const endpoint = new Endpoint({ baseUrl: "http://example.test", fetch: recordingFetch(seen) });

@@ -24,6 +24,85 @@ export interface WatchAppsEvent {
 
 export type WatchAppsFn = (signal: AbortSignal) => AsyncIterable<WatchAppsEvent>;
 
+/** GridService.ListGrids for one app, routed to it (the cluster's catalog lists no grids). */
+export type ListGridsFn = (app: string, signal: AbortSignal) => Promise<readonly { name: string }[]>;
+
+const RUNNING = 3;
+
+/**
+ * Fills in the grids of apps whose AppInfo comes without them. A cluster's catalog only
+ * knows the App resources, not the grids inside each app; the app itself does, and is
+ * reached through the same endpoint with the routing headers and the caller's own token
+ * (so nothing is shown the caller could not subscribe to). One lookup per running app
+ * and AppInfo version: a changed AppInfo (new status, new code) asks again; a failed
+ * lookup leaves the grids empty until the app's next change.
+ */
+export class GridLookup {
+  private readonly found = new Map<string, { version: string; grids: readonly { name: string }[] }>();
+  private readonly pending = new Map<string, AbortController>();
+
+  constructor(
+    private readonly listGrids: ListGridsFn,
+    /** Called when a lookup has added grids: render again. */
+    private readonly onFound: () => void,
+  ) {}
+
+  /** `app` with its grids: its own when it has some, else the ones looked up (starting one). */
+  withGrids(app: AppInfoLike): AppInfoLike {
+    if (app.grids.length > 0 || app.status !== RUNNING) {
+      this.forget(app.name);
+      return app;
+    }
+    const version = `${app.tenant}\u0000${app.status}\u0000${app.message}`;
+    const known = this.found.get(app.name);
+    if (known?.version === version) return known.grids.length > 0 ? { ...app, grids: known.grids } : app;
+    this.forget(app.name);
+    this.lookUp(app.name, version);
+    return app;
+  }
+
+  /** Drops what is known of apps no longer listed, and any lookup in flight for them. */
+  retain(names: ReadonlySet<string>): void {
+    for (const name of [...this.found.keys(), ...this.pending.keys()]) if (!names.has(name)) this.forget(name);
+  }
+
+  close(): void {
+    for (const name of [...this.pending.keys()]) this.forget(name);
+    this.found.clear();
+  }
+
+  private forget(name: string): void {
+    this.pending.get(name)?.abort();
+    this.pending.delete(name);
+    this.found.delete(name);
+  }
+
+  private lookUp(name: string, version: string): void {
+    const controller = new AbortController();
+    this.pending.set(name, controller);
+    this.found.set(name, { version, grids: [] }); // asked once per version, found or not
+    this.listGrids(name, controller.signal).then(
+      (grids) => {
+        if (controller.signal.aborted) return;
+        this.pending.delete(name);
+        const names = grids.map((g) => ({ name: g.name }));
+        this.found.set(name, { version, grids: names });
+        if (names.length > 0) this.onFound();
+      },
+      () => {
+        if (this.pending.get(name) === controller) this.pending.delete(name);
+      },
+    );
+  }
+}
+
+/** The apps by name with their grids filled in by `lookup` (when there is one). */
+export function appsWithGrids(apps: ReadonlyMap<string, AppInfoLike>, lookup?: GridLookup): Map<string, AppInfoLike> {
+  if (lookup === undefined) return new Map(apps);
+  lookup.retain(new Set(apps.keys()));
+  return new Map([...apps].map(([name, app]) => [name, lookup.withGrids(app)]));
+}
+
 export const APPS_HEADER = ["name", "tenant", "status", "grids"] as const;
 
 // aerogrid.v1.AppStatus, by number (core does not import generated code).
@@ -75,6 +154,8 @@ export interface StreamAppsOptions {
   backoff?: () => Backoff;
   /** Called with every app seen (e.g. to learn tenants for the routing headers). */
   onApp?: (app: AppInfoLike) => void;
+  /** Looks up the grids of running apps listed without them (a cluster's catalog). */
+  listGrids?: ListGridsFn;
 }
 
 /** =AEROGRID.APPS(): one watch per formula, closed when Excel cancels it. */
@@ -84,6 +165,10 @@ export function streamApps(invocation: StreamingInvocationLike<Matrix>, options:
   const conflator = new Conflator<() => Matrix>((build) => invocation.setResult(build()), {
     ...(options.intervalMs === undefined ? {} : { intervalMs: options.intervalMs }),
   });
+  const lookup =
+    options.listGrids === undefined
+      ? undefined
+      : new GridLookup(options.listGrids, () => conflator.push(() => appsMatrix(appsWithGrids(apps, lookup))));
   const reconnector = new Reconnector({
     backoff: options.backoff?.() ?? new Backoff(),
     resumePoint: () => undefined, // every watch starts with the full list
@@ -92,7 +177,7 @@ export function streamApps(invocation: StreamingInvocationLike<Matrix>, options:
         const text = `${toCellText(status.error).replace(/^AeroGrid: /, "")}; reconnecting`;
         conflator.push(() => {
           if (!ready) return [[`AeroGrid: ${text}`]];
-          const matrix = appsMatrix(apps);
+          const matrix = appsMatrix(appsWithGrids(apps, lookup));
           (matrix[0] as string[])[0] = `name (stale: ${text})`;
           return matrix;
         });
@@ -108,7 +193,7 @@ export function streamApps(invocation: StreamingInvocationLike<Matrix>, options:
         connection.received();
         applyWatchEvent(apps, event, options.onApp);
         ready = true;
-        conflator.push(() => appsMatrix(apps));
+        conflator.push(() => appsMatrix(appsWithGrids(apps, lookup)));
       }
     },
   });
@@ -116,5 +201,6 @@ export function streamApps(invocation: StreamingInvocationLike<Matrix>, options:
   invocation.onCanceled = () => {
     conflator.close();
     reconnector.stop();
+    lookup?.close();
   };
 }

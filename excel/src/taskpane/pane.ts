@@ -1,7 +1,7 @@
 // The task pane's controller: settings in, configure() of the functions' shared instance,
 // the catalog watch, status and open-stream count out to the view, and the insert / copy /
 // sign-in actions, whose failures end up as text in the pane.
-import type { AppInfoLike, WatchAppsEvent } from "../core/apps.js";
+import type { AppInfoLike, ListGridsFn, WatchAppsEvent } from "../core/apps.js";
 import { watchCatalog, type CatalogWatch } from "./catalog.js";
 import { copyFormula, gridFormula, insertFormula, type ClipboardLike, type Outcome } from "./insert.js";
 import type { ExcelLike } from "./office.js";
@@ -12,6 +12,8 @@ import { errorText, INITIAL_STATUS, nextStatus, type PaneStatus } from "./status
 export interface EndpointLike {
   catalog: { watchApps(request: object, options: { signal: AbortSignal }): AsyncIterable<WatchAppsEvent> };
   tenants: Map<string, string>;
+  /** The app's grids, asked of the app itself (a cluster's catalog lists none). */
+  listGrids?: ListGridsFn;
 }
 
 export type Configure = (options: { baseUrl: string; token?: string }) => EndpointLike;
@@ -142,6 +144,7 @@ export class Pane {
         if (app.tenant) endpoint.tenants.set(app.name, app.tenant);
       },
       onStatus: (status) => this.setStatus(nextStatus(this.status, status)),
+      ...(endpoint.listGrids === undefined ? {} : { listGrids: endpoint.listGrids }),
     });
   }
 
