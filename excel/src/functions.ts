@@ -19,12 +19,18 @@ let endpoint: Endpoint | undefined;
 let registry: SubscriptionRegistry<GridFeedEvent> | undefined;
 let configuredWith: EndpointOptions | undefined;
 
+/** An open =AEROGRID.APPS() formula: its watch, restartable on another endpoint. */
+interface OpenAppsFormula {
+  restart(): void;
+}
+const openApps = new Set<OpenAppsFormula>();
+
 /**
  * Points every function at ONE endpoint (the task pane calls this on start and on a change
  * of URL or token). Open GRID / VALUE formulas move to the new endpoint at once: formulas
- * Excel started before the task pane loaded its settings must not stay on the default one.
- * (An open APPS formula keeps its endpoint until Excel recalculates it.) The same URL and
- * token again change nothing, so the streams are not reopened for nothing.
+ * Excel started before the task pane loaded its settings must not stay on the default one;
+ * open APPS formulas watch the new endpoint's catalog. The same URL and token again change
+ * nothing, so the streams are not reopened for nothing.
  */
 export function configure(options: EndpointOptions): Endpoint {
   if (endpoint !== undefined && registry !== undefined && sameEndpoint(endpoint, options)) return endpoint;
@@ -34,6 +40,7 @@ export function configure(options: EndpointOptions): Endpoint {
   const opener = gridFeedOpener({ subscribe: created.subscribe });
   if (registry === undefined) registry = new SubscriptionRegistry<GridFeedEvent>(opener);
   else registry.reopen(opener);
+  for (const formula of openApps) formula.restart();
   return created;
 }
 
@@ -108,15 +115,31 @@ export function value(
  * @streaming
  */
 export function apps(invocation: CustomFunctions.StreamingInvocation<any[][]>): void {
-  const { endpoint: at } = current();
   const typed: StreamingInvocationLike<Matrix> = invocation;
-  streamApps(typed, {
-    watch: (signal) => at.catalog.watchApps({}, { signal }),
-    onApp: (app) => {
-      if (app.tenant) at.tenants.set(app.name, app.tenant);
+  let stop = (): void => undefined;
+  const formula: OpenAppsFormula = {
+    restart: () => {
+      stop();
+      const { endpoint: at } = current();
+      // The watch gets its own invocation, so that moving it to another endpoint is not
+      // mistaken for Excel's cancel; Excel's cancel (below) stops whichever is running.
+      const inner: StreamingInvocationLike<Matrix> = { setResult: (matrix) => typed.setResult(matrix) };
+      streamApps(inner, {
+        watch: (signal) => at.catalog.watchApps({}, { signal }),
+        onApp: (app) => {
+          if (app.tenant) at.tenants.set(app.name, app.tenant);
+        },
+        listGrids: at.listGrids,
+      });
+      stop = () => inner.onCanceled?.();
     },
-    listGrids: at.listGrids,
-  });
+  };
+  formula.restart();
+  openApps.add(formula);
+  typed.onCanceled = () => {
+    openApps.delete(formula);
+    stop();
+  };
 }
 
 /** The functions under the ids of functions.json, as Excel calls them (AEROGRID.<ID>). */

@@ -44,4 +44,27 @@ describe("functions.ts registration", () => {
     expect(mod.configure({ baseUrl: "http://c.test", token: " t " })).toBe(first);
     expect(mod.configure({ baseUrl: "http://c.test", token: "u" })).not.toBe(first);
   });
+
+  it("configure moves an open =AEROGRID.APPS() to the new endpoint's catalog; Excel's cancel ends it", async () => {
+    const mod = await import("../src/functions.js");
+    const watches: { origin: string; signal: AbortSignal }[] = [];
+    const fetch: typeof globalThis.fetch = (input, init) => {
+      const url = new URL(String(input instanceof Request ? input.url : input));
+      if (url.pathname.endsWith("/WatchApps") && init?.signal) watches.push({ origin: url.origin, signal: init.signal });
+      return new Promise((_resolve, reject) => init?.signal?.addEventListener("abort", () => reject(init.signal?.reason)));
+    };
+    mod.configure({ baseUrl: "http://a.test", fetch });
+    const invocation: { setResult: (v: unknown) => void; onCanceled?: () => void } = { setResult: () => undefined };
+    mod.apps(invocation as never);
+    await vi.waitFor(() => expect(watches.map((w) => w.origin)).toEqual(["http://a.test"]));
+    mod.configure({ baseUrl: "http://b.test", fetch });
+    await vi.waitFor(() => expect(watches.map((w) => w.origin)).toEqual(["http://a.test", "http://b.test"]));
+    expect(watches[0]?.signal.aborted).toBe(true); // the old endpoint's watch is closed
+    expect(watches[1]?.signal.aborted).toBe(false);
+    invocation.onCanceled?.();
+    expect(watches[1]?.signal.aborted).toBe(true);
+    mod.configure({ baseUrl: "http://c.test", fetch }); // a cancelled formula is not restarted
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(watches).toHaveLength(2);
+  });
 });
