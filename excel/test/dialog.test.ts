@@ -38,9 +38,16 @@ describe("signInWithDialog", () => {
     const { office, state, fire } = mockOffice();
     const token = signInWithDialog(office, "https://localhost:50051/addin/signin.html?issuer=x&client_id=y");
     fire("dialogMessageReceived", { message: JSON.stringify({ ok: true, token: "at" }) });
-    await expect(token).resolves.toBe("at");
+    await expect(token).resolves.toEqual({ accessToken: "at" });
     expect(state.url).toBe("https://localhost:50051/addin/signin.html?issuer=x&client_id=y");
     expect(state.closed).toBe(1);
+  });
+
+  it("resolves with the refresh token and lifetime when the dialog sends them", async () => {
+    const { office, fire } = mockOffice();
+    const token = signInWithDialog(office, "u");
+    fire("dialogMessageReceived", { message: JSON.stringify({ ok: true, token: "at", refreshToken: "rt", expiresIn: 300 }) });
+    await expect(token).resolves.toEqual({ accessToken: "at", refreshToken: "rt", expiresIn: 300 });
   });
 
   it("rejects with the dialog's error, a closed dialog, or a dialog that cannot open", async () => {

@@ -13,6 +13,11 @@ import {
   parseSigninMessage,
   parseTokenResponse,
   readCallback,
+  refreshRequest,
+  scopeFor,
+  signinMessageOf,
+  tokenOfMessage,
+  TokenRefusedError,
   tokenRequest,
   type CryptoLike,
 } from "../src/taskpane/oauth.js";
@@ -66,6 +71,16 @@ describe("discovery", () => {
     expect(() => parseDiscovery({ ...DISCOVERY, token_endpoint: undefined }, ISSUER)).toThrow(/no token_endpoint/);
     expect(() => parseDiscovery({ ...DISCOVERY, token_endpoint: "http://idp.example.com/t" }, ISSUER)).toThrow(/not https/);
     expect(() => parseDiscovery("nope", ISSUER)).toThrow(/not JSON/);
+  });
+
+  it("asks for offline_access only when the issuer lists it", () => {
+    const plain = parseDiscovery(DISCOVERY, ISSUER);
+    expect(scopeFor(plain)).toBe("openid profile");
+    const listed = parseDiscovery({ ...DISCOVERY, scopes_supported: ["openid", "profile", "offline_access", 7] }, ISSUER);
+    expect(listed.scopesSupported).toEqual(["openid", "profile", "offline_access"]);
+    expect(scopeFor(listed)).toBe("openid profile offline_access");
+    expect(scopeFor(parseDiscovery({ ...DISCOVERY, scopes_supported: ["openid", "email"] }, ISSUER))).toBe("openid profile");
+    expect(scopeFor(parseDiscovery({ ...DISCOVERY, scopes_supported: "offline_access" }, ISSUER))).toBe("openid profile");
   });
 
   it("fetches the document and reports HTTP and network failures", async () => {
@@ -141,6 +156,35 @@ describe("token exchange", () => {
     });
   });
 
+  it("posts a refresh as a form", () => {
+    const { url, init } = refreshRequest({ tokenEndpoint: DISCOVERY.token_endpoint, clientId: "excel", refreshToken: "rt" });
+    expect(url).toBe(DISCOVERY.token_endpoint);
+    expect(init.method).toBe("POST");
+    expect(init.headers).toMatchObject({ "content-type": "application/x-www-form-urlencoded" });
+    expect(Object.fromEntries(new URLSearchParams(String(init.body)))).toEqual({
+      grant_type: "refresh_token",
+      client_id: "excel",
+      refresh_token: "rt",
+    });
+  });
+
+  it("reads the refresh token when there is one", () => {
+    expect(parseTokenResponse(200, { access_token: "at", refresh_token: "rt", expires_in: 300 })).toEqual({
+      accessToken: "at",
+      refreshToken: "rt",
+      expiresIn: 300,
+    });
+    expect(parseTokenResponse(200, { access_token: "at", refresh_token: "" })).toEqual({ accessToken: "at" });
+    let refused: unknown;
+    try {
+      parseTokenResponse(400, { error: "invalid_grant", error_description: "Token is not active" }, "the refresh");
+    } catch (error) {
+      refused = error;
+    }
+    expect(refused).toBeInstanceOf(TokenRefusedError);
+    expect(refused).toMatchObject({ code: "invalid_grant", message: "the issuer refused the refresh: invalid_grant (Token is not active)" });
+  });
+
   it("parses the token response and its errors", () => {
     expect(parseTokenResponse(200, { access_token: "at", token_type: "Bearer", expires_in: 300 })).toEqual({
       accessToken: "at",
@@ -164,7 +208,24 @@ describe("the dialog's message", () => {
   it("parses a token or an error, and refuses anything else", () => {
     expect(parseSigninMessage('{"ok":true,"token":"at","expiresIn":60}')).toEqual({ ok: true, token: "at", expiresIn: 60 });
     expect(parseSigninMessage('{"ok":false,"error":"nope"}')).toEqual({ ok: false, error: "nope" });
+    expect(parseSigninMessage('{"ok":true,"token":"at","refreshToken":"rt","expiresIn":60}')).toEqual({
+      ok: true,
+      token: "at",
+      refreshToken: "rt",
+      expiresIn: 60,
+    });
+    expect(parseSigninMessage('{"ok":true,"token":"at"}')).toEqual({ ok: true, token: "at" }); // an older page's
+    expect(parseSigninMessage('{"ok":true,"token":"at","refreshToken":5,"expiresIn":"60"}')).toEqual({ ok: true, token: "at" });
     expect(parseSigninMessage('{"ok":true}').ok).toBe(false);
     expect(parseSigninMessage("garbage").ok).toBe(false);
+  });
+
+  it("carries a token there and back", () => {
+    const full = { accessToken: "at", refreshToken: "rt", expiresIn: 60 };
+    expect(signinMessageOf(full)).toEqual({ ok: true, token: "at", refreshToken: "rt", expiresIn: 60 });
+    expect(signinMessageOf({ accessToken: "at" })).toEqual({ ok: true, token: "at" });
+    const parsed = parseSigninMessage(JSON.stringify(signinMessageOf(full)));
+    expect(parsed.ok && tokenOfMessage(parsed)).toEqual(full);
+    expect(tokenOfMessage({ token: "at" })).toEqual({ accessToken: "at" });
   });
 });

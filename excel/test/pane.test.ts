@@ -3,8 +3,9 @@
 import { OfficeMockObject } from "office-addin-mock";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { AppInfoLike } from "../src/core/apps.js";
+import type { Token } from "../src/taskpane/oauth.js";
 import type { ExcelLike } from "../src/taskpane/office.js";
-import { Pane, type EndpointLike, type PaneView } from "../src/taskpane/pane.js";
+import { EXPIRED_MESSAGE, Pane, type EndpointLike, type PaneView } from "../src/taskpane/pane.js";
 import type { Settings, SettingsErrors, SettingsStore } from "../src/taskpane/settings.js";
 import type { PaneStatus } from "../src/taskpane/status.js";
 import { controllableWatch } from "./helpers.js";
@@ -39,6 +40,29 @@ function recordingView() {
   return { view, seen };
 }
 
+const ISSUER = "https://idp.example.com";
+const SIGNED_IN: Settings = { ...LOCAL, issuer: ISSUER, clientId: "excel" };
+
+/** An issuer for the pane's renewal: discovery, and a token endpoint answering from a script. */
+function fakeIssuer() {
+  const refreshes: Record<string, string>[] = [];
+  const answers: (Response | Error)[] = [];
+  const fetch: typeof globalThis.fetch = async (input, init) => {
+    const url = String(input);
+    if (url === `${ISSUER}/.well-known/openid-configuration`) {
+      return Response.json({ issuer: ISSUER, authorization_endpoint: `${ISSUER}/authorize`, token_endpoint: `${ISSUER}/token` });
+    }
+    if (url === `${ISSUER}/token` && init?.method === "POST") {
+      refreshes.push(Object.fromEntries(new URLSearchParams(String(init.body))));
+      const answer = answers.shift() ?? new Error("no answer scripted");
+      if (answer instanceof Error) throw answer;
+      return answer;
+    }
+    return new Response("not found", { status: 404 });
+  };
+  return { fetch, refreshes, answers };
+}
+
 function setup(stored: Settings = LOCAL, excel?: ExcelLike) {
   const { view, seen } = recordingView();
   const streams: ReturnType<typeof controllableWatch>[] = [];
@@ -56,7 +80,8 @@ function setup(stored: Settings = LOCAL, excel?: ExcelLike) {
   const saved: Settings[] = [];
   const store: SettingsStore = { load: async () => stored, save: async (s) => void saved.push(s) };
   let open = 0;
-  const signIn = vi.fn(async (_issuer: string, _clientId: string) => "signed-in-token");
+  const signIn = vi.fn(async (_issuer: string, _clientId: string): Promise<Token> => ({ accessToken: "signed-in-token" }));
+  const issuer = fakeIssuer();
   const pane = new Pane({
     configure,
     openStreams: () => open,
@@ -65,9 +90,10 @@ function setup(stored: Settings = LOCAL, excel?: ExcelLike) {
     excel: () => excel,
     clipboard: () => undefined,
     signIn,
+    fetch: issuer.fetch,
     pollMs: 1000,
   });
-  return { pane, seen, streams, endpoints, saved, signIn, setOpen: (n: number) => (open = n) };
+  return { pane, seen, streams, endpoints, saved, signIn, issuer, setOpen: (n: number) => (open = n) };
 }
 
 describe("Pane", () => {
@@ -168,5 +194,94 @@ describe("Pane", () => {
     await t.pane.signIn(withIssuer);
     expect(t.seen.messages.at(-1)).toEqual({ text: "Sign-in failed: the sign-in dialog was closed", kind: "error" });
     t.pane.stop();
+  });
+
+  describe("renewing a signed-in token", () => {
+    const renewable: Token = { accessToken: "at-1", refreshToken: "rt-1", expiresIn: 300 };
+    const granted = (access: string, refresh?: string): Response =>
+      Response.json({ access_token: access, token_type: "Bearer", expires_in: 300, ...(refresh ? { refresh_token: refresh } : {}) });
+
+    async function signedIn() {
+      const t = setup();
+      await t.pane.start();
+      t.signIn.mockResolvedValueOnce(renewable);
+      await t.pane.signIn(SIGNED_IN);
+      expect(t.endpoints.at(-1)?.options).toEqual({ baseUrl: "http://localhost:50051", token: "at-1" });
+      return t;
+    }
+
+    it("refreshes after sign-in and applies each new token through configure, never saving the refresh token", async () => {
+      const t = await signedIn();
+      t.issuer.answers.push(granted("at-2", "rt-2"), granted("at-3"));
+      await vi.advanceTimersByTimeAsync(240_000); // a minute before the 300 s token expires
+      expect(t.issuer.refreshes).toEqual([{ grant_type: "refresh_token", client_id: "excel", refresh_token: "rt-1" }]);
+      expect(t.endpoints.at(-1)?.options).toEqual({ baseUrl: "http://localhost:50051", token: "at-2" });
+      expect(t.seen.settings.at(-1)).toEqual({ ...SIGNED_IN, token: "at-2" }); // the form a later Apply sends
+      expect(t.saved.at(-1)).toEqual({ ...SIGNED_IN, token: "at-2" });
+
+      await vi.advanceTimersByTimeAsync(240_000);
+      expect(t.issuer.refreshes.map((r) => r.refresh_token)).toEqual(["rt-1", "rt-2"]); // rotated
+      expect(t.endpoints.at(-1)?.options.token).toBe("at-3");
+      expect(JSON.stringify(t.saved)).not.toMatch(/rt-/);
+      expect(t.seen.messages.at(-1)).toEqual({ text: "Signed in.", kind: "info" });
+
+      t.pane.stop();
+      await vi.advanceTimersByTimeAsync(3_600_000);
+      expect(t.issuer.refreshes).toHaveLength(2);
+    });
+
+    it("stops on a change of settings, but not on the same settings applied again", async () => {
+      const t = await signedIn();
+      await t.pane.apply({ ...SIGNED_IN, token: "at-1" });
+      t.issuer.answers.push(granted("at-2"));
+      await vi.advanceTimersByTimeAsync(240_000);
+      expect(t.issuer.refreshes).toHaveLength(1);
+
+      await t.pane.apply({ ...SIGNED_IN, token: "pasted" });
+      await vi.advanceTimersByTimeAsync(3_600_000);
+      expect(t.issuer.refreshes).toHaveLength(1);
+      expect(t.endpoints.at(-1)?.options.token).toBe("pasted");
+      t.pane.stop();
+    });
+
+    it("a new sign-in replaces the last one's renewal", async () => {
+      const t = await signedIn();
+      await vi.advanceTimersByTimeAsync(100_000);
+      t.signIn.mockResolvedValueOnce({ accessToken: "at-b", refreshToken: "rt-b", expiresIn: 300 });
+      await t.pane.signIn(SIGNED_IN);
+      t.issuer.answers.push(granted("at-b2"));
+      await vi.advanceTimersByTimeAsync(240_000); // the first sign-in's refresh (at 240 s) never runs
+      expect(t.issuer.refreshes.map((r) => r.refresh_token)).toEqual(["rt-b"]);
+      expect(t.endpoints.at(-1)?.options.token).toBe("at-b2");
+      t.pane.stop();
+    });
+
+    it("says the sign-in has expired when the issuer refuses the refresh", async () => {
+      const t = await signedIn();
+      t.issuer.answers.push(Response.json({ error: "invalid_grant" }, { status: 400 }));
+      await vi.advanceTimersByTimeAsync(240_000);
+      expect(t.seen.messages.at(-1)).toEqual({ text: EXPIRED_MESSAGE, kind: "error" });
+      expect(t.endpoints.at(-1)?.options.token).toBe("at-1");
+
+      const offline = await signedIn();
+      offline.issuer.answers.push(new TypeError("fetch failed"), new TypeError("fetch failed"));
+      await vi.advanceTimersByTimeAsync(270_000);
+      expect(offline.seen.messages.at(-1)).toEqual({
+        text: "Your sign-in could not be renewed (the token endpoint is unreachable (fetch failed)): sign in again.",
+        kind: "error",
+      });
+      t.pane.stop();
+      offline.pane.stop();
+    });
+
+    it("does not renew without a refresh token", async () => {
+      const t = setup();
+      await t.pane.start();
+      t.signIn.mockResolvedValueOnce({ accessToken: "at-1", expiresIn: 300 });
+      await t.pane.signIn(SIGNED_IN);
+      await vi.advanceTimersByTimeAsync(3_600_000);
+      expect(t.issuer.refreshes).toHaveLength(0);
+      t.pane.stop();
+    });
   });
 });

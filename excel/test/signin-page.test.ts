@@ -16,13 +16,14 @@ function sessionStorage() {
 }
 
 /** An issuer: discovery, and a token endpoint that checks the code and verifier it is sent. */
-function fakeIssuer(expectedCode = "the-code") {
+function fakeIssuer(expectedCode = "the-code", scopes?: string[]) {
   const posts: URLSearchParams[] = [];
   let verifier: string | undefined;
   const fetch: typeof globalThis.fetch = async (input, init) => {
     const url = String(input);
     if (url === `${ISSUER}/.well-known/openid-configuration`) {
-      return Response.json({ issuer: ISSUER, authorization_endpoint: `${ISSUER}/authorize`, token_endpoint: `${ISSUER}/token` });
+      const doc = { issuer: ISSUER, authorization_endpoint: `${ISSUER}/authorize`, token_endpoint: `${ISSUER}/token` };
+      return Response.json(scopes === undefined ? doc : { ...doc, scopes_supported: scopes });
     }
     if (url === `${ISSUER}/token` && init?.method === "POST") {
       const body = new URLSearchParams(String(init.body));
@@ -30,7 +31,8 @@ function fakeIssuer(expectedCode = "the-code") {
       if (body.get("code") !== expectedCode || body.get("code_verifier") !== verifier) {
         return Response.json({ error: "invalid_grant" }, { status: 400 });
       }
-      return Response.json({ access_token: "the-token", token_type: "Bearer", expires_in: 600 });
+      const refresh = scopes?.includes("offline_access") ? { refresh_token: "the-refresh-token" } : {};
+      return Response.json({ access_token: "the-token", token_type: "Bearer", expires_in: 600, ...refresh });
     }
     return new Response("not found", { status: 404 });
   };
@@ -67,6 +69,7 @@ describe("the sign-in page", () => {
     expect(`${authorize.origin}${authorize.pathname}`).toBe(`${ISSUER}/authorize`);
     expect(authorize.searchParams.get("redirect_uri")).toBe(PAGE);
     expect(authorize.searchParams.get("code_challenge_method")).toBe("S256");
+    expect(authorize.searchParams.get("scope")).toBe("openid profile"); // no offline_access unless listed
     const pending = JSON.parse(storage.items.get(PENDING_KEY) ?? "{}") as { verifier: string; state: string };
     expect(authorize.searchParams.get("state")).toBe(pending.state);
     issuer.setVerifier(pending.verifier);
@@ -76,6 +79,22 @@ describe("the sign-in page", () => {
     expect(back.replies).toEqual([{ ok: true, token: "the-token", expiresIn: 600 }]);
     expect(issuer.posts[0]?.get("redirect_uri")).toBe(PAGE);
     expect(storage.items.has(PENDING_KEY)).toBe(false); // one answer per sign-in
+  });
+
+  it("asks for offline_access when the issuer lists it, and hands the refresh token on", async () => {
+    const storage = sessionStorage();
+    const issuer = fakeIssuer("the-code", ["openid", "profile", "offline_access"]);
+    const start = page(signinPageUrl(PAGE, ISSUER, "excel"), storage, issuer);
+    await runSigninPage(start.deps);
+    expect(new URL(start.navigated[0] ?? "").searchParams.get("scope")).toBe("openid profile offline_access");
+    const pending = JSON.parse(storage.items.get(PENDING_KEY) ?? "{}") as { verifier: string; state: string };
+    expect(JSON.stringify(pending)).not.toMatch(/refresh/);
+    issuer.setVerifier(pending.verifier);
+
+    const back = page(`${PAGE}?code=the-code&state=${pending.state}`, storage, issuer);
+    await runSigninPage(back.deps);
+    expect(back.replies).toEqual([{ ok: true, token: "the-token", refreshToken: "the-refresh-token", expiresIn: 600 }]);
+    expect(storage.items.size).toBe(0); // nothing of the sign-in stays in the dialog's storage
   });
 
   it("refuses an answer with another state, without asking the issuer", async () => {

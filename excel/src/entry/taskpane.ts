@@ -42,6 +42,7 @@ async function main(): Promise<void> {
     view,
     excel: excelGlobal,
     clipboard: () => navigator.clipboard,
+    fetch: window.fetch.bind(window),
     signIn:
       office === undefined
         ? undefined

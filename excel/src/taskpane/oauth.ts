@@ -1,5 +1,6 @@
 // OAuth 2.0 authorization code + PKCE (S256, RFC 7636) against an OIDC issuer: discovery,
-// the authorization URL, the callback's state check, the code exchange and its response.
+// the authorization URL, the callback's state check, the code exchange, the refresh request
+// and the token response.
 // Pure apart from the injected fetch and WebCrypto, so it is unit-tested in Node.
 
 export class OAuthError extends Error {
@@ -13,10 +14,14 @@ export interface Discovery {
   issuer: string;
   authorizationEndpoint: string;
   tokenEndpoint: string;
+  /** The document's scopes_supported, when it lists them. */
+  scopesSupported?: string[];
 }
 
 export interface Token {
   accessToken: string;
+  /** When the issuer grants one (offline_access, or its own policy). */
+  refreshToken?: string;
   /** Seconds, when the issuer says. */
   expiresIn?: number;
 }
@@ -25,6 +30,7 @@ type Json = Record<string, unknown>;
 type Fetch = typeof globalThis.fetch;
 
 export const DEFAULT_SCOPE = "openid profile";
+export const OFFLINE_SCOPE = "offline_access";
 
 const trimSlash = (url: string): string => url.replace(/\/+$/, "");
 
@@ -55,11 +61,19 @@ export function parseDiscovery(json: unknown, issuer: string): Discovery {
   if (typeof doc.issuer !== "string" || trimSlash(doc.issuer) !== trimSlash(issuer)) {
     throw new OAuthError(`the issuer's configuration names another issuer (${String(doc.issuer)})`);
   }
-  return {
+  const discovery: Discovery = {
     issuer: doc.issuer,
     authorizationEndpoint: endpointUrl(doc, "authorization_endpoint"),
     tokenEndpoint: endpointUrl(doc, "token_endpoint"),
   };
+  const scopes = doc.scopes_supported;
+  if (Array.isArray(scopes)) discovery.scopesSupported = scopes.filter((s): s is string => typeof s === "string");
+  return discovery;
+}
+
+/** offline_access (a refresh token) only when the issuer lists it: many refuse unknown scopes. */
+export function scopeFor(discovery: Discovery): string {
+  return discovery.scopesSupported?.includes(OFFLINE_SCOPE) ? `${DEFAULT_SCOPE} ${OFFLINE_SCOPE}` : DEFAULT_SCOPE;
 }
 
 export async function discover(issuer: string, fetch: Fetch): Promise<Discovery> {
@@ -159,30 +173,65 @@ export interface TokenExchange {
   verifier: string;
 }
 
+export interface TokenRequest {
+  url: string;
+  init: RequestInit;
+}
+
+function formPost(url: string, fields: Record<string, string>): TokenRequest {
+  return {
+    url,
+    init: {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", accept: "application/json" },
+      body: new URLSearchParams(fields).toString(),
+    },
+  };
+}
+
 /** The token request of a public client (no secret; the verifier proves the caller). */
-export function tokenRequest(exchange: TokenExchange): { url: string; init: RequestInit } {
-  const body = new URLSearchParams({
+export function tokenRequest(exchange: TokenExchange): TokenRequest {
+  return formPost(exchange.tokenEndpoint, {
     grant_type: "authorization_code",
     code: exchange.code,
     redirect_uri: exchange.redirectUri,
     client_id: exchange.clientId,
     code_verifier: exchange.verifier,
   });
-  return {
-    url: exchange.tokenEndpoint,
-    init: {
-      method: "POST",
-      headers: { "content-type": "application/x-www-form-urlencoded", accept: "application/json" },
-      body: body.toString(),
-    },
-  };
 }
 
-export function parseTokenResponse(status: number, json: unknown): Token {
+export interface RefreshGrant {
+  tokenEndpoint: string;
+  clientId: string;
+  refreshToken: string;
+}
+
+/** The refresh request of a public client (RFC 6749 section 6). */
+export function refreshRequest(grant: RefreshGrant): TokenRequest {
+  return formPost(grant.tokenEndpoint, {
+    grant_type: "refresh_token",
+    client_id: grant.clientId,
+    refresh_token: grant.refreshToken,
+  });
+}
+
+/** An OAuth error answer of the token endpoint; `code` is its `error` (e.g. invalid_grant). */
+export class TokenRefusedError extends OAuthError {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "TokenRefusedError";
+  }
+}
+
+/** The token endpoint's answer; `what` names the grant in a refusal ("the code", "the refresh"). */
+export function parseTokenResponse(status: number, json: unknown, what = "the code"): Token {
   const doc: Json = typeof json === "object" && json !== null ? (json as Json) : {};
   if (typeof doc.error === "string") {
     const description = typeof doc.error_description === "string" ? ` (${doc.error_description})` : "";
-    throw new OAuthError(`the issuer refused the code: ${doc.error}${description}`);
+    throw new TokenRefusedError(doc.error, `the issuer refused ${what}: ${doc.error}${description}`);
   }
   if (status < 200 || status >= 300) throw new OAuthError(`the token endpoint answered HTTP ${status}`);
   if (typeof doc.access_token !== "string" || doc.access_token === "") {
@@ -192,6 +241,7 @@ export function parseTokenResponse(status: number, json: unknown): Token {
     throw new OAuthError(`the token is not a bearer token (${doc.token_type})`);
   }
   const token: Token = { accessToken: doc.access_token };
+  if (typeof doc.refresh_token === "string" && doc.refresh_token !== "") token.refreshToken = doc.refresh_token;
   if (typeof doc.expires_in === "number" && doc.expires_in > 0) token.expiresIn = doc.expires_in;
   return token;
 }
@@ -208,17 +258,36 @@ export async function exchangeCode(exchange: TokenExchange, fetch: Fetch): Promi
 }
 
 /** What the sign-in dialog sends the task pane (Office.context.ui.messageParent: a string). */
-export type SigninMessage = { ok: true; token: string; expiresIn?: number } | { ok: false; error: string };
+export type SigninMessage =
+  | { ok: true; token: string; refreshToken?: string; expiresIn?: number }
+  | { ok: false; error: string };
 
+export function signinMessageOf(token: Token): SigninMessage {
+  const message: SigninMessage = { ok: true, token: token.accessToken };
+  if (token.refreshToken !== undefined) message.refreshToken = token.refreshToken;
+  if (token.expiresIn !== undefined) message.expiresIn = token.expiresIn;
+  return message;
+}
+
+/** The token of a successful message (optional fields only when present). */
+export function tokenOfMessage(message: { token: string; refreshToken?: string; expiresIn?: number }): Token {
+  const token: Token = { accessToken: message.token };
+  if (message.refreshToken !== undefined) token.refreshToken = message.refreshToken;
+  if (message.expiresIn !== undefined) token.expiresIn = message.expiresIn;
+  return token;
+}
+
+/** Reads the dialog's message; one without refreshToken / expiresIn (an older page) still parses. */
 export function parseSigninMessage(message: string): SigninMessage {
   try {
     const json: unknown = JSON.parse(message);
     if (typeof json === "object" && json !== null) {
       const doc = json as Json;
       if (doc.ok === true && typeof doc.token === "string" && doc.token !== "") {
-        return typeof doc.expiresIn === "number"
-          ? { ok: true, token: doc.token, expiresIn: doc.expiresIn }
-          : { ok: true, token: doc.token };
+        const parsed: SigninMessage = { ok: true, token: doc.token };
+        if (typeof doc.refreshToken === "string" && doc.refreshToken !== "") parsed.refreshToken = doc.refreshToken;
+        if (typeof doc.expiresIn === "number" && doc.expiresIn > 0) parsed.expiresIn = doc.expiresIn;
+        return parsed;
       }
       if (doc.ok === false && typeof doc.error === "string") return { ok: false, error: doc.error };
     }

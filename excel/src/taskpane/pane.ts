@@ -1,10 +1,13 @@
 // The task pane's controller: settings in, configure() of the functions' shared instance,
 // the catalog watch, status and open-stream count out to the view, and the insert / copy /
-// sign-in actions, whose failures end up as text in the pane.
+// sign-in actions, whose failures end up as text in the pane; a signed-in token is renewed
+// with its refresh token while the settings stay as signed in.
 import type { AppInfoLike, ListGridsFn, WatchAppsEvent } from "../core/apps.js";
 import { watchCatalog, type CatalogWatch } from "./catalog.js";
 import { copyFormula, gridFormula, insertFormula, type ClipboardLike, type Outcome } from "./insert.js";
+import { discover, TokenRefusedError, type OAuthError, type Token } from "./oauth.js";
 import type { ExcelLike } from "./office.js";
+import { startRefresher, type Refresher } from "./refresh.js";
 import { validateSettings, type Settings, type SettingsErrors, type SettingsStore } from "./settings.js";
 import { errorText, INITIAL_STATUS, nextStatus, type PaneStatus } from "./status.js";
 
@@ -35,15 +38,35 @@ export interface PaneDeps {
   excel: () => ExcelLike | undefined;
   clipboard: () => ClipboardLike | undefined;
   /** Runs the sign-in dialog; undefined where Office's dialog API is missing. */
-  signIn?: ((issuer: string, clientId: string) => Promise<string>) | undefined;
+  signIn?: ((issuer: string, clientId: string) => Promise<Token>) | undefined;
+  /** For the issuer's discovery and token refresh; without it a signed-in token is not renewed. */
+  fetch?: typeof globalThis.fetch | undefined;
   /** How often the open-stream count is refreshed (the registry has no events). */
   pollMs?: number;
+}
+
+export const EXPIRED_MESSAGE = "Your sign-in has expired: sign in again.";
+
+const sameSettings = (a: Settings, b: Settings | undefined): boolean =>
+  b !== undefined && a.endpoint === b.endpoint && a.token === b.token && a.issuer === b.issuer && a.clientId === b.clientId;
+
+function renewalFailure(error: OAuthError): string {
+  return error instanceof TokenRefusedError && error.code === "invalid_grant"
+    ? EXPIRED_MESSAGE
+    : `Your sign-in could not be renewed (${errorText(error)}): sign in again.`;
 }
 
 export class Pane {
   private watch: CatalogWatch | undefined;
   private poll: ReturnType<typeof setInterval> | undefined;
   private status: PaneStatus = INITIAL_STATUS;
+  /** The settings last handed to configure(). */
+  private current: Settings | undefined;
+  // The refresh token lives only inside the refresher, in memory: a refresh token in
+  // localStorage would be a long-lived credential on disk.
+  private refresher: Refresher | undefined;
+  /** Bumped by every stop of the renewal, so a sign-in's late discovery starts none. */
+  private renewals = 0;
 
   constructor(private readonly deps: PaneDeps) {}
 
@@ -62,6 +85,7 @@ export class Pane {
   }
 
   stop(): void {
+    this.stopRenewal();
     this.watch?.stop();
     this.watch = undefined;
     if (this.poll !== undefined) clearInterval(this.poll);
@@ -75,6 +99,8 @@ export class Pane {
       this.deps.view.showErrors(validated.errors);
       return false;
     }
+    // A change of settings ends the signed-in token's renewal; the same settings again keep it.
+    if (!sameSettings(validated.settings, this.current)) this.stopRenewal();
     this.deps.view.showErrors({});
     this.deps.view.showSettings(validated.settings);
     this.connect(validated.settings);
@@ -105,8 +131,10 @@ export class Pane {
     this.deps.view.showMessage("Signing in…", "info");
     try {
       const token = await this.deps.signIn(issuer, clientId);
-      await this.apply({ ...validated.settings, token });
+      this.stopRenewal(); // the new sign-in replaces the last one (a failed one keeps it)
+      if (!(await this.apply({ ...validated.settings, token: token.accessToken }))) return;
       this.deps.view.showMessage("Signed in.", "info");
+      await this.renew(issuer, clientId, token);
     } catch (error) {
       this.deps.view.showMessage(`Sign-in failed: ${errorText(error)}`, "error");
     }
@@ -120,6 +148,57 @@ export class Pane {
     return this.report(await copyFormula(this.deps.clipboard(), gridFormula(app, grid)));
   }
 
+  /** Starts renewing a signed-in token, when the issuer gave a refresh token and a lifetime. */
+  private async renew(issuer: string, clientId: string, token: Token): Promise<void> {
+    const { fetch } = this.deps;
+    const { refreshToken, expiresIn } = token;
+    if (fetch === undefined || refreshToken === undefined || expiresIn === undefined) return;
+    const renewals = this.renewals;
+    let tokenEndpoint: string;
+    try {
+      tokenEndpoint = (await discover(issuer, fetch)).tokenEndpoint;
+    } catch (error) {
+      this.deps.view.showMessage(`Signed in, but the sign-in will not be renewed: ${errorText(error)}`, "error");
+      return;
+    }
+    if (renewals !== this.renewals) return; // the settings changed meanwhile
+    this.refresher = startRefresher({
+      tokenEndpoint,
+      clientId,
+      refreshToken,
+      expiresIn,
+      fetch,
+      onToken: (accessToken) => void this.renewed(accessToken),
+      onError: (error) => {
+        this.refresher = undefined;
+        this.deps.view.showMessage(renewalFailure(error), "error");
+      },
+    });
+  }
+
+  /**
+   * A renewed token takes the signed-in one's path: configure() (open streams reopen and
+   * resume from their last sequence), the form (so a later Apply sends it) and storage;
+   * the refresh token is not saved.
+   */
+  private async renewed(accessToken: string): Promise<void> {
+    if (this.current === undefined) return;
+    const settings: Settings = { ...this.current, token: accessToken };
+    this.deps.view.showSettings(settings);
+    this.connect(settings);
+    try {
+      await this.deps.store.save(settings);
+    } catch (error) {
+      this.deps.view.showMessage(`Renewed the sign-in, but could not save the token: ${errorText(error)}`, "error");
+    }
+  }
+
+  private stopRenewal(): void {
+    this.renewals += 1;
+    this.refresher?.stop();
+    this.refresher = undefined;
+  }
+
   private report(outcome: Outcome): Outcome {
     this.deps.view.showMessage(outcome.message, outcome.ok ? "info" : "error");
     return outcome;
@@ -127,6 +206,7 @@ export class Pane {
 
   /** Points the functions at the endpoint and restarts the app list's watch on it. */
   private connect(settings: Settings): void {
+    this.current = settings;
     this.watch?.stop();
     let endpoint: EndpointLike;
     try {

@@ -1,7 +1,8 @@
 // The sign-in dialog's page (signin.html), both ends of the redirect: opened by the task
 // pane with ?issuer=…&client_id=…, it discovers the issuer, keeps a fresh state and PKCE
 // verifier in sessionStorage and goes to the issuer; the issuer sends it back with
-// ?code=…&state=…, and it exchanges the code and hands the token to the task pane.
+// ?code=…&state=…, and it exchanges the code and hands the token (and the refresh token,
+// when the issuer grants one) to the task pane.
 // The browser bits are injected, so both ends are tested in Node.
 import {
   authorizationUrl,
@@ -12,6 +13,8 @@ import {
   OAuthError,
   randomString,
   readCallback,
+  scopeFor,
+  signinMessageOf,
   type CryptoLike,
   type SigninMessage,
 } from "./oauth.js";
@@ -71,7 +74,7 @@ export async function runSigninPage(deps: SigninPageDeps): Promise<void> {
       const code = readCallback(url.search, pending?.state ?? null);
       if (pending === null) throw new OAuthError("this sign-in was not started here; start again");
       const token = await exchangeCode({ ...pending, code }, deps.fetch);
-      send(token.expiresIn === undefined ? { ok: true, token: token.accessToken } : { ok: true, token: token.accessToken, expiresIn: token.expiresIn });
+      send(signinMessageOf(token));
       return;
     }
     const issuer = url.searchParams.get("issuer");
@@ -94,6 +97,7 @@ export async function runSigninPage(deps: SigninPageDeps): Promise<void> {
         redirectUri: pending.redirectUri,
         state: pending.state,
         challenge: pkce.challenge,
+        scope: scopeFor(discovery),
       }),
     );
   } catch (error) {
