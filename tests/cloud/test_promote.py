@@ -39,6 +39,7 @@ from aerogrid.server.grpc_server import add_services
 from aerogrid.server.hub import GridHub
 from aerogrid.v1 import catalog_pb2
 from aerogrid_cloud import cloud_cli
+from aerogrid_cloud import promote as promote_module
 from aerogrid_cloud.crds import app_crd
 from aerogrid_cloud.kube import (
     APPS,
@@ -51,6 +52,7 @@ from aerogrid_cloud.kube import (
     Resources,
     ResourceType,
     Unreachable,
+    WatchEvent,
     connect,
 )
 from aerogrid_cloud.model import MAX_FILES_BYTES, AppSpec, namespace_for
@@ -785,3 +787,52 @@ def test_the_tuis_promote_reports_each_phase_and_failures(
         "shop", folder, other, lambda s, line: said.append((s, line)), kubeconfig=config
     )
     assert said[-1][0] == "error" and "promote shop:" in said[-1][1]
+
+
+def test_wait_rides_through_a_broken_watch(
+    kube: KubeTestbed, admin: Kube, tenant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API server drops promote's watch (a restart, a flaky network), up to twice:
+    promote picks the App up again from a fresh get and still follows it to Running."""
+    folder = make_app(tmp_path / "shop", "shop")
+    config = str(developer(kube, tenant))
+    broken: list[str] = []
+
+    class FlakyResources(Resources):  # promote's view of the API only; the operator's is fine
+        def watch(self, *args: Any, **kwargs: Any) -> Iterator[WatchEvent]:
+            if len(broken) < 2:
+                broken.append("dropped")
+                raise Unreachable("the connection to the API server was reset")
+            return super().watch(*args, **kwargs)
+
+    monkeypatch.setattr(promote_module, "Resources", FlakyResources)
+    with StandInOperator(admin, namespace_for(tenant)):
+        result = cli(
+            cloud_cli.promote, str(folder), "--tenant", tenant, "--kubeconfig", config, "--wait"
+        )
+    assert result.exit_code == 0, result.output
+    assert broken  # the first watch was dropped (a fresh get may already see Running)
+    assert result.stdout.splitlines()[-1] == (
+        f"app shop is running at shop.aerogrid-{tenant}.aerogrid.test:443"
+    )
+
+
+def test_wait_names_the_connection_error_when_the_api_server_stays_away(
+    kube: KubeTestbed, tenant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = make_app(tmp_path / "shop", "shop")
+    config = str(developer(kube, tenant))
+
+    class DeadWatch(Resources):
+        def watch(self, *args: Any, **kwargs: Any) -> Iterator[WatchEvent]:
+            raise Unreachable("connection refused")
+
+    monkeypatch.setattr(promote_module, "Resources", DeadWatch)
+    result = cli(
+        cloud_cli.promote,
+        str(folder),
+        *("--tenant", tenant, "--kubeconfig", config, "--wait", "--timeout", "2"),
+    )
+    line = _one_error_line(result)
+    assert "did not settle within 2s" in line
+    assert "the API server was unreachable: connection refused" in line

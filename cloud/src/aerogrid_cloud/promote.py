@@ -34,6 +34,7 @@ from aerogrid_cloud.kube import (
     Kube,
     NotFound,
     Resources,
+    Unreachable,
 )
 from aerogrid_cloud.model import (
     API_VERSION,
@@ -405,6 +406,11 @@ def promote(
     return wait_for_app(kube, state, timeout=timeout, on_phase=on_phase)
 
 
+#: Pauses before following an App again after its watch broke (doubling up to the max).
+_RETRY_START_S: Final = 0.5
+_RETRY_MAX_S: Final = 5.0
+
+
 def wait_for_app(
     kube: Kube,
     state: AppState,
@@ -415,11 +421,16 @@ def wait_for_app(
     """Follow an App's status until it settles (see `AppState.settled`), by watching it.
 
     `on_phase` hears every change of phase or message of the current generation, the
-    first one included. A watch that expires (410) or ends is picked up from a fresh get.
+    first one included. A watch that expires (410) or ends is picked up from a fresh get;
+    one the API server drops (a restart, a flaky network: `Unreachable`) is retried with
+    backoff until the deadline, and the timeout then names the last connection error.
     """
     apps = Resources(kube, APPS)
     deadline = time.monotonic() + timeout
     reported: tuple[str, str] | None = None
+    unreachable: Unreachable | None = None  # set while the watch is broken: retry first
+    last_error: Unreachable | None = None  # what the timeout reports, until a watch works
+    pause = _RETRY_START_S
 
     def seen(current: AppState) -> bool:
         nonlocal reported
@@ -435,10 +446,21 @@ def wait_for_app(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             phase = state.phase if state.current else "not yet picked up by the operator"
+            why = f"; the API server was unreachable: {last_error}" if last_error else ""
             raise PromoteTimeout(
-                f"app {state.name} did not settle within {timeout:g}s (last phase: {phase})",
+                f"app {state.name} did not settle within {timeout:g}s (last phase: {phase}){why}",
                 state,
             )
+        if unreachable is not None:  # the watch broke: wait, then pick up from a fresh get
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, _RETRY_MAX_S)
+            try:
+                state = get_app(kube, state.tenant or "", state.name, namespace=state.namespace)
+            except Unreachable as exc:
+                unreachable = last_error = exc
+                continue
+            unreachable = None
+            continue
         try:
             for event in apps.watch(
                 state.namespace,
@@ -456,8 +478,14 @@ def wait_for_app(
                     return state
                 if time.monotonic() >= deadline:
                     break
+            last_error, pause = None, _RETRY_START_S  # the watch worked
         except Gone:
-            state = get_app(kube, state.tenant or "", state.name, namespace=state.namespace)
+            try:
+                state = get_app(kube, state.tenant or "", state.name, namespace=state.namespace)
+            except Unreachable as exc:
+                unreachable = last_error = exc
+        except Unreachable as exc:
+            unreachable = last_error = exc
 
 
 def _with_version(state: AppState, resource_version: str) -> AppState:
