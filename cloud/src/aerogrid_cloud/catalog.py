@@ -21,7 +21,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
@@ -30,15 +29,12 @@ from pathlib import Path
 from typing import Final
 
 import click
-import uvicorn
-from grpc import aio
 
 from aerogrid import metrics
 from aerogrid.server.auth import Authenticator, AuthSettings, is_loopback
 from aerogrid.server.errors import Code, ServiceError
-from aerogrid.server.grpc_server import add_services
-from aerogrid.server.http import create_http_app
 from aerogrid.server.identity import Caller
+from aerogrid.server.listeners import Listeners, start_listeners
 from aerogrid.v1 import catalog_pb2, grid_pb2
 from aerogrid_cloud.kube import APPS, Cancel, Gone, Kube, KubeError, Resources, connect, in_cluster
 from aerogrid_cloud.model import Phase
@@ -387,28 +383,19 @@ class CatalogServer:
     """A running catalog: its gRPC server and its HTTP (Connect, gRPC-Web, probes) server."""
 
     catalog: ClusterCatalog
-    grpc_server: aio.Server
-    http_server: uvicorn.Server
-    http_task: asyncio.Task[None]
-    grpc_port: int
-    http_port: int
+    listeners: Listeners
+
+    @property
+    def grpc_port(self) -> int:
+        return self.listeners.grpc_port
+
+    @property
+    def http_port(self) -> int:
+        return self.listeners.http_port
 
     async def stop(self) -> None:
         await self.catalog.close()
-        self.http_server.should_exit = True
-        await self.grpc_server.stop(grace=0.5)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.http_task, 3)
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(512)
-    sock.setblocking(False)
-    return sock
+        await self.listeners.stop()
 
 
 async def start_server(
@@ -426,30 +413,20 @@ async def start_server(
     API server was heard from lately. Port 0 picks a free port (see the returned ports).
     """
     await catalog.start()
-    grpc_server = aio.server(options=[("grpc.so_reuseport", 0)])
-    add_services(grpc_server, catalog, authenticator, peer_is_loopback)
-    bound = grpc_server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        await catalog.close()
-        raise OSError(f"cannot listen for gRPC on {host}:{port}")
-    http_socket = _listen(host, http_port)
-    http_app = create_http_app(
-        catalog, authenticator, is_ready=catalog.is_ready, is_loopback=peer_is_loopback
-    )
-    http_server = uvicorn.Server(
-        uvicorn.Config(
-            http_app,
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
-            timeout_graceful_shutdown=1,
+    try:
+        listeners = await start_listeners(
+            catalog,
+            authenticator,
+            host=host,
+            port=port,
+            http_port=http_port,
+            is_ready=catalog.is_ready,
+            is_loopback=peer_is_loopback,
         )
-    )
-    await grpc_server.start()
-    http_task = asyncio.create_task(http_server.serve(sockets=[http_socket]))
-    return CatalogServer(
-        catalog, grpc_server, http_server, http_task, bound, http_socket.getsockname()[1]
-    )
+    except OSError:
+        await catalog.close()
+        raise
+    return CatalogServer(catalog, listeners)
 
 
 def catalog_auth_settings(environ: Mapping[str, str] | None = None) -> AuthSettings:

@@ -7,23 +7,18 @@ import contextlib
 import json
 import logging
 import signal
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-
-import uvicorn
-from grpc import aio
 
 from aerogrid.app import App
 from aerogrid.engine.kafka import KafkaEngine, Status
 from aerogrid.engine.processor import StopProcessing
 from aerogrid.errors import BrokerConnectionError
-from aerogrid.server.auth import Authenticator, AuthSettings, is_loopback
+from aerogrid.server.auth import Authenticator, AuthSettings
 from aerogrid.server.endpoint import HostedApp, RuntimeEndpoint
-from aerogrid.server.grpc_server import add_services
-from aerogrid.server.http import create_http_app
 from aerogrid.server.hub import GridHub
+from aerogrid.server.listeners import start_listeners
 from aerogrid.settings import BrokerSettings
 from aerogrid.v1 import catalog_pb2
 
@@ -50,16 +45,6 @@ class ServeOptions:
     coalesce_ms: int = 50
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(512)
-    sock.setblocking(False)
-    return sock
-
-
 async def serve_app(app: App, settings: BrokerSettings, options: ServeOptions) -> int:
     """Run `app` until SIGTERM/SIGINT; returns the process exit code."""
     hub = GridHub(coalesce_ms=options.coalesce_ms)
@@ -77,30 +62,18 @@ async def serve_app(app: App, settings: BrokerSettings, options: ServeOptions) -
     )
     engine.on_status = lambda status: hosted.set_status(_APP_STATUS[status], engine.status_message)
 
-    grpc_server = aio.server(options=[("grpc.so_reuseport", 0)])
-    add_services(grpc_server, endpoint, authenticator, is_loopback)
-    grpc_port = grpc_server.add_insecure_port(f"{options.host}:{options.port}")
-    if grpc_port == 0:
-        raise OSError(f"cannot listen for gRPC on {options.host}:{options.port}")
     http_port = options.http_port
     if http_port is None:
         http_port = options.port + 1 if options.port else 0
-    http_socket = _listen(options.host, http_port)
-    http_port = http_socket.getsockname()[1]
-    http_app = create_http_app(
-        endpoint, authenticator, is_ready=lambda: engine.status is Status.RUNNING
+    listeners = await start_listeners(
+        endpoint,
+        authenticator,
+        host=options.host,
+        port=options.port,
+        http_port=http_port,
+        is_ready=lambda: engine.status is Status.RUNNING,
     )
-    http_server = uvicorn.Server(
-        uvicorn.Config(
-            http_app,
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
-            timeout_graceful_shutdown=1,
-        )
-    )
-    await grpc_server.start()
-    http_task = asyncio.create_task(http_server.serve(sockets=[http_socket]))
+    grpc_port, http_port = listeners.grpc_port, listeners.http_port
     log.info(
         "app %s: gRPC on %s:%d, HTTP (Connect, gRPC-Web, health, metrics) on %s:%d",
         app.name,
@@ -145,10 +118,7 @@ async def serve_app(app: App, settings: BrokerSettings, options: ServeOptions) -
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await engine.close()
-        http_server.should_exit = True
-        await grpc_server.stop(grace=0.5)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(http_task, 3)
+        await listeners.stop()
     log.info("app %s stopped", app.name)
     return exit_code
 

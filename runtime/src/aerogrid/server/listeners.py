@@ -1,0 +1,88 @@
+"""A grid service's two listeners: native gRPC, and Connect / gRPC-Web / probes over HTTP.
+
+`aerogrid run` and the cluster's catalog serve the same way (one `GridEndpoint`, one
+authenticator, gRPC on one port, the browser protocols and `/healthz`, `/readyz`,
+`/metrics` on another); this is that way, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import uvicorn
+from grpc import aio
+
+from aerogrid.server import auth
+from aerogrid.server.grpc_server import add_services
+from aerogrid.server.http import create_http_app
+from aerogrid.server.service import GridEndpoint
+
+__all__ = ["Listeners", "bind", "start_listeners"]
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening, non-blocking TCP socket on `host:port` (port 0: a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+@dataclass
+class Listeners:
+    """Both servers, running, and the ports they got."""
+
+    grpc_server: aio.Server
+    http_server: uvicorn.Server
+    http_task: asyncio.Task[None]
+    grpc_port: int
+    http_port: int
+
+    async def stop(self) -> None:
+        self.http_server.should_exit = True
+        await self.grpc_server.stop(grace=0.5)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.http_task, 3)
+
+
+async def start_listeners(
+    endpoint: GridEndpoint,
+    authenticator: auth.Authenticator,
+    *,
+    host: str,
+    port: int,
+    http_port: int,
+    is_ready: Callable[[], bool],
+    is_loopback: Callable[[str], bool] | None = None,
+) -> Listeners:
+    """Serve `endpoint` over gRPC on `port` and HTTP on `http_port`; OSError if either is taken.
+
+    `is_loopback` decides which peers count as this machine (default: `auth.is_loopback`
+    for gRPC peers, the HTTP app's own check for HTTP ones).
+    """
+    grpc_server = aio.server(options=[("grpc.so_reuseport", 0)])
+    add_services(grpc_server, endpoint, authenticator, is_loopback or auth.is_loopback)
+    grpc_port = grpc_server.add_insecure_port(f"{host}:{port}")
+    if grpc_port == 0:
+        raise OSError(f"cannot listen for gRPC on {host}:{port}")
+    http_socket = bind(host, http_port)
+    http_app = create_http_app(endpoint, authenticator, is_ready=is_ready, is_loopback=is_loopback)
+    http_server = uvicorn.Server(
+        uvicorn.Config(
+            http_app,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=1,
+        )
+    )
+    await grpc_server.start()
+    http_task = asyncio.create_task(http_server.serve(sockets=[http_socket]))
+    return Listeners(grpc_server, http_server, http_task, grpc_port, http_socket.getsockname()[1])
