@@ -8,6 +8,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +58,27 @@ class ExternalBroker:
 
     def __exit__(self, *exc_info: object) -> None:
         return None
+
+
+def recv_message(conn: Connection, timeout: float, what: str) -> Any:
+    """The next message a benchmark's child process sends: `(kind, payload)`.
+
+    A child reports its failure as `("error", traceback)`; that, or silence for `timeout`
+    seconds, is raised here, naming `what` the child is.
+    """
+    if not conn.poll(timeout):
+        raise TimeoutError(f"no answer from {what} in {timeout:.0f}s")
+    message = conn.recv()
+    if message[0] == "error":
+        raise RuntimeError(f"{what} failed:\n{message[1]}")
+    return message
+
+
+def wait_metric(app: Any, name: str, labels: dict[str, str], value: float, timeout: float) -> bool:
+    """Whether the app's metric `name{labels}` reaches `value` within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if app.metric(name, labels) >= value:
+            return True
+        time.sleep(0.1)
+    return False

@@ -59,7 +59,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any
 
-from benchmarks._common import REPO, ExternalBroker, write_result
+from benchmarks._common import REPO, ExternalBroker, recv_message, wait_metric, write_result
 from benchmarks._procstats import RssSampler, Window, mib, source_state, wait_quiet
 
 TICKER_APP = REPO / "benchmarks" / "apps" / "ticker.py"
@@ -367,24 +367,6 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-def _recv(conn: Connection, timeout: float, what: str) -> Any:
-    if not conn.poll(timeout):
-        raise TimeoutError(f"no answer from {what} in {timeout:.0f}s")
-    message = conn.recv()
-    if message[0] == "error":
-        raise RuntimeError(f"{what} failed:\n{message[1]}")
-    return message
-
-
-def _wait_metric(app: Any, name: str, labels: dict[str, str], value: float, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if app.metric(name, labels) >= value:
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def _stop_process(proc: Any) -> None:
     """Join a multiprocessing child; terminate, then kill, when it does not end."""
     proc.join(5)
@@ -482,7 +464,7 @@ def run_phase(
         native.start()
         started = time.monotonic()
         ready = feed.event("ready", 120)
-        native_ready = _recv(nparent, 120, "native subscriber")
+        native_ready = recv_message(nparent, 120, "native subscriber")
         if not native_ready[1]:
             raise RuntimeError(f"native subscriber not ready: {native_ready[2]}")
         print(
@@ -508,14 +490,14 @@ def run_phase(
         window.start()
         feed.send("start")
         nparent.send("start")
-        fed = _recv(pconn, settings.duration + 120, "producer")[1]
+        fed = recv_message(pconn, settings.duration + 120, "producer")[1]
         time.sleep(settings.drain)  # the last updates reach the cell
         feed.send("stop")
         nparent.send("stop")
         window.stop()
         sampler.stop()
         addin = feed.event("result", 60)
-        native_result = _recv(nparent, 60, "native subscriber")[1]
+        native_result = recv_message(nparent, 60, "native subscriber")[1]
     finally:
         if feed is not None:
             feed.stop()
@@ -680,9 +662,9 @@ def main(argv: list[str] | None = None) -> int:
             producer = ctx.Process(target=producer_main, args=(config, pchild), daemon=True)
             producer.start()
             try:
-                _recv(pparent, 120, "producer (preload)")
+                recv_message(pparent, 120, "producer (preload)")
                 labels = {"app": app_name, "grid": GRID}
-                if not _wait_metric(app, "aerogrid_grid_rows", labels, args.rows, 60):
+                if not wait_metric(app, "aerogrid_grid_rows", labels, args.rows, 60):
                     raise RuntimeError(f"preload not applied:\n{app.log_tail()}")
                 print(f"preloaded {args.rows:,} rows into {app_name}/{GRID}", flush=True)
                 for repeat in range(1, args.repeat + 1):

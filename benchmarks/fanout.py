@@ -54,7 +54,7 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from benchmarks._common import REPO, ExternalBroker, write_result
+from benchmarks._common import REPO, ExternalBroker, recv_message, wait_metric, write_result
 from benchmarks._procstats import (
     RssSampler,
     Window,
@@ -479,15 +479,6 @@ def producer_main(config: ProducerConfig, conn: Connection) -> None:
 # -- orchestration -----------------------------------------------------------------------
 
 
-def _recv(conn: Connection, timeout: float, what: str) -> Any:
-    if not conn.poll(timeout):
-        raise TimeoutError(f"no answer from {what} in {timeout:.0f}s")
-    message = conn.recv()
-    if message[0] == "error":
-        raise RuntimeError(f"{what} failed:\n{message[1]}")
-    return message
-
-
 def percentiles(values: array[float]) -> dict[str, float]:
     """p50/p95/p99/max in milliseconds (empty dict without samples)."""
     if not values:
@@ -564,21 +555,12 @@ def _bucket_quantiles(buckets: dict[str, float], qs: tuple[float, ...]) -> dict[
     return out
 
 
-def _wait_metric(app: Any, name: str, labels: dict[str, str], value: float, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if app.metric(name, labels) >= value:
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def _produce_sync(ctx: Any, config: ProducerConfig) -> dict[str, Any]:
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=producer_main, args=(config, child), daemon=True)
     proc.start()
     try:
-        result: dict[str, Any] = _recv(parent, 120, "prefill producer")[1]
+        result: dict[str, Any] = recv_message(parent, 120, "prefill producer")[1]
         return result
     finally:
         proc.join(10)
@@ -618,9 +600,9 @@ def run_point(broker: Any, point: Point, run: int, options: Options) -> dict[str
         prefill = _produce_sync(
             ctx, ProducerConfig(broker.bootstrap, topic, point.keys, rate=0, duration=0)
         )
-        if not _wait_metric(app, "aerogrid_grid_rows", labels, point.keys, 60):
+        if not wait_metric(app, "aerogrid_grid_rows", labels, point.keys, 60):
             raise RuntimeError(f"prefill not applied:\n{app.log_tail()}")
-        _wait_metric(app, "aerogrid_records_in_total", {"app": app_name}, point.keys, 30)
+        wait_metric(app, "aerogrid_records_in_total", {"app": app_name}, point.keys, 30)
         if others:
             pin(server_pid, {0})
             if broker.pid:
@@ -659,7 +641,7 @@ def run_point(broker: Any, point: Point, run: int, options: Options) -> dict[str
             first += count
         ready_counts = []
         for proc, conn in clients:
-            message = _recv(conn, 330, f"client {proc.pid}")
+            message = recv_message(conn, 330, f"client {proc.pid}")
             ready_counts.append(message[1])
             if message[2]:
                 print(f"   client {proc.pid} errors: {message[2]}", flush=True)
@@ -690,7 +672,7 @@ def run_point(broker: Any, point: Point, run: int, options: Options) -> dict[str
             daemon=True,
         )
         producer.start()
-        _recv(pparent, 60, "producer")
+        recv_message(pparent, 60, "producer")
         assert producer.pid is not None
         client_pids = [proc.pid for proc, _ in clients if proc.pid is not None]
         pids = {
@@ -709,11 +691,11 @@ def run_point(broker: Any, point: Point, run: int, options: Options) -> dict[str
         window.start()
         for _, conn in clients:
             conn.send(("measure", 0))
-        produced = _recv(pparent, warmup + point.duration + 120, "producer")[1]
+        produced = recv_message(pparent, warmup + point.duration + 120, "producer")[1]
         producer.join(10)
         produced_in_window = window.began + (produced["seconds"] - warmup)
         total_in = point.keys + produced["records"]
-        drained = _wait_metric(app, "aerogrid_records_in_total", {"app": app_name}, total_in, 120)
+        drained = wait_metric(app, "aerogrid_records_in_total", {"app": app_name}, total_in, 120)
         window.stop()
         drain_seconds = window.ended - produced_in_window
         sampler.stop()
@@ -721,7 +703,7 @@ def run_point(broker: Any, point: Point, run: int, options: Options) -> dict[str
         final_seq = asyncio.run(_grid_seq(app.target, app_name))
         for _, conn in clients:
             conn.send(("finish", final_seq))
-        results = [_recv(conn, 300, f"client {proc.pid}")[1] for proc, conn in clients]
+        results = [recv_message(conn, 300, f"client {proc.pid}")[1] for proc, conn in clients]
         for proc, _ in clients:
             proc.join(10)
         server_state = asyncio.run(_server_state(app.target, app_name))
@@ -823,7 +805,7 @@ def _finish_storm(
     for _, conn in clients:
         conn.send(("measure", 0))
         conn.send(("finish", final_seq))
-    results = [_recv(conn, 300, f"client {proc.pid}")[1] for proc, conn in clients]
+    results = [recv_message(conn, 300, f"client {proc.pid}")[1] for proc, conn in clients]
     for proc, _ in clients:
         proc.join(10)
     subs = [s for r in results for s in r["subs"]]
