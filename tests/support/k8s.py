@@ -61,6 +61,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from support.brokers import HOST, _spawn, _terminate_group, free_port
+from support.tls import CA_KEY_USAGE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build_k8s.sh"
@@ -210,17 +211,7 @@ class _CertificateAuthority:
             .not_valid_after(now + dt.timedelta(days=7))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
+                CA_KEY_USAGE,
                 critical=True,
             )
             .add_extension(

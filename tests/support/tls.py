@@ -12,6 +12,7 @@ import datetime as dt
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -33,6 +34,20 @@ class TestPKI:
     server_key: Path
     client_cert: Path
     client_key: Path
+
+
+#: A CA key's usage: signatures, certificates and CRLs (the test PKIs share it).
+CA_KEY_USAGE: Final = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -87,17 +102,7 @@ def make_test_pki(folder: Path, hosts: tuple[str, ...] = SERVER_HOSTS) -> TestPK
         _builder("AeroGrid test CA", ca_name, ca_key)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            CA_KEY_USAGE,
             critical=True,
         )
         .add_extension(
