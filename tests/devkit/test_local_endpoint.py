@@ -18,7 +18,6 @@ import socket
 import ssl
 import struct
 import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from aerogrid_devkit.supervisor import Supervisor
 from support.apps import produce, write_orders_app
 from support.brokers import Broker
 from support.node import STREAM_GRID
+from support.workspace import supervised_endpoint, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -59,13 +59,6 @@ class Workspace:
     topics: dict[str, str]
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def ws(tansu: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Workspace]:
     base = tmp_path_factory.mktemp("workspace")
@@ -82,22 +75,14 @@ async def ws(tansu: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIt
     (base / "broken").mkdir()
     files["broken"] = base / "broken" / "app.py"
     files["broken"].write_text("import aerogrid\nraise RuntimeError('broken on purpose')\n")
-    supervisor = Supervisor(files, tansu.bootstrap, backoff_start=0.5)
-    endpoint = LocalEndpoint(
-        supervisor, port=0, sniff_timeout=2.0, devcert_dir=tmp_path_factory.mktemp("devcert")
-    )
-    await endpoint.start()
-    try:
-        await supervisor.start()
-        try:
-            await wait_for(
-                lambda: all(supervisor.apps[k].status == "running" for k in names), timeout=90
-            )
-            yield Workspace(supervisor, endpoint, tansu.bootstrap, names, topics)
-        finally:
-            await supervisor.stop()
-    finally:
-        await endpoint.stop()
+    async with supervised_endpoint(
+        files,
+        tansu.bootstrap,
+        running=names,
+        sniff_timeout=2.0,
+        devcert_dir=tmp_path_factory.mktemp("devcert"),
+    ) as (supervisor, endpoint):
+        yield Workspace(supervisor, endpoint, tansu.bootstrap, names, topics)
     assert all(
         a.process is None or a.process.returncode is not None for a in supervisor.apps.values()
     )

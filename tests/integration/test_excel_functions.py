@@ -11,18 +11,17 @@ import asyncio
 import contextlib
 import json
 import subprocess
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from aerogrid_devkit.endpoint import LocalEndpoint
 from aerogrid_devkit.supervisor import Supervisor
 from support.apps import RunningApp, produce, write_orders_app
 from support.brokers import Broker
 from support.excel import EXCEL, built_addin
+from support.workspace import supervised_endpoint, wait_for
 
 pytestmark = pytest.mark.node
 
@@ -167,29 +166,17 @@ async def test_value_and_apps_follow_the_app(
     assert listed["matrix"] == expected
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
 @contextlib.asynccontextmanager
 async def supervised(app_file: Path, bootstrap: str) -> AsyncIterator[tuple[Supervisor, str]]:
     """One app under the devkit's Supervisor behind a LocalEndpoint: the endpoint's URL stays
     the same across the app's restarts, as it does for Excel."""
-    supervisor = Supervisor({"app": app_file}, bootstrap, backoff_start=0.5)
-    endpoint = LocalEndpoint(supervisor, port=0, tls=False)  # the harness needs http only
-    await endpoint.start()
-    try:
-        await supervisor.start()
-        try:
-            await wait_for(lambda: supervisor.apps["app"].status == "running", 90)
-            yield supervisor, f"http://127.0.0.1:{endpoint.port}"
-        finally:
-            await supervisor.stop()
-    finally:
-        await endpoint.stop()
+    async with supervised_endpoint(
+        {"app": app_file},
+        bootstrap,
+        running=["app"],
+        tls=False,  # http is all Node needs
+    ) as (supervisor, endpoint):
+        yield supervisor, f"http://127.0.0.1:{endpoint.port}"
 
 
 async def test_grid_keeps_stale_cells_across_an_app_restart_then_recovers(

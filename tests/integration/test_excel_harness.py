@@ -19,9 +19,8 @@ import contextlib
 import json
 import os
 import shutil
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,17 +34,13 @@ from aerogrid_devkit.supervisor import Supervisor
 from support.apps import produce, write_orders_app
 from support.brokers import Broker
 from support.excel import EXCEL, built_addin, unavailable
+from support.workspace import supervised_endpoint, wait_for
 
 pytestmark = [pytest.mark.node, pytest.mark.asyncio(loop_scope="module")]
 
 HARNESS = EXCEL / "test-live" / "harness_chromium.mjs"
 GRID = "product_sum"
 Matrix = list[list[Any]]
-
-
-def addin_dir() -> Path:
-    """excel/dist/addin, the bundle the endpoint serves (built when stale)."""
-    return built_addin()
 
 
 @pytest.fixture(scope="module")
@@ -78,33 +73,13 @@ class Workspace:
         return f"http://127.0.0.1:{self.endpoint.port}/addin/harness.html?{query}"
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
-@contextlib.contextmanager
-def env_var(name: str, value: str) -> Iterator[None]:
-    old = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
-
-
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def ws(
     tansu: Broker, chromium: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Workspace]:
     """Orders apps behind one LocalEndpoint, one per test that changes a grid (so the tests
     do not depend on their order)."""
-    bundle = addin_dir()
+    bundle = built_addin()  # excel/dist/addin, built when stale: what the endpoint serves
     base = tmp_path_factory.mktemp("harness")
     tag = uuid.uuid4().hex[:8]
     files: dict[str, Path] = {}
@@ -115,21 +90,15 @@ async def ws(
         names[key] = f"{key}-{tag}"
         topics[key] = f"{key}-{tag}-orders"
         files[key] = write_orders_app(base / key, names[key], topics[key], partitions=1)
-    with env_var("AEROGRID_ADDIN_DIR", str(bundle)):
-        supervisor = Supervisor(files, tansu.bootstrap, backoff_start=0.5)
-        endpoint = LocalEndpoint(supervisor, port=0, tls=False)  # the harness needs http only
-        await endpoint.start()
-        try:
-            await supervisor.start()
-            try:
-                await wait_for(
-                    lambda: all(supervisor.apps[k].status == "running" for k in names), 90
-                )
-                yield Workspace(supervisor, endpoint, tansu.bootstrap, names, topics)
-            finally:
-                await supervisor.stop()
-        finally:
-            await endpoint.stop()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AEROGRID_ADDIN_DIR", str(bundle))
+        async with supervised_endpoint(
+            files,
+            tansu.bootstrap,
+            running=names,
+            tls=False,  # the harness needs http only
+        ) as (supervisor, endpoint):
+            yield Workspace(supervisor, endpoint, tansu.bootstrap, names, topics)
 
 
 def orders(
