@@ -6,6 +6,8 @@ app's grids live. A subscription is: Schema, then a Snapshot (possibly in severa
 chunks) consistent at a sequence number, then Deltas with increasing sequence
 numbers, with Heartbeats when idle. Sequence numbers are per grid and per server
 epoch: a client resumes with (epoch, seq) and gets either deltas or a fresh snapshot.
+While the app cannot refresh its grids (its broker is unreachable, say), its Schema
+and every Heartbeat carry `stale`; a Heartbeat is sent at once when that changes.
 """
 
 from collections import abc as _abc
@@ -243,12 +245,17 @@ class Schema(_message.Message):
     GRID_FIELD_NUMBER: _builtins.int
     COLUMNS_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
+    STALE_FIELD_NUMBER: _builtins.int
     app: _builtins.str
     grid: _builtins.str
     epoch: _builtins.str
     """Identifies this server incarnation's sequence numbering (for resume)."""
     @_builtins.property
     def columns(self) -> _containers.RepeatedCompositeFieldContainer[Global___Column]: ...
+    @_builtins.property
+    def stale(self) -> Global___Stale:
+        """Set when the subscription starts while the app is degraded (see Stale)."""
+
     def __init__(
         self,
         *,
@@ -256,14 +263,40 @@ class Schema(_message.Message):
         grid: _builtins.str = ...,
         columns: _abc.Iterable[Global___Column] | None = ...,
         epoch: _builtins.str = ...,
+        stale: Global___Stale | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stale", b"stale"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "columns", b"columns", "epoch", b"epoch", "grid", b"grid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "columns", b"columns", "epoch", b"epoch", "grid", b"grid", "stale", b"stale"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Schema: _TypeAlias = Schema  # noqa: Y015
+
+@_typing.final
+class Stale(_message.Message):
+    """The app is degraded: it still serves its last committed state, but cannot update it
+    (its broker is unreachable, say), so values may be out of date. Clients keep the
+    values and mark them stale until a Heartbeat comes without it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REASON_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """Why, in words a user can act on."""
+    def __init__(
+        self,
+        *,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Stale: _TypeAlias = Stale  # noqa: Y015
 
 @_typing.final
 class Snapshot(_message.Message):
@@ -333,18 +366,24 @@ class Heartbeat(_message.Message):
 
     SEQ_FIELD_NUMBER: _builtins.int
     SERVER_TIME_FIELD_NUMBER: _builtins.int
+    STALE_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     @_builtins.property
     def server_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def stale(self) -> Global___Stale:
+        """Set on every heartbeat while the app is degraded; absent means healthy again."""
+
     def __init__(
         self,
         *,
         seq: _builtins.int = ...,
         server_time: _timestamp_pb2.Timestamp | None = ...,
+        stale: Global___Stale | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["server_time", b"server_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["server_time", b"server_time", "stale", b"stale"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["seq", b"seq", "server_time", b"server_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["seq", b"seq", "server_time", b"server_time", "stale", b"stale"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -6,6 +6,8 @@ app's grids live. A subscription is: Schema, then a Snapshot (possibly in severa
 chunks) consistent at a sequence number, then Deltas with increasing sequence
 numbers, with Heartbeats when idle. Sequence numbers are per grid and per server
 epoch: a client resumes with (epoch, seq) and gets either deltas or a fresh snapshot.
+While the app cannot refresh its grids (its broker is unreachable, say), its Schema
+and every Heartbeat carry `stale`; a Heartbeat is sent at once when that changes.
 """
 
 from aerogrid.v1 import grid_pb2 as _grid_pb2
