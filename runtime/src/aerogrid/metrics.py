@@ -79,3 +79,40 @@ BATCH_SECONDS = Histogram(
     ["app"],
     registry=REGISTRY,
 )
+GUARANTEE = Gauge(
+    "aerogrid_guarantee",
+    "The processing guarantee in use (1 for the one chosen): exactly-once or checkpointed",
+    ["app", "guarantee"],
+    registry=REGISTRY,
+)
+BROKER_REACHABLE = Gauge(
+    "aerogrid_broker_reachable",
+    "1 while the app reaches its Kafka cluster, 0 during an outage (it then serves its "
+    "last committed state)",
+    ["app"],
+    registry=REGISTRY,
+)
+BROKER_OUTAGES = Counter(
+    "aerogrid_broker_outages",
+    "Times the app lost its Kafka cluster",
+    ["app"],
+    registry=REGISTRY,
+)
+CLIENT_LOG_SUPPRESSED = Counter(
+    "aerogrid_client_log_suppressed",
+    "Kafka client log lines held back (repeats, and every line during an outage)",
+    ["level"],
+    registry=REGISTRY,
+)
+INPUT_RECORDS_EXPIRED = Counter(
+    "aerogrid_input_records_expired",
+    "Input records deleted by retention before the app read them",
+    ["app", "topic"],
+    registry=REGISTRY,
+)
+RESYNCS = Counter(
+    "aerogrid_resyncs",
+    "Times the app found its topics gone from the broker and wrote its grids again",
+    ["app"],
+    registry=REGISTRY,
+)

@@ -4,6 +4,9 @@ Keys are JSON (so an int key comes back an int); values are a JSON object of
 column → cell, with Decimal and datetime tagged so they come back exactly; a delete is
 a tombstone (no value), which compaction then removes. Rows are stored by column name,
 so a grid may gain or drop columns between versions of an app.
+
+Decoding raises only DecodeError, so restore can skip a foreign or damaged record; a
+grid refuses a row whose record would exceed MAX_ROW_BYTES (see `record_size`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from aerogrid.errors import DecodeError
 from aerogrid.grids import Cell, Grid, RowKey, RowTuple
 
 _encoder = msgspec.json.Encoder()
@@ -29,9 +33,15 @@ def encode_key(key: RowKey) -> bytes:
 def decode_key(data: bytes | None) -> RowKey:
     try:
         key: RowKey = _key_decoder.decode(data or b"null")
-    except msgspec.ValidationError:
-        raise ValueError(f"changelog key {data!r} is not a str or int") from None
+    except Exception as exc:
+        raise DecodeError(f"changelog key {(data or b'')[:40]!r} is not a str or int: {exc}") from None
     return key
+
+
+def record_size(grid: Grid, key: RowKey, row: RowTuple) -> int:
+    """The bytes of a row's changelog record (key and value); ValueError if unencodable."""
+    value = encode_row(grid, row)
+    return len(encode_key(key)) + (len(value) if value is not None else 0)
 
 
 def _tag(cell: Cell) -> Any:
@@ -42,16 +52,21 @@ def _tag(cell: Cell) -> Any:
     return cell
 
 
-def _untag(value: Any) -> Cell:
-    if isinstance(value, dict):
+def _untag(value: dict[str, Any]) -> Cell:
+    try:
         if "$decimal" in value:
             return Decimal(value["$decimal"])
         if "$datetime" in value:
             return dt.datetime.fromisoformat(value["$datetime"])
-        raise ValueError(f"unknown tagged cell {value!r}")
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    raise ValueError(f"cell {value!r} is not a cell value")
+    except Exception as exc:  # InvalidOperation, TypeError, ValueError
+        raise DecodeError(f"tagged cell {_short(value)} is not valid: {exc!r}") from None
+    raise DecodeError(f"unknown tagged cell {_short(value)}")
+
+
+def _short(value: Any) -> str:
+    """A cell for an error message, cut (a damaged record may hold megabytes)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 def encode_row(grid: Grid, row: RowTuple | None) -> bytes | None:
@@ -78,16 +93,19 @@ def row_decoder(grid: Grid) -> Callable[[bytes | None], RowTuple | None]:
     def decode(data: bytes | None) -> RowTuple | None:
         if data is None:
             return None
-        stored = _decoder.decode(data)
+        try:
+            stored = _decoder.decode(data)
+        except Exception as exc:  # msgspec's errors, invalid UTF-8, deep nesting
+            raise DecodeError(f"changelog row is not JSON: {type(exc).__name__}: {exc}") from None
         if type(stored) is not dict:
-            raise ValueError("changelog value is not a JSON object")
+            raise DecodeError("changelog value is not a JSON object")
         values: list[Any] = [stored.get(c, d) for c, d in pairs]
         for i, value in enumerate(values):
             kind = type(value)
             if kind is dict:
                 values[i] = _untag(value)
             elif kind is list:
-                raise ValueError(f"cell {value!r} is not a cell value")
+                raise DecodeError(f"cell {_short(value)} is not a cell value")
         return tuple(values)
 
     return decode

@@ -28,17 +28,19 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from aerogrid import metrics
 from aerogrid.app import App
 from aerogrid.engine import changelog, checkpoints
-from aerogrid.engine.connectivity import diagnose_connection
+from aerogrid.engine.guarantee import ExactlyOnce, Guarantee, choose_producer
+from aerogrid.engine.health import BrokerWatch
+from aerogrid.engine.inputs import InputReader, InputsLost, partitions_of
 from aerogrid.engine.processor import Processor, RecordLike, StopProcessing
 from aerogrid.grids import Grid, RowKey, RowTuple
 from aerogrid.settings import BrokerSettings
@@ -46,13 +48,6 @@ from aerogrid.settings import BrokerSettings
 log = logging.getLogger("aerogrid.engine")
 
 Publish = Callable[[Grid, dict[RowKey, RowTuple | None]], None]
-
-
-class Guarantee(StrEnum):
-    #: Kafka transactions: grids, dead letters and sent records, all exactly once.
-    EXACTLY_ONCE = "exactly-once"
-    #: Checkpoints: grids exactly once; dead letters and sent records at least once.
-    CHECKPOINTED = "checkpointed"
 
 
 class Status(StrEnum):
@@ -72,7 +67,7 @@ class KafkaEngine:
         *,
         settings: BrokerSettings | None = None,
         publish: Publish | None = None,
-        exactly_once: Literal["auto", "on", "off"] = "auto",
+        exactly_once: ExactlyOnce = "auto",
         max_batch: int = 20_000,
         state_lock: asyncio.Lock | None = None,
     ) -> None:
@@ -87,13 +82,17 @@ class KafkaEngine:
         self.status = Status.STARTING
         self.status_message = ""
         self.guarantee: Guarantee | None = None
+        #: Why exactly-once is not in use although `auto` asked for it.
+        self.downgrade_reason: str | None = None
         self._producer: AIOKafkaProducer | None = None
-        self._consumer: AIOKafkaConsumer | None = None
+        self._inputs: InputReader | None = None
+        self._watch: BrokerWatch | None = None
+        #: Set by the broker watch, acted on between cycles: why to resynchronise, and
+        #: whether the inputs must be read again from their start.
+        self._resync: tuple[str, bool] | None = None
+        self._partitions_added = False
         self._stopping = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
-        self._last_lag_update = 0.0
-        #: The next offset to read of each input partition, as last committed.
-        self._positions: dict[TopicPartition, int] = {}
         #: Checkpointed mode: what the checkpoint topic said at restore, and this run's cycle.
         self._checkpoints = checkpoints.CheckpointLog()
         self._generation = 0
@@ -104,6 +103,8 @@ class KafkaEngine:
         #: its Nth cycle after the outputs are acknowledged and before the commit.
         self._crash_cycle = _crash_cycle_from_env()
         self.on_status: Callable[[Status], None] = lambda status: None
+        #: Called when the broker becomes unreachable (with why) or reachable again (None).
+        self.on_outage: Callable[[str | None], None] = lambda outage: None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -114,7 +115,22 @@ class KafkaEngine:
         self._set_status(Status.RESTORING)
         await self._restore()
         if self.app.streams:
-            self._consumer = await self._start_input_consumer()
+            self._inputs = InputReader(
+                self.app.name, self.app.input_topics(), self.settings, self.max_batch
+            )
+            last = self._checkpoints.last
+            checkpointed = self.guarantee is Guarantee.CHECKPOINTED
+            await self._inputs.start(dict(last.inputs) if checkpointed and last else None)
+        self._watch = BrokerWatch(
+            self.app.name,
+            self.settings,
+            owned_topics=self._owned_topics,
+            input_partitions=lambda: self._inputs.assigned() if self._inputs else {},
+            on_reachable=self.on_outage,
+            on_topics_lost=self._topics_lost,
+            on_partitions_added=self._partitions_grew,
+        )
+        self._watch.start()
         self.processor.start()
         for timer in self.app.timers:
             self._background.append(
@@ -134,10 +150,16 @@ class KafkaEngine:
         """Finish the cycle in flight, commit it, then let `run()` return."""
         self._stopping.set()
 
+    @property
+    def outage(self) -> str | None:
+        """Why the broker is unreachable, while it is (the app serves its last state)."""
+        return self._watch.describe_outage() if self._watch and self._watch.outage else None
+
     async def run(self) -> None:
         """The consume–process–commit loop, until `request_stop()`."""
         try:
             while not self._stopping.is_set():
+                await self._apply_broker_changes()
                 await self._cycle()
             await self._cycle(final=True)
         except StopProcessing as exc:
@@ -147,20 +169,23 @@ class KafkaEngine:
             self._set_status(Status.FAILED, f"{type(exc).__name__}: {exc}")
             raise
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 3.0) -> None:
+        """Stop everything; each client gets `timeout` seconds (a broker may be down)."""
+        if self._watch is not None:
+            await self._watch.stop()
         if self._group_commit is not None:
-            with contextlib.suppress(Exception):
-                await self._group_commit
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self._group_commit, timeout)
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.processor.stop()
-        if self._consumer is not None:
-            with contextlib.suppress(Exception):
-                await self._consumer.stop()
+        if self._inputs is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self._inputs.stop(), timeout)
         if self._producer is not None:
-            with contextlib.suppress(Exception):
-                await self._producer.stop()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self._producer.stop(), timeout)
         if self.status is not Status.FAILED:
             self._set_status(Status.STOPPED)
 
@@ -169,12 +194,12 @@ class KafkaEngine:
     async def _cycle(self, *, final: bool = False) -> None:
         records: list[RecordLike] = []
         offsets: dict[TopicPartition, int] = {}
-        if self._consumer is not None and not final:
-            batch = await self._consumer.getmany(timeout_ms=100, max_records=self.max_batch)
-            for tp, messages in batch.items():
-                records.extend(messages)
-                if messages:
-                    offsets[tp] = messages[-1].offset + 1
+        if self._inputs is not None and not final:
+            try:
+                records, offsets = await self._inputs.read()
+            except InputsLost as exc:
+                self._resync = (str(exc), True)
+                return
         elif not final:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), 0.05)
@@ -192,7 +217,8 @@ class KafkaEngine:
             else:
                 changes = await self._commit_checkpointed(records, offsets)
             metrics.BATCH_SECONDS.labels(self.app.name).observe(time.perf_counter() - started)
-            self._positions.update(offsets)
+            if self._inputs is not None:
+                self._inputs.positions.update(offsets)
             for grid, grid_changes in changes:
                 if grid_changes:
                     self.publish(grid, grid_changes)
@@ -229,17 +255,14 @@ class KafkaEngine:
         )
         await asyncio.gather(*sends)
         self._maybe_crash()
-        inputs = {
-            f"{tp.topic}:{tp.partition}": o for tp, o in {**self._positions, **offsets}.items()
-        }
+        positions = {**self._inputs.positions, **offsets} if self._inputs else {}
+        inputs = {f"{tp.topic}:{tp.partition}": o for tp, o in positions.items()}
         await self._write_checkpoint(producer, inputs)
         # The group's offsets are only for tools (a restart resumes from the checkpoint),
         # so they are committed in the background, one commit at a time, off the hot path.
         idle = self._group_commit is None or self._group_commit.done()
-        if offsets and self._consumer is not None and idle:
-            self._group_commit = asyncio.create_task(
-                self._consumer.commit({**self._positions, **offsets})
-            )
+        if offsets and self._inputs is not None and idle:
+            self._group_commit = asyncio.create_task(self._commit_group(positions))
         return changes
 
     async def _write_checkpoint(self, producer: AIOKafkaProducer, inputs: dict[str, int]) -> None:
@@ -280,6 +303,63 @@ class KafkaEngine:
                 )
             )
         return changes, sends
+
+    # -- what the broker watch found ------------------------------------------------------
+
+    def _owned_topics(self) -> list[str]:
+        """The topics this app created or reads; one missing means the broker lost it."""
+        owned = [*self.app.input_topics(), *map(self.app.changelog_topic, self.app.grids)]
+        if self.app.streams:
+            owned.append(self.app.dlq_topic)
+        if self.guarantee is Guarantee.CHECKPOINTED:
+            owned.append(self.app.checkpoint_topic)
+        return owned
+
+    def _topics_lost(self, lost: list[str]) -> None:
+        if self._resync is not None:
+            return
+        inputs = set(self.app.input_topics())
+        owned = set(self._owned_topics()) - inputs
+        # An input topic gone, or everything the app wrote gone: the broker lost its data
+        # (input topics may already be back, auto-created empty by a producer).
+        everything = bool(inputs & set(lost)) or owned <= set(lost)
+        self._resync = (f"topics {', '.join(lost)} vanished from the broker", everything)
+
+    def _partitions_grew(self, added: dict[str, int]) -> None:
+        self._partitions_added = True
+
+    async def _apply_broker_changes(self) -> None:
+        """Between cycles: follow added input partitions; resynchronise after data loss."""
+        if self._partitions_added and self._inputs is not None:
+            self._partitions_added = False
+            await self._inputs.follow({})
+        if self._resync is None:
+            return
+        reason, reread_inputs = self._resync
+        log.error(
+            "app %s: %s (was the broker restarted without its data?): recreating the app's "
+            "topics; the grids keep their state and are written to their changelogs again%s",
+            self.app.name,
+            reason,
+            "; input is read again from the start of the recreated topics" if reread_inputs else "",
+        )
+        metrics.RESYNCS.labels(self.app.name).inc()
+        await self._ensure_topics()
+        async with self.state_lock:
+            for grid in self.app.grids.values():
+                for key in grid:
+                    grid.mark_changed(key)
+            if reread_inputs and self._inputs is not None:
+                await self._inputs.restart_from_beginning()
+        self._resync = None
+
+    async def _commit_group(self, positions: dict[TopicPartition, int]) -> None:
+        """Checkpointed mode's group offsets: only for tools, so a failure is just logged."""
+        assert self._inputs is not None
+        try:
+            await self._inputs.consumer.commit(positions)
+        except Exception as exc:
+            log.debug("group offsets not committed (tools may show lag): %r", exc)
 
     # -- start-up --------------------------------------------------------------------
 
@@ -331,93 +411,18 @@ class KafkaEngine:
             last_error = RuntimeError(f"cannot create topic {name}: {errors}")
         raise RuntimeError(f"cannot create topic {name!r}: {last_error}")
 
-    async def _start_input_consumer(self) -> AIOKafkaConsumer:
-        """A consumer assigned every partition of the input topics.
-
-        One instance runs per app, so it takes all partitions itself instead of joining
-        a consumer-group rebalance (which costs seconds on every start); offsets are
-        still committed under the group named after the app.
-        """
-        consumer = AIOKafkaConsumer(
-            group_id=self.app.name,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            max_poll_records=self.max_batch,
-            **self.settings.client_options(),
-        )
-        await consumer.start()
-        partitions = await self._partitions(consumer, list(self.app.input_topics()))
-        consumer.assign(partitions)
-        last = self._checkpoints.last
-        if self.guarantee is Guarantee.CHECKPOINTED and last is not None:
-            for tp in partitions:
-                offset = last.inputs.get(f"{tp.topic}:{tp.partition}")
-                if offset is not None:
-                    consumer.seek(tp, offset)
-                    self._positions[tp] = offset
-        return consumer
-
-    @staticmethod
-    async def _partitions(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicPartition]:
-        found: list[TopicPartition] = []
-        for topic in topics:
-            numbers = consumer.partitions_for_topic(topic)
-            for _ in range(50):
-                if numbers:
-                    break
-                await consumer._client.force_metadata_update()
-                numbers = consumer.partitions_for_topic(topic)
-                if not numbers:
-                    await asyncio.sleep(0.1)
-            if not numbers:
-                raise RuntimeError(f"topic {topic!r} has no partitions in the broker's metadata")
-            found.extend(TopicPartition(topic, p) for p in sorted(numbers))
-        return found
-
     async def _start_producer(self) -> AIOKafkaProducer:
-        options = self.settings.client_options()
-        if self.exactly_once != "off":
-            producer = AIOKafkaProducer(
-                transactional_id=self.app.name, acks="all", linger_ms=2, **options
-            )
-            try:
-                await asyncio.wait_for(producer.start(), 15)
-            except KafkaConnectionError as exc:
-                # No broker reached at all (down, credentials refused, TLS failed): not a
-                # broker without transactions. Falling back would repeat the failure, or
-                # silently downgrade to checkpoints if the next attempt got through.
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-                raise await diagnose_connection(self.settings) from exc
-            except Exception as exc:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-                if self.exactly_once == "on":
-                    raise RuntimeError(
-                        f"the broker at {self.settings.bootstrap} refused a transactional "
-                        f"producer ({exc!r}); exactly-once needs Kafka transactions"
-                    ) from exc
-                log.warning(
-                    "broker at %s has no usable transactions (%r): using checkpoints "
-                    "(grids exactly once, dead letters and sent records at least once)",
-                    self.settings.bootstrap,
-                    exc,
-                )
-            else:
-                self.guarantee = Guarantee.EXACTLY_ONCE
-                return producer
-        producer = AIOKafkaProducer(acks="all", linger_ms=2, **options)
-        try:
-            await producer.start()
-        except BaseException as exc:
-            with contextlib.suppress(Exception):
-                await producer.stop()
-            if isinstance(exc, KafkaConnectionError):
-                raise await diagnose_connection(self.settings) from exc
-            raise
-        self.guarantee = Guarantee.CHECKPOINTED
-        return producer
+        chosen = await choose_producer(
+            self.app.name,
+            self.settings,
+            self.exactly_once,
+            on_wait=lambda message: self._set_status(self.status, message),
+        )
+        self.guarantee = chosen.guarantee
+        self.downgrade_reason = chosen.downgrade_reason
+        metrics.GUARANTEE.labels(self.app.name, chosen.guarantee.value).set(1)
+        self._set_status(self.status, "")
+        return chosen.producer
 
     async def _restore(self) -> None:
         """Rebuild every grid from its changelog (and, checkpointed, find where input resumes)."""
@@ -441,7 +446,7 @@ class KafkaEngine:
             checkpointed = self.guarantee is Guarantee.CHECKPOINTED
             # Look every partition up before the first assign(): after it, the consumer's
             # metadata covers only the assigned topics.
-            partitions = await self._partitions(
+            partitions = await partitions_of(
                 consumer, [*by_topic, *([self.app.checkpoint_topic] if checkpointed else [])]
             )
             if checkpointed:
@@ -578,16 +583,8 @@ class KafkaEngine:
         self.on_status(status)
 
     def _update_lag(self) -> None:
-        now = time.monotonic()
-        if self._consumer is None or now - self._last_lag_update < 1.0:
-            return
-        self._last_lag_update = now
-        for tp, position in self._positions.items():
-            highwater = self._consumer.highwater(tp)
-            if highwater is not None:
-                metrics.CONSUMER_LAG.labels(self.app.name, tp.topic, str(tp.partition)).set(
-                    max(0, highwater - position)
-                )
+        if self._inputs is not None:
+            self._inputs.update_lag()
 
 
 def _crash_cycle_from_env() -> int | None:

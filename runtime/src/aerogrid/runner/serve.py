@@ -7,11 +7,13 @@ import contextlib
 import json
 import logging
 import signal
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from aerogrid.app import App
+from aerogrid.engine.guarantee import TransactionsRefused
 from aerogrid.engine.kafka import KafkaEngine, Status
 from aerogrid.engine.processor import StopProcessing
 from aerogrid.errors import BrokerConnectionError
@@ -23,6 +25,11 @@ from aerogrid.settings import BrokerSettings
 from aerogrid.v1 import catalog_pb2
 
 log = logging.getLogger("aerogrid.runner")
+
+#: After SIGTERM, how long the batch in flight may take to commit; then the clients get
+#: CLOSE_TIMEOUT_SECONDS each to stop, so the process exits within 10 s even in an outage.
+STOP_GRACE_SECONDS = 4.0
+CLOSE_TIMEOUT_SECONDS = 1.5
 
 _APP_STATUS = {
     Status.STARTING: catalog_pb2.APP_STATUS_STARTING,
@@ -60,7 +67,12 @@ async def serve_app(app: App, settings: BrokerSettings, options: ServeOptions) -
         exactly_once=options.exactly_once,
         state_lock=hub.state_lock,
     )
-    engine.on_status = lambda status: hosted.set_status(_APP_STATUS[status], engine.status_message)
+
+    def report(*_: object) -> None:
+        hosted.set_status(_APP_STATUS[engine.status], status_message(engine))
+
+    engine.on_status = report
+    engine.on_outage = report
 
     http_port = options.http_port
     if http_port is None:
@@ -96,36 +108,74 @@ async def serve_app(app: App, settings: BrokerSettings, options: ServeOptions) -
 
     exit_code = 0
     try:
-        start = asyncio.create_task(engine.start())
-        stopper = asyncio.create_task(stop_requested.wait())
-        await asyncio.wait((start, stopper), return_when=asyncio.FIRST_COMPLETED)
-        if not start.done():
-            start.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await start
-        else:
-            stopper.cancel()
-            start.result()
+        if await _until_stopped(engine.start(), stop_requested, grace=0):
             for channel in hub.channels(app.name):
                 channel.mark_ready()
+            report()
             if options.ready_file:
                 _write_ready_file(options.ready_file, app, grpc_port, http_port, engine)
-            await engine.run()
+            await _until_stopped(engine.run(), stop_requested, grace=STOP_GRACE_SECONDS)
     except Exception as exc:
         log.error("app %s failed: %s", app.name, exc, exc_info=not _is_expected(exc))
         exit_code = 1
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        await engine.close()
-        await listeners.stop()
+        try:
+            await engine.close(timeout=CLOSE_TIMEOUT_SECONDS)
+        finally:
+            await listeners.stop()
     log.info("app %s stopped", app.name)
     return exit_code
 
 
+async def _until_stopped(
+    work: Coroutine[Any, Any, None], stop: asyncio.Event, grace: float
+) -> bool:
+    """Run `work`; once `stop` is set, give it `grace` seconds, then cancel it.
+
+    True when `work` finished on its own. A stop never waits on a broker for longer
+    than the grace: what was not committed is read again on the next start.
+    """
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopper), return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and grace:
+            await asyncio.wait((task,), timeout=grace)
+            if not task.done():
+                log.warning(
+                    "the batch in flight was not committed within %.0f s of the stop (is the "
+                    "broker reachable?); it is read again on the next start",
+                    grace,
+                )
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return False
+        task.result()
+        return True
+    finally:
+        stopper.cancel()
+
+
+def status_message(engine: KafkaEngine) -> str:
+    """The app's status line for WatchApps and the TUI: the one thing to know now."""
+    if engine.status is Status.FAILED:
+        return engine.status_message
+    if engine.outage:
+        return f"degraded: {engine.outage}; serving the last committed state"
+    if engine.status_message:
+        return engine.status_message
+    if engine.downgrade_reason:
+        return f"checkpointed, not exactly-once: {engine.downgrade_reason}"
+    return ""
+
+
 def _is_expected(exc: Exception) -> bool:
     """Failures whose message says it all (no traceback needed in the log)."""
-    return isinstance(exc, StopProcessing | BrokerConnectionError)
+    return isinstance(exc, StopProcessing | BrokerConnectionError | TransactionsRefused)
 
 
 def _write_ready_file(

@@ -1,0 +1,187 @@
+"""The app's input: every partition of its input topics, read from where it left off.
+
+One process runs each app's processing, so it assigns itself every partition instead
+of joining a consumer-group rebalance (seconds on every start); offsets are still
+committed under the group named after the app. Positions are never reset silently:
+aiokafka's `auto_offset_reset="earliest"` would quietly re-read a partition whose log
+is shorter than the committed position (a broker restarted without its data), and
+count its records twice. Here the consumer raises instead, and the reader tells
+a partition with no committed offset yet (read from the start), one whose oldest
+records were deleted by retention (read from the oldest left, with a warning and a
+count) and one that is now shorter than where the app was (`InputsLost`: the engine
+resynchronises).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Sequence
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
+
+from aerogrid import metrics
+from aerogrid.engine.processor import RecordLike
+from aerogrid.errors import AeroGridError
+from aerogrid.settings import BrokerSettings
+
+log = logging.getLogger("aerogrid.engine")
+
+Positions = dict[TopicPartition, int]
+
+
+class InputsLost(AeroGridError):
+    """An input partition's log is shorter than the app's position in it."""
+
+    def __init__(self, partitions: Sequence[TopicPartition]) -> None:
+        names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions)
+        super().__init__(f"input partitions {names} are shorter than the app's position")
+        self.partitions = list(partitions)
+
+
+class InputReader:
+    """A consumer assigned every partition of the app's input topics."""
+
+    def __init__(
+        self, app_name: str, topics: Iterable[str], settings: BrokerSettings, max_batch: int
+    ) -> None:
+        self.app_name = app_name
+        self.topics = list(topics)
+        self.max_batch = max_batch
+        self.consumer = AIOKafkaConsumer(
+            group_id=app_name,
+            enable_auto_commit=False,
+            auto_offset_reset="none",
+            isolation_level="read_committed",
+            max_poll_records=max_batch,
+            **settings.client_options(),
+        )
+        #: The next offset to read of each input partition, as of the last committed cycle.
+        self.positions: Positions = {}
+        self._last_lag_update = 0.0
+
+    async def start(self, resume: dict[str, int] | None = None) -> None:
+        """Assign every partition; `resume` ("topic:partition" → offset) overrides the group's."""
+        await self.consumer.start()
+        partitions = await partitions_of(self.consumer, self.topics)
+        self.consumer.assign(partitions)
+        for tp in partitions:
+            offset = (resume or {}).get(f"{tp.topic}:{tp.partition}")
+            if offset is not None:
+                self.consumer.seek(tp, offset)
+                self.positions[tp] = offset
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+    def assigned(self) -> dict[str, int]:
+        """Partitions read per input topic."""
+        counts = dict.fromkeys(self.topics, 0)
+        for tp in self.consumer.assignment():
+            counts[tp.topic] = counts.get(tp.topic, 0) + 1
+        return counts
+
+    async def read(self, timeout_ms: int = 100) -> tuple[list[RecordLike], Positions]:
+        """The next batch and the position after it per partition; raises InputsLost."""
+        try:
+            batch = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_batch)
+        except NoOffsetForPartitionError as exc:
+            tp = exc.args[0]
+            log.info("input %s[%d]: no committed offset, reading from the start", *tp)
+            await self.consumer.seek_to_beginning(tp)
+            return [], {}
+        except OffsetOutOfRangeError as exc:
+            await self._out_of_range(exc.args[0])
+            return [], {}
+        records: list[RecordLike] = []
+        offsets: Positions = {}
+        for tp, messages in batch.items():
+            if messages:
+                records.extend(messages)
+                offsets[tp] = messages[-1].offset + 1
+        return records, offsets
+
+    async def _out_of_range(self, fetched: dict[TopicPartition, int]) -> None:
+        starts = await self.consumer.beginning_offsets(list(fetched))
+        lost = [tp for tp, offset in fetched.items() if offset >= starts[tp]]
+        for tp, offset in fetched.items():
+            if tp in lost:
+                continue
+            # Retention deleted records the app had not read yet: say how many.
+            log.warning(
+                "input %s[%d]: %d records were deleted by retention before the app read "
+                "them; reading from the oldest left (offset %d)",
+                tp.topic,
+                tp.partition,
+                starts[tp] - offset,
+                starts[tp],
+            )
+            metrics.INPUT_RECORDS_EXPIRED.labels(self.app_name, tp.topic).inc(starts[tp] - offset)
+            self.consumer.seek(tp, starts[tp])
+        if lost:
+            raise InputsLost(lost)
+
+    async def follow(self, added: dict[str, int]) -> None:
+        """Start reading partitions added to input topics, from their start."""
+        known = set(self.consumer.assignment())
+        await self.consumer._client.force_metadata_update()
+        partitions = await partitions_of(self.consumer, self.topics)
+        new = [tp for tp in partitions if tp not in known]
+        if not new:
+            return
+        self.consumer.assign(partitions)
+        # Re-assigning forgets positions: put back those the app read from (a partition
+        # it has read nothing from in this run resumes from its committed offset again).
+        for tp in known:
+            if tp in self.positions:
+                self.consumer.seek(tp, self.positions[tp])
+        starts = await self.consumer.beginning_offsets(new)
+        for tp in new:
+            self.consumer.seek(tp, starts[tp])
+            self.positions[tp] = starts[tp]
+        log.info(
+            "input partitions added: now reading %s",
+            ", ".join(f"{t} ({n} partitions)" for t, n in self.assigned().items()),
+        )
+
+    async def restart_from_beginning(self) -> None:
+        """Every input partition from its start (the broker lost the app's data)."""
+        await self.consumer._client.force_metadata_update()
+        partitions = await partitions_of(self.consumer, self.topics)
+        self.consumer.assign(partitions)
+        starts = await self.consumer.beginning_offsets(partitions)
+        for tp in partitions:
+            self.consumer.seek(tp, starts[tp])
+        self.positions = dict(starts)
+
+    def update_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag_update < 1.0:
+            return
+        self._last_lag_update = now
+        for tp, position in self.positions.items():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                metrics.CONSUMER_LAG.labels(self.app_name, tp.topic, str(tp.partition)).set(
+                    max(0, highwater - position)
+                )
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicPartition]:
+    """Every partition of `topics`, waiting briefly for metadata of a just-created topic."""
+    found: list[TopicPartition] = []
+    for topic in topics:
+        numbers = consumer.partitions_for_topic(topic)
+        for _ in range(50):
+            if numbers:
+                break
+            await consumer._client.force_metadata_update()
+            numbers = consumer.partitions_for_topic(topic)
+            if not numbers:
+                await asyncio.sleep(0.1)
+        if not numbers:
+            raise RuntimeError(f"topic {topic!r} has no partitions in the broker's metadata")
+        found.extend(TopicPartition(topic, p) for p in sorted(numbers))
+    return found
