@@ -83,7 +83,7 @@ async def serve_app(app: App, settings: BrokerSettings, options: ServeOptions) -
         host=options.host,
         port=options.port,
         http_port=http_port,
-        is_ready=lambda: engine.status is Status.RUNNING,
+        is_ready=lambda: (engine.status is Status.RUNNING, status_message(engine)),
     )
     grpc_port, http_port = listeners.grpc_port, listeners.http_port
     log.info(

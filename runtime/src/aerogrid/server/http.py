@@ -94,6 +94,8 @@ ASGIMessage = MutableMapping[str, Any]
 ASGIReceive = Callable[[], Awaitable[ASGIMessage]]
 ASGISend = Callable[[ASGIMessage], Awaitable[None]]
 ASGIApp = Callable[[ASGIScope, ASGIReceive, ASGISend], Awaitable[None]]
+#: What `/readyz` reports: ready or not, optionally with a detail line.
+Readiness = bool | tuple[bool, str]
 
 DEFAULT_MAX_REQUEST_BYTES: Final = 4 * 1024 * 1024
 """Requests are small (a subscription, a filter); anything bigger is refused."""
@@ -493,7 +495,7 @@ class _HttpApp:
         self,
         endpoint: GridEndpoint,
         authenticator: CallerAuthenticator,
-        is_ready: Callable[[], bool],
+        is_ready: Callable[[], Readiness],
         allowed_origins: Collection[str] | None,
         is_loopback: Callable[[str], bool],
         max_request_bytes: int,
@@ -586,11 +588,10 @@ class _HttpApp:
                 await response.whole(200, "text/plain; charset=utf-8", b"ok\n")
                 return
             if path == "/readyz":
-                ready = self._ready()
+                ready, detail = self._ready()
+                body = ("ready" if ready else "not ready") + (f": {detail}" if detail else "")
                 await response.whole(
-                    200 if ready else 503,
-                    "text/plain; charset=utf-8",
-                    b"ready\n" if ready else b"not ready\n",
+                    200 if ready else 503, "text/plain; charset=utf-8", (body + "\n").encode()
                 )
                 return
             if path == "/metrics":
@@ -607,12 +608,13 @@ class _HttpApp:
             return
         await response.whole(404, "text/plain; charset=utf-8", b"not found\n")
 
-    def _ready(self) -> bool:
+    def _ready(self) -> tuple[bool, str]:
         try:
-            return bool(self._is_ready())
+            answer = self._is_ready()
         except Exception:
             log.exception("is_ready() failed")
-            return False
+            return False, "the readiness check failed"
+        return answer if isinstance(answer, tuple) else (bool(answer), "")
 
     async def _preflight(
         self, headers: dict[str, str], response: _Response, cors_allowed: bool
@@ -852,7 +854,7 @@ def create_http_app(
     endpoint: GridEndpoint,
     authenticator: CallerAuthenticator,
     *,
-    is_ready: Callable[[], bool],
+    is_ready: Callable[[], Readiness],
     allowed_origins: Collection[str] | None = None,
     is_loopback: Callable[[str], bool] | None = None,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
@@ -860,7 +862,9 @@ def create_http_app(
     """The ASGI app serving `endpoint` over Connect and gRPC-Web, plus health and metrics.
 
     `authenticator` sees each call's `authorization` header and whether the peer is on
-    loopback, before the endpoint is called. `is_ready` drives `/readyz`.
+    loopback, before the endpoint is called. `is_ready` drives `/readyz`: a bool, or
+    (ready, detail) where the detail line says what a ready app lacks (degraded, a weaker
+    guarantee) or why it is not ready.
     `allowed_origins` lists the browser origins that CORS lets call us (None: any
     origin; every call is still authenticated). A loopback call from a browser page
     whose origin is neither listed nor local (localhost, 127.0.0.1, [::1]) is not

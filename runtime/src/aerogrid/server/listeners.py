@@ -18,7 +18,7 @@ from grpc import aio
 
 from aerogrid.server import auth
 from aerogrid.server.grpc_server import add_services
-from aerogrid.server.http import create_http_app
+from aerogrid.server.http import Readiness, create_http_app
 from aerogrid.server.service import GridEndpoint
 
 __all__ = ["Listeners", "bind", "start_listeners"]
@@ -59,7 +59,7 @@ async def start_listeners(
     host: str,
     port: int,
     http_port: int,
-    is_ready: Callable[[], bool],
+    is_ready: Callable[[], Readiness],
     is_loopback: Callable[[str], bool] | None = None,
 ) -> Listeners:
     """Serve `endpoint` over gRPC on `port` and HTTP on `http_port`; OSError if either is taken.
