@@ -21,7 +21,7 @@ from aerogrid import metrics
 from aerogrid.client import GridClient, GridClientError, GridUpdate
 from aerogrid.server.auth import Authenticator, AuthSettings, is_loopback
 from aerogrid.server.endpoint import HostedApp, RuntimeEndpoint
-from aerogrid.server.errors import ServiceError
+from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.grpc_server import add_services
 from aerogrid.server.hub import GridHub
 from aerogrid.server.identity import LOCAL_CALLER, Caller
@@ -292,7 +292,11 @@ async def test_tokens_tenants_and_refusals(tmp_path: Path) -> None:
             assert await bob.apps() == []
             with pytest.raises(GridClientError) as info:
                 await bob.snapshot("prices", "quotes")
-            assert info.value.code == grpc.StatusCode.PERMISSION_DENIED
+            # Exactly what an app that does not exist gets: names cannot be probed.
+            with pytest.raises(GridClientError) as none:
+                await bob.snapshot("nosuchapp", "quotes")
+            assert info.value.code == grpc.StatusCode.NOT_FOUND
+            assert info.value.message == none.value.message.replace("nosuchapp", "prices")
         assert failures("cross_tenant") == cross + 1
 
         unknown = failures("unknown_token")
@@ -318,8 +322,22 @@ async def test_endpoint_refuses_other_tenants_directly() -> None:
     outsider = Caller(subject="eve", tenants=frozenset({"initech"}))
     listed = await s.endpoint.list_grids(grid_pb2.ListGridsRequest(), outsider)
     assert list(listed.grids) == []
-    with pytest.raises(ServiceError, match="not a member"):
-        await s.endpoint.list_grids(grid_pb2.ListGridsRequest(app="prices"), outsider)
+    cross = failures("cross_tenant")
+    answers = []
+    for app in ("prices", "nosuchapp"):
+        for call in (
+            s.endpoint.list_grids(grid_pb2.ListGridsRequest(app=app), outsider),
+            anext(
+                s.endpoint.subscribe(grid_pb2.SubscribeRequest(app=app, grid="quotes"), outsider)
+            ),
+        ):
+            with pytest.raises(ServiceError) as info:
+                await call
+            answers.append((info.value.code, info.value.message.replace(app, "APP")))
+    # The same code and message for another tenant's app as for one that does not exist.
+    assert answers[:2] == answers[2:]
+    assert answers[0][0] == Code.NOT_FOUND
+    assert failures("cross_tenant") == cross + 2
 
 
 async def test_client_reconnects_by_itself_and_resumes_with_deltas() -> None:

@@ -192,7 +192,19 @@ def watch(
                 _print_grid(rows, as_json)
                 return
             state: dict[str, dict[str, Any]] = {}
+            stale: str | None = None
             async for update in client.subscribe(app, grid):
+                if update.stale_reason != stale:
+                    # Said on stderr with --json, so stdout stays one grid per line.
+                    stale = update.stale_reason
+                    click.echo(
+                        "-- fresh again"
+                        if stale is None
+                        else f"-- stale: {stale} (showing the last values)",
+                        err=as_json,
+                    )
+                if update.heartbeat:
+                    continue
                 state = update.apply_to(state)
                 if not as_json:
                     click.echo(f"-- seq {update.seq} ({len(state)} rows)")

@@ -57,7 +57,10 @@ class GridUpdate:
     """One update of a subscription.
 
     When `snapshot` is True, `upserts` is the whole grid and replaces what the client
-    had; otherwise `upserts` and `deletes` change it.
+    had; otherwise `upserts` and `deletes` change it. `stale_reason` is set while the
+    app serves its last state but cannot update it (its broker is unreachable, say):
+    keep the values, but show that they may be out of date (`stale`). A change of it
+    comes as a heartbeat update, yielded even without `heartbeats=True`.
     """
 
     seq: int
@@ -67,6 +70,11 @@ class GridUpdate:
     epoch: str
     conflated: int = 0
     heartbeat: bool = False
+    stale_reason: str | None = None
+
+    @property
+    def stale(self) -> bool:
+        return self.stale_reason is not None
 
     def apply_to(self, rows: dict[str, ClientRow]) -> dict[str, ClientRow]:
         """Apply this update to a client's copy of the grid; returns the new copy.
@@ -235,6 +243,10 @@ class GridClient:
         """Live updates of a grid: a snapshot, then deltas (see GridUpdate)."""
         stub = grid_pb2_grpc.GridServiceStub(self._require_channel())
         epoch, seq = resume_epoch, resume_seq
+        #: Why the app's data is stale (None: it is not), as of the last message, and as
+        #: the last update yielded said (a change is yielded at once).
+        stale: str | None = None
+        told: str | None = None
         while True:
             request = grid_pb2.SubscribeRequest(
                 app=app,
@@ -255,16 +267,19 @@ class GridClient:
                     if event == "schema":
                         column_names = [c.name for c in response.schema.columns]
                         epoch = response.schema.epoch
+                        stale = _stale_reason(response.schema)
                     elif event == "snapshot":
                         snap = response.snapshot
                         pending.update(_rows(snap.rows, column_names))
                         if snap.complete:
                             seq = snap.seq
                             rows, pending = pending, {}
-                            yield GridUpdate(seq, True, rows, [], epoch)
+                            told = stale
+                            yield GridUpdate(seq, True, rows, [], epoch, stale_reason=stale)
                     elif event == "delta":
                         delta = response.delta
                         seq = delta.seq
+                        told = stale
                         yield GridUpdate(
                             seq,
                             False,
@@ -272,11 +287,21 @@ class GridClient:
                             list(delta.deletes),
                             epoch,
                             conflated=delta.conflated,
+                            stale_reason=stale,
                         )
-                    elif event == "heartbeat" and heartbeats:
-                        yield GridUpdate(
-                            response.heartbeat.seq, False, {}, [], epoch, heartbeat=True
-                        )
+                    elif event == "heartbeat":
+                        stale = _stale_reason(response.heartbeat)
+                        if heartbeats or stale != told:
+                            told = stale
+                            yield GridUpdate(
+                                response.heartbeat.seq,
+                                False,
+                                {},
+                                [],
+                                epoch,
+                                heartbeat=True,
+                                stale_reason=stale,
+                            )
                 return
             except aio.AioRpcError as exc:
                 if not reconnect or exc.code() not in _RETRYABLE:
@@ -291,6 +316,10 @@ class GridClient:
             finally:
                 call.cancel()
             await asyncio.sleep(self.reconnect_delay)
+
+
+def _stale_reason(message: grid_pb2.Schema | grid_pb2.Heartbeat) -> str | None:
+    return message.stale.reason if message.HasField("stale") else None
 
 
 def _rows(rows: Sequence[grid_pb2.Row], columns: list[str]) -> dict[str, ClientRow]:

@@ -51,15 +51,13 @@ class RuntimeEndpoint:
     # -- lookups -------------------------------------------------------------------
 
     def _app(self, name: str, caller: Caller) -> HostedApp:
+        """The app, if the caller may see it; another tenant's app is as unknown as none."""
         app = self.apps.get(name)
+        if app is not None and not caller.may_see(app.tenant):
+            metrics.AUTH_FAILURES.labels("cross_tenant").inc()
+            app = None
         if app is None:
             raise ServiceError(Code.NOT_FOUND, f"no app named {name!r} here")
-        if not caller.may_see(app.tenant):
-            metrics.AUTH_FAILURES.labels("cross_tenant").inc()
-            raise ServiceError(
-                Code.PERMISSION_DENIED,
-                f"app {name!r} belongs to a tenant {caller.subject!r} is not a member of",
-            )
         return app
 
     def _channel(self, app: str, grid: str, caller: Caller) -> GridChannel:
@@ -134,6 +132,8 @@ class RuntimeEndpoint:
         metrics.SUBSCRIBERS.labels(*labels).inc()
         sent = metrics.UPDATES_SENT.labels(*labels)
         conflated_counter = metrics.ROWS_CONFLATED.labels(*labels)
+        #: The staleness this subscriber was last told (the Schema tells it first).
+        told = channel.stale
         try:
             yield grid_pb2.SubscribeResponse(
                 schema=grid_pb2.Schema(
@@ -141,6 +141,7 @@ class RuntimeEndpoint:
                     grid=grid.name,
                     columns=[grid_pb2.Column(name=c) for c in columns],
                     epoch=channel.epoch,
+                    stale=_stale(told),
                 )
             ).SerializeToString()
             await channel.wait_ready()
@@ -158,10 +159,14 @@ class RuntimeEndpoint:
                     yield chunk
             last_sent = time.monotonic()
             while True:
+                if channel.stale != told:
+                    # Degraded, or healthy again: say so now, not at the next heartbeat.
+                    told = channel.stale
+                    yield _heartbeat(cursor, told)
                 if not await channel.wait_after(cursor, heartbeat):
-                    yield grid_pb2.SubscribeResponse(
-                        heartbeat=grid_pb2.Heartbeat(seq=cursor, server_time=_now())
-                    ).SerializeToString()
+                    yield _heartbeat(cursor, told)
+                    continue
+                if channel.stale != told:
                     continue
                 if min_interval:
                     wait = last_sent + min_interval - time.monotonic()
@@ -270,6 +275,17 @@ def _snapshot(
             ).SerializeToString()
         )
     return chunks
+
+
+def _stale(reason: str | None) -> grid_pb2.Stale | None:
+    return None if reason is None else grid_pb2.Stale(reason=reason)
+
+
+def _heartbeat(seq: int, stale: str | None) -> bytes:
+    """A heartbeat at `seq`, carrying `Stale` while the app is degraded."""
+    return grid_pb2.SubscribeResponse(
+        heartbeat=grid_pb2.Heartbeat(seq=seq, server_time=_now(), stale=_stale(stale))
+    ).SerializeToString()
 
 
 def _now() -> Timestamp:

@@ -84,6 +84,8 @@ class GridChannel:
         self._pending: Changes = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self._last_flush = 0.0
+        #: Why the app cannot update this grid now (None: it can); see GridHub.set_degraded.
+        self.stale: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -94,6 +96,14 @@ class GridChannel:
 
     async def wait_ready(self) -> None:
         await self._ready.wait()
+
+    def set_stale(self, reason: str | None) -> None:
+        """Mark the grid stale (None: fresh again) and wake every subscriber to say so."""
+        if reason == self.stale:
+            return
+        self.stale = reason
+        wakeup, self._wakeup = self._wakeup, asyncio.Event()
+        wakeup.set()
 
     def publish(self, changes: Changes) -> None:
         """Record a committed batch of changes and wake every waiting subscriber.
@@ -254,11 +264,26 @@ class GridHub:
         #: builders: a snapshot never shows a change that is not committed yet.
         self.state_lock = asyncio.Lock()
         self._channels: dict[tuple[str, str], GridChannel] = {}
+        self._degraded: dict[str, str] = {}
 
     def add_grid(self, app: str, grid: Grid) -> GridChannel:
         channel = GridChannel(app, grid, epoch=self.epoch, coalesce_ms=self.coalesce_ms)
+        channel.stale = self._degraded.get(app)
         self._channels[(app, grid.name)] = channel
         return channel
+
+    def set_degraded(self, app: str, reason: str | None) -> None:
+        """Say that `app` cannot update its grids now, and why (None: it can again).
+
+        Its grids keep serving their last committed state; every subscriber is told at
+        once (a heartbeat carrying `Stale`), and every heartbeat repeats it while it lasts.
+        """
+        if reason is None:
+            self._degraded.pop(app, None)
+        else:
+            self._degraded[app] = reason
+        for channel in self.channels(app):
+            channel.set_stale(reason)
 
     def channel(self, app: str, grid: str) -> GridChannel | None:
         return self._channels.get((app, grid))
