@@ -539,7 +539,8 @@ def test_health_ready_metrics(client: httpx.Client, served: Served) -> None:
         assert client.get("/healthz").status_code == 200  # alive, just not ready
     finally:
         served.ready[0] = True
-    r = client.get("/metrics")
+    assert client.get("/metrics").status_code == 401  # see test_metrics_access.py
+    r = client.get("/metrics", headers=AUTH)
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
     assert "# TYPE aerogrid_subscribers gauge" in r.text

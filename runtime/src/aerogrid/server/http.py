@@ -595,7 +595,7 @@ class _HttpApp:
                 )
                 return
             if path == "/metrics":
-                await response.whole(200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
+                await self._metrics(scope, headers, response)
                 return
         wire = _negotiate(headers.get("content-type", "")) if method == "POST" else None
         if wire is not None:
@@ -607,6 +607,23 @@ class _HttpApp:
                 await self._stream_error(response, wire, error)
             return
         await response.whole(404, "text/plain; charset=utf-8", b"not found\n")
+
+    async def _metrics(
+        self, scope: ASGIScope, headers: dict[str, str], response: _Response
+    ) -> None:
+        """The metrics, for whom a grid call would admit: a valid token, or loopback.
+
+        They name the apps and grids served here, which other tenants must not learn.
+        """
+        try:
+            await self._authenticate(scope, headers)
+        except ServiceError as exc:
+            status = _CODES.get(exc.code.value, (2, 500))[1]
+            challenge = [("www-authenticate", "Bearer")] if status == 401 else []
+            body = f"{exc.message}\n".encode()
+            await response.whole(status, "text/plain; charset=utf-8", body, challenge)
+            return
+        await response.whole(200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
 
     def _ready(self) -> tuple[bool, str]:
         try:
