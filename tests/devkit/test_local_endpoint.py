@@ -30,7 +30,10 @@ import pytest
 import pytest_asyncio
 from grpc import aio
 
+from aerogrid import metrics
 from aerogrid.client import ClientRow, GridClient, GridClientError
+from aerogrid.server.errors import Code, ServiceError
+from aerogrid.server.identity import Caller
 from aerogrid.v1 import catalog_pb2, catalog_pb2_grpc, grid_pb2
 from aerogrid_devkit.endpoint import LocalEndpoint, PortInUseError
 from aerogrid_devkit.endpoint.front import HTTP2_PREFACE, Rejected, Route, classify
@@ -212,6 +215,42 @@ async def test_unknown_app_is_not_found_naming_the_apps(ws: Workspace) -> None:
         )
     assert r.status_code == 404
     assert r.json()["code"] == "not_found" and ws.names["beta"] in r.json()["message"]
+
+
+async def test_another_tenants_app_is_as_unknown_as_one_that_does_not_exist(
+    ws: Workspace,
+) -> None:
+    outsider = Caller(subject="eve", tenants=frozenset({"initech"}))
+    gateway = ws.endpoint.gateway
+    before = cross_tenant_refusals()
+    answers = []
+    for app in (ws.names["alpha"], "no-such-app"):
+        for call in (
+            gateway.list_grids(grid_pb2.ListGridsRequest(app=app), outsider),
+            anext(gateway.subscribe(grid_pb2.SubscribeRequest(app=app, grid=GRID), outsider)),
+        ):
+            with pytest.raises(ServiceError) as caught:
+                await call
+            answers.append((caught.value.code, caught.value.message.replace(app, "APP")))
+    assert answers[0] == (Code.NOT_FOUND, "no app named 'APP' in this workspace; apps: none")
+    assert answers[:2] == answers[2:]  # code and message alike
+    assert cross_tenant_refusals() == before + 2  # still counted, without the app's name
+
+
+def cross_tenant_refusals() -> float:
+    sample = metrics.REGISTRY.get_sample_value(
+        "aerogrid_auth_failures_total", {"reason": "cross_tenant"}
+    )
+    return sample or 0.0
+
+
+async def test_metrics_on_the_one_port_are_for_local_callers_only(ws: Workspace) -> None:
+    async with httpx.AsyncClient(base_url=ws.endpoint.url, timeout=10) as http:
+        assert (await http.get("/metrics")).status_code == 200
+        # A web page of another site, in the local user's browser: no token, no metrics.
+        page = await http.get("/metrics", headers={"origin": "https://evil.example"})
+        assert page.status_code == 401
+        assert ws.names["alpha"] not in page.text
 
 
 # --- Connect over HTTP/1.1, on the same port ----------------------------------------------

@@ -313,19 +313,27 @@ class LocalGateway:
 
     # -- routing -----------------------------------------------------------------------
 
-    def _find(self, name: str) -> tuple[_Upstream, catalog_pb2.AppInfo] | None:
-        """The app declared as `name` (a running one first, should two declare it)."""
-        found = []
-        for upstream in self._upstreams.values():
-            for info in self._infos_of(upstream):
-                if info.name == name:
-                    found.append((upstream, info))
+    def _named(self, name: str) -> list[tuple[_Upstream, catalog_pb2.AppInfo]]:
+        return [
+            (upstream, info)
+            for upstream in self._upstreams.values()
+            for info in self._infos_of(upstream)
+            if info.name == name
+        ]
+
+    def _find(self, name: str, caller: Caller) -> tuple[_Upstream, catalog_pb2.AppInfo] | None:
+        """The app declared as `name` that the caller may see (a running one first)."""
+        found = [pair for pair in self._named(name) if caller.may_see(pair[1].tenant)]
         found.sort(key=lambda pair: pair[0].process.status != "running")
         return found[0] if found else None
 
     async def _route(self, name: str, caller: Caller) -> tuple[str, aio.Channel]:
-        """The channel to the process serving app `name`, or the ServiceError saying why not."""
-        found = self._find(name)
+        """The channel to the process serving app `name`, or the ServiceError saying why not.
+
+        Another tenant's app gets the very answer an app that does not exist gets, so
+        names cannot be probed; the refusal is counted (`cross_tenant`).
+        """
+        found = self._find(name, caller)
         if found is None:
             # An app that just started may be the one: its catalog is on its way.
             pending = [
@@ -335,8 +343,10 @@ class LocalGateway:
             ]
             if pending:
                 await asyncio.wait(pending, timeout=CATALOG_TIMEOUT)
-                found = self._find(name)
+                found = self._find(name, caller)
         if found is None:
+            if self._named(name):
+                metrics.AUTH_FAILURES.labels("cross_tenant").inc()
             known = sorted({info.name for info in self._visible(caller)})
             # Apps yet to report their names, on a first try (one crash-looping since it
             # started would turn every typo into a retry forever).
@@ -359,13 +369,7 @@ class LocalGateway:
                 Code.NOT_FOUND,
                 f"no app named {name!r} in this workspace; apps: {', '.join(known) or 'none'}",
             )
-        upstream, info = found
-        if not caller.may_see(info.tenant):
-            metrics.AUTH_FAILURES.labels("cross_tenant").inc()
-            raise ServiceError(
-                Code.PERMISSION_DENIED,
-                f"app {name!r} belongs to a tenant {caller.subject!r} is not a member of",
-            )
+        upstream, _ = found
         channel = upstream.channel
         if upstream.process.status != "running" or channel is None:
             raise ServiceError(
