@@ -79,6 +79,10 @@ async def test_outage_is_visible_quiet_and_processing_resumes(
                 assert summary.status == "running"
                 assert summary.message.startswith("degraded: Kafka at"), summary.message
                 assert await client.snapshot(unique_name, "product_sum") == want
+                # A subscriber is told the grid is stale, with why.
+                async for update in client.subscribe(unique_name, "product_sum"):
+                    assert update.stale and "unreachable" in (update.stale_reason or "")
+                    break
             await asyncio.sleep(6)  # aiokafka alone logged ~30 ERROR lines a second here
             outage_lines = app_lines(app)[lines_before:]
         assert len(outage_lines) <= 5, "\n".join(outage_lines)

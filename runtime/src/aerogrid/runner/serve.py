@@ -70,6 +70,7 @@ async def serve_app(app: App, settings: BrokerSettings, options: ServeOptions) -
 
     def report(*_: object) -> None:
         hosted.set_status(_APP_STATUS[engine.status], status_message(engine))
+        hub.set_degraded(app.name, engine.outage)
 
     engine.on_status = report
     engine.on_outage = report
