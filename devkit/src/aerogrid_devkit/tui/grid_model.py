@@ -58,6 +58,9 @@ class UpdateLike(Protocol):
     @property
     def deletes(self) -> Sequence[str]: ...
 
+    @property
+    def stale_reason(self) -> str | None: ...
+
 
 @dataclass(frozen=True)
 class GridSchema:
@@ -219,6 +222,8 @@ class GridModel:
         self._held_snapshot: dict[str, Mapping[str, Any]] | None = None
         self._held_upserts: dict[str, Mapping[str, Any]] = {}
         self._held_deletes: set[str] = set()
+        #: Why the app says these values may be out of date (None: they are current).
+        self.stale: str | None = None
         if columns:
             self.set_columns(columns)
 
@@ -311,8 +316,10 @@ class GridModel:
         """Apply a snapshot (replaces every row) or a delta; returns the cells changed.
 
         While paused, the update is held instead (the latest value of each row) and
-        applied on `resume()`; it is counted either way.
+        applied on `resume()`; it is counted either way. Whether the app says its values
+        are stale is taken from every update, paused or not.
         """
+        self.stale = update.stale_reason
         if not update.snapshot:
             received = len(update.upserts) + len(update.deletes)
             self.updates_total += received

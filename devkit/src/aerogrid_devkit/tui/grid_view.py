@@ -522,7 +522,10 @@ class GridScreen(Screen[None]):
         if model.paused:
             parts.append(("  paused", "bold $text-warning"))
             parts.append(f" ({model.held_updates:,} updates since)")
-        if state.phase == "live":
+        if state.phase == "live" and model.stale is not None:
+            # The app serves its last state but cannot update it (its broker is down).
+            parts.append((f"  ⚠ stale: {_one_line(model.stale, 120)}", "bold $text-warning"))
+        elif state.phase == "live":
             parts.append(("  ● live", "$text-success"))
         elif state.phase == "error":
             parts.append(("  ✖ error", "bold $text-error"))  # the words are in the message
