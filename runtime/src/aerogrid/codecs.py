@@ -1,16 +1,30 @@
-"""Key and value codecs: how a topic's declared types become bytes and back."""
+"""Key and value codecs: how a topic's declared types become bytes and back.
+
+A decoder's only error is DecodeError, whatever the bytes: invalid UTF-8 anywhere, JSON
+nested past MAX_DEPTH, a record over MAX_RECORD_BYTES, or anything msgspec raises. The
+engine turns it into a per-record error (rolled back, dead-lettered, counted), so no
+record can stop an app. The bounds cost one length comparison on the common record.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Protocol
 
 import msgspec
+import msgspec.inspect
 
 from aerogrid.errors import ConfigurationError, DecodeError
+from aerogrid.limits import MAX_DEPTH, MAX_RECORD_BYTES
 from aerogrid.records import Record
 
 #: The types a topic's key or value may be declared as.
 SUPPORTED_TYPES = "str, bytes, int, dict (JSON) or an aerogrid.Record subclass"
+
+# JSON strings (escapes included), and every byte but brackets: what the depth scan skips.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_OPENERS = frozenset(b"[{")
 
 
 class Codec(Protocol):
@@ -19,6 +33,80 @@ class Codec(Protocol):
     def encode(self, value: Any) -> bytes | None: ...
 
     def decode(self, data: bytes | None) -> Any: ...
+
+
+def json_too_deep(data: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether JSON `data` nests arrays and objects deeper than `limit`.
+
+    Cheap for most records: fewer than 2 × limit bytes, or no more than `limit` opening
+    brackets, cannot nest deeper; only other records are scanned (strings skipped).
+    """
+    if len(data) <= 2 * limit or data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    depth = 0
+    for byte in _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS):
+        if byte in _OPENERS:
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def _too_big(data: bytes) -> DecodeError:
+    return DecodeError(f"record {len(data)} bytes > limit {MAX_RECORD_BYTES} bytes")
+
+
+def _check_bounds(data: bytes, what: str, *, depth: bool) -> None:
+    """Size, then (for values whose nesting reaches the app) depth: a DecodeError if over."""
+    if len(data) > MAX_RECORD_BYTES:
+        raise _too_big(data)
+    if depth and json_too_deep(data):
+        raise DecodeError(f"{what}: JSON nested deeper than {MAX_DEPTH} levels")
+
+
+def _json_error(exc: Exception, what: str) -> DecodeError:
+    """The DecodeError for whatever a msgspec JSON decode raised, with the field if known."""
+    text = str(exc)
+    if isinstance(exc, msgspec.ValidationError):
+        field = None
+        if " - at " in text:
+            field = text.rsplit(" - at ", 1)[1].strip("`")
+        elif "missing required field `" in text:
+            field = "$." + text.rsplit("missing required field `", 1)[1].rstrip("`")
+        return DecodeError(f"{what}: {text}", field=field)
+    if isinstance(exc, msgspec.DecodeError):
+        return DecodeError(f"{what}: {text}")
+    if isinstance(exc, UnicodeDecodeError):
+        return DecodeError(f"{what}: a JSON string is not valid UTF-8 ({exc.reason})")
+    if isinstance(exc, RecursionError):
+        return DecodeError(f"{what}: JSON nested deeper than {MAX_DEPTH} levels")
+    return DecodeError(f"{what}: {type(exc).__name__}: {text}")
+
+
+def _unbounded_nesting(declared: Any) -> bool:
+    """Whether decoded values of `declared` can nest without bound (Any, or recursion).
+
+    Only those need the depth scan: a closed type (like `Order`) bounds its own depth,
+    and deep JSON in fields it ignores ends at msgspec's recursion guard, a DecodeError.
+    """
+
+    def walk(info: Any, path: frozenset[int]) -> bool:
+        if isinstance(info, msgspec.inspect.AnyType) or id(info) in path:
+            return True
+        path = path | {id(info)}
+        children: list[Any] = []
+        for attr in ("item_type", "key_type", "value_type", "type"):
+            child = getattr(info, attr, None)
+            if isinstance(child, msgspec.inspect.Type):
+                children.append(child)
+        for attr in ("types", "item_types"):
+            children.extend(getattr(info, attr, ()))
+        children.extend(f.type for f in getattr(info, "fields", ()))
+        return any(walk(child, path) for child in children)
+
+    return walk(msgspec.inspect.type_info(declared), frozenset())
 
 
 class StrCodec:
@@ -32,6 +120,8 @@ class StrCodec:
     def decode(self, data: bytes | None) -> str | None:
         if data is None:
             return None
+        if len(data) > MAX_RECORD_BYTES:
+            raise _too_big(data)
         try:
             return data.decode()
         except UnicodeDecodeError as exc:
@@ -47,6 +137,8 @@ class BytesCodec:
         return bytes(value)
 
     def decode(self, data: bytes | None) -> bytes | None:
+        if data is not None and len(data) > MAX_RECORD_BYTES:
+            raise _too_big(data)
         return data
 
 
@@ -63,14 +155,20 @@ class IntCodec:
     def decode(self, data: bytes | None) -> int | None:
         if data is None:
             return None
+        if len(data) > MAX_RECORD_BYTES:
+            raise _too_big(data)
         try:
             return int(data.decode().strip())
-        except (UnicodeDecodeError, ValueError):
+        except ValueError:  # UnicodeDecodeError, not digits, over 4,300 digits
             raise DecodeError(f"not an integer: {data[:40]!r}") from None
 
 
 class JsonCodec:
-    """Any JSON value (declared as `dict`): the record must be a JSON object."""
+    """Any JSON value (declared as `dict`): the record must be a JSON object.
+
+    A key repeated in one object keeps its last value (msgspec's rule, as in most JSON
+    parsers); it is not an error.
+    """
 
     def __init__(self) -> None:
         self._decoder = msgspec.json.Decoder(dict[str, Any])
@@ -82,21 +180,30 @@ class JsonCodec:
     def decode(self, data: bytes | None) -> dict[str, Any] | None:
         if data is None:
             return None
+        if len(data) > 2 * MAX_DEPTH:
+            _check_bounds(data, "JSON", depth=True)
         try:
-            return self._decoder.decode(data)
+            decoded: dict[str, Any] = self._decoder.decode(data)
         except msgspec.ValidationError as exc:
             raise DecodeError(f"expected a JSON object: {exc}", field="$") from None
-        except msgspec.DecodeError as exc:
-            raise DecodeError(str(exc)) from None
+        except Exception as exc:
+            raise _json_error(exc, "JSON") from None
+        return decoded
 
 
 class RecordCodec:
-    """A Record as a JSON object; type errors name the field (`$.quantity`)."""
+    """A Record as a JSON object; type errors name the field (`$.quantity`).
+
+    A key repeated in the object keeps its last value, as for `dict`.
+    """
 
     def __init__(self, record_type: type[Record]) -> None:
         self.record_type = record_type
         self._decoder = msgspec.json.Decoder(record_type)
         self._encoder = msgspec.json.Encoder()
+        # Records of a closed type are only size-checked: see _unbounded_nesting.
+        self._depth_checked = _unbounded_nesting(record_type)
+        self._check_above = 2 * MAX_DEPTH if self._depth_checked else MAX_RECORD_BYTES
 
     def encode(self, value: Any) -> bytes | None:
         if value is None:
@@ -113,16 +220,12 @@ class RecordCodec:
                 f"{self.record_type.__name__}: the record has no value (a tombstone); "
                 "declare value_type=bytes or dict to receive tombstones"
             )
+        if len(data) > self._check_above:
+            _check_bounds(data, self.record_type.__name__, depth=self._depth_checked)
         try:
             decoded: Record = self._decoder.decode(data)
-        except msgspec.ValidationError as exc:
-            text = str(exc)
-            field = text.rsplit(" - at ", 1)[1].strip("`") if " - at " in text else None
-            if field is None and "missing required field" in text:
-                field = "$." + text.rsplit("`", 2)[1]
-            raise DecodeError(f"{self.record_type.__name__}: {text}", field=field) from None
-        except msgspec.DecodeError as exc:
-            raise DecodeError(f"{self.record_type.__name__}: {exc}") from None
+        except Exception as exc:
+            raise _json_error(exc, self.record_type.__name__) from None
         return decoded
 
 

@@ -7,10 +7,11 @@ class AeroGridError(Exception):
     """Base class of every AeroGrid error."""
 
 
-class DecodeError(AeroGridError):
+class DecodeError(AeroGridError, ValueError):
     """A Kafka record's key or value does not match its declared type.
 
     `field` names the offending field as a path (`$.quantity`) when the decoder knows it.
+    A ValueError too: a bad value, caught where bad values are.
     """
 
     def __init__(self, message: str, *, field: str | None = None) -> None:

@@ -5,6 +5,10 @@ dict per row). Every mutation is recorded twice: in `_dirty` (the latest value o
 changed row, drained by the engine into the changelog and the hub after each commit)
 and, while a stream handler runs, in that handler's undo log, so a handler that raises
 leaves the grid exactly as it was before its record.
+
+A row whose changelog record would exceed MAX_ROW_BYTES is refused when assigned (a
+GridError in the handler), so its input record is rolled back and dead-lettered instead
+of failing the batch's commit. Only rows that might be that big are measured.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from decimal import Decimal
 from typing import Any, Final, TypeAlias
 
 from aerogrid.errors import ConfigurationError, GridError
+from aerogrid.limits import MAX_ROW_BYTES
 
 Cell: TypeAlias = int | float | str | bool | None | dt.datetime | Decimal
 RowKey: TypeAlias = str | int
@@ -24,7 +29,11 @@ Row: TypeAlias = dict[str, Any]
 RowTuple: TypeAlias = tuple[Cell, ...]
 
 CELL_TYPES: Final = (int, float, str, bool, type(None), dt.datetime, Decimal)
-_EXACT_CELL_TYPES: Final = frozenset(CELL_TYPES)
+#: Cells whose changelog form is never longer than _SMALL_CELL_BYTES.
+_SMALL_CELL_TYPES: Final = frozenset((float, bool, type(None), dt.datetime))
+_SMALL_CELL_BYTES: Final = 64
+#: Ints below this magnitude are small cells too (20 digits).
+_SMALL_INT: Final = 2**64
 _ABSENT: Final[Any] = object()
 
 #: The undo log of the stream handler running in the current task: (grid, key) → the
@@ -62,6 +71,12 @@ class Grid(Mapping[RowKey, Row]):
         self.name = name
         self.columns: tuple[str, ...] = tuple(columns)
         self._index = {column: i for i, column in enumerate(self.columns)}
+        #: A str cell (or key) up to this many characters cannot make the row's changelog
+        #: record exceed MAX_ROW_BYTES, whatever the other cells (JSON escapes a
+        #: character into at most 6 bytes): longer ones make the row measured.
+        names = sum(6 * len(c.encode()) + 4 for c in self.columns) + 16
+        per_cell = (MAX_ROW_BYTES - names) // (len(self.columns) + 1) - _SMALL_CELL_BYTES
+        self._small_chars = max(0, per_cell // 6)
         self._default = default
         self._rows: dict[RowKey, RowTuple] = {}
         self._dirty: dict[RowKey, RowTuple | None] = {}
@@ -106,23 +121,46 @@ class Grid(Mapping[RowKey, Row]):
     # -- writing -------------------------------------------------------------------
 
     def __setitem__(self, key: RowKey, row: Mapping[str, Cell]) -> None:
-        self._check_key(key)
+        plain: Any = key  # mypy does not narrow on `type(x) is`
+        if type(plain) is str:
+            small_key = len(plain) <= self._small_chars
+        else:
+            small_key = type(plain) is int and -_SMALL_INT < plain < _SMALL_INT
+        if not small_key:
+            self._check_key(key)
         if not isinstance(row, Mapping):
             raise GridError(
                 f"app {self.app_name!r} grid {self.name!r}: a row must be a dict of "
                 f"column → value, got {type(row).__name__}"
             )
         index = self._index
-        if len(row) == len(index):
-            # The common case, every column given with a plain value: one pass, no default.
+        if small_key and len(row) == len(index):
+            # The common case, every column given with a small plain value: one pass, no
+            # default, nothing measured (the loop inlines _is_small).
+            fast: tuple[Any, ...] | None
             try:
                 fast = tuple([row[c] for c in self.columns])
             except KeyError:
                 fast = None  # a wrong column name: the checks below name it
             if fast is not None:
+                small_chars, small_int, small_types = (
+                    self._small_chars,
+                    _SMALL_INT,
+                    _SMALL_CELL_TYPES,
+                )
                 for value in fast:
-                    if type(value) not in _EXACT_CELL_TYPES:
-                        break
+                    kind = type(value)
+                    if kind is int:
+                        if -small_int < value < small_int:
+                            continue
+                    elif kind is str:
+                        if len(value) <= small_chars:
+                            continue
+                    elif kind in small_types or (
+                        kind is Decimal and len(str(value)) <= small_chars
+                    ):
+                        continue
+                    break
                 else:
                     self._write(key, fast)
                     return
@@ -141,7 +179,10 @@ class Grid(Mapping[RowKey, Row]):
                     "(use int, float, str, bool, None, datetime or Decimal)"
                 )
             values[position] = value
-        self._write(key, tuple(values))
+        checked = tuple(values)
+        if not (small_key and all(self._is_small(v) for v in checked)):
+            self._check_size(key, checked)
+        self._write(key, checked)
 
     def __delitem__(self, key: RowKey) -> None:
         if key not in self._rows:
@@ -157,6 +198,28 @@ class Grid(Mapping[RowKey, Row]):
         else:
             self._rows[key] = row
         self._dirty[key] = row
+
+    def _is_small(self, cell: object) -> bool:
+        """Whether a key or cell is too small to make a row's changelog record too big."""
+        kind = type(cell)
+        if kind is int:
+            return -_SMALL_INT < cell < _SMALL_INT  # type: ignore[operator]
+        if kind is str or kind is Decimal:
+            return len(str(cell)) <= self._small_chars
+        return kind in _SMALL_CELL_TYPES
+
+    def _check_size(self, key: RowKey, row: RowTuple) -> None:
+        """Refuse a row whose changelog record would be over MAX_ROW_BYTES (or unencodable)."""
+        # The changelog imports this module: import it here, on the rare big row only.
+        from aerogrid.engine.changelog import record_size
+
+        where = f"app {self.app_name!r} grid {self.name!r} row {_short(key)}"
+        try:
+            size = record_size(self, key, row)
+        except (ValueError, OverflowError) as exc:  # an int of over 4,300 digits
+            raise GridError(f"{where} cannot be stored: {exc}") from None
+        if size > MAX_ROW_BYTES:
+            raise GridError(f"{where}: row {size} bytes > limit {MAX_ROW_BYTES} bytes")
 
     def _check_key(self, key: object) -> None:
         if type(key) is str:
@@ -214,6 +277,11 @@ class Grid(Mapping[RowKey, Row]):
 
     def __eq__(self, other: object) -> bool:
         return self is other
+
+
+def _short(key: object) -> str:
+    text = repr(key)
+    return text if len(text) <= 60 else text[:59] + "…"
 
 
 def rollback(undo: dict[tuple[Grid, RowKey], Any]) -> None:

@@ -34,7 +34,9 @@ def decode_key(data: bytes | None) -> RowKey:
     try:
         key: RowKey = _key_decoder.decode(data or b"null")
     except Exception as exc:
-        raise DecodeError(f"changelog key {(data or b'')[:40]!r} is not a str or int: {exc}") from None
+        raise DecodeError(
+            f"changelog key {(data or b'')[:40]!r} is not a str or int: {exc}"
+        ) from None
     return key
 
 

@@ -1,24 +1,26 @@
 """The broker-free half of the engine: decode, route and run handlers over a batch.
 
 It knows nothing of Kafka clients, so the same code runs under the Kafka engine and
-under `aerogrid.testing`. A record that fails to decode, or whose handler raises, is
-rolled back and dealt with by its stream's `on_error`; every other record's effects
-stay in the grids for the engine to commit.
+under `aerogrid.testing`. A record that fails to decode (whatever the decoder raised), or
+whose handler raises, is rolled back and dealt with by its stream's `on_error`; every
+other record's effects stay in the grids for the engine to commit. Dead letters always
+fit the producer's message limit (see `dead_letters`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from aerogrid import metrics
 from aerogrid.app import App
+from aerogrid.engine.dead_letters import dead_letter
 from aerogrid.errors import AeroGridError, DecodeError
 from aerogrid.grids import rollback
+from aerogrid.limits import MAX_MESSAGE_BYTES
 from aerogrid.streams import Event, StreamInput, StreamSpec
 from aerogrid.topics import OutgoingRecord
 
@@ -75,8 +77,10 @@ class Counts:
 class Processor:
     """Runs an app's stream handlers over batches of raw records."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, *, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self.app = app
+        #: The producer's limit: no dead letter is bigger.
+        self.max_message_bytes = max_message_bytes
         self.routes = app.input_topics()
         #: topic → (stream, key decoder, value decoder) for each stream reading it.
         self._decoders: dict[
@@ -126,9 +130,11 @@ class Processor:
                 try:
                     key = decode_key(record.key)
                     value = decode_value(record.value)
-                except DecodeError as exc:
+                except Exception as exc:  # DecodeError; anything else is a decoder's bug
                     self.counts.decode_errors += 1
                     metrics.DECODE_ERRORS.labels(self.app.name, topic_name).inc()
+                    if not isinstance(exc, DecodeError):
+                        exc = DecodeError(f"{type(exc).__name__}: {exc}")
                     self._reject(spec, record, exc, stage="decode")
                     continue
                 entry = per_stream.get(spec.name)
@@ -200,38 +206,34 @@ class Processor:
         where = f"{record.topic}[{record.partition}]@{record.offset}"
         if spec.on_error == "stop":
             raise StopProcessing(
-                f"stream {spec.name!r}: record {where} failed to {stage}: {error}"
+                f"stream {spec.name!r}: record {where} failed to {stage}: {_short(error)}"
             ) from error
         if spec.on_error == "skip":
             self.counts.skipped += 1
             metrics.SKIPPED.labels(self.app.name, record.topic).inc()
-            log.warning("skipped record %s: %s failed: %s", where, stage, error)
+            log.warning("skipped record %s: %s failed: %s", where, stage, _short(error))
             return
         self.counts.dead_lettered += 1
         metrics.DEAD_LETTERED.labels(self.app.name, record.topic).inc()
-        log.warning("dead-lettered record %s: %s failed: %s", where, stage, error)
-        detail = "".join(traceback.format_exception_only(type(error), error)).strip()
-        headers = (
-            *record.headers,
-            ("aerogrid-error", detail.encode()[:4000]),
-            ("aerogrid-error-type", type(error).__name__.encode()),
-            ("aerogrid-error-stage", stage.encode()),
-            ("aerogrid-stream", spec.name.encode()),
-            ("aerogrid-source-topic", record.topic.encode()),
-            ("aerogrid-source-partition", str(record.partition).encode()),
-            ("aerogrid-source-offset", str(record.offset).encode()),
+        log.warning("dead-lettered record %s: %s failed: %s", where, stage, _short(error))
+        letter = dead_letter(
+            self.app.dlq_topic,
+            record,
+            error,
+            stage=stage,
+            stream=spec.name,
+            limit=self.max_message_bytes,
         )
-        if isinstance(error, DecodeError) and error.field:
-            headers = (*headers, ("aerogrid-error-field", error.field.encode()))
-        self.dead_letters.append(
-            (
-                (record.topic, record.partition, record.offset),
-                OutgoingRecord(self.app.dlq_topic, record.key, record.value, headers),
-            )
-        )
+        self.dead_letters.append(((record.topic, record.partition, record.offset), letter))
 
     def drain_dead_letters(self) -> list[OutgoingRecord]:
         """The batch's dead letters in source order (decode failures come first otherwise)."""
         letters, self.dead_letters = self.dead_letters, []
         letters.sort(key=lambda item: item[0])
         return [letter for _, letter in letters]
+
+
+def _short(error: BaseException) -> str:
+    """An error for a log line: a handler's message may quote a megabyte of input."""
+    text = str(error)
+    return text if len(text) <= 500 else f"{text[:500]}… ({len(text)} characters)"
