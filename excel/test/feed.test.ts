@@ -52,6 +52,9 @@ const snapshot = (seq: bigint, ...rows: ReturnType<typeof row>[]): SubscribeEven
 const delta = (seq: bigint, ...upserts: ReturnType<typeof row>[]): SubscribeEvent => ({
   event: { case: "delta", value: { seq, upserts, deletes: [] } },
 });
+const heartbeat = (seq: bigint, reason?: string): SubscribeEvent => ({
+  event: { case: "heartbeat", value: { seq, stale: reason === undefined ? undefined : { reason } } },
+});
 const unavailable = Object.assign(new Error("connection refused"), { code: 14, rawMessage: "connection refused" });
 
 function setup() {
@@ -107,6 +110,53 @@ describe("grid feed", () => {
     expect(streams).toHaveLength(2); // closed for good: no reconnect
   });
 
+  it("marks the header stale while the app says it is degraded, keeping and updating the values", async () => {
+    const { registry, streams } = setup();
+    const results: Matrix[] = [];
+    const invocation = { setResult: (m: Matrix) => void results.push(m), onCanceled: undefined as (() => void) | undefined };
+    streamGrid(registry, "ordersapp", "product_sum", undefined, "interval=0", invocation);
+    streams[0]!.push(schema("e1"), snapshot(4n, row("tea", int(2))), heartbeat(4n));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(results.at(-1)).toEqual([["key", "units_sold"], ["tea", 2]]);
+    const shown = results.length;
+    streams[0]!.push(heartbeat(4n, "broker unreachable since 10:42"));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(results.length).toBe(shown + 1); // told at once, not at the next change
+    expect(results.at(-1)).toEqual([["key (stale: broker unreachable since 10:42)", "units_sold"], ["tea", 2]]);
+    // Repeated on every heartbeat while it lasts: nothing new to show.
+    streams[0]!.push(heartbeat(4n, "broker unreachable since 10:42"));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(results.length).toBe(shown + 1);
+    // Changes still arrive (the app serves its last committed state): shown, still marked.
+    streams[0]!.push(delta(5n, row("tea", int(3))));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(results.at(-1)).toEqual([["key (stale: broker unreachable since 10:42)", "units_sold"], ["tea", 3]]);
+    streams[0]!.push(heartbeat(5n));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(results.at(-1)).toEqual([["key", "units_sold"], ["tea", 3]]);
+    invocation.onCanceled!();
+  });
+
+  it("learns that the app is degraded from the schema, on joining or resuming", async () => {
+    const { registry, streams } = setup();
+    const results: Matrix[] = [];
+    const invocation = { setResult: (m: Matrix) => void results.push(m), onCanceled: undefined as (() => void) | undefined };
+    streamGrid(registry, "ordersapp", "product_sum", undefined, "interval=0", invocation);
+    const degraded = (epoch: string): SubscribeEvent => ({
+      event: { case: "schema", value: { epoch, columns: [{ name: "units_sold" }], stale: { reason: "broker down" } } },
+    });
+    streams[0]!.push(degraded("e1"), snapshot(4n, row("tea", int(2))));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(results.at(-1)).toEqual([["key (stale: broker down)", "units_sold"], ["tea", 2]]); // from the first render
+    streams[0]!.fail(unavailable);
+    await vi.advanceTimersByTimeAsync(100);
+    // Resumed on a server that is healthy now: the schema alone clears the mark.
+    streams[1]!.push(schema("e1"));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(results.at(-1)).toEqual([["key", "units_sold"], ["tea", 2]]);
+    invocation.onCanceled!();
+  });
+
   it("a restarted server (new epoch) replaces the grid with its fresh snapshot", async () => {
     const { registry, streams } = setup();
     const events: GridFeedEvent[] = [];
@@ -142,8 +192,9 @@ describe("grid feed", () => {
   it("accepts the generated SubscribeResponse messages", () => {
     const messages: SubscribeResponse[] = [
       create(SubscribeResponseSchema, { event: { case: "heartbeat", value: { seq: 3n } } }),
+      create(SubscribeResponseSchema, { event: { case: "heartbeat", value: { seq: 3n, stale: { reason: "down" } } } }),
     ];
     const asEvents: SubscribeEvent[] = messages; // compile-time check of the structural types
-    expect(asEvents).toHaveLength(1);
+    expect(asEvents).toHaveLength(2);
   });
 });

@@ -3,16 +3,16 @@
 // network layer is a one-line adapter over connect-es's GridService client.
 import { Backoff, Reconnector } from "./backoff.js";
 import type { GridFeedEvent } from "./functions.js";
-import { GridState, type RowIn } from "./grid.js";
+import { GridState, type RowIn, type StaleIn } from "./grid.js";
 import type { Closeable, Emit } from "./registry.js";
 
 /** A SubscribeResponse, structurally (the generated message fits). */
 export interface SubscribeEvent {
   event:
-    | { case: "schema"; value: { epoch: string; columns: readonly { name: string }[] } }
+    | { case: "schema"; value: { epoch: string; columns: readonly { name: string }[]; stale?: StaleIn | undefined } }
     | { case: "snapshot"; value: { seq: bigint; rows: readonly RowIn[]; complete: boolean } }
     | { case: "delta"; value: { seq: bigint; upserts: readonly RowIn[]; deletes: readonly string[] } }
-    | { case: "heartbeat"; value: { seq: bigint } }
+    | { case: "heartbeat"; value: { seq: bigint; stale?: StaleIn | undefined } }
     | { case: undefined; value?: undefined };
 }
 
@@ -66,6 +66,7 @@ export function openGridFeed(app: string, grid: string, emit: Emit<GridFeedEvent
         switch (event.case) {
           case "schema":
             state.applySchema(event.value);
+            changed = state.applyStale(event.value.stale);
             break;
           case "snapshot":
             changed = state.applySnapshot(event.value);
@@ -76,6 +77,7 @@ export function openGridFeed(app: string, grid: string, emit: Emit<GridFeedEvent
             break;
           case "heartbeat":
             state.applyHeartbeat(event.value);
+            changed = state.applyStale(event.value.stale); // degraded, or fresh again
             break;
         }
         if (state.ready && (changed || stale)) {

@@ -16,7 +16,7 @@ export interface StreamingInvocationLike<T> {
 
 /** What a shared grid feed tells its formulas. */
 export type GridFeedEvent =
-  /** The grid changed (or a formula joined a feed that has data). */
+  /** The grid changed, or whether the app says it is stale (or a formula joined a feed that has data). */
   | { type: "data"; state: GridState }
   /** Disconnected, retrying: cells keep their last values and say they are stale. */
   | { type: "stale"; state: GridState; error: unknown }
@@ -27,6 +27,12 @@ export type GridRegistry = SubscriptionRegistry<GridFeedEvent>;
 
 export function staleText(error: unknown): string {
   return `stale: ${toCellText(error).replace(/^AeroGrid: /, "")}; reconnecting`;
+}
+
+/** The header's note while the app says its values may be out of date (its broker is down). */
+export function degradedText(state: GridState): string | undefined {
+  if (state.staleReason === undefined) return undefined;
+  return `stale: ${state.staleReason || "the app cannot update this grid now"}`;
 }
 
 /** =AEROGRID.GRID(app, grid, [columns], [options]) */
@@ -65,7 +71,7 @@ export function streamGrid(
   const subscription = registry.subscribe(app, grid, (event) => {
     switch (event.type) {
       case "data":
-        conflator.push(() => render(event.state, undefined));
+        conflator.push(() => render(event.state, degradedText(event.state)));
         break;
       case "stale":
         conflator.push(() =>

@@ -1,6 +1,8 @@
 // The client's copy of one grid, rebuilt from a subscription's events: Schema, Snapshot
 // chunks, Deltas, Heartbeats. Shared by every formula on the grid; each builds its own
 // matrix from it. Types are structural so that generated proto messages fit directly.
+// The Schema and every Heartbeat also say whether the app is degraded (`Stale`): its
+// values are its last committed state and may be out of date.
 
 /** A cell, shaped like the generated `Value["kind"]` oneof; an unset case is null. */
 export type Cell =
@@ -17,6 +19,11 @@ export interface RowIn {
   cells: readonly { kind: Cell }[];
 }
 
+/** The proto's `Stale`: present while the app cannot update its grids. */
+export interface StaleIn {
+  reason: string;
+}
+
 export interface ResumePoint {
   epoch: string;
   seq: bigint;
@@ -31,6 +38,8 @@ export class GridState {
   seq = 0n;
   /** True once a complete snapshot has been applied on the current epoch. */
   ready = false;
+  /** Why the app says its values may be out of date; undefined while they are current. */
+  staleReason: string | undefined;
   private chunks: Map<string, Cell[]> | undefined;
 
   constructor(
@@ -74,6 +83,14 @@ export class GridState {
 
   applyHeartbeat(heartbeat: { seq: bigint }): void {
     if (this.ready && heartbeat.seq > this.seq) this.seq = heartbeat.seq;
+  }
+
+  /** Takes `stale` from a Schema or Heartbeat (absent: fresh); true when it changed. */
+  applyStale(stale: StaleIn | undefined): boolean {
+    const reason = stale === undefined ? undefined : stale.reason;
+    if (reason === this.staleReason) return false;
+    this.staleReason = reason;
+    return true;
   }
 }
 
