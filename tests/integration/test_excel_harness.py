@@ -33,7 +33,8 @@ from aerogrid_devkit.endpoint import LocalEndpoint
 from aerogrid_devkit.supervisor import Supervisor
 from support.apps import produce, write_orders_app
 from support.brokers import Broker
-from support.excel import EXCEL, built_addin, unavailable
+from support.ci import unavailable
+from support.excel import EXCEL, built_addin
 from support.workspace import supervised_endpoint, wait_for
 
 pytestmark = [pytest.mark.node, pytest.mark.asyncio(loop_scope="module")]

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import fcntl
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from support.ci import unavailable
 
 EXCEL = Path(__file__).resolve().parents[2] / "excel"
 ADDIN = EXCEL / "dist" / "addin"
-
-
-def unavailable(reason: str) -> None:
-    """Skip locally, fail in CI (CI must never go green by skipping the add-in's tests)."""
-    if os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}:
-        pytest.fail(f"{reason} (CI=true: the Excel tests must run, not skip)", pytrace=False)
-    pytest.skip(reason)
 
 
 def built_addin() -> Path:

@@ -18,11 +18,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 
 from aerogrid import metrics
+from aerogrid.engine.crash_journal import Ranges
 from aerogrid.engine.processor import RecordLike
 from aerogrid.errors import AeroGridError
 from aerogrid.settings import BrokerSettings
@@ -39,6 +41,15 @@ class InputsLost(AeroGridError):
         names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions)
         super().__init__(f"input partitions {names} are shorter than the app's position")
         self.partitions = list(partitions)
+
+
+@dataclass
+class Batch:
+    """Records read in one go, with the position after them and their offset ranges."""
+
+    records: list[RecordLike] = field(default_factory=list)
+    offsets: Positions = field(default_factory=dict)
+    ranges: Ranges = field(default_factory=dict)
 
 
 class InputReader:
@@ -83,25 +94,25 @@ class InputReader:
             counts[tp.topic] = counts.get(tp.topic, 0) + 1
         return counts
 
-    async def read(self, timeout_ms: int = 100) -> tuple[list[RecordLike], Positions]:
-        """The next batch and the position after it per partition; raises InputsLost."""
+    async def read(self, timeout_ms: int = 100) -> Batch:
+        """The next batch; raises InputsLost."""
         try:
             batch = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_batch)
         except NoOffsetForPartitionError as exc:
             tp = exc.args[0]
             log.info("input %s[%d]: no committed offset, reading from the start", *tp)
             await self.consumer.seek_to_beginning(tp)
-            return [], {}
+            return Batch()
         except OffsetOutOfRangeError as exc:
             await self._out_of_range(exc.args[0])
-            return [], {}
-        records: list[RecordLike] = []
-        offsets: Positions = {}
+            return Batch()
+        read = Batch()
         for tp, messages in batch.items():
             if messages:
-                records.extend(messages)
-                offsets[tp] = messages[-1].offset + 1
-        return records, offsets
+                read.records.extend(messages)
+                read.offsets[tp] = messages[-1].offset + 1
+                read.ranges[(tp.topic, tp.partition)] = (messages[0].offset, messages[-1].offset)
+        return read
 
     async def _out_of_range(self, fetched: dict[TopicPartition, int]) -> None:
         starts = await self.consumer.beginning_offsets(list(fetched))

@@ -38,16 +38,23 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aerogrid import metrics
 from aerogrid.app import App
 from aerogrid.engine import changelog, checkpoints
+from aerogrid.engine.crash_journal import CrashJournal
+from aerogrid.engine.dead_letters import dead_letter
 from aerogrid.engine.guarantee import ExactlyOnce, Guarantee, choose_producer
 from aerogrid.engine.health import BrokerWatch
-from aerogrid.engine.inputs import InputReader, InputsLost, partitions_of
+from aerogrid.engine.inputs import Batch, InputReader, InputsLost, partitions_of
 from aerogrid.engine.processor import Processor, RecordLike, StopProcessing
+from aerogrid.errors import AeroGridError
 from aerogrid.grids import Grid, RowKey, RowTuple
 from aerogrid.settings import BrokerSettings
 
 log = logging.getLogger("aerogrid.engine")
 
 Publish = Callable[[Grid, dict[RowKey, RowTuple | None]], None]
+
+
+class CrashedTwice(AeroGridError):
+    """The process died twice while a handler ran this record."""
 
 
 class Status(StrEnum):
@@ -86,6 +93,7 @@ class KafkaEngine:
         self.downgrade_reason: str | None = None
         self._producer: AIOKafkaProducer | None = None
         self._inputs: InputReader | None = None
+        self._journal: CrashJournal | None = None
         self._watch: BrokerWatch | None = None
         #: Set by the broker watch, acted on between cycles: why to resynchronise, and
         #: whether the inputs must be read again from their start.
@@ -115,6 +123,7 @@ class KafkaEngine:
         self._set_status(Status.RESTORING)
         await self._restore()
         if self.app.streams:
+            self._journal = CrashJournal.open(self.app.name)
             self._inputs = InputReader(
                 self.app.name, self.app.input_topics(), self.settings, self.max_batch
             )
@@ -186,17 +195,18 @@ class KafkaEngine:
         if self._producer is not None:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(self._producer.stop(), timeout)
+        if self._journal is not None:
+            self._journal.close()
         if self.status is not Status.FAILED:
             self._set_status(Status.STOPPED)
 
     # -- one cycle -------------------------------------------------------------------
 
     async def _cycle(self, *, final: bool = False) -> None:
-        records: list[RecordLike] = []
-        offsets: dict[TopicPartition, int] = {}
+        batch = Batch()
         if self._inputs is not None and not final:
             try:
-                records, offsets = await self._inputs.read()
+                batch = await self._inputs.read()
             except InputsLost as exc:
                 self._resync = (str(exc), True)
                 return
@@ -204,7 +214,7 @@ class KafkaEngine:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), 0.05)
         if (
-            not records
+            not batch.records
             and not self.app._outbox
             and not any(g.has_changes() for g in self.app.grids.values())
         ):
@@ -213,25 +223,76 @@ class KafkaEngine:
         async with self.state_lock:
             started = time.perf_counter()
             if self.guarantee is Guarantee.EXACTLY_ONCE:
-                changes = await self._commit_transactional(records, offsets)
+                changes = await self._commit_transactional(batch)
             else:
-                changes = await self._commit_checkpointed(records, offsets)
+                changes = await self._commit_checkpointed(batch)
             metrics.BATCH_SECONDS.labels(self.app.name).observe(time.perf_counter() - started)
             if self._inputs is not None:
-                self._inputs.positions.update(offsets)
+                self._inputs.positions.update(batch.offsets)
             for grid, grid_changes in changes:
                 if grid_changes:
                     self.publish(grid, grid_changes)
                     metrics.GRID_ROWS.labels(self.app.name, grid.name).set(len(grid))
         self._update_lag()
 
+    async def _process(self, batch: Batch) -> None:
+        """Run the batch through the handlers, noted in the crash journal (see there)."""
+        journal = self._journal
+        if journal is None or not batch.records:
+            await self.processor.process(batch.records)
+            return
+        if not journal.suspects and not journal.quarantined:
+            journal.processing(batch.ranges)
+            await self.processor.process(batch.records)
+            journal.done()
+            return
+        # After a crash in the handlers: the suspects one at a time, the rest together.
+        together: list[RecordLike] = []
+        for record in batch.records:
+            where = (record.topic, record.partition, record.offset)
+            if where in journal.quarantined:
+                journal.quarantined.discard(where)
+                self._dead_letter_crasher(record)
+            elif journal.is_suspect(*where):
+                journal.processing({where[:2]: (record.offset, record.offset)}, single=True)
+                await self.processor.process([record])
+                journal.done()
+            else:
+                together.append(record)
+            journal.passed(*where)
+        if together:
+            journal.processing(batch.ranges)
+            await self.processor.process(together)
+            journal.done()
+
+    def _dead_letter_crasher(self, record: RecordLike) -> None:
+        streams = [spec.name for spec in self.processor.routes.get(record.topic, [])]
+        letter = dead_letter(
+            self.app.dlq_topic,
+            record,
+            CrashedTwice(
+                f"record {record.topic}[{record.partition}]@{record.offset} crashed the app "
+                "twice (the process died while its handler ran); it is skipped so that it "
+                "cannot stop the app"
+            ),
+            stage="handler",
+            stream=",".join(streams),
+            limit=self.processor.max_message_bytes,
+        )
+        self.processor.dead_letters.append(
+            ((record.topic, record.partition, record.offset), letter)
+        )
+        self.processor.counts.dead_lettered += 1
+        metrics.DEAD_LETTERED.labels(self.app.name, record.topic).inc()
+
     async def _commit_transactional(
-        self, records: list[RecordLike], offsets: dict[TopicPartition, int]
+        self, batch: Batch
     ) -> list[tuple[Grid, dict[RowKey, RowTuple | None]]]:
         producer = self._require_producer()
+        offsets = batch.offsets
         await producer.begin_transaction()
         try:
-            await self.processor.process(records)
+            await self._process(batch)
             changes, sends = await self._send_outputs(producer)
             await asyncio.gather(*sends)
             self._maybe_crash()
@@ -245,10 +306,11 @@ class KafkaEngine:
         return changes
 
     async def _commit_checkpointed(
-        self, records: list[RecordLike], offsets: dict[TopicPartition, int]
+        self, batch: Batch
     ) -> list[tuple[Grid, dict[RowKey, RowTuple | None]]]:
         producer = self._require_producer()
-        await self.processor.process(records)
+        offsets = batch.offsets
+        await self._process(batch)
         self._batch += 1
         changes, sends = await self._send_outputs(
             producer, checkpoints.header(self._generation, self._batch)
