@@ -13,6 +13,7 @@ import pytest
 
 from aerogrid.client import GridClient
 from aerogrid_devkit.supervisor import Supervisor
+from aerogrid_devkit.tui.screens.apps import app_row
 from support.apps import write_orders_app
 from support.brokers import Broker
 
@@ -128,6 +129,9 @@ async def test_stop_start_and_counters_of_one_app(
         )
         await wait_for(lambda: app.stats.records_in >= 6 and app.stats.errors >= 1)
         assert app.stats.dead_lettered >= 1
+        # The embedded broker has no transactions: the TUI's apps table says so.
+        assert app.stats.health.startswith("checkpointed, not exactly-once"), app.stats.health
+        assert "checkpointed, not exactly-once" in str(app_row(app).cells[-1])
         await supervisor.stop_app("app")
         assert app.status == "stopped" and app.process is not None
         assert app.process.returncode is not None

@@ -39,6 +39,8 @@ class AppStats:
     records_per_s: float = 0.0
     errors: float = 0.0
     dead_lettered: float = 0.0
+    #: What a serving app's /readyz says it lacks (degraded, a weaker guarantee), or "".
+    health: str = ""
 
 
 @dataclass
@@ -267,6 +269,7 @@ class Supervisor:
                     continue
                 try:
                     text = await _http_get("127.0.0.1", app.ports["http"], "/metrics")
+                    ready = await _http_get("127.0.0.1", app.ports["http"], "/readyz")
                 except (OSError, ValueError):
                     continue
                 totals = _totals(text)
@@ -279,6 +282,7 @@ class Supervisor:
                     + totals.get("aerogrid_handler_errors", 0.0)
                     + totals.get("aerogrid_task_errors", 0.0),
                     dead_lettered=totals.get("aerogrid_dead_lettered", 0.0),
+                    health=ready.strip().removeprefix("ready").removeprefix(":").strip(),
                 )
                 self._changed(app)
 

@@ -83,6 +83,8 @@ def app_row(app: AppProcess) -> TableRow:
         )
     elif app.status == "stopped":
         info = "stopped (s starts it)"
+    elif stats.health:
+        info = Text(f"⚠ {stats.health}", style="yellow")
     else:
         info = short_path(app.path)
     return TableRow(
