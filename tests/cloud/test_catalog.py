@@ -33,6 +33,7 @@ from grpc import aio
 from jwt.algorithms import RSAAlgorithm
 from kubernetes import client
 
+from aerogrid import metrics
 from aerogrid.client import GridClient, GridClientError
 from aerogrid.server.auth import Authenticator, is_loopback
 from aerogrid.server.identity import Caller
@@ -372,14 +373,37 @@ async def test_grids_are_not_served_here_and_say_where(
         assert f"x-aerogrid-app: orders and x-aerogrid-tenant: {tenants.a}" in (
             info.value.details() or ""
         )
-        # Another tenant's app is as unknown as one that does not exist.
-        with pytest.raises(aio.AioRpcError) as info:
-            stream = stub.Subscribe(
-                grid_pb2.SubscribeRequest(app="risk", grid="g"), metadata=metadata
-            )
-            await stream.read()
-        assert info.value.code() == grpc.StatusCode.NOT_FOUND
-        assert "no app named 'risk' among your tenants' apps" in (info.value.details() or "")
+        # Another tenant's app is as unknown as one that does not exist: same code, same
+        # message (names cannot be probed), counted as a cross-tenant refusal.
+        answers = []
+        before = cross_tenant_refusals()
+        for app in ("risk", "nosuchapp"):
+            with pytest.raises(aio.AioRpcError) as info:
+                stream = stub.Subscribe(
+                    grid_pb2.SubscribeRequest(app=app, grid="g"), metadata=metadata
+                )
+                await stream.read()
+            answers.append((info.value.code(), (info.value.details() or "").replace(app, "X")))
+        assert answers[0][0] == grpc.StatusCode.NOT_FOUND
+        assert answers[0] == answers[1]
+        assert "no app named 'X' among your tenants' apps" in answers[0][1]
+        assert cross_tenant_refusals() == before + 1
+
+
+def cross_tenant_refusals() -> float:
+    sample = metrics.REGISTRY.get_sample_value(
+        "aerogrid_auth_failures_total", {"reason": "cross_tenant"}
+    )
+    return sample or 0.0
+
+
+async def test_metrics_need_a_token(served: CatalogServer) -> None:
+    # Behind the sidecar every peer is loopback, so loopback alone is not enough here.
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{served.http_port}") as http:
+        refused = await http.get("/metrics")
+        assert refused.status_code == 401 and "aerogrid_" not in refused.text
+        answer = await http.get("/metrics", headers={"authorization": "Bearer token-a"})
+        assert answer.status_code == 200 and "aerogrid_auth_failures_total" in answer.text
 
 
 async def test_health_and_readiness(served: CatalogServer) -> None:
