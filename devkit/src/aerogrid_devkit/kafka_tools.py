@@ -1,4 +1,8 @@
-"""Topic tools of the devkit (list, produce, tail, browse), a small kcat for AeroGrid users."""
+"""Topic tools of the devkit (list, produce, tail, browse), a small kcat for AeroGrid users.
+
+They show any record, dead letters included: JSON nested too deep to parse safely, bytes
+that are not UTF-8 and binary values are shown as (escaped) text, never an error.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from typing import Any, Literal
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from aerogrid.codecs import json_too_deep
 from aerogrid.settings import BrokerSettings
 from aerogrid_devkit import embedded
 from aerogrid_devkit.workspace import MANIFEST, Workspace
@@ -72,14 +77,14 @@ async def list_topics(settings: BrokerSettings) -> list[TopicInfo]:
 
 
 async def _start(consumer: AIOKafkaConsumer) -> None:
-    """Start a consumer so that stopping it at once is safe.
+    """Start a consumer that knows every topic's partitions and is safe to stop at once.
 
-    aiokafka's stop() raises CancelledError when the consumer's own start-up task has
-    not run yet (a broker without topics, a LookupError right after start): one yield
-    to the event loop lets it run.
+    A consumer subscribed to nothing knows no topic on Apache Kafka (its start-up
+    metadata names none), so one refresh asks for all of them. Awaiting it also lets the
+    consumer's own start-up task run: aiokafka's stop() raises CancelledError before.
     """
     await consumer.start()
-    await asyncio.sleep(0)
+    await consumer._client.force_metadata_update()
 
 
 async def high_watermarks(
@@ -172,12 +177,22 @@ def _text(data: bytes | None) -> str | None:
 
 
 def _json_or_text(data: bytes | None) -> Any:
-    if data is None:
-        return None
+    is_json, value = parse_json(data)
+    return value if is_json else _text(data)
+
+
+def parse_json(data: bytes | None) -> tuple[bool, Any]:
+    """(True, the value) when the bytes are JSON safe to show, else (False, None).
+
+    JSON nested deeper than the runtime's decoders accept counts as text: parsing or
+    printing it would recurse past Python's limit (RecursionError).
+    """
+    if data is None or json_too_deep(data):
+        return False, None
     try:
-        return json.loads(data)
-    except ValueError:
-        return _text(data)
+        return True, json.loads(data)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, an int of 4,300+ digits
+        return False, None
 
 
 @dataclass(frozen=True)

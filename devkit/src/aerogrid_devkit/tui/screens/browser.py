@@ -1,7 +1,9 @@
 """The topic browser: the messages of a topic, and the one under the cursor in full.
 
 Values that parse as JSON are pretty-printed; anything else is shown as text (bytes that
-are not UTF-8 escaped), so a malformed record is as readable as a good one.
+are not UTF-8 escaped), so a malformed record is as readable as a good one. Big values,
+keys and headers are shown cut (saying how big they are), so a megabyte dead letter or
+deeply nested JSON opens as fast as any other record.
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ from aerogrid_devkit.tui.widgets.filter_table import FilterableTable, TableRow
 
 BROWSE_TIMEOUT = 30.0
 PREVIEW = 60
+#: Values up to this size are parsed for the one-line preview.
+PREVIEW_PARSE_BYTES = 4096
+#: Values up to this size are pretty-printed as JSON in the detail; bigger ones are text.
+PRETTY_BYTES = 64 * 1024
+#: How much of a value, key or header value the detail shows.
+DETAIL_BYTES = 64 * 1024
+HEADER_BYTES = 1024
 COLUMNS = (
     ("partition", "Partition"),
     ("offset", "Offset"),
@@ -38,28 +47,37 @@ COLUMNS = (
 )
 
 
-def text_of(data: bytes | None) -> str:
-    return "" if data is None else data.decode("utf-8", errors="backslashreplace")
+def text_of(data: bytes | None, limit: int | None = None) -> str:
+    """The bytes as text (not UTF-8: escaped), the first `limit` bytes with a note if cut."""
+    if data is None:
+        return ""
+    if limit is None or len(data) <= limit:
+        return data.decode("utf-8", errors="backslashreplace")
+    shown = data[:limit].decode("utf-8", errors="backslashreplace")
+    return f"{shown}… ({len(data) - limit:,} more bytes, {len(data):,} in all)"
 
 
 def parsed_json(data: bytes | None) -> tuple[bool, Any]:
-    """(True, the value) when the bytes are JSON, else (False, None)."""
-    if data is None:
+    """(True, the value) when the bytes are JSON small and shallow enough to pretty-print."""
+    if data is None or len(data) > PRETTY_BYTES:
         return False, None
-    try:
-        return True, json.loads(data)
-    except ValueError:
-        return False, None
+    return kafka_tools.parse_json(data)
+
+
+def one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= PREVIEW else text[: PREVIEW - 1] + "…"
 
 
 def preview(data: bytes | None) -> str:
     """The value on one line: compact JSON, or the text, cut to fit a cell."""
     if data is None:
         return "(null)"
-    is_json, value = parsed_json(data)
-    text = json.dumps(value, ensure_ascii=False) if is_json else text_of(data)
-    text = " ".join(text.split())
-    return text if len(text) <= PREVIEW else text[: PREVIEW - 1] + "…"
+    if len(data) <= PREVIEW_PARSE_BYTES:
+        is_json, value = kafka_tools.parse_json(data)
+        if is_json:
+            return one_line(json.dumps(value, ensure_ascii=False))
+    return one_line(text_of(data[: PREVIEW * 4]))
 
 
 def record_row(record: BrowsedRecord) -> TableRow:
@@ -68,7 +86,9 @@ def record_row(record: BrowsedRecord) -> TableRow:
         (
             str(record.partition),
             str(record.offset),
-            text_of(record.key) if record.key is not None else Text("(none)", style="dim"),
+            one_line(text_of(record.key[: PREVIEW * 4]))
+            if record.key is not None
+            else Text("(none)", style="dim"),
             preview(record.value),
             str(len(record.headers)) if record.headers else "",
         ),
@@ -85,10 +105,12 @@ def record_detail(record: BrowsedRecord) -> RenderableType:
         when = datetime.fromtimestamp(record.timestamp / 1000, UTC)
         where += f" · {when:%Y-%m-%d %H:%M:%S} UTC"
     facts.add_row("Record", where)
-    facts.add_row("Key", text_of(record.key) if record.key is not None else Text("(none)", "dim"))
+    key = text_of(record.key, HEADER_BYTES) if record.key is not None else Text("(none)", "dim")
+    facts.add_row("Key", key)
     if record.headers:
         for i, (name, header) in enumerate(record.headers):
-            facts.add_row("Headers" if i == 0 else "", Text(f"{name} = {text_of(header)}"))
+            line = f"{name[:HEADER_BYTES]} = {text_of(header, HEADER_BYTES)}"
+            facts.add_row("Headers" if i == 0 else "", Text(line))
     else:
         facts.add_row("Headers", Text("(none)", style="dim"))
     is_json, _ = parsed_json(record.value)
@@ -97,7 +119,7 @@ def record_detail(record: BrowsedRecord) -> RenderableType:
     elif is_json:
         value = JSON(text_of(record.value), indent=2)
     else:
-        value = Text(text_of(record.value))
+        value = Text(text_of(record.value, DETAIL_BYTES))
     label = "Value (JSON)" if is_json else "Value"
     return Group(facts, Text(""), Text(label, style="bold"), value)
 
