@@ -6,7 +6,9 @@
             ...
 
 `subscribe` reconnects on its own after a transport failure and resumes from the last
-sequence it applied, so an update stream survives a server restart or a network blip.
+sequence it applied, so an update stream survives a server restart or a network blip;
+and after the server dropped it for not reading (RESOURCE_EXHAUSTED mid-stream), from
+a fresh snapshot.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ _RETRYABLE = {
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.INTERNAL,
 }
+
+#: How a server ends a subscription whose client stopped reading and fell behind the
+#: updates it keeps: once the stream has started (a request too big gets it at once).
+#: The subscription resumes, from a fresh snapshot.
+_DROPPED = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 class GridClientError(Exception):
@@ -304,7 +311,8 @@ class GridClient:
                             )
                 return
             except aio.AioRpcError as exc:
-                if not reconnect or exc.code() not in _RETRYABLE:
+                dropped = exc.code() == _DROPPED and bool(column_names)
+                if not reconnect or (exc.code() not in _RETRYABLE and not dropped):
                     raise GridClientError(exc.code(), exc.details() or "") from None
                 log.info(
                     "grid stream %s/%s lost (%s); resuming after seq %d",

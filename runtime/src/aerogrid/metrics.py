@@ -116,3 +116,14 @@ RESYNCS = Counter(
     ["app"],
     registry=REGISTRY,
 )
+REQUESTS_REFUSED = Counter(
+    "aerogrid_requests_refused",
+    "Requests refused before reaching a service: malformed, incomplete or too slow",
+    ["transport", "reason"],
+    registry=REGISTRY,
+)
+SUBSCRIBERS_DROPPED = Counter(
+    "aerogrid_subscribers_dropped",
+    "Subscriptions ended because their client stopped reading and fell behind the window",
+    registry=REGISTRY,
+)

@@ -48,11 +48,14 @@ import uvicorn
 from grpc import aio
 
 from aerogrid.server.auth import Authenticator, AuthSettings, is_loopback
+from aerogrid.server.connections import GRPC_SERVER_OPTIONS
 from aerogrid.server.grpc_server import add_services
 from aerogrid.server.http import ASGIApp, create_http_app
+from aerogrid.server.http_server import uvicorn_config
 from aerogrid_devkit.devcert import DevCert, DevCertError, ensure_devcert
 from aerogrid_devkit.endpoint.addin import AddinCounts, AddinFiles, addin_bundle_dir
 from aerogrid_devkit.endpoint.front import (
+    MAX_CONNECTIONS,
     ConnectionCounts,
     Front,
     PortInUseError,
@@ -118,17 +121,11 @@ async def _serve_http(
     sock = _internal_socket()
     port: int = sock.getsockname()[1]
     server = _Uvicorn(
-        uvicorn.Config(
+        uvicorn_config(
             app,
+            tls=tls,
             log_config=None,  # leave the devkit's logging (and the TUI's screen) alone
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
             proxy_headers=False,  # the peer is the front; no header may claim otherwise
-            http="h11",
-            ws="none",
-            timeout_graceful_shutdown=1,
-            ssl_context_factory=None if tls is None else (lambda _config, _default: tls),
         )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"local-endpoint-{name.lower()}")
@@ -149,7 +146,8 @@ class LocalEndpoint:
     `allowed_origins` is passed to `create_http_app`: None lets any browser origin
     call (only local ones without a token); a list lets only those call, and trusts
     them (list the local origins in use too). `sniff_timeout` is how long a new
-    connection may take to send its first request.
+    connection may take to send its first request (or finish its TLS handshake);
+    `max_connections` how many may be open at once.
 
     `tls` (default on) serves HTTPS on the same port with the development certificate
     from `devcert_dir` (default: `devcert.devcert_dir()`, made there if missing). When
@@ -168,6 +166,7 @@ class LocalEndpoint:
         auth: AuthSettings | None = None,
         allowed_origins: Collection[str] | None = None,
         sniff_timeout: float = 10.0,
+        max_connections: int = MAX_CONNECTIONS,
         tls: bool = True,
         devcert_dir: Path | None = None,
         addin_dir: Path | None = None,
@@ -179,6 +178,7 @@ class LocalEndpoint:
         self._auth = auth
         self._allowed_origins = None if allowed_origins is None else frozenset(allowed_origins)
         self._sniff_timeout = sniff_timeout
+        self._max_connections = max_connections
         self._front: Front | None = None
         self._gateway: LocalGateway | None = None
         self._grpc: aio.Server | None = None
@@ -260,7 +260,12 @@ class LocalEndpoint:
 
     async def start(self) -> None:
         # The public port first: a taken port is the likely failure, and the clearest.
-        front = Front(self.host, self.port, sniff_timeout=self._sniff_timeout)
+        front = Front(
+            self.host,
+            self.port,
+            sniff_timeout=self._sniff_timeout,
+            max_connections=self._max_connections,
+        )
         front.bind()
         self._front = front
         self.port = front.port
@@ -269,7 +274,7 @@ class LocalEndpoint:
             self._gateway = gateway
             authenticator = Authenticator(self._auth or AuthSettings.from_env())
 
-            self._grpc = aio.server(options=[("grpc.so_reuseport", 0)])
+            self._grpc = aio.server(options=GRPC_SERVER_OPTIONS)
             add_services(self._grpc, gateway, authenticator, is_loopback)
             grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
             await self._grpc.start()

@@ -14,6 +14,13 @@ Bytes no route serves (random bytes, a request cut short, a silent connection) a
 closed and counted in `ConnectionCounts.rejected` by reason, and never reach a server;
 so is a route the endpoint does not serve (TLS, when there is no certificate: "tls").
 
+What a connection may cost is bounded: at most `max_connections` at once and
+`max_handshakes` TLS handshakes in progress (more are closed at once, "busy": each
+handshake holds some 300 KiB in the HTTPS server); a TLS client must finish its
+handshake within the sniff timeout too ("tls_handshake"); a peer that takes none of
+the bytes waiting for it for SEND_TIMEOUT is cut off; and after a flood the memory its
+connections held is given back (`connections.FloodRelease`).
+
 Binding is loopback only: `listen_addresses` refuses any other host.
 """
 
@@ -27,10 +34,12 @@ import logging
 import re
 import socket
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
+
+from aerogrid.server.connections import SEND_TIMEOUT, FloodRelease, refused
 
 __all__ = [
     "HTTP2_PREFACE",
@@ -51,7 +60,13 @@ HTTP2_PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 MAX_HEAD_BYTES: Final = 64 * 1024
 _CHUNK: Final = 64 * 1024
 _TLS_HANDSHAKE: Final = 0x16
+_TLS_APPLICATION_DATA: Final = 0x17
 _TLS_MAJOR: Final = 0x03
+_TLS_HEADER: Final = 5
+#: Connections open at once on the public port; more are closed at once ("busy").
+MAX_CONNECTIONS: Final = 512
+#: TLS connections in their handshake at once; more are closed at once ("busy").
+MAX_TLS_HANDSHAKES: Final = 64
 
 _REQUEST_LINE = re.compile(rb"[A-Z]{1,16} [\x21-\x7e]{1,8192} HTTP/1\.[01]\r\n")
 # A request line still arriving: a method, maybe a target, maybe the start of a version.
@@ -134,7 +149,9 @@ class ConnectionCounts:
     #: answer it with), incomplete (closed before its first
     #: request was whole), timeout (a request too slow to arrive), silent (not a byte
     #: in time), empty (closed without a byte: port probes), unreachable (the internal
-    #: server did not answer).
+    #: server did not answer), busy (too many connections, or TLS handshakes, at
+    #: once), tls_handshake (a TLS handshake not finished in time; counted under `tls`
+    #: too, as it reached the HTTPS server).
     rejected: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -213,12 +230,24 @@ def _bind_all(addresses: list[str], port: int) -> list[socket.socket]:
 class Front:
     """Accepts on the public loopback port(s) and splices each connection to its server."""
 
-    def __init__(self, host: str, port: int, *, sniff_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        sniff_timeout: float = 10.0,
+        max_connections: int = MAX_CONNECTIONS,
+        max_handshakes: int = MAX_TLS_HANDSHAKES,
+    ) -> None:
         self.addresses = listen_addresses(host)
         self.port = port
-        #: How long a new connection may take to show what it is.
+        #: How long a new connection may take to show what it is (TLS: to finish its handshake).
         self.sniff_timeout = sniff_timeout
+        self.max_connections = max_connections
+        self.max_handshakes = max_handshakes
         self.counts = ConnectionCounts()
+        self._handshakes = 0
+        self._release = FloodRelease()
         self._sockets: list[socket.socket] = []
         self._servers: list[asyncio.Server] = []
         self._routes: dict[Route, int] = {}
@@ -253,6 +282,10 @@ class Front:
         self._servers.clear()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._connections) >= self.max_connections:
+            self._reject("busy", writer)
+            writer.transport.abort()
+            return
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
@@ -267,8 +300,10 @@ class Front:
         finally:
             self._connections.discard(task)
             await _close(writer)
+            self._release.closed(len(self._connections))
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        started = asyncio.get_running_loop().time()
         try:
             route, head = await self._sniff(reader)
         except Rejected as exc:
@@ -277,6 +312,28 @@ class Front:
         if route not in self._routes:
             self._reject(route.value, writer)
             return
+        if route is not Route.TLS:
+            await self._forward(route, head, reader, writer)
+            return
+        if self._handshakes >= self.max_handshakes:
+            self._reject("busy", writer)
+            return
+        handshake = _Handshake(self)  # taken before any await: the check and the count agree
+        try:
+            await self._forward(route, head, reader, writer, handshake, started)
+        finally:
+            handshake.over()
+
+    async def _forward(
+        self,
+        route: Route,
+        head: bytes,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        handshake: _Handshake | None = None,
+        started: float = 0.0,
+    ) -> None:
+        """Connect to the route's internal server and splice the connection to it."""
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._routes[route])
         except OSError as exc:
@@ -291,9 +348,42 @@ class Front:
             self.counts.http += 1
         try:
             up_writer.write(head)
-            await _splice(reader, writer, up_reader, up_writer)
+            if handshake is None:
+                await _splice(reader, writer, up_reader, up_writer)
+            else:
+                await self._splice_tls(
+                    reader, writer, up_reader, up_writer, head, handshake, started
+                )
         finally:
             await _close(up_writer)
+
+    async def _splice_tls(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        up_writer: asyncio.StreamWriter,
+        head: bytes,
+        handshake: _Handshake,
+        started: float,
+    ) -> None:
+        """Splice a TLS connection, cutting it if its handshake is not over in time."""
+        records = _TlsRecords()
+        records.feed(head)
+        splice = asyncio.create_task(_splice(reader, writer, up_reader, up_writer, records.feed))
+        finished = asyncio.create_task(records.done.wait())
+        try:
+            remaining = started + self.sniff_timeout - asyncio.get_running_loop().time()
+            await asyncio.wait(
+                (splice, finished), timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            finished.cancel()
+            handshake.over()
+        if not records.done.is_set() and not splice.done():
+            splice.cancel()
+            self._reject("tls_handshake", writer)
+        await asyncio.gather(splice, return_exceptions=True)
 
     async def _sniff(self, reader: asyncio.StreamReader) -> tuple[Route, bytes]:
         """The route and the bytes read to choose it (all of them go on to the server)."""
@@ -316,7 +406,10 @@ class Front:
 
     def _reject(self, reason: str, writer: asyncio.StreamWriter) -> None:
         self.counts.rejected[reason] += 1
-        log.debug("local endpoint: refused a connection from %s (%s)", _peer(writer), reason)
+        if reason in ("busy", "tls_handshake"):
+            refused("local endpoint", reason, f"a connection from {_peer(writer)}")
+        else:
+            log.debug("local endpoint: refused a connection from %s (%s)", _peer(writer), reason)
         if reason in ("garbage", "too_large") and not writer.is_closing():
             body = b"not an AeroGrid request: speak gRPC, Connect or gRPC-Web here\n"
             writer.write(
@@ -325,11 +418,67 @@ class Front:
             )
 
 
-async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-    """Copy until EOF, waiting for `dst` to drain (backpressure); then pass the EOF on."""
+class _Handshake:
+    """One of the front's TLS handshake slots, taken at once, given back once."""
+
+    def __init__(self, front: Front) -> None:
+        self._front = front
+        self._held = True
+        front._handshakes += 1
+
+    def over(self) -> None:
+        if self._held:
+            self._held = False
+            self._front._handshakes -= 1
+
+
+class _TlsRecords:
+    """Follows the TLS records a client sends, until its first application data record.
+
+    That record ends the handshake: TLS 1.3 sends the client's Finished in one, TLS 1.2
+    its first request (after the Finished). Only record headers are read: nothing is
+    decrypted.
+    """
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self._header = b""
+        self._skip = 0
+
+    def feed(self, data: bytes) -> None:
+        at = 0
+        while at < len(data) and not self.done.is_set():
+            if self._skip:
+                step = min(self._skip, len(data) - at)
+                self._skip -= step
+                at += step
+                continue
+            take = _TLS_HEADER - len(self._header)
+            self._header += data[at : at + take]
+            at += take
+            if len(self._header) == _TLS_HEADER:
+                if self._header[0] == _TLS_APPLICATION_DATA:
+                    self.done.set()
+                    return
+                self._skip = int.from_bytes(self._header[3:5], "big")
+                self._header = b""
+
+
+async def _pipe(
+    src: asyncio.StreamReader,
+    dst: asyncio.StreamWriter,
+    seen: Callable[[bytes], None] | None = None,
+) -> None:
+    """Copy until EOF, waiting for `dst` to drain (backpressure); then pass the EOF on.
+
+    A `dst` that takes none of the waiting bytes for SEND_TIMEOUT ends it (TimeoutError).
+    """
     while chunk := await src.read(_CHUNK):
+        if seen is not None:
+            seen(chunk)
         dst.write(chunk)
-        await dst.drain()
+        async with asyncio.timeout(SEND_TIMEOUT):
+            await dst.drain()
     if dst.can_write_eof() and not dst.is_closing():
         dst.write_eof()
 
@@ -339,9 +488,13 @@ async def _splice(
     client_writer: asyncio.StreamWriter,
     up_reader: asyncio.StreamReader,
     up_writer: asyncio.StreamWriter,
+    seen: Callable[[bytes], None] | None = None,
 ) -> None:
-    """Both directions until the server is done (or either side breaks)."""
-    upward = asyncio.create_task(_pipe(client_reader, up_writer))
+    """Both directions until the server is done (or either side breaks).
+
+    `seen` is shown each chunk the client sends.
+    """
+    upward = asyncio.create_task(_pipe(client_reader, up_writer, seen))
     downward = asyncio.create_task(_pipe(up_reader, client_writer))
     try:
         done, _ = await asyncio.wait((upward, downward), return_when=asyncio.FIRST_COMPLETED)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Coroutine
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -39,6 +41,45 @@ class HostedApp:
         self.message = message
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+
+
+@dataclass
+class _Position:
+    """Where a subscription is: its grid's channel and the seq it was last sent up to."""
+
+    channel: GridChannel | None = None
+    cursor: int | None = None
+
+
+class Subscription(AsyncGenerator[bytes, None]):
+    """A subscription's messages, which also tells when its client fell behind the window.
+
+    Once the channel's window no longer reaches the seq the client was last sent, it
+    can only be sent a fresh snapshot: a transport that cannot send (the client stopped
+    reading) drops it then (`connections.SendWatch`).
+    """
+
+    def __init__(self, updates: AsyncGenerator[bytes, None], position: _Position) -> None:
+        self._updates = updates
+        self._position = position
+
+    def fell_behind(self) -> bool:
+        channel, cursor = self._position.channel, self._position.cursor
+        return channel is not None and cursor is not None and not channel.reaches(cursor)
+
+    def __anext__(self) -> Coroutine[Any, Any, bytes]:
+        return self._updates.__anext__()
+
+    def asend(self, value: None) -> Coroutine[Any, Any, bytes]:
+        return self._updates.asend(value)
+
+    def athrow(
+        self, typ: Any, val: Any = None, tb: TracebackType | None = None
+    ) -> Coroutine[Any, Any, bytes]:
+        return self._updates.athrow(typ, val, tb)
+
+    def aclose(self) -> Coroutine[Any, Any, None]:
+        return self._updates.aclose()
 
 
 class RuntimeEndpoint:
@@ -101,10 +142,16 @@ class RuntimeEndpoint:
             infos.extend(self._grid_info(c) for c in self.hub.channels(name))
         return grid_pb2.ListGridsResponse(grids=infos)
 
-    async def subscribe(
-        self, request: grid_pb2.SubscribeRequest, caller: Caller
+    def subscribe(self, request: grid_pb2.SubscribeRequest, caller: Caller) -> Subscription:
+        """The subscription's messages, and whether its client fell behind (see `Paced`)."""
+        position = _Position()
+        return Subscription(self._updates(request, caller, position), position)
+
+    async def _updates(
+        self, request: grid_pb2.SubscribeRequest, caller: Caller, position: _Position
     ) -> AsyncGenerator[bytes, None]:
         channel = self._channel(request.app, request.grid, caller)
+        position.channel = channel
         grid = channel.grid
         if request.columns:
             unknown = [c for c in request.columns if c not in grid.columns]
@@ -151,9 +198,10 @@ class RuntimeEndpoint:
                 and channel.entries_after(request.resume_seq) is not None
             )
             if resumed:
-                cursor = request.resume_seq
+                cursor = position.cursor = request.resume_seq
             else:
                 cursor, chunks = await self._snapshot(channel, indices, keys)
+                position.cursor = cursor
                 for chunk in chunks:
                     sent.inc()
                     yield chunk
@@ -176,6 +224,7 @@ class RuntimeEndpoint:
                 if entries is None:
                     # Fell behind the window: start over from a fresh snapshot.
                     cursor, chunks = await self._snapshot(channel, indices, keys)
+                    position.cursor = cursor
                     for chunk in chunks:
                         sent.inc()
                         yield chunk
@@ -184,6 +233,7 @@ class RuntimeEndpoint:
                 if not entries:
                     continue
                 cursor_before, cursor = cursor, entries[-1].seq
+                position.cursor = cursor
                 if len(entries) == 1 and shared:
                     message = channel.shared_delta(entries[0])
                 elif shared:

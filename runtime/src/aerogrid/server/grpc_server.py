@@ -1,21 +1,32 @@
 """Native gRPC (grpc.aio) for the grid and catalog services.
 
-Methods are registered by hand rather than through the generated servicer so that
-stream responses can be passed through as already-serialized bytes: one encoded delta
-is shared by every caught-up subscriber.
+Methods are registered by hand rather than through the generated servicer:
+
+* responses of streams are passed through as already-serialized bytes, so one encoded
+  delta is shared by every caught-up subscriber;
+* requests arrive as bytes too, read by the handler itself (every method is registered
+  as request-streaming, which is the same on the wire): a call whose request message is
+  not whole within REQUEST_TIMEOUT ends with DEADLINE_EXCEEDED (grpc.aio would wait for
+  it forever), and one that does not decode gets INVALID_ARGUMENT and one rate-limited
+  log line (grpc.aio's own deserializer answers UNKNOWN and logs a traceback);
+* a subscriber that stopped reading and fell behind the replay window is dropped
+  (`connections.SendWatch`), which needs the sends in the handler's hands.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from grpc import aio
 
+from aerogrid.server.connections import REQUEST_TIMEOUT, SendWatch, refused
 from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.identity import Caller
-from aerogrid.server.service import GridEndpoint
+from aerogrid.server.service import GridEndpoint, Paced
 from aerogrid.v1 import catalog_pb2, grid_pb2
 
 _STATUS = {
@@ -28,6 +39,9 @@ _STATUS = {
     Code.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 
+_Req = TypeVar("_Req", bound=Message)
+_Context = aio.ServicerContext[Any, Any]
+
 
 class Authenticate(Protocol):
     async def authenticate(
@@ -37,6 +51,11 @@ class Authenticate(Protocol):
 
 def _identity(data: bytes) -> bytes:
     return data
+
+
+async def _abort(context: _Context, exc: ServiceError) -> NoReturn:
+    await context.abort(_STATUS[exc.code], exc.message)
+    raise AssertionError("unreachable: abort raises")
 
 
 class _Handlers:
@@ -50,7 +69,7 @@ class _Handlers:
         self.authenticator = authenticator
         self.is_loopback = is_loopback
 
-    async def _caller(self, context: aio.ServicerContext[Any, Any]) -> Caller:
+    async def _caller(self, context: _Context) -> Caller:
         metadata = dict(context.invocation_metadata() or ())
         authorization = metadata.get("authorization")
         token = authorization if isinstance(authorization, str) else None
@@ -59,54 +78,95 @@ class _Handlers:
                 token, peer_is_loopback=self.is_loopback(context.peer())
             )
         except ServiceError as exc:
-            await context.abort(_STATUS[exc.code], exc.message)
+            await _abort(context, exc)
+
+    async def _request(
+        self, requests: AsyncIterator[bytes], context: _Context, kind: type[_Req]
+    ) -> _Req:
+        """The call's one request message, once whole (within REQUEST_TIMEOUT) and decoded."""
+        name = kind.DESCRIPTOR.full_name
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                data = await anext(requests)
+        except TimeoutError:
+            refused("grpc", "incomplete", f"no whole {name} from {context.peer()}")
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"the request message ({name}) did not arrive within {REQUEST_TIMEOUT:g} s",
+            )
+        except StopAsyncIteration:
+            refused("grpc", "no_message", f"a call without a {name} from {context.peer()}")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"the call carried no request message ({name})"
+            )
+        try:
+            return kind.FromString(data)
+        except Exception as exc:  # protobuf raises several types for bad input
+            refused("grpc", "malformed", f"{name} from {context.peer()}: {exc}")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"cannot decode {name}: {exc}")
             raise  # unreachable: abort raises
 
-    async def _relay(
-        self, stream: AsyncGenerator[bytes, None], context: aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[bytes]:
-        """Pass a service stream's messages on; a ServiceError ends it with its status."""
+    async def _stream(self, stream: AsyncGenerator[bytes, None], context: _Context) -> None:
+        """Send a service stream's messages; a ServiceError, or a drop, ends it with its status.
+
+        The stream is closed before the status is sent: a status waits behind the messages
+        a stalled client has not read, and the subscription must not wait with it.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        watch = SendWatch(stream.fell_behind, task.cancel) if isinstance(stream, Paced) else None
+        error: ServiceError | None = None
         try:
             async for message in stream:
-                yield message
+                if watch is None:
+                    await context.write(message)
+                else:
+                    with watch.sending():
+                        await context.write(message)
         except ServiceError as exc:
-            await context.abort(_STATUS[exc.code], exc.message)
+            error = exc
+        except asyncio.CancelledError:
+            if watch is None or watch.error is None:
+                raise
+            task.uncancel()
+            error = watch.error
         finally:
+            if watch is not None:
+                watch.close()
             await stream.aclose()
+        if error is not None:
+            context.set_code(_STATUS[error.code])
+            context.set_details(error.message)
 
     async def list_grids(
-        self, request: grid_pb2.ListGridsRequest, context: aio.ServicerContext[Any, Any]
+        self, requests: AsyncIterator[bytes], context: _Context
     ) -> grid_pb2.ListGridsResponse:
         caller = await self._caller(context)
+        request = await self._request(requests, context, grid_pb2.ListGridsRequest)
         try:
             return await self.endpoint.list_grids(request, caller)
         except ServiceError as exc:
-            await context.abort(_STATUS[exc.code], exc.message)
-            raise
+            await _abort(context, exc)
 
-    async def subscribe(
-        self, request: grid_pb2.SubscribeRequest, context: aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[bytes]:
+    async def subscribe(self, requests: AsyncIterator[bytes], context: _Context) -> None:
         caller = await self._caller(context)
-        async for message in self._relay(self.endpoint.subscribe(request, caller), context):
-            yield message
+        request = await self._request(requests, context, grid_pb2.SubscribeRequest)
+        await self._stream(self.endpoint.subscribe(request, caller), context)
 
     async def list_apps(
-        self, request: catalog_pb2.ListAppsRequest, context: aio.ServicerContext[Any, Any]
+        self, requests: AsyncIterator[bytes], context: _Context
     ) -> catalog_pb2.ListAppsResponse:
         caller = await self._caller(context)
+        request = await self._request(requests, context, catalog_pb2.ListAppsRequest)
         try:
             return await self.endpoint.list_apps(request, caller)
         except ServiceError as exc:
-            await context.abort(_STATUS[exc.code], exc.message)
-            raise
+            await _abort(context, exc)
 
-    async def watch_apps(
-        self, request: catalog_pb2.WatchAppsRequest, context: aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[bytes]:
+    async def watch_apps(self, requests: AsyncIterator[bytes], context: _Context) -> None:
         caller = await self._caller(context)
-        async for message in self._relay(self.endpoint.watch_apps(request, caller), context):
-            yield message
+        request = await self._request(requests, context, catalog_pb2.WatchAppsRequest)
+        await self._stream(self.endpoint.watch_apps(request, caller), context)
 
 
 def add_services(
@@ -115,35 +175,30 @@ def add_services(
     authenticator: Authenticate,
     is_loopback: Callable[[str], bool],
 ) -> None:
-    """Register GridService and CatalogService on a grpc.aio server."""
+    """Register GridService and CatalogService on a grpc.aio server.
+
+    Create the server with `connections.GRPC_SERVER_OPTIONS` for its connection limits.
+    """
     h = _Handlers(endpoint, authenticator, is_loopback)
     grid_service = grpc.method_handlers_generic_handler(
         "aerogrid.v1.GridService",
         {
-            "ListGrids": grpc.unary_unary_rpc_method_handler(
-                h.list_grids,
-                request_deserializer=grid_pb2.ListGridsRequest.FromString,
-                response_serializer=grid_pb2.ListGridsResponse.SerializeToString,
+            "ListGrids": grpc.stream_unary_rpc_method_handler(
+                h.list_grids, response_serializer=grid_pb2.ListGridsResponse.SerializeToString
             ),
-            "Subscribe": grpc.unary_stream_rpc_method_handler(
-                h.subscribe,
-                request_deserializer=grid_pb2.SubscribeRequest.FromString,
-                response_serializer=_identity,
+            "Subscribe": grpc.stream_stream_rpc_method_handler(
+                h.subscribe, response_serializer=_identity
             ),
         },
     )
     catalog_service = grpc.method_handlers_generic_handler(
         "aerogrid.v1.CatalogService",
         {
-            "ListApps": grpc.unary_unary_rpc_method_handler(
-                h.list_apps,
-                request_deserializer=catalog_pb2.ListAppsRequest.FromString,
-                response_serializer=catalog_pb2.ListAppsResponse.SerializeToString,
+            "ListApps": grpc.stream_unary_rpc_method_handler(
+                h.list_apps, response_serializer=catalog_pb2.ListAppsResponse.SerializeToString
             ),
-            "WatchApps": grpc.unary_stream_rpc_method_handler(
-                h.watch_apps,
-                request_deserializer=catalog_pb2.WatchAppsRequest.FromString,
-                response_serializer=_identity,
+            "WatchApps": grpc.stream_stream_rpc_method_handler(
+                h.watch_apps, response_serializer=_identity
             ),
         },
     )

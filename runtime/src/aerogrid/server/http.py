@@ -71,9 +71,11 @@ from google.protobuf.message import Message
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aerogrid.metrics import REGISTRY
+from aerogrid.server.connections import REQUEST_TIMEOUT, STALL_SECONDS, SendWatch, refused
 from aerogrid.server.errors import ServiceError
+from aerogrid.server.http_server import ABORT_EXTENSION
 from aerogrid.server.identity import Caller
-from aerogrid.server.service import GridEndpoint
+from aerogrid.server.service import GridEndpoint, Paced
 from aerogrid.v1 import catalog_pb2, grid_pb2
 
 __all__ = [
@@ -153,12 +155,17 @@ _GRPC_TIMEOUT_UNIT: Final = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1
 
 
 class _RpcError(Exception):
-    """An error on the wire: a Connect code name and a message for the caller."""
+    """An error on the wire: a Connect code name and a message for the caller.
 
-    def __init__(self, code: str, message: str) -> None:
+    `refused` labels a request refused for its form (malformed, too large, incomplete):
+    it is counted and logged, rate-limited (`connections.refused`).
+    """
+
+    def __init__(self, code: str, message: str, *, refused: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.refused = refused
 
     def connect_json(self) -> dict[str, str]:
         return {"code": self.code, "message": self.message}
@@ -167,6 +174,8 @@ class _RpcError(Exception):
 def _as_rpc_error(exc: BaseException, where: str) -> _RpcError:
     """Map what a call raised to its wire error; internal errors are logged, not leaked."""
     if isinstance(exc, _RpcError):
+        if exc.refused is not None:
+            refused("http", exc.refused, f"{where}: {exc.message}")
         return exc
     if isinstance(exc, ServiceError):
         return _RpcError(exc.code.value, exc.message)
@@ -277,7 +286,9 @@ def _decode(message_type: type[_Req], data: bytes, codec: str) -> _Req:
             json_format.Parse(data.decode("utf-8"), message, ignore_unknown_fields=True)
     except Exception as exc:  # protobuf raises several types for bad input
         name = message_type.DESCRIPTOR.full_name
-        raise _RpcError("invalid_argument", f"cannot decode {codec} {name}: {exc}") from None
+        raise _RpcError(
+            "invalid_argument", f"cannot decode {codec} {name}: {exc}", refused="malformed"
+        ) from None
     return message
 
 
@@ -301,9 +312,11 @@ def _decompress(data: bytes, encoding: str | None, limit: int) -> bytes:
     try:
         out = inflater.decompress(data, limit + 1)
     except zlib.error as exc:
-        raise _RpcError("invalid_argument", f"bad gzip data: {exc}") from None
+        raise _RpcError("invalid_argument", f"bad gzip data: {exc}", refused="malformed") from None
     if len(out) > limit:
-        raise _RpcError("resource_exhausted", f"request message exceeds {limit} bytes")
+        raise _RpcError(
+            "resource_exhausted", f"request message exceeds {limit} bytes", refused="too_large"
+        )
     return out
 
 
@@ -316,7 +329,9 @@ def _unenvelope(body: bytes, encoding: str | None, limit: int) -> bytes:
     if len(body) < _PREFIX.size:
         got = "an empty body" if not body else f"{len(body)} bytes"
         raise _RpcError(
-            "invalid_argument", f"truncated envelope: expected a 5-byte message prefix, got {got}"
+            "invalid_argument",
+            f"truncated envelope: expected a 5-byte message prefix, got {got}",
+            refused="malformed",
         )
     flags, length = _PREFIX.unpack_from(body)
     payload = body[_PREFIX.size : _PREFIX.size + length]
@@ -324,11 +339,18 @@ def _unenvelope(body: bytes, encoding: str | None, limit: int) -> bytes:
         raise _RpcError(
             "invalid_argument",
             f"truncated envelope: prefix promises {length} bytes, body has {len(payload)}",
+            refused="malformed",
         )
     if len(body) > _PREFIX.size + length:
-        raise _RpcError("invalid_argument", "expected exactly one request message, got more")
+        raise _RpcError(
+            "invalid_argument",
+            "expected exactly one request message, got more",
+            refused="malformed",
+        )
     if flags & ~_FLAG_COMPRESSED:
-        raise _RpcError("invalid_argument", f"unexpected envelope flags 0x{flags:02x}")
+        raise _RpcError(
+            "invalid_argument", f"unexpected envelope flags 0x{flags:02x}", refused="malformed"
+        )
     if flags & _FLAG_COMPRESSED:
         if encoding in (None, "", "identity"):
             raise _RpcError(
@@ -432,20 +454,32 @@ def _headers(scope: ASGIScope) -> dict[str, str]:
 
 
 async def _read_body(receive: ASGIReceive, limit: int) -> bytes | None:
-    """The whole request body, or None when the client went away first."""
+    """The whole request body (within REQUEST_TIMEOUT), or None when the client went away."""
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _RpcError("resource_exhausted", f"request body exceeds {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    try:
+        async with asyncio.timeout(REQUEST_TIMEOUT):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return None
+                chunk: bytes = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise _RpcError(
+                        "resource_exhausted",
+                        f"request body exceeds {limit} bytes",
+                        refused="too_large",
+                    )
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    except TimeoutError:
+        raise _RpcError(
+            "deadline_exceeded",
+            f"the request body did not arrive within {REQUEST_TIMEOUT:g} s",
+            refused="incomplete",
+        ) from None
 
 
 async def _until_disconnect(receive: ASGIReceive) -> None:
@@ -745,7 +779,7 @@ class _HttpApp:
                 raise
             payload = _encode(result, wire.codec)
         except Exception as exc:
-            await self._unary_error(response, _as_rpc_error(exc, path))
+            await self._unary_error(response, _as_rpc_error(exc, _where(scope, path)))
             return
         await response.whole(200, f"application/{wire.codec}", payload)
 
@@ -772,7 +806,9 @@ class _HttpApp:
                 try:
                     body = base64.b64decode(body, validate=True)
                 except (binascii.Error, ValueError):
-                    raise _RpcError("invalid_argument", "body is not valid base64") from None
+                    raise _RpcError(
+                        "invalid_argument", "body is not valid base64", refused="malformed"
+                    ) from None
             encoding_header = (
                 "grpc-encoding" if wire.kind == "grpc-web" else "connect-content-encoding"
             )
@@ -780,7 +816,7 @@ class _HttpApp:
             caller = await self._authenticate(scope, headers)
             request = _decode(rpc.request_type, payload, wire.codec)
         except Exception as exc:
-            await self._stream_error(response, wire, _as_rpc_error(exc, path))
+            await self._stream_error(response, wire, _as_rpc_error(exc, _where(scope, path)))
             return
 
         await response.start(200, [("content-type", framing.content_type)])
@@ -817,7 +853,12 @@ class _HttpApp:
         if gone in done:
             return  # the client left: nobody to tell
         try:
-            await response.body(framing.end(error), more=False)
+            # A client that stopped reading (or was dropped for it) may never take the
+            # end of its stream: it waits behind what it has not read; then cut it off.
+            async with asyncio.timeout(STALL_SECONDS):
+                await response.body(framing.end(error), more=False)
+        except TimeoutError:
+            _abort(scope)
         except OSError as exc:  # the connection broke between the last message and now
             log.debug("could not end the stream of %s: %s", path, exc)
 
@@ -838,14 +879,42 @@ class _HttpApp:
             return
         assert rpc.stream is not None
         messages = rpc.stream(request, caller)
+        task = asyncio.current_task()
+        assert task is not None
+        watch = None
+        if isinstance(messages, Paced):
+            watch = SendWatch(messages.fell_behind, task.cancel)
         try:
             async for data in messages:
                 if wire.codec == "json":
                     assert rpc.to_json is not None
                     data = rpc.to_json(data)
-                await response.body(framing.message(data), more=True)
+                if watch is None:
+                    await response.body(framing.message(data), more=True)
+                else:
+                    with watch.sending():
+                        await response.body(framing.message(data), more=True)
+        except asyncio.CancelledError:
+            if watch is None or watch.error is None:
+                raise
+            task.uncancel()
+            raise watch.error from None
         finally:
+            if watch is not None:
+                watch.close()
             await _aclose(messages, path)
+
+
+def _where(scope: ASGIScope, path: str) -> str:
+    client = scope.get("client")
+    return f"{path} from {client[0]}:{client[1]}" if client else path
+
+
+def _abort(scope: ASGIScope) -> None:
+    """Cut the request's connection, when the server offers it (see http_server.py)."""
+    extension = scope.get("extensions", {}).get(ABORT_EXTENSION)
+    if extension is not None:
+        extension["abort"]()
 
 
 async def _stop(*tasks: asyncio.Future[None]) -> None:

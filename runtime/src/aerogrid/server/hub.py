@@ -195,6 +195,12 @@ class GridChannel:
             return self.seq > seq
         return True
 
+    def reaches(self, seq: int) -> bool:
+        """Whether the window still holds every entry after `seq` (a subscriber there resumes)."""
+        if seq == self.seq:
+            return True
+        return bool(self._entries) and self._entries[0].seq <= seq + 1 and seq < self.seq
+
     def entries_after(self, seq: int) -> list[Entry] | None:
         """The entries after `seq`, or None when the window no longer reaches back there."""
         if seq == self.seq:

@@ -2,7 +2,7 @@
 
 `aerogrid run` and the cluster's catalog serve the same way (one `GridEndpoint`, one
 authenticator, gRPC on one port, the browser protocols and `/healthz`, `/readyz`,
-`/metrics` on another); this is that way, once.
+`/metrics` on another, both within the limits of `connections`); this is that way, once.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import uvicorn
 from grpc import aio
 
 from aerogrid.server import auth
+from aerogrid.server.connections import GRPC_SERVER_OPTIONS
 from aerogrid.server.grpc_server import add_services
 from aerogrid.server.http import Readiness, create_http_app
+from aerogrid.server.http_server import uvicorn_config
 from aerogrid.server.service import GridEndpoint
 
 __all__ = ["Listeners", "bind", "start_listeners"]
@@ -67,22 +69,14 @@ async def start_listeners(
     `is_loopback` decides which peers count as this machine (default: `auth.is_loopback`
     for gRPC peers, the HTTP app's own check for HTTP ones).
     """
-    grpc_server = aio.server(options=[("grpc.so_reuseport", 0)])
+    grpc_server = aio.server(options=GRPC_SERVER_OPTIONS)
     add_services(grpc_server, endpoint, authenticator, is_loopback or auth.is_loopback)
     grpc_port = grpc_server.add_insecure_port(f"{host}:{port}")
     if grpc_port == 0:
         raise OSError(f"cannot listen for gRPC on {host}:{port}")
     http_socket = bind(host, http_port)
     http_app = create_http_app(endpoint, authenticator, is_ready=is_ready, is_loopback=is_loopback)
-    http_server = uvicorn.Server(
-        uvicorn.Config(
-            http_app,
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
-            timeout_graceful_shutdown=1,
-        )
-    )
+    http_server = uvicorn.Server(uvicorn_config(http_app))
     await grpc_server.start()
     http_task = asyncio.create_task(http_server.serve(sockets=[http_socket]))
     return Listeners(grpc_server, http_server, http_task, grpc_port, http_socket.getsockname()[1])

@@ -7,10 +7,21 @@ Transports authenticate the caller, then call these methods. Streams yield
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from aerogrid.server.identity import Caller
 from aerogrid.v1 import catalog_pb2, grid_pb2
+
+
+@runtime_checkable
+class Paced(Protocol):
+    """A subscription stream that can tell when its client fell behind the replay window.
+
+    A transport whose send to that client has been waiting (the client is not reading)
+    drops the subscription once this is true: see `connections.SendWatch`.
+    """
+
+    def fell_behind(self) -> bool: ...
 
 
 class GridEndpoint(Protocol):
