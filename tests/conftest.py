@@ -18,10 +18,10 @@ import pytest
 
 # `tests/` has no __init__.py, so pytest puts tests/ itself on sys.path (for this rootdir conftest)
 # and mypy names these modules `support.*`: import them as `support.brokers` to match both.
-from support.brokers import ApacheKafka, Broker, BrokerUnavailable, TansuBroker
+from support.brokers import ApacheKafka, Broker, BrokerUnavailable, KafkaCluster, TansuBroker
 from support.node import NodeUnavailable, ensure_node_client
 
-BROKER_FIXTURES = ("broker", "apache_kafka", "tansu")
+BROKER_FIXTURES = ("broker", "apache_kafka", "tansu", "kafka_cluster")
 _B = TypeVar("_B", bound=Broker)
 
 
@@ -71,6 +71,15 @@ def apache_kafka() -> Iterator[ApacheKafka]:
 def tansu() -> Iterator[TansuBroker]:
     """One embedded broker (tansu, memory storage) for the whole session."""
     yield from _session_broker(TansuBroker())
+
+
+@pytest.fixture(scope="module")
+def kafka_cluster() -> Iterator[KafkaCluster]:
+    """A three-node KRaft Apache Kafka (replication 3, min.insync.replicas 2) for one module.
+
+    Module-scoped: it costs about 1 GB and several seconds, so only the modules using it start one.
+    """
+    yield from _session_broker(KafkaCluster())
 
 
 @pytest.fixture(params=["kafka", "tansu"])
