@@ -25,6 +25,8 @@ SUPPORTED_TYPES = "str, bytes, int, dict (JSON) or an aerogrid.Record subclass"
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 _OPENERS = frozenset(b"[{")
+#: JSON this short cannot nest deeper than MAX_DEPTH (each level takes two bytes).
+_SHALLOW_BYTES = 2 * MAX_DEPTH
 
 
 class Codec(Protocol):
@@ -180,7 +182,7 @@ class JsonCodec:
     def decode(self, data: bytes | None) -> dict[str, Any] | None:
         if data is None:
             return None
-        if len(data) > 2 * MAX_DEPTH:
+        if len(data) > _SHALLOW_BYTES:
             _check_bounds(data, "JSON", depth=True)
         try:
             decoded: dict[str, Any] = self._decoder.decode(data)
@@ -203,7 +205,7 @@ class RecordCodec:
         self._encoder = msgspec.json.Encoder()
         # Records of a closed type are only size-checked: see _unbounded_nesting.
         self._depth_checked = _unbounded_nesting(record_type)
-        self._check_above = 2 * MAX_DEPTH if self._depth_checked else MAX_RECORD_BYTES
+        self._check_above = _SHALLOW_BYTES if self._depth_checked else MAX_RECORD_BYTES
 
     def encode(self, value: Any) -> bytes | None:
         if value is None:

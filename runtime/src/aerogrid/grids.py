@@ -32,8 +32,9 @@ CELL_TYPES: Final = (int, float, str, bool, type(None), dt.datetime, Decimal)
 #: Cells whose changelog form is never longer than _SMALL_CELL_BYTES.
 _SMALL_CELL_TYPES: Final = frozenset((float, bool, type(None), dt.datetime))
 _SMALL_CELL_BYTES: Final = 64
-#: Ints below this magnitude are small cells too (20 digits).
+#: Ints strictly between these are small cells too (20 digits at most).
 _SMALL_INT: Final = 2**64
+_SMALL_INT_NEG: Final = -_SMALL_INT
 _ABSENT: Final[Any] = object()
 
 #: The undo log of the stream handler running in the current task: (grid, key) → the
@@ -125,7 +126,7 @@ class Grid(Mapping[RowKey, Row]):
         if type(plain) is str:
             small_key = len(plain) <= self._small_chars
         else:
-            small_key = type(plain) is int and -_SMALL_INT < plain < _SMALL_INT
+            small_key = type(plain) is int and _SMALL_INT_NEG < plain < _SMALL_INT
         if not small_key:
             self._check_key(key)
         if not isinstance(row, Mapping):
@@ -143,15 +144,12 @@ class Grid(Mapping[RowKey, Row]):
             except KeyError:
                 fast = None  # a wrong column name: the checks below name it
             if fast is not None:
-                small_chars, small_int, small_types = (
-                    self._small_chars,
-                    _SMALL_INT,
-                    _SMALL_CELL_TYPES,
-                )
+                small_chars, small_types = self._small_chars, _SMALL_CELL_TYPES
+                low, high = _SMALL_INT_NEG, _SMALL_INT
                 for value in fast:
                     kind = type(value)
                     if kind is int:
-                        if -small_int < value < small_int:
+                        if low < value < high:
                             continue
                     elif kind is str:
                         if len(value) <= small_chars:
@@ -203,7 +201,7 @@ class Grid(Mapping[RowKey, Row]):
         """Whether a key or cell is too small to make a row's changelog record too big."""
         kind = type(cell)
         if kind is int:
-            return -_SMALL_INT < cell < _SMALL_INT  # type: ignore[operator]
+            return _SMALL_INT_NEG < cell < _SMALL_INT  # type: ignore[operator]
         if kind is str or kind is Decimal:
             return len(str(cell)) <= self._small_chars
         return kind in _SMALL_CELL_TYPES
