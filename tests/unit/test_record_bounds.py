@@ -234,3 +234,21 @@ async def test_anything_a_record_raises_is_a_decode_error_of_that_record() -> No
     assert headers["aerogrid-error-type"] == b"DecodeError"
     assert b"LookupError: unlucky" in headers["aerogrid-error"]
     assert tester.counts.decode_errors == 1
+
+
+async def test_a_record_too_big_to_send_is_a_handler_error_not_a_failed_batch() -> None:
+    app = aerogrid.App("echo", broker="localhost:1")
+    source = app.topic("in", key_type=str, value_type=bytes)
+    sink = app.topic("out", key_type=str, value_type=bytes)
+
+    @app.stream(source)
+    async def echo(items: StreamInput) -> None:
+        async for key, value in items.items():
+            await sink.send(key, value * 300_000)
+
+    async with AppTester(app) as tester:
+        await tester.send_many(source, [("a", b"x"), ("b", b"xxxx"), ("c", b"y")])
+    assert [(r.key, len(r.value or b"")) for r in tester.sent] == [(b"a", 300_000), (b"c", 300_000)]
+    (letter,) = tester.dead_letters
+    assert letter.key == b"b"
+    assert b"'out': a record of 1200" in dict(letter.headers)["aerogrid-error"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aerogrid.codecs import Codec, codec_for
+from aerogrid.limits import MAX_PAYLOAD_BYTES, headers_size
 
 if TYPE_CHECKING:
     from aerogrid.app import App
@@ -47,15 +48,23 @@ class Topic:
     async def send(
         self, key: Any = None, value: Any = None, *, headers: Mapping[str, bytes] | None = None
     ) -> None:
-        """Queue a record; it is produced with the current batch (in its transaction)."""
-        self.app._outbox.append(
-            OutgoingRecord(
-                topic=self.name,
-                key=self.key_codec.encode(key),
-                value=self.value_codec.encode(value),
-                headers=tuple((headers or {}).items()),
-            )
+        """Queue a record; it is produced with the current batch (in its transaction).
+
+        A record bigger than the producer's limit raises ValueError here (in a handler: a
+        handler error), rather than failing the whole batch when it is produced.
+        """
+        record = OutgoingRecord(
+            topic=self.name,
+            key=self.key_codec.encode(key),
+            value=self.value_codec.encode(value),
+            headers=tuple((headers or {}).items()),
         )
+        size = len(record.key or b"") + len(record.value or b"") + headers_size(record.headers)
+        if size > MAX_PAYLOAD_BYTES:
+            raise ValueError(
+                f"topic {self.name!r}: a record of {size} bytes > limit {MAX_PAYLOAD_BYTES} bytes"
+            )
+        self.app._outbox.append(record)
 
     def __repr__(self) -> str:
         return f"<Topic {self.name} key={self.key_type!r} value={self.value_type!r}>"

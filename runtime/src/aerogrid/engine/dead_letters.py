@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from aerogrid.errors import DecodeError
-from aerogrid.limits import RECORD_OVERHEAD
+from aerogrid.limits import RECORD_OVERHEAD, headers_size
 from aerogrid.topics import OutgoingRecord
 
 #: How much of the error text `aerogrid-error` keeps.
@@ -109,8 +109,3 @@ def fit(
             sizes.append(("aerogrid-original-size", str(value_size).encode()))
     flags: Headers = (("aerogrid-truncated", ",".join(sorted(cut)).encode()), *sizes)
     return key, value, headers, flags
-
-
-def headers_size(headers: Headers) -> int:
-    """Bytes the headers take in a record (names, values and their length prefixes)."""
-    return sum(len(name.encode()) + len(value) + 10 for name, value in headers)
