@@ -4,7 +4,8 @@ Each grid has a channel. The engine publishes each committed batch of row change
 one entry with the next sequence number. Subscribers keep only a cursor (the last
 sequence they sent): when they wake up they merge the entries after their cursor, so
 a slow subscriber gets the latest value of every changed row at its own pace and its
-memory stays bounded. The channel keeps a bounded window of entries; a subscriber that
+memory stays bounded. The channel keeps a bounded window of entries (of about twice
+the grid's rows in changes, beyond which a snapshot is cheaper); a subscriber that
 falls behind it gets a fresh snapshot instead. The common case — a subscriber that is
 caught up and wants every column — shares one encoded delta per entry with all others.
 
@@ -29,6 +30,14 @@ from aerogrid.server.encoding import row_message
 from aerogrid.v1 import grid_pb2
 
 Changes = dict[RowKey, RowTuple | None]
+
+#: The window holds at most this many row changes per row of the grid (plus
+#: MIN_WINDOW_ROWS): replaying more changes than that costs more than a snapshot, and
+#: under steady load a window of a fixed count of entries is mostly memory.
+WINDOW_GRID_FACTOR = 2
+MIN_WINDOW_ROWS = 1000
+#: Merged deltas kept for subscribers that share a cursor, in bytes at most.
+MERGES_MAX_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -77,6 +86,7 @@ class GridChannel:
             self._ready.set()
         self.subscribers = 0
         self._merges: dict[tuple[int, int], tuple[bytes, int]] = {}
+        self._merges_bytes = 0
         #: The wire image of every row (tagged row fields), kept once the grid is served.
         self._image: dict[RowKey, bytes] | None = None
         self._snapshot: tuple[int, list[bytes]] | None = None
@@ -144,8 +154,9 @@ class GridChannel:
                     self._image[key] = encoded
         self._entries.append(entry)
         self._rows_in_window += len(changes)
+        max_rows = min(self.max_rows, MIN_WINDOW_ROWS + WINDOW_GRID_FACTOR * len(self.grid))
         while self._entries and (
-            len(self._entries) > self.max_entries or self._rows_in_window > self.max_rows
+            len(self._entries) > self.max_entries or self._rows_in_window > max_rows
         ):
             self._rows_in_window -= len(self._entries.popleft().changes)
         wakeup, self._wakeup = self._wakeup, asyncio.Event()
@@ -234,9 +245,10 @@ class GridChannel:
             total += len(entry.changes)
         conflated = total - len(merged)
         result = (wire.delta_response(key[1], merged.values(), conflated), conflated)
-        if len(self._merges) >= 64:
-            self._merges.pop(next(iter(self._merges)))
+        self._merges_bytes += len(result[0])
         self._merges[key] = result
+        while len(self._merges) > 64 or self._merges_bytes > MERGES_MAX_BYTES:
+            self._merges_bytes -= len(self._merges.pop(next(iter(self._merges)))[0])
         return result
 
 
