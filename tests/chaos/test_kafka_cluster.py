@@ -192,8 +192,8 @@ async def test_leader_kill_and_rolling_restart_keep_the_grid_exact(
     name, victim = await pick_app(cluster, unique_name)
     topic = f"{name}-orders"
     changelog = f"{name}.{GRID}.changelog"
-    # The engine creates its own topics with one replica (see the xfail test below): created
-    # here first, fully replicated, so this test checks the faults and not that.
+    # Created here first so that the killed node leads them all (the app would create them
+    # with the cluster's replication too: see the next test).
     await create_led_by(cluster, victim, {topic: PARTITIONS, changelog: 1, f"{name}.dlq": 1})
     app = RunningApp(
         write_orders_app(tmp_path, name, topic, partitions=PARTITIONS), cluster.bootstrap
@@ -253,11 +253,6 @@ async def test_leader_kill_and_rolling_restart_keep_the_grid_exact(
         app.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KafkaEngine._create_topic asks for replication factor 1 instead of the broker's "
-    "default.replication.factor (-1): one broker down then stops the app",
-)
 async def test_the_app_creates_its_topics_replicated(
     kafka_cluster: KafkaCluster, unique_name: str, tmp_path: Path
 ) -> None:
@@ -274,3 +269,69 @@ async def test_the_app_creates_its_topics_replicated(
         states = await kafka_cluster.partitions(topics)
     replicas = {tp.topic: len(state.replicas) for tp, state in states.items()}
     assert replicas == dict.fromkeys(topics, kafka_cluster.size)
+
+
+async def test_a_changelog_away_longer_than_the_request_timeout_stalls_then_commits_once(
+    kafka_cluster: KafkaCluster, unique_name: str, tmp_path: Path
+) -> None:
+    """A changelog kept on one broker (an operator's choice): that broker dies for 50 s.
+
+    Every transaction then waits on its partition, and aiokafka fails the send after its
+    40 s request timeout (LeaderNotAvailableError). That used to end the app (exit 1); now
+    the batch stays in the grids, the commit is retried with the same outputs and input
+    positions, the app says it is degraded meanwhile, and it commits once when the broker
+    is back.
+    """
+    cluster = kafka_cluster
+    await cluster.wait_in_sync()
+    victim = cluster.nodes[-1].node_id
+    others = [n.node_id for n in cluster.nodes if n.node_id != victim]
+    name = unique_name
+    topic = f"{name}-orders"
+    changelog = f"{name}.{GRID}.changelog"
+    await create_led_by(cluster, others[0], {topic: PARTITIONS, f"{name}.dlq": 1})
+    admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(changelog, -1, -1, replica_assignments={0: [victim]})])
+    finally:
+        await admin.close()
+    app = RunningApp(
+        write_orders_app(tmp_path, name, topic, partitions=PARTITIONS), cluster.bootstrap
+    )
+    feeder = Feeder(cluster.bootstrap, topic)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        app.start()
+        assert app.proc is not None
+        follower = Follower(app.target, name)
+        tasks = [asyncio.create_task(feeder.run()), asyncio.create_task(follower.run())]
+        await eventually(lambda: follower.beyond(200), "the app consumes", 30)
+        await asyncio.to_thread(cluster.kill, victim)
+
+        async def stalled() -> bool:
+            ready = httpx.get(f"{app.http}/readyz", timeout=5).text
+            return "a batch waits to be committed" in ready
+
+        await eventually(stalled, "the app to say its batch waits (after 40 s)", 60)
+        assert app.proc.poll() is None, f"the app exited:\n{app.log_tail()}"
+        await asyncio.to_thread(cluster.restart, victim)
+        await cluster.wait_in_sync()
+        feeder.stop.set()
+        await tasks[0]
+        records = await read_topic(cluster.bootstrap, topic, len(feeder.acked))
+        want = sums([m.value for m in records])
+
+        async def converged() -> bool:
+            return follower.rows == want
+
+        await eventually(converged, "the subscriber sees every order once", 60)
+        assert app.proc.poll() is None, f"the app exited:\n{app.log_tail()}"
+        assert httpx.get(f"{app.http}/readyz", timeout=5).text.strip() == "ready"
+        assert app.metric("aerogrid_commit_retries_total", {"app": name}) >= 1
+    finally:
+        feeder.stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        app.stop()

@@ -127,3 +127,9 @@ SUBSCRIBERS_DROPPED = Counter(
     "Subscriptions ended because their client stopped reading and fell behind the window",
     registry=REGISTRY,
 )
+COMMIT_RETRIES = Counter(
+    "aerogrid_commit_retries",
+    "Batch commits retried after a transient broker failure (the batch is committed once)",
+    ["app"],
+    registry=REGISTRY,
+)

@@ -33,10 +33,18 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    InvalidTxnState,
+    KafkaError,
+    KafkaTimeoutError,
+    OutOfOrderSequenceNumber,
+    TopicAlreadyExistsError,
+    UnknownProducerId,
+)
 
 from aerogrid import metrics
 from aerogrid.app import App
+from aerogrid.backoff import Backoff
 from aerogrid.engine import changelog, checkpoints
 from aerogrid.engine.crash_journal import CrashJournal
 from aerogrid.engine.dead_letters import dead_letter
@@ -44,13 +52,39 @@ from aerogrid.engine.guarantee import ExactlyOnce, Guarantee, choose_producer
 from aerogrid.engine.health import BrokerWatch
 from aerogrid.engine.inputs import Batch, InputReader, InputsLost, partitions_of
 from aerogrid.engine.processor import Processor, RecordLike, StopProcessing
-from aerogrid.errors import AeroGridError
+from aerogrid.errors import AeroGridError, BrokerConnectionError
 from aerogrid.grids import Grid, RowKey, RowTuple
 from aerogrid.settings import BrokerSettings
+from aerogrid.topics import OutgoingRecord
 
 log = logging.getLogger("aerogrid.engine")
 
 Publish = Callable[[Grid, dict[RowKey, RowTuple | None]], None]
+GridChanges = tuple[Grid, dict[RowKey, RowTuple | None]]
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A broker failure that retrying can fix (a leader election, a broker away for a while).
+
+    A transactional producer's sequence errors count too: the retry takes a new producer.
+    """
+    if isinstance(exc, _RECOVERABLE):
+        return True
+    return isinstance(exc, KafkaError) and bool(exc.retriable)
+
+
+_RECOVERABLE = (
+    KafkaTimeoutError,
+    TimeoutError,
+    BrokerConnectionError,
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidTxnState,
+)
+
+
+class StoppedUncommitted(AeroGridError):
+    """A stop came while a batch waited to be committed; it is read again on the next start."""
 
 
 class CrashedTwice(AeroGridError):
@@ -98,6 +132,9 @@ class KafkaEngine:
         #: Set by the broker watch, acted on between cycles: why to resynchronise, and
         #: whether the inputs must be read again from their start.
         self._resync: tuple[str, bool] | None = None
+        self._transaction_open = False
+        #: Why the batch in flight cannot be committed, while it cannot.
+        self._commit_stall: str | None = None
         self._partitions_added = False
         self._stopping = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
@@ -161,8 +198,10 @@ class KafkaEngine:
 
     @property
     def outage(self) -> str | None:
-        """Why the broker is unreachable, while it is (the app serves its last state)."""
-        return self._watch.describe_outage() if self._watch and self._watch.outage else None
+        """Why the grids cannot move on now: the broker is unreachable, or a commit waits."""
+        if self._watch and self._watch.outage:
+            return self._watch.describe_outage()
+        return self._commit_stall
 
     async def run(self) -> None:
         """The consume–process–commit loop, until `request_stop()`."""
@@ -171,6 +210,13 @@ class KafkaEngine:
                 await self._apply_broker_changes()
                 await self._cycle()
             await self._cycle(final=True)
+        except StoppedUncommitted as exc:
+            log.warning(
+                "app %s stopped with a batch not committed (%s); it is read again on the next "
+                "start",
+                self.app.name,
+                exc,
+            )
         except StopProcessing as exc:
             self._set_status(Status.FAILED, str(exc))
             raise
@@ -285,47 +331,100 @@ class KafkaEngine:
         self.processor.counts.dead_lettered += 1
         metrics.DEAD_LETTERED.labels(self.app.name, record.topic).inc()
 
-    async def _commit_transactional(
-        self, batch: Batch
-    ) -> list[tuple[Grid, dict[RowKey, RowTuple | None]]]:
-        producer = self._require_producer()
-        offsets = batch.offsets
-        await producer.begin_transaction()
-        try:
-            await self._process(batch)
-            changes, sends = await self._send_outputs(producer)
-            await asyncio.gather(*sends)
+    async def _commit_transactional(self, batch: Batch) -> list[GridChanges]:
+        await self._process(batch)
+        changes, outputs = self._drain_outputs()
+
+        async def transaction() -> None:
+            if self._transaction_open:
+                await self._renew_producer()
+            producer = self._require_producer()
+            await producer.begin_transaction()
+            self._transaction_open = True
+            await self._send(producer, outputs)
             self._maybe_crash()
-            if offsets:
-                await producer.send_offsets_to_transaction(offsets, self.app.name)
+            if batch.offsets:
+                await producer.send_offsets_to_transaction(batch.offsets, self.app.name)
             await producer.commit_transaction()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await producer.abort_transaction()
-            raise
+            self._transaction_open = False
+
+        await self._until_committed(transaction)
         return changes
 
-    async def _commit_checkpointed(
-        self, batch: Batch
-    ) -> list[tuple[Grid, dict[RowKey, RowTuple | None]]]:
+    async def _commit_checkpointed(self, batch: Batch) -> list[GridChanges]:
         producer = self._require_producer()
         offsets = batch.offsets
         await self._process(batch)
         self._batch += 1
-        changes, sends = await self._send_outputs(
-            producer, checkpoints.header(self._generation, self._batch)
-        )
-        await asyncio.gather(*sends)
-        self._maybe_crash()
+        changes, outputs = self._drain_outputs(checkpoints.header(self._generation, self._batch))
         positions = {**self._inputs.positions, **offsets} if self._inputs else {}
         inputs = {f"{tp.topic}:{tp.partition}": o for tp, o in positions.items()}
-        await self._write_checkpoint(producer, inputs)
+
+        async def cycle() -> None:
+            # A retry writes the cycle's changelog records again: the same rows under the
+            # same cycle number, so restore reads the same grid.
+            await self._send(producer, outputs)
+            self._maybe_crash()
+            await self._write_checkpoint(producer, inputs)
+
+        await self._until_committed(cycle)
         # The group's offsets are only for tools (a restart resumes from the checkpoint),
         # so they are committed in the background, one commit at a time, off the hot path.
         idle = self._group_commit is None or self._group_commit.done()
         if offsets and self._inputs is not None and idle:
             self._group_commit = asyncio.create_task(self._commit_group(positions))
         return changes
+
+    async def _renew_producer(self) -> None:
+        """A new transactional producer after an attempt failed mid-transaction.
+
+        The old one's sequence numbers may no longer match the broker's (a batch expired
+        while a leader was away: OutOfOrderSequenceNumber on every later send), and aiokafka
+        cannot reset them. InitProducerId under the same transactional id bumps the epoch,
+        aborts the old transaction and fences the old producer.
+        """
+        old, self._producer = self._producer, None
+        if old is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(old.stop(), 5)
+        chosen = await choose_producer(self.app.name, self.settings, "on")
+        self._producer = chosen.producer
+        self._transaction_open = False
+
+    async def _until_committed(self, attempt: Callable[[], Awaitable[None]]) -> None:
+        """Run a commit `attempt` until it succeeds; a transient broker failure is retried.
+
+        The batch is already in the grids, and its outputs are kept, so a retry commits the
+        same outputs and input positions: nothing is lost or counted twice. A stop request
+        ends the retries (`StoppedUncommitted`): the batch is read again on the next start.
+        """
+        backoff = Backoff(initial=0.5, maximum=10.0)
+        while True:
+            try:
+                await attempt()
+                if self._commit_stall is not None:
+                    log.info("app %s: the batch is committed; processing resumes", self.app.name)
+                    self._commit_stall = None
+                    self.on_outage(None)
+                return
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                if self._stopping.is_set():
+                    raise StoppedUncommitted(f"{type(exc).__name__}: {exc}") from exc
+                delay = backoff.next_delay()
+                metrics.COMMIT_RETRIES.labels(self.app.name).inc()
+                self._commit_stall = f"a batch waits to be committed ({type(exc).__name__})"
+                self.on_outage(self._commit_stall)
+                log.warning(
+                    "app %s: the batch could not be committed (%s: %s); retrying in %.1f s "
+                    "(it is committed once, nothing is lost)",
+                    self.app.name,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
 
     async def _write_checkpoint(self, producer: AIOKafkaProducer, inputs: dict[str, int]) -> None:
         checkpoint = checkpoints.Checkpoint(self._generation, self._batch, inputs)
@@ -337,34 +436,35 @@ class KafkaEngine:
         await delivery
         self._checkpoints.add(checkpoint)
 
-    async def _send_outputs(
-        self, producer: AIOKafkaProducer, cycle: tuple[str, bytes] | None = None
-    ) -> tuple[list[tuple[Grid, dict[RowKey, RowTuple | None]]], list[Awaitable[Any]]]:
-        headers = [cycle] if cycle else None
-        sends: list[Awaitable[Any]] = []
-        changes: list[tuple[Grid, dict[RowKey, RowTuple | None]]] = []
+    def _drain_outputs(
+        self, cycle: tuple[str, bytes] | None = None
+    ) -> tuple[list[GridChanges], list[OutgoingRecord]]:
+        """The batch's grid changes, and every record to write for it (encoded once)."""
+        headers = (cycle,) if cycle else ()
+        outputs: list[OutgoingRecord] = []
+        changes: list[GridChanges] = []
         for grid in self.app.grids.values():
             grid_changes = grid.drain_changes()
             changes.append((grid, grid_changes))
             topic = self.app.changelog_topic(grid.name)
-            for key, row in grid_changes.items():
-                sends.append(
-                    await producer.send(
-                        topic,
-                        key=changelog.encode_key(key),
-                        value=changelog.encode_row(grid, row),
-                        headers=headers,
-                    )
+            outputs.extend(
+                OutgoingRecord(
+                    topic, changelog.encode_key(key), changelog.encode_row(grid, row), headers
                 )
-        outgoing = self.processor.drain_dead_letters() + self.app._outbox
-        self.app._outbox = []
-        for record in outgoing:
-            sends.append(
-                await producer.send(
-                    record.topic, key=record.key, value=record.value, headers=list(record.headers)
-                )
+                for key, row in grid_changes.items()
             )
-        return changes, sends
+        outputs += self.processor.drain_dead_letters()
+        outputs += self.app._outbox
+        self.app._outbox = []
+        return changes, outputs
+
+    @staticmethod
+    async def _send(producer: AIOKafkaProducer, outputs: list[OutgoingRecord]) -> None:
+        sends = [
+            await producer.send(r.topic, key=r.key, value=r.value, headers=list(r.headers) or None)
+            for r in outputs
+        ]
+        await asyncio.gather(*sends)
 
     # -- what the broker watch found ------------------------------------------------------
 
@@ -456,9 +556,7 @@ class KafkaEngine:
         last_error: Exception | None = None
         for topic_config in attempts:
             try:
-                response = await admin.create_topics(
-                    [NewTopic(name, partitions, 1, topic_configs=topic_config or None)]
-                )
+                response = await admin.create_topics([_new_topic(name, partitions, topic_config)])
             except TopicAlreadyExistsError:
                 return
             except KafkaError as exc:
@@ -647,6 +745,19 @@ class KafkaEngine:
     def _update_lag(self) -> None:
         if self._inputs is not None:
             self._inputs.update_lag()
+
+
+def _new_topic(name: str, partitions: int, config: dict[str, str]) -> NewTopic:
+    """A topic with the broker's default replication factor (-1, Kafka 2.4+).
+
+    Its `default.replication.factor` is what the cluster's operators chose (3 on a real
+    cluster); a fixed 1 would leave the app's changelog on one broker, so losing that
+    broker would stop the app. aiokafka's constructor refuses -1 without an explicit
+    assignment, so it is set after construction.
+    """
+    topic = NewTopic(name, partitions, 1, topic_configs=config or None)
+    topic.replication_factor = -1
+    return topic
 
 
 def _crash_cycle_from_env() -> int | None:
