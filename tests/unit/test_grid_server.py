@@ -404,3 +404,35 @@ async def test_a_stalled_grpc_subscriber_slows_no_one_and_catches_up(server: Ser
     assert state == server.expected()
     assert merged > 0  # it received merged deltas, not 300 separate ones
     assert fast_seconds < 15
+
+
+async def test_a_batch_waiting_to_commit_holds_back_no_full_snapshot(server: Server) -> None:
+    """A batch in the grid waits (minutes, in an outage) for a broker to commit it.
+
+    The engine holds the state lock meanwhile; a new full-column subscriber still gets
+    the last committed grid at once, and never the waiting batch's rows.
+    """
+    server.grid["AAPL"] = {"bid": 1.0}
+    server.commit()
+    async with GridClient(server.target) as client:
+        assert await client.snapshot("prices", "quotes") == server.expected()  # image built
+        committed = server.expected()
+        async with server.hub.state_lock:  # the engine, with a batch it cannot commit
+            server.grid["MSFT"] = {"bid": 2.0}
+            server.grid["AAPL"] = {"bid": 9.0}
+            rows = await asyncio.wait_for(client.snapshot("prices", "quotes"), 5)
+            assert rows == committed
+            # A filtered snapshot is cut from the grid itself: it waits for the commit.
+            filtered = asyncio.ensure_future(first_update(client, columns=["bid"]))
+            await asyncio.sleep(0.3)
+            assert not filtered.done()
+            server.commit()
+        update = await filtered
+        assert update.snapshot
+        assert update.upserts == {k: {"bid": v["bid"]} for k, v in server.expected().items()}
+
+
+async def first_update(client: GridClient, **options: Any) -> GridUpdate:
+    async for update in client.subscribe("prices", "quotes", **options):
+        return update
+    raise AssertionError("stream ended")

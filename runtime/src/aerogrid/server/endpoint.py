@@ -260,7 +260,14 @@ class RuntimeEndpoint:
     async def _snapshot(
         self, channel: GridChannel, indices: list[int] | None, keys: frozenset[str] | None
     ) -> tuple[int, list[bytes]]:
-        """The grid's seq and snapshot chunks, taken between commits (never mid-cycle)."""
+        """The grid's seq and snapshot chunks, taken between commits (never mid-cycle).
+
+        A full-column snapshot from the channel's image needs no lock: the image holds
+        only published (committed) rows, so it is served at once even while a batch waits
+        minutes for a broker to commit it.
+        """
+        if indices is None and keys is None and channel.has_image:
+            return channel.seq, _snapshot(channel, indices, keys)
         async with self.hub.state_lock:
             if indices is None and keys is None:
                 await channel.build_image()

@@ -162,6 +162,11 @@ class GridChannel:
         wakeup, self._wakeup = self._wakeup, asyncio.Event()
         wakeup.set()
 
+    @property
+    def has_image(self) -> bool:
+        """The wire image exists: it changes only on publication, so it is committed state."""
+        return self._image is not None
+
     async def build_image(self, batch: int = 20_000) -> None:
         """Encode every row once, yielding to the event loop between batches.
 
