@@ -14,9 +14,7 @@ import asyncio
 import contextlib
 import json
 import random
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from aiokafka.errors import KafkaError
 from aerogrid.client import GridClient
 from support.apps import RunningApp, read_topic, write_orders_app
 from support.brokers import KafkaCluster
+from support.workspace import eventually
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -52,14 +51,6 @@ def sums(values: list[bytes]) -> Sums:
         units[o["product"]] += o["quantity"]
         count[o["product"]] += 1
     return {p: {"units_sold": units[p], "orders": count[p]} for p in units}
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what}")
-        await asyncio.sleep(0.1)
 
 
 async def coordinators(bootstrap: str, name: str) -> tuple[int, int]:

@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -23,6 +23,7 @@ from aerogrid.client import GridClient
 from support.apps import RunningApp, produce, write_orders_app
 from support.brokers import Broker
 from support.orders import converged, expected_sums, orders
+from support.workspace import eventually
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -39,13 +40,13 @@ def frozen(broker: Broker) -> Iterator[None]:
         os.killpg(group, signal.SIGCONT)
 
 
-async def wait_until(check: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+def reachable(app: RunningApp, name: str, value: float) -> Callable[[], Awaitable[bool]]:
+    """A check that the app's broker-reachable gauge reads `value`."""
+
+    async def check() -> bool:
+        return app.metric("aerogrid_broker_reachable", {"app": name}) == value
+
+    return check
 
 
 def app_lines(app: RunningApp) -> list[str]:
@@ -65,11 +66,7 @@ async def test_outage_is_visible_quiet_and_processing_resumes(
         assert app.metric("aerogrid_broker_reachable", {"app": unique_name}) == 1
         lines_before = len(app_lines(app))
         with frozen(broker):
-            await wait_until(
-                lambda: app.metric("aerogrid_broker_reachable", {"app": unique_name}) == 0,
-                20,
-                "the app to notice the outage",
-            )
+            await eventually(reachable(app, unique_name, 0), "the app to notice the outage", 20)
             ready = httpx.get(f"{app.http}/readyz", timeout=5)
             # Still serving its last committed state, and saying it is degraded.
             assert ready.status_code == 200
@@ -87,11 +84,7 @@ async def test_outage_is_visible_quiet_and_processing_resumes(
             outage_lines = app_lines(app)[lines_before:]
         assert len(outage_lines) <= 5, "\n".join(outage_lines)
         assert any("unreachable" in line for line in outage_lines)
-        await wait_until(
-            lambda: app.metric("aerogrid_broker_reachable", {"app": unique_name}) == 1,
-            60,
-            "the app to notice the broker is back",
-        )
+        await eventually(reachable(app, unique_name, 1), "the app to notice the broker is back", 60)
         assert any("reachable again" in line for line in app_lines(app))
         assert app.metric("aerogrid_broker_outages_total", {"app": unique_name}) == 1
         assert httpx.get(f"{app.http}/readyz", timeout=5).text.strip() in (
@@ -123,11 +116,7 @@ async def test_sigterm_during_an_outage_exits_0_within_10_s(
         await produce(broker.bootstrap, topic, records[:1000])
         ports = (app.info["grpc_port"], app.info["http_port"])
         with frozen(broker):
-            await wait_until(
-                lambda: app.metric("aerogrid_broker_reachable", {"app": unique_name}) == 0,
-                20,
-                "the app to notice the outage",
-            )
+            await eventually(reachable(app, unique_name, 0), "the app to notice the outage", 20)
             started = time.monotonic()
             code = app.terminate(timeout=15)
             took = time.monotonic() - started

@@ -60,7 +60,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from support.brokers import HOST, _spawn, _terminate_group, free_port
+from support.brokers import HOST, _spawn, _terminate_groups, free_port
 from support.tls import CA_KEY_USAGE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -709,7 +709,7 @@ class KubeTestbed:
         for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
             proc = self._procs.pop(name, None)
             if proc is not None:
-                _terminate_group(proc, grace)
+                _terminate_groups([proc], grace)
         self._procs.clear()
         if self._workdir is not None and not keep:
             shutil.rmtree(self._workdir, ignore_errors=True)

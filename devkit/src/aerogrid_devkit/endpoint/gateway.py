@@ -4,8 +4,9 @@ The devkit runs each app in its own process on ephemeral ports, but clients (Exc
 the TUI, scripts) know one address. The gateway is what serves there:
 
 * the catalog comes from the supervisor (each app's status) and from each app's own
-  catalog (its *declared* name, tenant and grids), asked over gRPC as soon as the
-  process serves and cached, so a stopped or crashed app still lists its grids. The
+  catalog (its *declared* name, tenant, grids and status message), followed over gRPC
+  (WatchApps) while the process serves and cached, so a stopped or crashed app still
+  lists its grids and a running one says when it is degraded. The
   declared name (`aerogrid.App("orders")`) is what clients subscribe with; it can
   differ from the app's key in the workspace.
 * `ListGrids` and `Subscribe` are routed by that name to the app's process, and the
@@ -33,6 +34,7 @@ import grpc
 from grpc import aio
 
 from aerogrid import metrics
+from aerogrid.backoff import Backoff
 from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.identity import Caller
 from aerogrid.v1 import catalog_pb2, catalog_pb2_grpc, grid_pb2, grid_pb2_grpc
@@ -85,6 +87,17 @@ def _shape(info: catalog_pb2.AppInfo) -> bytes:
         grid.rows = 0
         grid.seq = 0
     return copy.SerializeToString(deterministic=True)
+
+
+def _merged(
+    known: list[catalog_pb2.AppInfo], response: catalog_pb2.WatchAppsResponse
+) -> list[catalog_pb2.AppInfo]:
+    """An app's catalog after one WatchApps response (the first one holds it whole)."""
+    if response.initial:
+        return list(response.apps)
+    changed = {info.name: info for info in response.apps}
+    kept = [changed.pop(info.name, info) for info in known if info.name not in response.removed]
+    return kept + list(changed.values())
 
 
 def _last_output(app: AppProcess, limit: int = 200) -> str:
@@ -196,30 +209,34 @@ class LocalGateway:
             task.add_done_callback(self._closing.discard)
 
     async def _fetch_catalog(self, upstream: _Upstream, channel: aio.Channel) -> None:
-        """Ask a newly running app for its catalog (retrying briefly while it settles)."""
+        """Follow a running app's catalog (retrying briefly while it settles).
+
+        WatchApps, not one ListApps: an app's status message changes while it runs (a
+        broker outage makes it degraded, a downgrade to checkpoints is stated there), and
+        the local endpoint's catalog must say so too.
+        """
         stub = catalog_pb2_grpc.CatalogServiceStub(channel)
-        delay = 0.1
+        backoff = Backoff(initial=0.1, maximum=2.0)
         for attempt in range(5):
+            followed = False
             try:
-                response = await stub.ListApps(
-                    catalog_pb2.ListAppsRequest(), timeout=CATALOG_TIMEOUT
-                )
+                async for response in stub.WatchApps(catalog_pb2.WatchAppsRequest()):
+                    if upstream.channel is not channel:
+                        return
+                    followed = True
+                    upstream.catalog = _merged(upstream.catalog, response)
+                    self._notify_if_changed(upstream)
+                return
             except aio.AioRpcError as exc:
-                if upstream.channel is not channel:
-                    return
+                if upstream.channel is not channel or followed:
+                    return  # a process that went away: the supervisor attaches the next one
                 log.warning(
                     "local endpoint: cannot read the catalog of %s (attempt %d): %s",
                     upstream.process.name,
                     attempt + 1,
                     exc.details() or exc.code().name,
                 )
-                await asyncio.sleep(delay)
-                delay *= 2
-                continue
-            if upstream.channel is channel:
-                upstream.catalog = list(response.apps)
-                self._notify_if_changed(upstream)
-            return
+                await asyncio.sleep(backoff.next_delay())
         log.error(
             "local endpoint: %s does not tell its catalog; it is listed under its workspace "
             "name until it restarts",
