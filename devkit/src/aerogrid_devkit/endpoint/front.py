@@ -247,7 +247,7 @@ class Front:
         self.max_handshakes = max_handshakes
         self.counts = ConnectionCounts()
         self._handshakes = 0
-        self._release = FloodRelease()
+        self._release = FloodRelease(every=max_handshakes)
         self._sockets: list[socket.socket] = []
         self._servers: list[asyncio.Server] = []
         self._routes: dict[Route, int] = {}
