@@ -227,15 +227,14 @@ async def test_no_poison_record_stops_the_app(
         assert "Traceback" not in log
 
     # `aerogrid tail` shows every dead letter, as JSON and as text
-    tailed = aerogrid_tail(
-        broker.bootstrap, dlq, "--from-beginning", "--json", "--idle-timeout", "5"
-    )
+    every = ("--from-beginning", "--max", str(len(CORPUS)), "--idle-timeout", "10")
+    tailed = aerogrid_tail(broker.bootstrap, dlq, *every, "--json")
     assert tailed.returncode == 0, tailed.stderr[-2000:]
     shown = [json.loads(line) for line in tailed.stdout.splitlines()]
     assert len(shown) == len(CORPUS)
     deep = next(r for r in shown if r["key"] == "deep-unknown-field")
     assert deep["value"].startswith('{"product": "p1", "quantity": 1, "junk": [[[')  # as text
-    text = aerogrid_tail(broker.bootstrap, dlq, "--from-beginning", "--idle-timeout", "5")
+    text = aerogrid_tail(broker.bootstrap, dlq, *every)
     assert text.returncode == 0, text.stderr[-2000:]
     assert text.stdout.count(f"{dlq}[0]@") == len(CORPUS)
 
