@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
+import httpx
 import psutil  # type: ignore[import-untyped]
 import pytest
 from grpc import aio
@@ -215,6 +216,36 @@ async def test_http_port_closes_silent_partial_and_slowloris_connections(
             writer.close()
     assert None not in waits, f"{waits.count(None)} of 150 connections still open"
     assert refused("http", "slow_head") + refused("http", "silent") - before == 150
+
+
+async def test_http_garbage_gets_invalid_argument_and_one_log_line(
+    service: GridService, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    before = refused("http", "malformed")
+    calls = [
+        (LIST_GRIDS, "application/proto", GARBAGE[1]),
+        (LIST_GRIDS, "application/json", b"{not json"),
+        (SUBSCRIBE, "application/connect+proto", b"\x00\x00\x00\x00\x09abc"),
+        (SUBSCRIBE, "application/grpc-web+proto", struct.pack(">BI", 0, 4) + GARBAGE[3]),
+    ]
+    async with httpx.AsyncClient(base_url=service.http) as client:
+        for _ in range(10):
+            for path, content_type, body in calls:
+                response = await client.post(
+                    path, content=body, headers={"content-type": content_type}
+                )
+                if content_type.startswith("application/grpc-web"):
+                    assert b"grpc-status:3" in response.content
+                elif path == SUBSCRIBE:
+                    assert b'"code":"invalid_argument"' in response.content
+                else:
+                    assert response.status_code == 400
+                    assert response.json()["code"] == "invalid_argument"
+    assert refused("http", "malformed") - before == 40
+    assert_no_tracebacks(caplog)
+    lines = [r for r in caplog.records if r.name == "aerogrid.server.connections"]
+    assert len(lines) == 1, [r.getMessage() for r in lines]
 
 
 async def test_http_request_body_cut_short_ends_at_the_deadline(service: GridService) -> None:
