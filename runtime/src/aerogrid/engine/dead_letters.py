@@ -69,6 +69,10 @@ def dead_letter(
     )
     room = limit - RECORD_OVERHEAD - _FLAGS_ROOM - headers_size(ours)
     key, value, theirs, flags = fit(record.key, record.value, theirs, room)
+    if key is None and value is None:
+        # A keyless tombstone (or a record the client could not read): Kafka clients
+        # refuse to produce a record with neither, so its dead letter carries b"".
+        value = b""
     return OutgoingRecord(topic, key, value, (*theirs, *ours, *flags))
 
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
+from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
 
 from aerogrid import metrics
 from aerogrid.engine.crash_journal import Ranges
@@ -50,6 +50,14 @@ class Batch:
     records: list[RecordLike] = field(default_factory=list)
     offsets: Positions = field(default_factory=dict)
     ranges: Ranges = field(default_factory=dict)
+    #: Offsets the Kafka client cannot parse: (partition, first, end, why), skipped.
+    unreadable: list[tuple[TopicPartition, int, int, str]] = field(default_factory=list)
+
+    def add(self, tp: TopicPartition, messages: Sequence[RecordLike]) -> None:
+        self.records.extend(messages)
+        self.offsets[tp] = messages[-1].offset + 1
+        first = self.ranges.get((tp.topic, tp.partition), (messages[0].offset, 0))[0]
+        self.ranges[(tp.topic, tp.partition)] = (first, messages[-1].offset)
 
 
 class InputReader:
@@ -106,13 +114,69 @@ class InputReader:
         except OffsetOutOfRangeError as exc:
             await self._out_of_range(exc.args[0])
             return Batch()
+        except KafkaError:
+            raise
+        except Exception as exc:
+            # The client itself could not parse a record batch (a header name that is not
+            # UTF-8, say), and would raise on every call: find it and step over it.
+            log.warning("input: the Kafka client cannot read a record batch (%r)", exc)
+            return await self._read_around_unreadable()
         read = Batch()
         for tp, messages in batch.items():
             if messages:
-                read.records.extend(messages)
-                read.offsets[tp] = messages[-1].offset + 1
-                read.ranges[(tp.topic, tp.partition)] = (messages[0].offset, messages[-1].offset)
+                read.add(tp, messages)
         return read
+
+    async def _read_around_unreadable(self) -> Batch:
+        """One record at a time per partition, up to the batch the client cannot parse.
+
+        aiokafka parses a whole record batch at once, so the unreadable part is a batch,
+        not a record: its extent is found by seeking past it (`_end_of_unreadable`).
+        """
+        read = Batch()
+        for tp in sorted(self.consumer.assignment()):
+            for _ in range(self.max_batch):
+                try:
+                    got = await self.consumer.getmany(tp, timeout_ms=200, max_records=1)
+                except KafkaError:
+                    break  # the next ordinary read deals with it
+                except Exception as exc:
+                    start = await self.consumer.position(tp)
+                    end = await self._end_of_unreadable(tp, start)
+                    why = f"{type(exc).__name__}: {exc}"
+                    read.unreadable.append((tp, start, end, why))
+                    read.offsets[tp] = end
+                    self.consumer.seek(tp, end)
+                    break
+                if not got.get(tp):
+                    break
+                read.add(tp, got[tp])
+        return read
+
+    async def _end_of_unreadable(self, tp: TopicPartition, start: int) -> int:
+        """The first offset after `start` that the client reads (a bisection by seeking)."""
+
+        async def readable(offset: int) -> bool:
+            self.consumer.seek(tp, offset)
+            try:
+                await self.consumer.getmany(tp, timeout_ms=500, max_records=1)
+            except KafkaError:
+                return True  # past the end, say: not the parse failure
+            except Exception:
+                return False
+            return True
+
+        bad, step = start, 1
+        while not await readable(start + step):
+            bad, step = start + step, step * 2
+        good = start + step
+        while good - bad > 1:
+            middle = (bad + good) // 2
+            if await readable(middle):
+                good = middle
+            else:
+                bad = middle
+        return good
 
     async def _out_of_range(self, fetched: dict[TopicPartition, int]) -> None:
         starts = await self.consumer.beginning_offsets(list(fetched))

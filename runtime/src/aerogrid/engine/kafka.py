@@ -51,7 +51,7 @@ from aerogrid.engine.dead_letters import dead_letter
 from aerogrid.engine.guarantee import ExactlyOnce, Guarantee, choose_producer
 from aerogrid.engine.health import BrokerWatch
 from aerogrid.engine.inputs import Batch, InputReader, InputsLost, partitions_of
-from aerogrid.engine.processor import Processor, RecordLike, StopProcessing
+from aerogrid.engine.processor import Processor, RawRecord, RecordLike, StopProcessing
 from aerogrid.errors import AeroGridError, BrokerConnectionError
 from aerogrid.grids import Grid, RowKey, RowTuple
 from aerogrid.settings import BrokerSettings
@@ -89,6 +89,10 @@ class StoppedUncommitted(AeroGridError):
 
 class CrashedTwice(AeroGridError):
     """The process died twice while a handler ran this record."""
+
+
+class UnreadableRecord(AeroGridError):
+    """The Kafka client cannot parse these records (so no decoder ever sees them)."""
 
 
 class Status(StrEnum):
@@ -261,6 +265,7 @@ class KafkaEngine:
                 await asyncio.wait_for(self._stopping.wait(), 0.05)
         if (
             not batch.records
+            and not batch.unreadable
             and not self.app._outbox
             and not any(g.has_changes() for g in self.app.grids.values())
         ):
@@ -283,6 +288,16 @@ class KafkaEngine:
 
     async def _process(self, batch: Batch) -> None:
         """Run the batch through the handlers, noted in the crash journal (see there)."""
+        for tp, start, end, why in batch.unreadable:
+            self._dead_letter_unprocessable(
+                RawRecord(tp.topic, tp.partition, start, None, None),
+                UnreadableRecord(
+                    f"the Kafka client cannot read offsets {start}..{end - 1} of "
+                    f"{tp.topic}[{tp.partition}] ({why}); they are skipped, and still in "
+                    "the topic for other tools"
+                ),
+                stage="decode",
+            )
         journal = self._journal
         if journal is None or not batch.records:
             await self.processor.process(batch.records)
@@ -298,7 +313,15 @@ class KafkaEngine:
             where = (record.topic, record.partition, record.offset)
             if where in journal.quarantined:
                 journal.quarantined.discard(where)
-                self._dead_letter_crasher(record)
+                self._dead_letter_unprocessable(
+                    record,
+                    CrashedTwice(
+                        f"record {record.topic}[{record.partition}]@{record.offset} crashed "
+                        "the app twice (the process died while its handler ran); it is "
+                        "skipped so that it cannot stop the app"
+                    ),
+                    stage="handler",
+                )
             elif journal.is_suspect(*where):
                 journal.processing({where[:2]: (record.offset, record.offset)}, single=True)
                 await self.processor.process([record])
@@ -311,17 +334,16 @@ class KafkaEngine:
             await self.processor.process(together)
             journal.done()
 
-    def _dead_letter_crasher(self, record: RecordLike) -> None:
+    def _dead_letter_unprocessable(
+        self, record: RecordLike, error: AeroGridError, *, stage: str
+    ) -> None:
+        """Dead-letter a record the streams never saw (whatever their `on_error`)."""
         streams = [spec.name for spec in self.processor.routes.get(record.topic, [])]
         letter = dead_letter(
             self.app.dlq_topic,
             record,
-            CrashedTwice(
-                f"record {record.topic}[{record.partition}]@{record.offset} crashed the app "
-                "twice (the process died while its handler ran); it is skipped so that it "
-                "cannot stop the app"
-            ),
-            stage="handler",
+            error,
+            stage=stage,
             stream=",".join(streams),
             limit=self.processor.max_message_bytes,
         )
