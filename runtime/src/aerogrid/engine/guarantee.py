@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
@@ -32,11 +32,20 @@ from aiokafka.errors import (
 from aerogrid.backoff import Backoff
 from aerogrid.engine.connectivity import diagnose_connection
 from aerogrid.errors import AeroGridError
+from aerogrid.limits import MAX_MESSAGE_BYTES
 from aerogrid.settings import BrokerSettings
 
 log = logging.getLogger("aerogrid.engine")
 
 ExactlyOnce = Literal["auto", "on", "off"]
+
+#: Every app producer: acknowledged by all in-sync replicas, and the one message limit the
+#: dead letters and the changelog rows are cut and checked against.
+_PRODUCER_OPTIONS: dict[str, Any] = {
+    "acks": "all",
+    "linger_ms": 2,
+    "max_request_size": MAX_MESSAGE_BYTES,
+}
 
 #: How often a start that waits on the transaction coordinator says so.
 WAIT_REPORT_SECONDS = 15.0
@@ -88,7 +97,7 @@ async def choose_producer(
     backoff = Backoff(initial=0.5, maximum=10.0)
     while True:
         producer = AIOKafkaProducer(
-            transactional_id=app_name, acks="all", linger_ms=2, **settings.client_options()
+            transactional_id=app_name, **_PRODUCER_OPTIONS, **settings.client_options()
         )
         try:
             await _start_reporting(producer, settings, on_wait)
@@ -159,7 +168,7 @@ async def _start_reporting(
 
 
 async def _start_plain(settings: BrokerSettings) -> AIOKafkaProducer:
-    producer = AIOKafkaProducer(acks="all", linger_ms=2, **settings.client_options())
+    producer = AIOKafkaProducer(**_PRODUCER_OPTIONS, **settings.client_options())
     try:
         await producer.start()
     except BaseException as exc:
