@@ -35,8 +35,10 @@ from grpc import aio
 
 from aerogrid import metrics
 from aerogrid.backoff import Backoff
+from aerogrid.server.connections import RELAY_STALL_SECONDS
 from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.identity import Caller
+from aerogrid.server.service import PacedStream
 from aerogrid.v1 import catalog_pb2, catalog_pb2_grpc, grid_pb2, grid_pb2_grpc
 from aerogrid_devkit.supervisor import AppProcess, Supervisor
 
@@ -144,10 +146,18 @@ class LocalGateway:
     every stream and closes the channels to the apps.
     """
 
-    def __init__(self, supervisor: Supervisor, address: str) -> None:
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        address: str,
+        *,
+        relay_stall_seconds: float = RELAY_STALL_SECONDS,
+    ) -> None:
         self.supervisor = supervisor
         #: host:port of the endpoint serving this gateway (AppInfo.endpoint).
         self.address = address
+        #: A subscriber whose send waited this long is dropped (see `subscribe`).
+        self.relay_stall_seconds = relay_stall_seconds
         self._upstreams = {key: _Upstream(app) for key, app in supervisor.apps.items()}
         self._shapes: dict[str, bytes] = {}
         self._changed = asyncio.Event()
@@ -474,7 +484,17 @@ class LocalGateway:
         ]
         return grid_pb2.ListGridsResponse(grids=grids)
 
-    async def subscribe(
+    def subscribe(self, request: grid_pb2.SubscribeRequest, caller: Caller) -> PacedStream:
+        """The app's stream, passed through; a client that stops reading is dropped.
+
+        The app drops a stalled subscriber once it is behind its window, but the status
+        would wait here behind what the client has not read: so this hop drops one whose
+        send has waited `relay_stall_seconds`, cancelling the app's stream.
+        """
+        relayed = self._relay(request, caller)
+        return PacedStream(relayed, lambda: True, self.relay_stall_seconds)
+
+    async def _relay(
         self, request: grid_pb2.SubscribeRequest, caller: Caller
     ) -> AsyncGenerator[bytes, None]:
         key, channel = await self._route(request.app, caller)

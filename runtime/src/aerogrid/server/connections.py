@@ -37,6 +37,7 @@ __all__ = [
     "GRPC_SERVER_OPTIONS",
     "HEADER_TIMEOUT",
     "IDLE_TIMEOUT",
+    "RELAY_STALL_SECONDS",
     "REQUEST_TIMEOUT",
     "SEND_TIMEOUT",
     "STALL_SECONDS",
@@ -56,6 +57,9 @@ REQUEST_TIMEOUT: Final = 10.0
 IDLE_TIMEOUT: Final = 300.0
 #: Seconds a send to a subscriber may wait before, if it fell behind the window, it is dropped.
 STALL_SECONDS: Final = 5.0
+#: The same for a hop relaying another server's stream (the devkit's gateway): it cannot
+#: see that server's window, so a send waiting this long is taken to be behind it.
+RELAY_STALL_SECONDS: Final = 30.0
 #: Seconds bytes may wait for a peer that takes none of them before its connection is cut.
 SEND_TIMEOUT: Final = 60.0
 #: At most one log line per reason this often; the next one says how many were not logged.

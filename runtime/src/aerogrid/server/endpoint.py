@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Coroutine
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from aerogrid import metrics
+from aerogrid.server.connections import STALL_SECONDS
 from aerogrid.server.encoding import row_message
 from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.hub import Changes, GridChannel, GridHub, build_delta
 from aerogrid.server.identity import Caller
+from aerogrid.server.service import PacedStream
 from aerogrid.v1 import catalog_pb2, grid_pb2
 
 SNAPSHOT_CHUNK_ROWS = 5000
@@ -50,36 +50,14 @@ class _Position:
     channel: GridChannel | None = None
     cursor: int | None = None
 
-
-class Subscription(AsyncGenerator[bytes, None]):
-    """A subscription's messages, which also tells when its client fell behind the window.
-
-    Once the channel's window no longer reaches the seq the client was last sent, it
-    can only be sent a fresh snapshot: a transport that cannot send (the client stopped
-    reading) drops it then (`connections.SendWatch`).
-    """
-
-    def __init__(self, updates: AsyncGenerator[bytes, None], position: _Position) -> None:
-        self._updates = updates
-        self._position = position
-
     def fell_behind(self) -> bool:
-        channel, cursor = self._position.channel, self._position.cursor
+        """Whether the window no longer reaches the seq the client was last sent.
+
+        The client can then only be sent a fresh snapshot: a transport that cannot send
+        (the client stopped reading) drops it (`connections.SendWatch`).
+        """
+        channel, cursor = self.channel, self.cursor
         return channel is not None and cursor is not None and not channel.reaches(cursor)
-
-    def __anext__(self) -> Coroutine[Any, Any, bytes]:
-        return self._updates.__anext__()
-
-    def asend(self, value: None) -> Coroutine[Any, Any, bytes]:
-        return self._updates.asend(value)
-
-    def athrow(
-        self, typ: Any, val: Any = None, tb: TracebackType | None = None
-    ) -> Coroutine[Any, Any, bytes]:
-        return self._updates.athrow(typ, val, tb)
-
-    def aclose(self) -> Coroutine[Any, Any, None]:
-        return self._updates.aclose()
 
 
 class RuntimeEndpoint:
@@ -142,10 +120,11 @@ class RuntimeEndpoint:
             infos.extend(self._grid_info(c) for c in self.hub.channels(name))
         return grid_pb2.ListGridsResponse(grids=infos)
 
-    def subscribe(self, request: grid_pb2.SubscribeRequest, caller: Caller) -> Subscription:
+    def subscribe(self, request: grid_pb2.SubscribeRequest, caller: Caller) -> PacedStream:
         """The subscription's messages, and whether its client fell behind (see `Paced`)."""
         position = _Position()
-        return Subscription(self._updates(request, caller, position), position)
+        updates = self._updates(request, caller, position)
+        return PacedStream(updates, position.fell_behind, STALL_SECONDS)
 
     async def _updates(
         self, request: grid_pb2.SubscribeRequest, caller: Caller, position: _Position

@@ -114,7 +114,9 @@ class _Handlers:
         """
         task = asyncio.current_task()
         assert task is not None
-        watch = SendWatch(stream.fell_behind, task.cancel) if isinstance(stream, Paced) else None
+        watch = None
+        if isinstance(stream, Paced):
+            watch = SendWatch(stream.fell_behind, task.cancel, stall_seconds=stream.stall_seconds)
         error: ServiceError | None = None
         try:
             async for message in stream:

@@ -883,7 +883,8 @@ class _HttpApp:
         assert task is not None
         watch = None
         if isinstance(messages, Paced):
-            watch = SendWatch(messages.fell_behind, task.cancel)
+            stall = messages.stall_seconds
+            watch = SendWatch(messages.fell_behind, task.cancel, stall_seconds=stall)
         try:
             async for data in messages:
                 if wire.codec == "json":

@@ -6,8 +6,9 @@ Transports authenticate the caller, then call these methods. Streams yield
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from typing import Protocol, runtime_checkable
+from collections.abc import AsyncGenerator, Callable, Coroutine
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
 
 from aerogrid.server.identity import Caller
 from aerogrid.v1 import catalog_pb2, grid_pb2
@@ -17,11 +18,41 @@ from aerogrid.v1 import catalog_pb2, grid_pb2
 class Paced(Protocol):
     """A subscription stream that can tell when its client fell behind the replay window.
 
-    A transport whose send to that client has been waiting (the client is not reading)
-    drops the subscription once this is true: see `connections.SendWatch`.
+    A transport whose send to that client has been waiting `stall_seconds` (the client
+    is not reading) drops the subscription once this is true: see `connections.SendWatch`.
     """
 
+    stall_seconds: float
+
     def fell_behind(self) -> bool: ...
+
+
+class PacedStream(AsyncGenerator[bytes, None]):
+    """A stream's messages, with what `Paced` asks: when its client fell behind."""
+
+    def __init__(
+        self,
+        messages: AsyncGenerator[bytes, None],
+        fell_behind: Callable[[], bool],
+        stall_seconds: float,
+    ) -> None:
+        self._messages = messages
+        self.fell_behind = fell_behind
+        self.stall_seconds = stall_seconds
+
+    def __anext__(self) -> Coroutine[Any, Any, bytes]:
+        return self._messages.__anext__()
+
+    def asend(self, value: None) -> Coroutine[Any, Any, bytes]:
+        return self._messages.asend(value)
+
+    def athrow(
+        self, typ: Any, val: Any = None, tb: TracebackType | None = None
+    ) -> Coroutine[Any, Any, bytes]:
+        return self._messages.athrow(typ, val, tb)
+
+    def aclose(self) -> Coroutine[Any, Any, None]:
+        return self._messages.aclose()
 
 
 class GridEndpoint(Protocol):
