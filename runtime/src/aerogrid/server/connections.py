@@ -12,7 +12,11 @@ socket, a task or memory for seconds, not forever:
   uvicorn's own, shorter);
 * a subscriber whose send has been waiting STALL_SECONDS (it is not reading) while the
   replay window moved past its position is dropped with RESOURCE_EXHAUSTED (`SendWatch`):
-  it could be sent neither the deltas it missed nor a snapshot.
+  it could be sent neither the deltas it missed nor a snapshot (a hop relaying another
+  server's stream waits RELAY_STALL_SECONDS instead);
+* bytes waiting for a peer that takes none of them for SEND_TIMEOUT get its connection
+  cut (the devkit's front), and after a flood of connections their memory is given
+  back (`FloodRelease`).
 
 A refused request (malformed, incomplete, too slow) costs a counter and at most one log
 line per reason every LOG_INTERVAL seconds (`refused`), never a traceback.
