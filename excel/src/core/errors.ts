@@ -37,7 +37,7 @@ const CODE_TEXT: Record<number, string> = {
   4: "the server did not answer in time",
   5: "not found",
   7: "permission denied: your token does not give access to this",
-  8: "the server is overloaded",
+  8: "the server dropped the stream (it fell behind, or the server is overloaded)",
   9: "the server is not ready",
   12: "the server does not support this",
   13: "the server failed",

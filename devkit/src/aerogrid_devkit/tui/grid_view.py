@@ -49,13 +49,15 @@ __all__ = ["GridScreen", "GridSource", "GridTable", "grid_feed"]
 #: A feed of one grid: its schema, its updates and its connection state, as events.
 GridSource = Callable[[], AsyncGenerator[FeedEvent, None]]
 
-#: Failures worth retrying: the endpoint is down or restarting, or the network blinked.
+#: Failures worth retrying: the endpoint is down or restarting, the network blinked, or the
+#: server dropped this stream for falling behind.
 _RETRYABLE = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.CANCELLED,
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.INTERNAL,
     grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 #: A flash fades in this many steps: enough to read as a fade, few enough to cache.
