@@ -8,7 +8,6 @@ never go green by skipping the broker tests.
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -16,9 +15,11 @@ from typing import TypeVar
 
 import pytest
 
+from support.brokers import ApacheKafka, Broker, BrokerUnavailable, KafkaCluster, TansuBroker
+
 # `tests/` has no __init__.py, so pytest puts tests/ itself on sys.path (for this rootdir conftest)
 # and mypy names these modules `support.*`: import them as `support.brokers` to match both.
-from support.brokers import ApacheKafka, Broker, BrokerUnavailable, KafkaCluster, TansuBroker
+from support.ci import unavailable
 from support.node import NodeUnavailable, ensure_node_client
 
 BROKER_FIXTURES = ("broker", "apache_kafka", "tansu", "kafka_cluster")
@@ -36,25 +37,14 @@ def _devcert_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
-
-
-def _unavailable(reason: str) -> None:
-    """Skip locally, fail in CI."""
-    if _in_ci():
-        pytest.fail(f"{reason} (CI=true: broker tests must run, not skip)", pytrace=False)
-    pytest.skip(reason)
-
-
 def _session_broker(broker: _B) -> Iterator[_B]:
     reason = broker.unavailable_reason()
     if reason is not None:
-        _unavailable(reason)
+        unavailable(reason)
     try:
         broker.start()
     except BrokerUnavailable as exc:
-        _unavailable(str(exc))
+        unavailable(str(exc))
     try:
         yield broker
     finally:
@@ -96,7 +86,7 @@ def node() -> str:
     try:
         return ensure_node_client()
     except NodeUnavailable as exc:
-        _unavailable(str(exc))
+        unavailable(str(exc))
         raise
 
 

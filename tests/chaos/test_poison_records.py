@@ -34,7 +34,7 @@ from aerogrid_devkit.tui.app import AeroGridApp
 from aerogrid_devkit.tui.screens.browse_form import BrowseRequest
 from aerogrid_devkit.tui.screens.browser import TopicBrowserScreen
 from aerogrid_devkit.workspace import ExternalConfig
-from support.apps import RunningApp, read_topic
+from support.apps import RunningApp, read_topic, write_orders_app
 from support.brokers import Broker
 from support.orders import converged, expected_sums, orders
 
@@ -43,30 +43,6 @@ pytestmark = pytest.mark.timeout(300)
 #: The input topic takes records up to 8 MiB (the broker's default is 1 MB).
 BIG_TOPIC = {"max.message.bytes": str(8 * 1024 * 1024)}
 FIVE_MB = 5 * 1024 * 1024
-
-POISON_APP = """
-import aerogrid
-
-app = aerogrid.App({app!r})
-
-class Order(aerogrid.Record):
-    product: str
-    quantity: int
-
-orders_topic = app.topic({topic!r}, key_type=str, value_type=Order, partitions=2,
-                         config={config!r})
-product_sum = app.Grid('product_sum', columns=['units_sold', 'orders'],
-                       default=lambda: {{'units_sold': 0, 'orders': 0}})
-
-@app.stream(orders_topic)
-async def sum_orders(orders):
-    async for order_id, order in orders.items():
-        row = product_sum[order.product]
-        if order.quantity < 0:
-            raise ValueError('negative quantity in ' + order_id)
-        product_sum[order.product] = {{'units_sold': row['units_sold'] + order.quantity,
-                                      'orders': row['orders'] + 1}}
-"""
 
 
 @dataclass(frozen=True)
@@ -168,8 +144,7 @@ async def test_no_poison_record_stops_the_app(
 ) -> None:
     topic = f"{unique_name}-orders"
     dlq = f"{unique_name}.dlq"
-    path = tmp_path / "poisoned.py"
-    path.write_text(POISON_APP.format(app=unique_name, topic=topic, config=BIG_TOPIC))
+    path = write_orders_app(tmp_path, unique_name, topic, partitions=2, config=BIG_TOPIC)
     await create_big_topic(broker.bootstrap, topic)
     good = orders(300, seed=41)
     forged_good = (b"forged-but-good", b'{"product": "p2", "quantity": 5}', FORGED)

@@ -11,7 +11,6 @@ machine with Go but no build does it at the end of collection (outside every tes
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
+from support.ci import unavailable
 from support.k8s import (
     RESTRICTED_LABELS,
     KubeStartError,
@@ -29,17 +29,6 @@ from support.k8s import (
 )
 
 _build_error: list[Exception] = []
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
-
-
-def _unavailable(reason: str) -> None:
-    """Skip locally, fail in CI (as tests/conftest.py does for the brokers)."""
-    if _in_ci():
-        pytest.fail(f"{reason} (CI=true: Kubernetes tests must run, not skip)", pytrace=False)
-    pytest.skip(reason)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -69,17 +58,17 @@ def kube() -> Iterator[KubeTestbed]:
     """
     reason = KubeTestbed.unavailable_reason()
     if reason is not None:
-        _unavailable(reason)
+        unavailable(reason)
     if _build_error:
         error = _build_error[0]
         if isinstance(error, KubeUnavailable):
-            _unavailable(str(error))
+            unavailable(str(error))
         raise error
     bed = KubeTestbed()
     try:
         bed.start()
     except KubeUnavailable as exc:
-        _unavailable(str(exc))
+        unavailable(str(exc))
     try:
         yield bed
     finally:

@@ -35,7 +35,8 @@ class Order(aerogrid.Record):
     product: str
     quantity: int
 
-orders_topic = app.topic({topic!r}, key_type=str, value_type=Order, partitions={partitions})
+orders_topic = app.topic({topic!r}, key_type=str, value_type=Order, partitions={partitions},
+                         config={config!r})
 product_sum = app.Grid('product_sum', columns=['units_sold', 'orders'],
                        default=lambda: {{'units_sold': 0, 'orders': 0}})
 
@@ -51,11 +52,20 @@ async def sum_orders(orders):
 
 
 def write_orders_app(
-    folder: Path, app: str, topic: str, *, partitions: int = 3, tenant: str = "default"
+    folder: Path,
+    app: str,
+    topic: str,
+    *,
+    partitions: int = 3,
+    tenant: str = "default",
+    config: dict[str, str] | None = None,
 ) -> Path:
+    """The orders app under unique names; `config`: the input topic's config when created."""
     path = folder / f"{app}.py"
     path.write_text(
-        ORDERS_TEMPLATE.format(app=app, topic=topic, partitions=partitions, tenant=tenant)
+        ORDERS_TEMPLATE.format(
+            app=app, topic=topic, partitions=partitions, tenant=tenant, config=config or {}
+        )
     )
     return path
 

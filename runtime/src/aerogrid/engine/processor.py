@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Protocol
 
 from aerogrid import metrics
 from aerogrid.app import App
-from aerogrid.engine.dead_letters import dead_letter
+from aerogrid.engine.dead_letters import Source, dead_letter
 from aerogrid.errors import AeroGridError, DecodeError
 from aerogrid.grids import rollback
 from aerogrid.limits import MAX_MESSAGE_BYTES
@@ -39,21 +39,10 @@ class RawRecord(NamedTuple):
     timestamp: int = 0
 
 
-class RecordLike(Protocol):
-    """What the processor reads of a record: a RawRecord or aiokafka's ConsumerRecord."""
+class RecordLike(Source, Protocol):
+    """What the processor reads of a record: a RawRecord or aiokafka's ConsumerRecord
+    (what a dead letter takes of it, and its timestamp)."""
 
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
     @property
     def timestamp(self) -> int: ...
 
