@@ -20,7 +20,7 @@ import pytest
 from aerogrid_devkit.supervisor import Supervisor
 from support.apps import RunningApp, produce, write_orders_app
 from support.brokers import Broker
-from support.excel import EXCEL, built_addin
+from support.excel import EXCEL, RUNNING_ON_EMBEDDED, built_addin
 from support.workspace import supervised_endpoint, wait_for
 
 pytestmark = pytest.mark.node
@@ -157,12 +157,7 @@ async def test_value_and_apps_follow_the_app(
             "12",
         )
         assert code == 0, f"{stderr}\nlast value: {cell.get('matrix')}"
-        # The embedded broker has no transactions: the app says it runs checkpointed.
-        status = (
-            "running: checkpointed, not exactly-once: the broker refused a transactional "
-            "producer (UnknownError: [Error -1] UnknownError)"
-        )
-        expected_row = [unique_name, "default", status, "product_sum"]
+        expected_row = [unique_name, "default", RUNNING_ON_EMBEDDED, "product_sum"]
         expected = [["name", "tenant", "status", "grids"], expected_row]  # one app per runner
         code, listed, stderr = await run_grid_live(
             node, *args, "--function", "apps", "--duration", "20", "--expect", json.dumps(expected)

@@ -34,7 +34,7 @@ from aerogrid_devkit.supervisor import Supervisor
 from support.apps import produce, write_orders_app
 from support.brokers import Broker
 from support.ci import unavailable
-from support.excel import EXCEL, built_addin
+from support.excel import EXCEL, RUNNING_ON_EMBEDDED, built_addin
 from support.workspace import supervised_endpoint, wait_for
 
 pytestmark = [pytest.mark.node, pytest.mark.asyncio(loop_scope="module")]
@@ -237,7 +237,7 @@ async def test_page_runs_value_and_apps_too(ws: Workspace, chromium: str) -> Non
     assert out["table"] == [["15"]]  # one cell, no header row
 
     listed: Matrix = [["name", "tenant", "status", "grids"]]
-    listed += [[ws.names[k], "default", "running", GRID] for k in sorted(ws.names)]
+    listed += [[ws.names[k], "default", RUNNING_ON_EMBEDDED, GRID] for k in sorted(ws.names)]
     url = ws.page(app, function="apps")
     async with harness(chromium, url, "--expect", json.dumps(listed), "--duration", "30") as run:
         code, out = await run.result(45)

@@ -10,6 +10,11 @@ from pathlib import Path
 from support.ci import unavailable
 
 EXCEL = Path(__file__).resolve().parents[2] / "excel"
+#: The status APPS() shows for an app on the embedded broker, which has no transactions.
+RUNNING_ON_EMBEDDED = (
+    "running: checkpointed, not exactly-once: the broker refused a transactional producer "
+    "(UnknownError: [Error -1] UnknownError)"
+)
 ADDIN = EXCEL / "dist" / "addin"
 
 
