@@ -3,7 +3,7 @@
 Each cycle of the engine is numbered (generation, batch): the generation is new at every
 start, the batch counts cycles within it. Every changelog record of a cycle carries that
 number in a header; once all of them are acknowledged, one checkpoint record — the
-cycle's number, the input positions after it and the changelog ends — goes to
+cycle's number and the input positions after it — goes to
 `<app>.checkpoints`. On restore a changelog record counts only if its cycle's checkpoint
 was written, so the records of a cycle cut short by a crash are ignored, and input
 resumes from the positions of the last checkpoint: the grids hold every input record
