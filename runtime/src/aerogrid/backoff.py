@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -23,7 +23,16 @@ class Backoff:
     factor: float = 2.0
     #: Each delay is drawn from [delay * (1 - jitter), delay].
     jitter: float = 0.5
-    _attempt: int = 0
+    _attempt: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not (self.initial >= 0 and self.maximum >= 0 and self.factor >= 1):
+            raise ValueError(
+                f"Backoff needs initial >= 0, maximum >= 0 and factor >= 1, not "
+                f"initial={self.initial}, maximum={self.maximum}, factor={self.factor}"
+            )
+        if not 0 <= self.jitter <= 1:
+            raise ValueError(f"Backoff jitter is a fraction in [0, 1], not {self.jitter}")
 
     def next_delay(self) -> float:
         ceiling = min(self.maximum, self.initial * self.factor**self._attempt)
