@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 from grpc import aio
 
+from aerogrid.backoff import Backoff
 from aerogrid.server.encoding import value_to_cell
 from aerogrid.v1 import catalog_pb2, catalog_pb2_grpc, grid_pb2, grid_pb2_grpc
 
@@ -115,7 +116,12 @@ class AppSummary:
 
 
 class GridClient:
-    """An async client of the grid and catalog services."""
+    """An async client of the grid and catalog services.
+
+    Retries wait `reconnect_delay`, doubling up to `reconnect_max`, each delay jittered
+    (`aerogrid.backoff`): clients that lost the same server do not all come back at the
+    same instant.
+    """
 
     def __init__(
         self,
@@ -123,7 +129,8 @@ class GridClient:
         token: str | None = None,
         *,
         credentials: grpc.ChannelCredentials | None = None,
-        reconnect_delay: float = 0.5,
+        reconnect_delay: float = 0.2,
+        reconnect_max: float = 5.0,
         tenant: str | None = None,
     ) -> None:
         self.target = target
@@ -133,6 +140,7 @@ class GridClient:
         self.tenant = tenant
         self.credentials = credentials
         self.reconnect_delay = reconnect_delay
+        self.reconnect_max = reconnect_max
         self._channel: aio.Channel | None = None
 
     async def __aenter__(self) -> GridClient:
@@ -150,6 +158,9 @@ class GridClient:
         if self._channel is not None:
             await self._channel.close(grace=None)
             self._channel = None
+
+    def _backoff(self) -> Backoff:
+        return Backoff(initial=self.reconnect_delay, maximum=self.reconnect_max)
 
     # -- calls ---------------------------------------------------------------------
 
@@ -220,6 +231,7 @@ class GridClient:
 
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        backoff = self._backoff()
         while True:
             remaining = None if deadline is None else deadline - loop.time()
             try:
@@ -227,11 +239,17 @@ class GridClient:
             except GridClientError as exc:
                 if exc.code not in _RETRYABLE:
                     raise
-                if deadline is not None and loop.time() + self.reconnect_delay >= deadline:
-                    raise GridClientError(
-                        exc.code, f"{exc.message} (still, after {timeout:g}s)"
-                    ) from None
-            await asyncio.sleep(self.reconnect_delay)
+                delay = backoff.next_delay()
+                if deadline is not None:
+                    # The last attempt keeps at least `reconnect_delay` before the deadline,
+                    # however long the backoff has grown.
+                    left = deadline - loop.time() - self.reconnect_delay
+                    if left <= 0:
+                        raise GridClientError(
+                            exc.code, f"{exc.message} (still, after {timeout:g}s)"
+                        ) from None
+                    delay = min(delay, left)
+            await asyncio.sleep(delay)
 
     async def subscribe(
         self,
@@ -254,6 +272,7 @@ class GridClient:
         #: the last update yielded said (a change is yielded at once).
         stale: str | None = None
         told: str | None = None
+        backoff = self._backoff()
         while True:
             request = grid_pb2.SubscribeRequest(
                 app=app,
@@ -271,6 +290,8 @@ class GridClient:
             try:
                 async for response in call:
                     event = response.WhichOneof("event")
+                    if event != "schema":
+                        backoff.reset()  # this (re)subscription delivers: retry fast again
                     if event == "schema":
                         column_names = [c.name for c in response.schema.columns]
                         epoch = response.schema.epoch
@@ -323,7 +344,7 @@ class GridClient:
                 )
             finally:
                 call.cancel()
-            await asyncio.sleep(self.reconnect_delay)
+            await asyncio.sleep(backoff.next_delay())
 
 
 def _stale_reason(message: grid_pb2.Schema | grid_pb2.Heartbeat) -> str | None:
