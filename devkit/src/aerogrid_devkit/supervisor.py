@@ -24,6 +24,7 @@ from pathlib import Path
 import watchfiles
 from prometheus_client.parser import text_string_to_metric_families
 
+from aerogrid.backoff import Backoff
 from aerogrid_devkit.embedded import signal_on_parent_death
 from aerogrid_devkit.frozen import child_env, runtime_command
 
@@ -164,7 +165,9 @@ class Supervisor:
     # -- one app's life ------------------------------------------------------------------
 
     async def _keep_running(self, app: AppProcess) -> None:
-        backoff = self.backoff_start
+        """Restart `app` when it dies, after a delay growing from `backoff_start` to
+        `backoff_max` (jittered, `aerogrid.backoff`); a reload or a long run starts over."""
+        backoff = Backoff(initial=self.backoff_start, maximum=self.backoff_max)
         loop = asyncio.get_running_loop()
         while not self._stopping and not app.held:
             started = loop.time()
@@ -173,16 +176,16 @@ class Supervisor:
                 return
             if app.reload_requested:
                 app.reload_requested = False
-                backoff = self.backoff_start
+                backoff.reset()
                 continue
             app.restarts += 1
             self._set_status(app, "crashed")
             if loop.time() - started > self.stable_after:
-                backoff = self.backoff_start
+                backoff.reset()
+            delay = backoff.next_delay()
             why = f"exited with {app.exit_code}"
-            self._log(app, f"[aerogrid dev] {app.name} {why}; restarting in {backoff:.1f}s")
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, self.backoff_max)
+            self._log(app, f"[aerogrid dev] {app.name} {why}; restarting in {delay:.1f}s")
+            await asyncio.sleep(delay)
 
     async def _run_once(self, app: AppProcess) -> None:
         ready = self._workdir / f"{app.name}.ready.json"

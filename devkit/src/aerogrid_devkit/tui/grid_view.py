@@ -34,6 +34,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Footer, Input, Label, Static
 
+from aerogrid.backoff import Backoff
 from aerogrid.client import GridClient, GridClientError
 from aerogrid_devkit.tui.grid_model import (
     KEY_COLUMN,
@@ -92,11 +93,12 @@ async def grid_feed(
     `GridClient.subscribe` can resume on its own, but silently; this loop resumes the
     same way (from the last epoch and sequence) so the screen can show "reconnecting…"
     and why. The grid's columns come from the catalog first, so an unknown app or grid
-    is a clear error and an empty grid still has its header.
+    is a clear error and an empty grid still has its header. Retries back off from
+    `retry_delay` to `max_retry_delay`, jittered, and start over once the feed is live.
     """
     epoch, seq = "", 0
     columns: tuple[str, ...] | None = None
-    delay = retry_delay
+    backoff = Backoff(initial=retry_delay, maximum=max_retry_delay)
     async with GridClient(endpoint, token) as client:
         yield ConnectionState("connecting", f"connecting to {endpoint}…")
         while True:
@@ -113,7 +115,8 @@ async def grid_feed(
                     app, grid, resume_epoch=epoch, resume_seq=seq, reconnect=False
                 ):
                     if not live:
-                        live, delay = True, retry_delay
+                        live = True
+                        backoff.reset()
                         yield ConnectionState("live")
                     epoch, seq = update.epoch, update.seq
                     yield update
@@ -123,9 +126,9 @@ async def grid_feed(
                     yield ConnectionState("error", _describe(exc, endpoint))
                     return
                 detail = _describe(exc, endpoint)
-            yield ConnectionState("reconnecting", f"{detail}; retrying in {delay:g}s")
+            delay = backoff.next_delay()
+            yield ConnectionState("reconnecting", f"{detail}; retrying in {delay:.1f}s")
             await asyncio.sleep(delay)
-            delay = min(delay * 2, max_retry_delay)
 
 
 def _fit(text: str, width: int, right: bool) -> str:
