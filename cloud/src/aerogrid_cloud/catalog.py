@@ -31,6 +31,7 @@ from typing import Final
 import click
 
 from aerogrid import metrics
+from aerogrid.backoff import Backoff
 from aerogrid.server.auth import Authenticator, AuthSettings, is_loopback
 from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.identity import Caller
@@ -126,22 +127,20 @@ class AppWatcher:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        delay = self.retry_seconds
+        backoff = Backoff(initial=self.retry_seconds, maximum=30.0)
         while not self._stop.is_set():
             try:
                 self._list_and_watch()
-                delay = self.retry_seconds
+                backoff.reset()
             except Gone:
                 log.info("catalog: the App watch expired; listing again")
             except KubeError as exc:
                 self.last_error = str(exc)
                 log.warning("catalog: cannot follow the App resources: %s", exc)
-                self._stop.wait(delay)
-                delay = min(delay * 2, 30.0)
+                self._stop.wait(backoff.next_delay())
             except Exception:  # a bug must not end the catalog's only thread silently
                 log.exception("catalog: the App watch failed")
-                self._stop.wait(delay)
-                delay = min(delay * 2, 30.0)
+                self._stop.wait(backoff.next_delay())
 
     def _list_and_watch(self) -> None:
         listed = self._apps.list(self.namespace)

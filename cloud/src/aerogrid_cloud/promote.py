@@ -26,6 +26,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from aerogrid.backoff import Backoff
 from aerogrid_cloud.kube import (
     APPS,
     PROMOTE_MANAGER,
@@ -430,7 +431,7 @@ def wait_for_app(
     reported: tuple[str, str] | None = None
     unreachable: Unreachable | None = None  # set while the watch is broken: retry first
     last_error: Unreachable | None = None  # what the timeout reports, until a watch works
-    pause = _RETRY_START_S
+    backoff = Backoff(initial=_RETRY_START_S, maximum=_RETRY_MAX_S)
 
     def seen(current: AppState) -> bool:
         nonlocal reported
@@ -452,8 +453,7 @@ def wait_for_app(
                 state,
             )
         if unreachable is not None:  # the watch broke: wait, then pick up from a fresh get
-            time.sleep(min(pause, remaining))
-            pause = min(pause * 2, _RETRY_MAX_S)
+            time.sleep(min(backoff.next_delay(), remaining))
             try:
                 state = get_app(kube, state.tenant or "", state.name, namespace=state.namespace)
             except Unreachable as exc:
@@ -478,7 +478,8 @@ def wait_for_app(
                     return state
                 if time.monotonic() >= deadline:
                     break
-            last_error, pause = None, _RETRY_START_S  # the watch worked
+            last_error = None  # the watch worked
+            backoff.reset()
         except Gone:
             try:
                 state = get_app(kube, state.tenant or "", state.name, namespace=state.namespace)
