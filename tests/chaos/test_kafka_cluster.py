@@ -15,6 +15,8 @@ import contextlib
 import json
 import random
 from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +171,54 @@ class Follower:
         return self.orders() > orders
 
 
+@dataclass
+class Fed:
+    """The orders app under `aerogrid run`, a feeder of orders and a live follower."""
+
+    app: RunningApp
+    feeder: Feeder
+    follower: Follower
+
+    async def settle(self, bootstrap: str, topic: str, timeout: float) -> Sums:
+        """Stop the feed; the grid every acknowledged order makes, once the follower has it."""
+        self.feeder.stop.set()
+        await self._tasks[0]
+        records = await read_topic(bootstrap, topic, len(self.feeder.acked))
+        assert sorted(m.key for m in records) == sorted(self.feeder.acked), "orders lost"
+        want = sums([m.value for m in records])
+
+        async def converged() -> bool:
+            return self.follower.rows == want
+
+        await eventually(converged, "the subscriber sees every order once", timeout)
+        assert self.app.proc is not None and self.app.proc.poll() is None, (
+            f"the app exited:\n{self.app.log_tail()}"
+        )
+        return want
+
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def fed_app(bootstrap: str, folder: Path, name: str, topic: str) -> AsyncIterator[Fed]:
+    app = RunningApp(write_orders_app(folder, name, topic, partitions=PARTITIONS), bootstrap)
+    fed = Fed(app, Feeder(bootstrap, topic), Follower("", name))
+    try:
+        app.start()
+        fed.follower.target = app.target
+        fed._tasks = [
+            asyncio.create_task(fed.feeder.run()),
+            asyncio.create_task(fed.follower.run()),
+        ]
+        yield fed
+    finally:
+        fed.feeder.stop.set()
+        for task in fed._tasks:
+            task.cancel()
+        await asyncio.gather(*fed._tasks, return_exceptions=True)
+        app.stop()
+
+
 async def test_leader_kill_and_rolling_restart_keep_the_grid_exact(
     kafka_cluster: KafkaCluster, unique_name: str, tmp_path: Path
 ) -> None:
@@ -186,18 +236,9 @@ async def test_leader_kill_and_rolling_restart_keep_the_grid_exact(
     # Created here first so that the killed node leads them all (the app would create them
     # with the cluster's replication too: see the next test).
     await create_led_by(cluster, victim, {topic: PARTITIONS, changelog: 1, f"{name}.dlq": 1})
-    app = RunningApp(
-        write_orders_app(tmp_path, name, topic, partitions=PARTITIONS), cluster.bootstrap
-    )
-    feeder = Feeder(cluster.bootstrap, topic)
-    tasks: list[asyncio.Task[None]] = []
-    try:
-        app.start()
-        assert app.proc is not None
+    async with fed_app(cluster.bootstrap, tmp_path, name, topic) as fed:
+        app, feeder, follower = fed.app, fed.feeder, fed.follower
         assert app.info["guarantee"] == "exactly-once"
-        follower = Follower(app.target, name)
-        tasks = [asyncio.create_task(feeder.run()), asyncio.create_task(follower.run())]
-
         await eventually(lambda: follower.beyond(500), "the app consumes", 30)
         led = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         led.append(TopicPartition(changelog, 0))
@@ -220,28 +261,12 @@ async def test_leader_kill_and_rolling_restart_keep_the_grid_exact(
             await asyncio.to_thread(cluster.restart, node.node_id)
             await cluster.wait_in_sync()
 
-        feeder.stop.set()
-        await tasks[0]
+        want = await fed.settle(cluster.bootstrap, topic, 30)
         assert not feeder.failed, feeder.failed[:3]
-        records = await read_topic(cluster.bootstrap, topic, len(feeder.acked))
-        assert sorted(m.key for m in records) == sorted(feeder.acked), "the cluster lost orders"
-        want = sums([m.value for m in records])
-
-        async def converged() -> bool:
-            return follower.rows == want
-
-        await eventually(converged, "the subscriber sees every order once", 30)
         async with GridClient(app.target) as client:
             assert await client.snapshot(name, GRID) == want
-        assert app.proc.poll() is None, f"the app exited:\n{app.log_tail()}"
         assert httpx.get(f"{app.http}/readyz", timeout=5).status_code == 200
         assert app.terminate() == 0, app.log_tail()
-    finally:
-        feeder.stop.set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        app.stop()
 
 
 async def test_the_app_creates_its_topics_replicated(
@@ -287,16 +312,8 @@ async def test_a_changelog_away_longer_than_the_request_timeout_stalls_then_comm
         await admin.create_topics([NewTopic(changelog, -1, -1, replica_assignments={0: [victim]})])
     finally:
         await admin.close()
-    app = RunningApp(
-        write_orders_app(tmp_path, name, topic, partitions=PARTITIONS), cluster.bootstrap
-    )
-    feeder = Feeder(cluster.bootstrap, topic)
-    tasks: list[asyncio.Task[None]] = []
-    try:
-        app.start()
-        assert app.proc is not None
-        follower = Follower(app.target, name)
-        tasks = [asyncio.create_task(feeder.run()), asyncio.create_task(follower.run())]
+    async with fed_app(cluster.bootstrap, tmp_path, name, topic) as fed:
+        app, follower = fed.app, fed.follower
         await eventually(lambda: follower.beyond(200), "the app consumes", 30)
         await asyncio.to_thread(cluster.kill, victim)
 
@@ -305,24 +322,9 @@ async def test_a_changelog_away_longer_than_the_request_timeout_stalls_then_comm
             return "a batch waits to be committed" in ready
 
         await eventually(stalled, "the app to say its batch waits (after 40 s)", 60)
-        assert app.proc.poll() is None, f"the app exited:\n{app.log_tail()}"
+        assert app.proc is not None and app.proc.poll() is None, app.log_tail()
         await asyncio.to_thread(cluster.restart, victim)
         await cluster.wait_in_sync()
-        feeder.stop.set()
-        await tasks[0]
-        records = await read_topic(cluster.bootstrap, topic, len(feeder.acked))
-        want = sums([m.value for m in records])
-
-        async def converged() -> bool:
-            return follower.rows == want
-
-        await eventually(converged, "the subscriber sees every order once", 60)
-        assert app.proc.poll() is None, f"the app exited:\n{app.log_tail()}"
+        await fed.settle(cluster.bootstrap, topic, 60)
         assert httpx.get(f"{app.http}/readyz", timeout=5).text.strip() == "ready"
         assert app.metric("aerogrid_commit_retries_total", {"app": name}) >= 1
-    finally:
-        feeder.stop.set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        app.stop()
