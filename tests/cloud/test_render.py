@@ -18,6 +18,7 @@ import yaml
 from click.testing import CliRunner
 from pydantic import BaseModel
 
+from aerogrid.routing import APP_HEADER, TENANT_HEADER
 from aerogrid_cloud import crds
 from aerogrid_cloud.model import (
     APP_KIND,
@@ -38,7 +39,6 @@ from aerogrid_cloud.model import (
 )
 from aerogrid_cloud.platform_cli import platform, to_yaml
 from aerogrid_cloud.render import (
-    APP_HEADER,
     BUILT_IMAGES,
     DEVELOPER_ROLE,
     DEVELOPER_RULES,
@@ -46,7 +46,6 @@ from aerogrid_cloud.render import (
     HTTP_PORT,
     OPERATOR_BUILD_RULES,
     OPERATOR_RULES,
-    TENANT_HEADER,
     Owner,
     RenderError,
     app_image,

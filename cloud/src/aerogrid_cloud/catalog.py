@@ -32,6 +32,7 @@ import click
 
 from aerogrid import metrics
 from aerogrid.backoff import Backoff
+from aerogrid.routing import APP_HEADER, TENANT_HEADER
 from aerogrid.server.auth import Authenticator, AuthSettings, is_loopback
 from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.identity import Caller
@@ -40,7 +41,6 @@ from aerogrid.v1 import catalog_pb2, grid_pb2
 from aerogrid_cloud.kube import APPS, Cancel, Gone, Kube, KubeError, Resources, connect, in_cluster
 from aerogrid_cloud.model import Phase
 from aerogrid_cloud.promote import AppState
-from aerogrid_cloud.render import APP_HEADER, TENANT_HEADER
 
 __all__ = [
     "AppWatcher",

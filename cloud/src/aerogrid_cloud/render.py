@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from aerogrid.routing import APP_HEADER, TENANT_HEADER
 from aerogrid_cloud import crds
 from aerogrid_cloud.kube import ResourceType
 from aerogrid_cloud.model import (
@@ -49,12 +50,10 @@ from aerogrid_cloud.model import (
 from aerogrid_cloud.settings import PlatformSettings
 
 __all__ = [
-    "APP_HEADER",
     "BUILT_IMAGES",
     "FIELD_MANAGER",
     "GRPC_PORT",
     "HTTP_PORT",
-    "TENANT_HEADER",
     "Build",
     "Owner",
     "RenderError",
@@ -80,9 +79,6 @@ GRPC_PORT: Final = 50051
 HTTP_PORT: Final = 50052
 #: The runtime image's unprivileged user (pods run as it, whatever the image says).
 APP_UID: Final = 10001
-#: Any host reaches an app with both headers (one cloud endpoint for Excel).
-APP_HEADER: Final = "x-aerogrid-app"
-TENANT_HEADER: Final = "x-aerogrid-tenant"
 #: The build namespace's record of the images built so far (tag → image).
 BUILT_IMAGES: Final = "aerogrid-built-images"
 #: Set by the operator on a Deployment's pods: a new value rolls them (ConfigMap volumes

@@ -23,6 +23,7 @@ import grpc
 from grpc import aio
 
 from aerogrid.backoff import Backoff
+from aerogrid.routing import APP_HEADER, TENANT_HEADER
 from aerogrid.server.encoding import value_to_cell
 from aerogrid.v1 import catalog_pb2, catalog_pb2_grpc, grid_pb2, grid_pb2_grpc
 
@@ -31,10 +32,6 @@ log = logging.getLogger("aerogrid.client")
 #: A row as clients see it: column → int, float, str, bool, None, Decimal or datetime.
 ClientRow = dict[str, Any]
 
-#: The call metadata naming the app of a grid call (a cluster gateway routes on it).
-APP_HEADER = "x-aerogrid-app"
-#: ... and its tenant (app names are unique within a tenant only).
-TENANT_HEADER = "x-aerogrid-tenant"
 
 #: Failures a subscription recovers from by reconnecting (CANCELLED: a server under a
 #: connection storm can drop calls it has not accepted yet).

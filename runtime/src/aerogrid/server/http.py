@@ -71,6 +71,7 @@ from google.protobuf.message import Message
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aerogrid.metrics import REGISTRY
+from aerogrid.routing import APP_HEADER, TENANT_HEADER
 from aerogrid.server.connections import REQUEST_TIMEOUT, STALL_SECONDS, SendWatch, refused
 from aerogrid.server.errors import ServiceError
 from aerogrid.server.http_server import ABORT_EXTENSION
@@ -139,7 +140,7 @@ _ACCEPTED_TYPES: Final = (
 _CORS_ALLOW_HEADERS: Final = (
     "authorization, content-type, connect-protocol-version, connect-timeout-ms, "
     "connect-content-encoding, connect-accept-encoding, grpc-timeout, grpc-encoding, "
-    "grpc-accept-encoding, x-grpc-web, x-user-agent, x-aerogrid-app, x-aerogrid-tenant"
+    f"grpc-accept-encoding, x-grpc-web, x-user-agent, {APP_HEADER}, {TENANT_HEADER}"
 )
 _CORS_EXPOSE_HEADERS: Final = "grpc-status, grpc-message, grpc-status-details-bin"
 _CORS_METHODS: Final = "GET, POST, OPTIONS"
