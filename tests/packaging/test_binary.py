@@ -157,7 +157,8 @@ def test_the_tui_runs_from_the_binary(binary: Path, tmp_path: Path) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     screen = b""
 
-    def read_for(seconds: float) -> None:
+    def read_for(seconds: float) -> bool:
+        """Read the terminal for `seconds`; False once the child has closed it."""
         nonlocal screen
         end = time.monotonic() + seconds
         while time.monotonic() < end:
@@ -166,7 +167,8 @@ def test_the_tui_runs_from_the_binary(binary: Path, tmp_path: Path) -> None:
                 try:
                     screen += os.read(fd, 65536)
                 except OSError:  # the child closed the terminal
-                    return
+                    return False
+        return True
 
     try:
         deadline = time.monotonic() + 60
@@ -179,7 +181,15 @@ def test_the_tui_runs_from_the_binary(binary: Path, tmp_path: Path) -> None:
         # until it has quit (a busy machine may still be switching screens on the second).
         for _ in range(30):
             os.write(fd, b"q")
-            read_for(1.0)
+            if not read_for(1.0):
+                # The TUI has quit and closed the terminal; the process then stops its
+                # apps (each commits and exits within 10 s) and its broker.
+                deadline = time.monotonic() + 30
+                while (reaped := os.waitpid(pid, os.WNOHANG))[0] == 0:
+                    assert time.monotonic() < deadline, "the demo did not exit after its TUI"
+                    time.sleep(0.1)
+                status = reaped[1]
+                break
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 break
