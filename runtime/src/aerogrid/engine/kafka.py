@@ -28,10 +28,8 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from typing import Any
 
-import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     InvalidTxnState,
@@ -50,8 +48,9 @@ from aerogrid.engine.crash_journal import CrashJournal
 from aerogrid.engine.dead_letters import dead_letter
 from aerogrid.engine.guarantee import ExactlyOnce, Guarantee, choose_producer
 from aerogrid.engine.health import BrokerWatch
-from aerogrid.engine.inputs import Batch, InputReader, InputsLost, partitions_of
+from aerogrid.engine.inputs import Batch, InputReader, InputsLost
 from aerogrid.engine.processor import Processor, RawRecord, RecordLike, StopProcessing
+from aerogrid.engine.restore import restore_grids
 from aerogrid.errors import AeroGridError, BrokerConnectionError
 from aerogrid.grids import Grid, RowKey, RowTuple
 from aerogrid.settings import BrokerSettings
@@ -607,65 +606,10 @@ class KafkaEngine:
         return chosen.producer
 
     async def _restore(self) -> None:
-        """Rebuild every grid from its changelog (and, checkpointed, find where input resumes)."""
-        consumer = AIOKafkaConsumer(
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            max_poll_records=10_000,
-            fetch_max_bytes=64 * 1024 * 1024,
-            max_partition_fetch_bytes=16 * 1024 * 1024,
-            # Short long-polls: the restore's end check waits for one to come back empty.
-            fetch_max_wait_ms=50,
-            **self.settings.client_options(),
-        )
-        await consumer.start()
-        started = time.perf_counter()
-        try:
-            by_topic = {self.app.changelog_topic(g.name): g for g in self.app.grids.values()}
-            decoders = {topic: changelog.row_decoder(g) for topic, g in by_topic.items()}
-            checkpointed = self.guarantee is Guarantee.CHECKPOINTED
-            # Look every partition up before the first assign(): after it, the consumer's
-            # metadata covers only the assigned topics.
-            partitions = await partitions_of(
-                consumer, [*by_topic, *([self.app.checkpoint_topic] if checkpointed else [])]
-            )
-            if checkpointed:
-                await self._read_all(
-                    consumer,
-                    [tp for tp in partitions if tp.topic == self.app.checkpoint_topic],
-                    lambda m: self._checkpoints.add(checkpoints.decode(m.value)),
-                )
-            # Rows whose newest changelog record belongs to a cycle cut short by a crash:
-            # rewritten below, so compaction can never keep that record over a valid one.
-            uncommitted: set[tuple[Grid, RowKey]] = set()
-
-            def apply(m: Any) -> None:
-                grid = by_topic[m.topic]
-                key = changelog.decode_key(m.key)
-                if not self._checkpoints.is_committed(m.headers):
-                    uncommitted.add((grid, key))
-                    return
-                grid.load(key, decoders[m.topic](m.value))
-                if uncommitted:
-                    uncommitted.discard((grid, key))
-
-            if by_topic:
-                await self._read_all(
-                    consumer, [tp for tp in partitions if tp.topic in by_topic], apply
-                )
-            for grid, key in uncommitted:
-                grid.mark_changed(key)
-        finally:
-            await consumer.stop()
-        elapsed = time.perf_counter() - started
-        for grid in self.app.grids.values():
-            grid.ready = True
-            metrics.RESTORE_SECONDS.labels(self.app.name, grid.name).set(elapsed)
-            metrics.GRID_ROWS.labels(self.app.name, grid.name).set(len(grid))
-            log.info("restored grid %s: %d rows in %.2fs", grid.name, len(grid), elapsed)
-        if self.guarantee is Guarantee.CHECKPOINTED:
+        """Rebuild every grid (see `restore`); checkpointed, claim this run's generation."""
+        checkpointed = self.guarantee is Guarantee.CHECKPOINTED
+        await restore_grids(self.app, self.settings, self._checkpoints, checkpointed=checkpointed)
+        if checkpointed:
             # Claim a new generation before the first cycle, so a crash in that cycle can
             # never be mistaken for a later run's (same generation, same batch number).
             self._generation = self._checkpoints.next_generation()
@@ -674,51 +618,6 @@ class KafkaEngine:
             await self._write_checkpoint(
                 self._require_producer(), dict(last.inputs) if last else {}
             )
-
-    async def _read_all(
-        self,
-        consumer: AIOKafkaConsumer,
-        partitions: list[TopicPartition],
-        handle: Callable[[Any], None],
-    ) -> None:
-        """Read `partitions` from the beginning to their end.
-
-        Done when every position reached the end AND a poll came back empty: the
-        embedded broker reports an end short of the real one (the last batch's base
-        offset + 1), so neither the reported end nor the high watermark alone is
-        trusted. A position stuck short of the end (a transaction marker as the last
-        offset) ends the read after a few empty polls.
-        """
-        consumer.assign(partitions)
-        # Offsets first: once positions are set, the consumer keeps a long-polling fetch
-        # in flight, and a broker answers a connection's requests in order, so a lookup
-        # issued then waits out the fetch (half a second per call on the embedded broker).
-        starts = await consumer.beginning_offsets(partitions)
-        ends = await consumer.end_offsets(partitions)
-        if all(ends[tp] <= starts[tp] for tp in partitions):
-            return  # nothing to read (a new app, or everything compacted away)
-        await consumer.seek_to_beginning(*partitions)
-        empty_polls = 0
-        while True:
-            batch = await consumer.getmany(timeout_ms=100, max_records=10_000)
-            if not batch or not any(batch.values()):
-                empty_polls += 1
-                positions = [await self._position(consumer, tp) for tp in partitions]
-                reached = all(p >= ends[tp] for p, tp in zip(positions, partitions, strict=True))
-                if reached or empty_polls >= 5:
-                    return
-                continue
-            empty_polls = 0
-            for tp, messages in batch.items():
-                for m in messages:
-                    try:
-                        handle(m)
-                    except (ValueError, msgspec.DecodeError) as exc:
-                        log.error("skipping unreadable record %s@%d: %s", tp, m.offset, exc)
-
-    @staticmethod
-    async def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
-        return int(await consumer.position(tp))
 
     # -- timers and tasks ----------------------------------------------------------------
 
