@@ -45,7 +45,6 @@ from aerogrid.app import App
 from aerogrid.backoff import Backoff
 from aerogrid.engine import changelog, checkpoints
 from aerogrid.engine.crash_journal import CrashJournal
-from aerogrid.engine.dead_letters import dead_letter
 from aerogrid.engine.guarantee import ExactlyOnce, Guarantee, choose_producer
 from aerogrid.engine.health import BrokerWatch
 from aerogrid.engine.inputs import Batch, InputReader, InputsLost
@@ -338,19 +337,7 @@ class KafkaEngine:
     ) -> None:
         """Dead-letter a record the streams never saw (whatever their `on_error`)."""
         streams = [spec.name for spec in self.processor.routes.get(record.topic, [])]
-        letter = dead_letter(
-            self.app.dlq_topic,
-            record,
-            error,
-            stage=stage,
-            stream=",".join(streams),
-            limit=self.processor.max_message_bytes,
-        )
-        self.processor.dead_letters.append(
-            ((record.topic, record.partition, record.offset), letter)
-        )
-        self.processor.counts.dead_lettered += 1
-        metrics.DEAD_LETTERED.labels(self.app.name, record.topic).inc()
+        self.processor.dead_letter(record, error, stage=stage, stream=",".join(streams))
 
     async def _commit_transactional(self, batch: Batch) -> list[GridChanges]:
         await self._process(batch)

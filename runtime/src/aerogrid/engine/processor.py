@@ -202,17 +202,23 @@ class Processor:
             metrics.SKIPPED.labels(self.app.name, record.topic).inc()
             log.warning("skipped record %s: %s failed: %s", where, stage, _short(error))
             return
+        log.warning("dead-lettered record %s: %s failed: %s", where, stage, _short(error))
+        self.dead_letter(record, error, stage=stage, stream=spec.name)
+
+    def dead_letter(
+        self, record: RecordLike, error: BaseException, *, stage: str, stream: str
+    ) -> None:
+        """Write `record` to the dead-letter topic with the batch, and count it.
+
+        Also what the engine calls for records no stream ever saw (unparseable by the
+        Kafka client, or quarantined after crashing the app), whatever their `on_error`.
+        """
         self.counts.dead_lettered += 1
         metrics.DEAD_LETTERED.labels(self.app.name, record.topic).inc()
-        log.warning("dead-lettered record %s: %s failed: %s", where, stage, _short(error))
         letter = dead_letter(
-            self.app.dlq_topic,
-            record,
-            error,
-            stage=stage,
-            stream=spec.name,
+            self.app.dlq_topic, record, error, stage=stage, stream=stream,
             limit=self.max_message_bytes,
-        )
+        )  # fmt: skip
         self.dead_letters.append(((record.topic, record.partition, record.offset), letter))
 
     def drain_dead_letters(self) -> list[OutgoingRecord]:
