@@ -3,7 +3,7 @@
     .venv/bin/python scripts/harness_screenshot.py [--out docs/excel-harness.png]
 
 Runs what a developer runs, on throwaway ports: the embedded broker, an orders app under
-the devkit's Supervisor, the LocalEndpoint (which serves the add-in bundle at /addin/),
+the devkit's Supervisor, the LocalServer (which serves the add-in bundle at /addin/),
 a fixed set of orders, then excel/test-live/harness_chromium.mjs with --screenshot once
 the page shows the exact grid. Needs the built bundle (`cd excel && npm run build`, run
 here when missing), excel/node_modules and Chromium (scripts/install_chromium.sh).
@@ -25,7 +25,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from aerogrid_devkit.embedded import EmbeddedBroker, free_port, port_is_free
-from aerogrid_devkit.endpoint import LocalEndpoint
+from aerogrid_devkit.local_server import LocalServer
 from aerogrid_devkit.supervisor import Supervisor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,7 +114,7 @@ async def shoot(out: Path, chromium: str | None) -> int:
             supervisor = Supervisor({APP: app_file}, broker.bootstrap)
             # The usual port when free, so the picture shows what a developer sees.
             port = 50051 if port_is_free(50051) else 0
-            endpoint = LocalEndpoint(supervisor, port=port, tls=False)
+            endpoint = LocalServer(supervisor, port=port, tls=False)
             await endpoint.start()
             try:
                 await supervisor.start()

@@ -1,6 +1,6 @@
 """The devkit's one port under a flood: a connection cap, a TLS handshake deadline, memory back.
 
-A LocalEndpoint (no apps: the limits are the front's and its servers') with the
+A LocalServer (no apps: the limits are the front's and its servers') with the
 development certificate, on a free port, in the test's process, so psutil's RSS is the
 endpoint's. Floods are small: a few hundred raw connections.
 """
@@ -16,8 +16,8 @@ import httpx
 import psutil  # type: ignore[import-untyped]
 import pytest
 
-from aerogrid_devkit.endpoint import LocalEndpoint
-from aerogrid_devkit.endpoint.front import MAX_TLS_HANDSHAKES
+from aerogrid_devkit.local_server import LocalServer
+from aerogrid_devkit.local_server.front import MAX_TLS_HANDSHAKES
 from aerogrid_devkit.supervisor import Supervisor
 
 pytestmark = pytest.mark.timeout(120)
@@ -28,8 +28,8 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture
-async def endpoint() -> AsyncIterator[LocalEndpoint]:
-    served = LocalEndpoint(
+async def endpoint() -> AsyncIterator[LocalServer]:
+    served = LocalServer(
         Supervisor({}, "127.0.0.1:1"), port=0, sniff_timeout=SNIFF_TIMEOUT, max_connections=100
     )
     await served.start()
@@ -83,7 +83,7 @@ def close_all(connections: list[Connection]) -> None:
         writer.close()
 
 
-async def https_works(endpoint: LocalEndpoint) -> bool:
+async def https_works(endpoint: LocalServer) -> bool:
     assert endpoint.devcert is not None and endpoint.https_url is not None
     context = ssl.create_default_context(cafile=str(endpoint.devcert.ca_cert))
     async with httpx.AsyncClient(verify=context, timeout=10) as client:
@@ -91,7 +91,7 @@ async def https_works(endpoint: LocalEndpoint) -> bool:
 
 
 async def test_half_open_tls_flood_is_capped_timed_out_and_its_memory_returned(
-    endpoint: LocalEndpoint,
+    endpoint: LocalServer,
 ) -> None:
     process = psutil.Process()
     hello = client_hello()
@@ -119,7 +119,7 @@ async def test_half_open_tls_flood_is_capped_timed_out_and_its_memory_returned(
     assert await https_works(endpoint)  # and real clients are served after the flood
 
 
-async def test_connections_over_the_cap_are_closed_at_once(endpoint: LocalEndpoint) -> None:
+async def test_connections_over_the_cap_are_closed_at_once(endpoint: LocalServer) -> None:
     flood = await open_all(endpoint.port, 130, b"")
     try:
         # The 30 over the cap of 100 are closed at once; the 100 silent ones at the deadline.

@@ -22,7 +22,7 @@ from aerogrid.server.auth import Authenticator, AuthSettings, is_loopback
 from aerogrid.server.connections import GRPC_SERVER_OPTIONS
 from aerogrid.server.grpc_server import add_services
 from aerogrid.v1 import grid_pb2
-from aerogrid_devkit.endpoint.gateway import LocalGateway
+from aerogrid_devkit.local_server.gateway import LocalGateway
 from aerogrid_devkit.supervisor import Supervisor
 from support.grid_service import APP, GRID, GridService, grid_service
 

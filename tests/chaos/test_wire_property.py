@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aerogrid.v1 import grid_pb2
-from aerogrid_devkit.endpoint.front import Rejected, Route, _TlsRecords, classify
+from aerogrid_devkit.local_server.front import Rejected, Route, _TlsRecords, classify
 from support.grid_service import APP, GRID, GridService, grid_service_in_thread
 
 pytestmark = pytest.mark.timeout(300)

@@ -33,8 +33,8 @@ from click.testing import CliRunner, Result
 from kubernetes import client
 
 import aerogrid
+from aerogrid.server.app_service import AppService, HostedApp
 from aerogrid.server.auth import Authenticator, AuthSettings, is_loopback
-from aerogrid.server.endpoint import HostedApp, RuntimeEndpoint
 from aerogrid.server.grpc_server import add_services
 from aerogrid.server.hub import GridHub
 from aerogrid.v1 import catalog_pb2
@@ -325,7 +325,7 @@ def local_endpoint() -> Iterator[int]:
     app = aerogrid.App("prices", broker="localhost:1", tenant="desk")
     hub.add_grid("prices", app.Grid("quotes", columns=["bid"]))
     hosted = HostedApp("prices", "desk", status=catalog_pb2.APP_STATUS_RUNNING)
-    server = loop.run_until_complete(_start(RuntimeEndpoint(hub, [hosted])))
+    server = loop.run_until_complete(_start(AppService(hub, [hosted])))
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
@@ -337,7 +337,7 @@ def local_endpoint() -> Iterator[int]:
         loop.close()
 
 
-async def _start(endpoint: RuntimeEndpoint) -> tuple[grpc.aio.Server, int]:
+async def _start(endpoint: AppService) -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server()
     add_services(server, endpoint, Authenticator(AuthSettings()), is_loopback)
     port = server.add_insecure_port("127.0.0.1:0")

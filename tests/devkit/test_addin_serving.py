@@ -1,6 +1,6 @@
 """The local endpoint serves the Excel add-in's files at /addin/, over HTTP and HTTPS, on its port.
 
-One LocalEndpoint (no apps: none are needed to serve files or list an empty catalog) on a
+One LocalServer (no apps: none are needed to serve files or list an empty catalog) on a
 free port, with a temporary bundle folder and its development certificate made in a
 temporary folder. Clients are real: httpx trusting only that CA (so the chain is checked
 for localhost, 127.0.0.1 and ::1), raw sockets for request targets httpx would normalise
@@ -22,8 +22,8 @@ import pytest
 import pytest_asyncio
 
 from aerogrid.client import GridClient
-from aerogrid_devkit.endpoint import LocalEndpoint
-from aerogrid_devkit.endpoint.addin import (
+from aerogrid_devkit.local_server import LocalServer
+from aerogrid_devkit.local_server.addin import (
     ADDIN_DIR_ENV,
     NOT_BUILT,
     AddinFiles,
@@ -49,7 +49,7 @@ SECRET = b"outside the bundle"
 
 @dataclass
 class Served:
-    endpoint: LocalEndpoint
+    endpoint: LocalServer
     bundle: Path
     ca: Path
 
@@ -65,7 +65,7 @@ async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
     (base / "secret.txt").write_bytes(SECRET)
     (bundle / "link-out.txt").symlink_to(base / "secret.txt")
     (bundle / "link-in.js").symlink_to(bundle / "functions.js")
-    endpoint = LocalEndpoint(
+    endpoint = LocalServer(
         Supervisor({}, "127.0.0.1:9"),
         port=0,
         sniff_timeout=2.0,
@@ -246,7 +246,7 @@ async def test_without_a_certificate_tls_is_refused_and_http_still_serves(
     bundle.mkdir()
     (bundle / "taskpane.html").write_bytes(b"hello")
     with caplog.at_level(logging.WARNING):
-        endpoint = LocalEndpoint(
+        endpoint = LocalServer(
             Supervisor({}, "127.0.0.1:9"), port=0, devcert_dir=blocker, addin_dir=bundle
         )
         async with endpoint:
@@ -260,7 +260,7 @@ async def test_without_a_certificate_tls_is_refused_and_http_still_serves(
                 assert (await http.get("/addin/")).content == b"hello"
     assert any(str(blocker) in record.getMessage() for record in caplog.records)
 
-    off = LocalEndpoint(Supervisor({}, "127.0.0.1:9"), port=0, tls=False)
+    off = LocalServer(Supervisor({}, "127.0.0.1:9"), port=0, tls=False)
     async with off:
         assert off.https_url is None and off.tls_problem is None
         reader, writer = await asyncio.open_connection("127.0.0.1", off.port)

@@ -2,7 +2,7 @@
 
 One workspace (two orders apps whose declared names differ from their workspace keys,
 and one app that crashes at import) runs under a real Supervisor for the whole module,
-behind one LocalEndpoint on a free port. Every client goes through that one port:
+behind one LocalServer on a free port. Every client goes through that one port:
 GridClient (native gRPC), httpx speaking Connect (plain, and over HTTPS with the
 development certificate, made in a temporary folder), and the Node connect-es client
 over Connect and gRPC-Web (and Connect over HTTPS). Tests that change the workspace
@@ -35,8 +35,8 @@ from aerogrid.client import ClientRow, GridClient, GridClientError
 from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.identity import Caller
 from aerogrid.v1 import catalog_pb2, catalog_pb2_grpc, grid_pb2
-from aerogrid_devkit.endpoint import LocalEndpoint, PortInUseError
-from aerogrid_devkit.endpoint.front import HTTP2_PREFACE, Rejected, Route, classify
+from aerogrid_devkit.local_server import LocalServer, PortInUseError
+from aerogrid_devkit.local_server.front import HTTP2_PREFACE, Rejected, Route, classify
 from aerogrid_devkit.supervisor import Supervisor
 from support.apps import produce, write_orders_app
 from support.brokers import Broker
@@ -54,7 +54,7 @@ Rows = dict[str, ClientRow]
 @dataclass
 class Workspace:
     supervisor: Supervisor
-    endpoint: LocalEndpoint
+    endpoint: LocalServer
     bootstrap: str
     #: workspace key -> the name the app declares (what clients use)
     names: dict[str, str]
@@ -547,15 +547,15 @@ async def test_classify_routes_by_the_first_bytes() -> None:
 async def test_port_in_use_and_non_loopback_hosts_are_refused(ws: Workspace) -> None:
     idle = Supervisor({}, ws.bootstrap)
     with pytest.raises(PortInUseError) as caught:
-        await LocalEndpoint(idle, port=ws.endpoint.port).start()
+        await LocalServer(idle, port=ws.endpoint.port).start()
     assert (
         f"port {ws.endpoint.port} on 127.0.0.1 is in use (another aerogrid dev?) "
         "— set [endpoint] port in aerogrid.toml"
     ) in str(caught.value)
     for host in ("0.0.0.0", "192.168.1.10", "::", "example.com"):
         with pytest.raises(ValueError, match="loopback only"):
-            LocalEndpoint(idle, host=host)
-    other = LocalEndpoint(idle, host="localhost", port=0, tls=False)
+            LocalServer(idle, host=host)
+    other = LocalServer(idle, host="localhost", port=0, tls=False)
     async with other:
         assert other.url == f"http://localhost:{other.port}"
         assert other.https_url is None and other.addin_url is None

@@ -168,7 +168,7 @@ async def test_value_and_apps_follow_the_app(
 
 @contextlib.asynccontextmanager
 async def supervised(app_file: Path, bootstrap: str) -> AsyncIterator[tuple[Supervisor, str]]:
-    """One app under the devkit's Supervisor behind a LocalEndpoint: the endpoint's URL stays
+    """One app under the devkit's Supervisor behind a LocalServer: the endpoint's URL stays
     the same across the app's restarts, as it does for Excel."""
     async with supervised_endpoint(
         {"app": app_file},

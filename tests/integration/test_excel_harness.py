@@ -3,7 +3,7 @@
 Excel cannot run here. `excel/harness.html` loads the add-in's own bundle
 (`functions.js`, the single script Excel loads) and calls `AEROGRID.GRID` with a
 stand-in for Excel's StreamingInvocation, drawing each spilled result as a sheet does.
-The devkit's LocalEndpoint serves that page at /addin/ and the apps' grids on the same
+The devkit's LocalServer serves that page at /addin/ and the apps' grids on the same
 origin, as it does for Excel; `excel/test-live/harness_chromium.mjs` drives Debian's
 Chromium (puppeteer-core, no browser download) and reports what the page shows.
 
@@ -29,7 +29,7 @@ from urllib.parse import urlencode
 import pytest
 import pytest_asyncio
 
-from aerogrid_devkit.endpoint import LocalEndpoint
+from aerogrid_devkit.local_server import LocalServer
 from aerogrid_devkit.supervisor import Supervisor
 from support.apps import produce, write_orders_app
 from support.brokers import Broker
@@ -61,7 +61,7 @@ def chromium() -> str:
 @dataclass
 class Workspace:
     supervisor: Supervisor
-    endpoint: LocalEndpoint
+    endpoint: LocalServer
     bootstrap: str
     #: workspace key -> the app's declared name
     names: dict[str, str]
@@ -78,7 +78,7 @@ class Workspace:
 async def ws(
     tansu: Broker, chromium: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Workspace]:
-    """Orders apps behind one LocalEndpoint, one per test that changes a grid (so the tests
+    """Orders apps behind one LocalServer, one per test that changes a grid (so the tests
     do not depend on their order)."""
     bundle = built_addin()  # excel/dist/addin, built when stale: what the endpoint serves
     base = tmp_path_factory.mktemp("harness")

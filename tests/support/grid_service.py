@@ -16,8 +16,8 @@ from typing import Any
 
 import aerogrid
 from aerogrid.grids import Grid
+from aerogrid.server.app_service import AppService, HostedApp
 from aerogrid.server.auth import Authenticator, AuthSettings
-from aerogrid.server.endpoint import HostedApp, RuntimeEndpoint
 from aerogrid.server.hub import GridChannel, GridHub
 from aerogrid.server.listeners import Listeners, start_listeners
 
@@ -57,7 +57,7 @@ async def grid_service(
     grid.ready = True
     hub = GridHub()
     channel = hub.add_grid(APP, grid)
-    endpoint = RuntimeEndpoint(hub, [HostedApp(APP, app.tenant)])
+    endpoint = AppService(hub, [HostedApp(APP, app.tenant)])
     listeners = await start_listeners(
         endpoint,
         Authenticator(auth or AuthSettings()),

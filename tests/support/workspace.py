@@ -1,4 +1,4 @@
-"""Apps under the devkit's Supervisor behind one LocalEndpoint, for the tests that need both."""
+"""Apps under the devkit's Supervisor behind one LocalServer, for the tests that need both."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from pathlib import Path
 from typing import Any
 
-from aerogrid_devkit.endpoint import LocalEndpoint
+from aerogrid_devkit.local_server import LocalServer
 from aerogrid_devkit.supervisor import Supervisor
 
 
@@ -37,11 +37,11 @@ async def supervised_endpoint(
     *,
     running: Iterable[str],
     **endpoint_options: Any,
-) -> AsyncIterator[tuple[Supervisor, LocalEndpoint]]:
-    """`files` run by a Supervisor (fast restarts) behind a LocalEndpoint on a free port,
+) -> AsyncIterator[tuple[Supervisor, LocalServer]]:
+    """`files` run by a Supervisor (fast restarts) behind a LocalServer on a free port,
     once the apps named in `running` run; both stopped on the way out."""
     supervisor = Supervisor(dict(files), bootstrap, backoff_start=0.5)
-    endpoint = LocalEndpoint(supervisor, port=0, **endpoint_options)
+    endpoint = LocalServer(supervisor, port=0, **endpoint_options)
     await endpoint.start()
     try:
         await supervisor.start()

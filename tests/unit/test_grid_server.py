@@ -19,8 +19,8 @@ import pytest
 import aerogrid
 from aerogrid import metrics
 from aerogrid.client import GridClient, GridClientError, GridUpdate
+from aerogrid.server.app_service import AppService, HostedApp
 from aerogrid.server.auth import Authenticator, AuthSettings, is_loopback
-from aerogrid.server.endpoint import HostedApp, RuntimeEndpoint
 from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.grpc_server import add_services
 from aerogrid.server.hub import GridHub
@@ -38,7 +38,7 @@ class Server:
         self.hub = GridHub()
         self.channel = self.hub.add_grid("prices", self.grid)
         self.hosted = HostedApp("prices", tenant)
-        self.endpoint = RuntimeEndpoint(self.hub, [self.hosted])
+        self.endpoint = AppService(self.hub, [self.hosted])
         self.authenticator = Authenticator(auth or AuthSettings())
         self.server = grpc.aio.server()
         add_services(self.server, self.endpoint, self.authenticator, is_loopback)

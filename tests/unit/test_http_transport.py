@@ -1,6 +1,6 @@
 """The HTTP transport (Connect, gRPC-Web, CORS, health) over a real uvicorn server and socket.
 
-This is a transport test: the `GridEndpoint` is the thing being replaced, by a fake
+This is a transport test: the `ServiceAPI` is the thing being replaced, by a fake
 that yields scripted, pre-serialized messages and records what it was asked and
 whether its stream was closed. The authenticator is faked too. Requests are raw HTTP
 from httpx, so the bytes on the wire (content types, envelopes, end-stream and
@@ -91,7 +91,7 @@ ENCODED = [m.SerializeToString() for m in SCRIPT]
 
 @dataclass
 class FakeEndpoint:
-    """A scripted GridEndpoint; the `grid` / `app` names pick a behaviour.
+    """A scripted ServiceAPI; the `grid` / `app` names pick a behaviour.
 
     Streams run in the server's thread, so what the test watches is thread-safe.
     """

@@ -15,8 +15,8 @@ import pytest
 
 import aerogrid
 from aerogrid import metrics
+from aerogrid.server.app_service import AppService, HostedApp
 from aerogrid.server.auth import Authenticator, AuthSettings, is_loopback
-from aerogrid.server.endpoint import HostedApp, RuntimeEndpoint
 from aerogrid.server.http import create_http_app
 from aerogrid.server.hub import GridHub
 
@@ -25,7 +25,7 @@ LOOPBACK = ("127.0.0.1", 40000)
 APP_NAME = "secretapp"
 
 
-def endpoint() -> RuntimeEndpoint:
+def endpoint() -> AppService:
     app = aerogrid.App(APP_NAME, broker="localhost:1")
     grid = app.Grid("secretgrid", columns=["x"])
     grid.ready = True
@@ -33,7 +33,7 @@ def endpoint() -> RuntimeEndpoint:
     hub.add_grid(APP_NAME, grid)
     grid["k"] = {"x": 1}
     hub.publish(APP_NAME, grid, grid.drain_changes())  # its row count is now a metric
-    return RuntimeEndpoint(hub, [HostedApp(APP_NAME, "acme")])
+    return AppService(hub, [HostedApp(APP_NAME, "acme")])
 
 
 @pytest.fixture

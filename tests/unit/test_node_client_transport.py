@@ -1,6 +1,6 @@
 """The real browser-side client (connect-es, tests/node/stream_grid.mjs) against the HTTP transport.
 
-A transport test: the `GridEndpoint` behind the uvicorn-served ASGI app is a fake
+A transport test: the `ServiceAPI` behind the uvicorn-served ASGI app is a fake
 that plays a scripted subscription (schema, a snapshot in two chunks, deltas, a
 heartbeat, then idles until the client leaves), so the exact grid the client builds
 is known. It checks that connect-es, over Connect (binary and JSON) and gRPC-Web,

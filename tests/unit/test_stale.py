@@ -20,8 +20,8 @@ import pytest
 
 import aerogrid
 from aerogrid.client import GridClient, GridUpdate
+from aerogrid.server.app_service import AppService, HostedApp
 from aerogrid.server.auth import Authenticator, AuthSettings, is_loopback
-from aerogrid.server.endpoint import HostedApp, RuntimeEndpoint
 from aerogrid.server.grpc_server import add_services
 from aerogrid.server.hub import GridHub
 from aerogrid.server.identity import LOCAL_CALLER
@@ -39,7 +39,7 @@ PROMPT = 5.0
 class Served:
     hub: GridHub
     grid: aerogrid.Grid
-    endpoint: RuntimeEndpoint
+    endpoint: AppService
     server: grpc.aio.Server
     port: int
 
@@ -59,7 +59,7 @@ async def served() -> AsyncIterator[Served]:
     grid.ready = True
     hub = GridHub()
     hub.add_grid(APP, grid)
-    endpoint = RuntimeEndpoint(hub, [HostedApp(APP, "default")])
+    endpoint = AppService(hub, [HostedApp(APP, "default")])
     server = grpc.aio.server()
     add_services(server, endpoint, Authenticator(AuthSettings()), is_loopback)
     port = server.add_insecure_port("127.0.0.1:0")

@@ -175,7 +175,7 @@ class AppWatcher:
 
 
 class ClusterCatalog:
-    """A `GridEndpoint` whose catalog is the cluster's Apps, filtered by the caller's tenants.
+    """A `ServiceAPI` whose catalog is the cluster's Apps, filtered by the caller's tenants.
 
     `start()` begins following the cluster (from the running event loop); `close()` stops
     it and ends every WatchApps stream with UNAVAILABLE.

@@ -159,8 +159,8 @@ class Demo:
         )
         self.echo(f"embedded broker on {broker.bootstrap} (in memory, no Docker, no Java)")
         async with loop:
-            self.echo(f"local endpoint on {loop.endpoint.url}: point Excel here")
-            self.echo(loop.endpoint.addin_status())
+            self.echo(f"local endpoint on {loop.local_server.url}: point Excel here")
+            self.echo(loop.local_server.addin_status())
             if not await self._wait_running(loop):
                 return 1
             feed = OrderFeed(broker.bootstrap, self.options.rate, self.options.seed)

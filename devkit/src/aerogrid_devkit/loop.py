@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Self
 
 from aerogrid_devkit import envs
-from aerogrid_devkit.endpoint import LocalEndpoint
+from aerogrid_devkit.local_server import LocalServer
 from aerogrid_devkit.supervisor import LogSink, Supervisor
 
 #: The name the loop's own messages are logged under (next to the apps' names).
@@ -48,23 +48,23 @@ class DevLoop:
             backoff_start=backoff_start,
             env=app_env,
         )
-        self.endpoint = LocalEndpoint(self.supervisor, host=endpoint_host, port=endpoint_port)
+        self.local_server = LocalServer(self.supervisor, host=endpoint_host, port=endpoint_port)
 
     @property
     def address(self) -> str:
         """host:port of the local endpoint (native gRPC and the browser protocol)."""
-        return self.endpoint.address
+        return self.local_server.address
 
     async def start(self) -> None:
         # The endpoint first: a taken port is a clear error before any app starts.
-        await self.endpoint.start()
-        self.say(f"local endpoint on {self.endpoint.url} (gRPC, Connect, gRPC-Web)")
-        self.say(self.endpoint.addin_status())
+        await self.local_server.start()
+        self.say(f"local endpoint on {self.local_server.url} (gRPC, Connect, gRPC-Web)")
+        self.say(self.local_server.addin_status())
         await self.supervisor.start()
 
     async def stop(self) -> None:
         await self.supervisor.stop()
-        await self.endpoint.stop()
+        await self.local_server.stop()
 
     def say(self, line: str) -> None:
         """A message of the loop itself (not of an app)."""

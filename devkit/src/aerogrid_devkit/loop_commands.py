@@ -13,7 +13,7 @@ import click
 from aerogrid.errors import ConfigurationError
 from aerogrid_devkit import brokers
 from aerogrid_devkit.demo import DemoOptions, run_demo
-from aerogrid_devkit.endpoint import PortInUseError
+from aerogrid_devkit.local_server import PortInUseError
 from aerogrid_devkit.loop import DevLoop
 from aerogrid_devkit.workspace import MANIFEST, Workspace
 

@@ -17,8 +17,8 @@ from aerogrid.engine.guarantee import TransactionsRefused
 from aerogrid.engine.kafka import KafkaEngine, Status
 from aerogrid.engine.processor import StopProcessing
 from aerogrid.errors import BrokerConnectionError
+from aerogrid.server.app_service import AppService, HostedApp
 from aerogrid.server.auth import Authenticator, AuthSettings
-from aerogrid.server.endpoint import HostedApp, RuntimeEndpoint
 from aerogrid.server.hub import GridHub
 from aerogrid.server.listeners import start_listeners
 from aerogrid.settings import BrokerSettings
@@ -58,7 +58,7 @@ async def serve_app(app: App, settings: BrokerSettings, options: ServeOptions) -
     for grid in app.grids.values():
         hub.add_grid(app.name, grid)
     hosted = HostedApp(app.name, app.tenant)
-    endpoint = RuntimeEndpoint(hub, [hosted])
+    service = AppService(hub, [hosted])
     authenticator = Authenticator(options.auth or AuthSettings.from_env())
     engine = KafkaEngine(
         app,
@@ -79,7 +79,7 @@ async def serve_app(app: App, settings: BrokerSettings, options: ServeOptions) -
     if http_port is None:
         http_port = options.port + 1 if options.port else 0
     listeners = await start_listeners(
-        endpoint,
+        service,
         authenticator,
         host=options.host,
         port=options.port,

@@ -26,7 +26,7 @@ from grpc import aio
 from aerogrid.server.connections import REQUEST_TIMEOUT, SendWatch, refused
 from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.identity import Caller
-from aerogrid.server.service import GridEndpoint, Paced
+from aerogrid.server.service import Paced, ServiceAPI
 from aerogrid.v1 import catalog_pb2, grid_pb2
 
 _STATUS = {
@@ -61,11 +61,11 @@ async def _abort(context: _Context, exc: ServiceError) -> NoReturn:
 class _Handlers:
     def __init__(
         self,
-        endpoint: GridEndpoint,
+        service: ServiceAPI,
         authenticator: Authenticate,
         is_loopback: Callable[[str], bool],
     ) -> None:
-        self.endpoint = endpoint
+        self.service = service
         self.authenticator = authenticator
         self.is_loopback = is_loopback
 
@@ -146,14 +146,14 @@ class _Handlers:
         caller = await self._caller(context)
         request = await self._request(requests, context, grid_pb2.ListGridsRequest)
         try:
-            return await self.endpoint.list_grids(request, caller)
+            return await self.service.list_grids(request, caller)
         except ServiceError as exc:
             await _abort(context, exc)
 
     async def subscribe(self, requests: AsyncIterator[bytes], context: _Context) -> None:
         caller = await self._caller(context)
         request = await self._request(requests, context, grid_pb2.SubscribeRequest)
-        await self._stream(self.endpoint.subscribe(request, caller), context)
+        await self._stream(self.service.subscribe(request, caller), context)
 
     async def list_apps(
         self, requests: AsyncIterator[bytes], context: _Context
@@ -161,19 +161,19 @@ class _Handlers:
         caller = await self._caller(context)
         request = await self._request(requests, context, catalog_pb2.ListAppsRequest)
         try:
-            return await self.endpoint.list_apps(request, caller)
+            return await self.service.list_apps(request, caller)
         except ServiceError as exc:
             await _abort(context, exc)
 
     async def watch_apps(self, requests: AsyncIterator[bytes], context: _Context) -> None:
         caller = await self._caller(context)
         request = await self._request(requests, context, catalog_pb2.WatchAppsRequest)
-        await self._stream(self.endpoint.watch_apps(request, caller), context)
+        await self._stream(self.service.watch_apps(request, caller), context)
 
 
 def add_services(
     server: aio.Server,
-    endpoint: GridEndpoint,
+    service: ServiceAPI,
     authenticator: Authenticate,
     is_loopback: Callable[[str], bool],
 ) -> None:
@@ -181,7 +181,7 @@ def add_services(
 
     Create the server with `connections.GRPC_SERVER_OPTIONS` for its connection limits.
     """
-    h = _Handlers(endpoint, authenticator, is_loopback)
+    h = _Handlers(service, authenticator, is_loopback)
     grid_service = grpc.method_handlers_generic_handler(
         "aerogrid.v1.GridService",
         {

@@ -76,7 +76,7 @@ from aerogrid.server.connections import REQUEST_TIMEOUT, STALL_SECONDS, SendWatc
 from aerogrid.server.errors import ServiceError
 from aerogrid.server.http_server import ABORT_EXTENSION
 from aerogrid.server.identity import Caller
-from aerogrid.server.service import GridEndpoint, Paced
+from aerogrid.server.service import Paced, ServiceAPI
 from aerogrid.v1 import catalog_pb2, grid_pb2
 
 __all__ = [
@@ -218,7 +218,7 @@ def _json_transcoder(message_type: type[Message]) -> Callable[[bytes], bytes]:
     return to_json
 
 
-def _method_table(endpoint: GridEndpoint) -> dict[str, _Method[Any]]:
+def _method_table(endpoint: ServiceAPI) -> dict[str, _Method[Any]]:
     """URL path -> method, with paths taken from the descriptors so they match the proto."""
     grid = grid_pb2.DESCRIPTOR.services_by_name["GridService"].full_name
     catalog = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
@@ -528,7 +528,7 @@ class _HttpApp:
 
     def __init__(
         self,
-        endpoint: GridEndpoint,
+        endpoint: ServiceAPI,
         authenticator: CallerAuthenticator,
         is_ready: Callable[[], Readiness],
         allowed_origins: Collection[str] | None,
@@ -939,7 +939,7 @@ def _check_connect_version(headers: dict[str, str]) -> None:
 
 
 def create_http_app(
-    endpoint: GridEndpoint,
+    endpoint: ServiceAPI,
     authenticator: CallerAuthenticator,
     *,
     is_ready: Callable[[], Readiness],

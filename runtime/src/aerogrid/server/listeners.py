@@ -1,6 +1,6 @@
 """A grid service's two listeners: native gRPC, and Connect / gRPC-Web / probes over HTTP.
 
-`aerogrid run` and the cluster's catalog serve the same way (one `GridEndpoint`, one
+`aerogrid run` and the cluster's catalog serve the same way (one `ServiceAPI`, one
 authenticator, gRPC on one port, the browser protocols and `/healthz`, `/readyz`,
 `/metrics` on another, both within the limits of `connections`); this is that way, once.
 """
@@ -21,7 +21,7 @@ from aerogrid.server.connections import GRPC_SERVER_OPTIONS
 from aerogrid.server.grpc_server import add_services
 from aerogrid.server.http import Readiness, create_http_app
 from aerogrid.server.http_server import uvicorn_config
-from aerogrid.server.service import GridEndpoint
+from aerogrid.server.service import ServiceAPI
 
 __all__ = ["Listeners", "bind", "start_listeners"]
 
@@ -55,7 +55,7 @@ class Listeners:
 
 
 async def start_listeners(
-    endpoint: GridEndpoint,
+    service: ServiceAPI,
     authenticator: auth.Authenticator,
     *,
     host: str,
@@ -64,18 +64,18 @@ async def start_listeners(
     is_ready: Callable[[], Readiness],
     is_loopback: Callable[[str], bool] | None = None,
 ) -> Listeners:
-    """Serve `endpoint` over gRPC on `port` and HTTP on `http_port`; OSError if either is taken.
+    """Serve `service` over gRPC on `port` and HTTP on `http_port`; OSError if either is taken.
 
     `is_loopback` decides which peers count as this machine (default: `auth.is_loopback`
     for gRPC peers, the HTTP app's own check for HTTP ones).
     """
     grpc_server = aio.server(options=GRPC_SERVER_OPTIONS)
-    add_services(grpc_server, endpoint, authenticator, is_loopback or auth.is_loopback)
+    add_services(grpc_server, service, authenticator, is_loopback or auth.is_loopback)
     grpc_port = grpc_server.add_insecure_port(f"{host}:{port}")
     if grpc_port == 0:
         raise OSError(f"cannot listen for gRPC on {host}:{port}")
     http_socket = bind(host, http_port)
-    http_app = create_http_app(endpoint, authenticator, is_ready=is_ready, is_loopback=is_loopback)
+    http_app = create_http_app(service, authenticator, is_ready=is_ready, is_loopback=is_loopback)
     http_server = uvicorn.Server(uvicorn_config(http_app))
     await grpc_server.start()
     http_task = asyncio.create_task(http_server.serve(sockets=[http_socket]))

@@ -1,4 +1,8 @@
-"""The transport-agnostic API of an endpoint: what gRPC and Connect both serve.
+"""`ServiceAPI`: the transport-agnostic API that gRPC and Connect both serve.
+
+Implemented by `app_service.AppService` (one `aerogrid run` process), the devkit's
+`LocalGateway` (a workspace) and the cluster's `ClusterCatalog`. "Endpoint" in this
+code base means only an address a client connects to.
 
 Transports authenticate the caller, then call these methods. Streams yield
 *serialized* messages so that one encoded delta can be shared by many subscribers.
@@ -55,7 +59,7 @@ class PacedStream(AsyncGenerator[bytes, None]):
         return self._messages.aclose()
 
 
-class GridEndpoint(Protocol):
+class ServiceAPI(Protocol):
     """Serves grids and the catalog. Raises `ServiceError` for a caller's mistakes."""
 
     async def list_grids(

@@ -60,7 +60,7 @@ class _Position:
         return channel is not None and cursor is not None and not channel.reaches(cursor)
 
 
-class RuntimeEndpoint:
+class AppService:
     """Serves the grids and catalog of the apps hosted in this process."""
 
     def __init__(self, hub: GridHub, apps: list[HostedApp]) -> None:

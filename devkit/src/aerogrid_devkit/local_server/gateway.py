@@ -1,0 +1,518 @@
+"""`LocalGateway`: a whole workspace as one `ServiceAPI`.
+
+The devkit runs each app in its own process on ephemeral ports, but clients (Excel,
+the TUI, scripts) know one address. The gateway is what serves there:
+
+* the catalog comes from the supervisor (each app's status) and from each app's own
+  catalog (its *declared* name, tenant, grids and status message), followed over gRPC
+  (WatchApps) while the process serves and cached, so a stopped or crashed app still
+  lists its grids and a running one says when it is degraded. The
+  declared name (`aerogrid.App("orders")`) is what clients subscribe with; it can
+  differ from the app's key in the workspace.
+* `ListGrids` and `Subscribe` are routed by that name to the app's process, and the
+  `Subscribe` stream is passed through as the bytes the app encoded: one delta is
+  never decoded or re-encoded here.
+* when an app's process goes away (a reload on save, a crash, a stop), its streams
+  end with UNAVAILABLE at once; GridClient and connect-es clients retry on that and
+  resume, from a fresh snapshot, on the app's next process.
+
+Callers are authenticated by the transports in front (the runtime's rules); the
+gateway filters by tenant like the runtime does and reaches the apps as an anonymous
+loopback caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Final
+
+import grpc
+from grpc import aio
+
+from aerogrid import metrics
+from aerogrid.backoff import Backoff
+from aerogrid.server.connections import RELAY_STALL_SECONDS
+from aerogrid.server.errors import Code, ServiceError
+from aerogrid.server.identity import Caller
+from aerogrid.server.service import PacedStream
+from aerogrid.v1 import catalog_pb2, catalog_pb2_grpc, grid_pb2, grid_pb2_grpc
+from aerogrid_devkit.supervisor import AppProcess, Supervisor
+
+__all__ = ["LocalGateway"]
+
+log = logging.getLogger(__name__)
+
+_STATUS: Final[dict[str, catalog_pb2.AppStatus.ValueType]] = {
+    "starting": catalog_pb2.APP_STATUS_STARTING,
+    "reloading": catalog_pb2.APP_STATUS_STARTING,
+    "running": catalog_pb2.APP_STATUS_RUNNING,
+    "crashed": catalog_pb2.APP_STATUS_FAILED,
+    "stopped": catalog_pb2.APP_STATUS_STOPPED,
+}
+
+_SUBSCRIBE: Final = (
+    "/" + grid_pb2.DESCRIPTOR.services_by_name["GridService"].full_name + "/Subscribe"
+)
+
+#: Like GridClient: a snapshot chunk of a wide grid can exceed gRPC's 4 MB default.
+_CHANNEL_OPTIONS: Final = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+
+#: How long to wait for an app's catalog when it starts (and for a call to route on it).
+CATALOG_TIMEOUT: Final = 5.0
+#: `ListApps` refreshes the grid counts of running apps, but never waits longer than this.
+REFRESH_TIMEOUT: Final = 1.0
+
+# Upstream statuses passed on as they are: the app's answer to the caller's request.
+_PASSED_ON: Final = {
+    grpc.StatusCode.INVALID_ARGUMENT: Code.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND: Code.NOT_FOUND,
+    grpc.StatusCode.PERMISSION_DENIED: Code.PERMISSION_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED: Code.UNAUTHENTICATED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: Code.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.INTERNAL: Code.INTERNAL,
+}
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+def _shape(info: catalog_pb2.AppInfo) -> bytes:
+    """What a catalog watcher is told about: an AppInfo without its ever-moving row counts."""
+    copy = catalog_pb2.AppInfo()
+    copy.CopyFrom(info)
+    for grid in copy.grids:
+        grid.rows = 0
+        grid.seq = 0
+    return copy.SerializeToString(deterministic=True)
+
+
+def _merged(
+    known: list[catalog_pb2.AppInfo], response: catalog_pb2.WatchAppsResponse
+) -> list[catalog_pb2.AppInfo]:
+    """An app's catalog after one WatchApps response (the first one holds it whole)."""
+    if response.initial:
+        return list(response.apps)
+    changed = {info.name: info for info in response.apps}
+    kept = [changed.pop(info.name, info) for info in known if info.name not in response.removed]
+    return kept + list(changed.values())
+
+
+def _last_output(app: AppProcess, limit: int = 200) -> str:
+    """The app's last line of output (a crash's exception, usually), shortened."""
+    for line in reversed(app.logs):
+        text = line.strip()
+        if text and not text.startswith("[aerogrid dev]"):
+            return text if len(text) <= limit else text[: limit - 3] + "..."
+    return ""
+
+
+def _status_message(app: AppProcess) -> str:
+    """Why an app is not running, for AppInfo.message and UNAVAILABLE errors."""
+    if app.status == "crashed":
+        code = "" if app.exit_code is None else f" with code {app.exit_code}"
+        last = _last_output(app)
+        return f"exited{code}; restarting" + (f" (last output: {last})" if last else "")
+    if app.status == "reloading":
+        return "restarting with its saved files"
+    if app.status == "stopped":
+        return "stopped"
+    if app.status == "starting":
+        return "starting"
+    return ""
+
+
+@dataclass(eq=False)
+class _Upstream:
+    """One supervised app: the channel to its current process and its last known catalog."""
+
+    process: AppProcess
+    #: The gRPC port of the process the channel is connected to (None: not running).
+    port: int | None = None
+    channel: aio.Channel | None = None
+    #: The app's own catalog entries (declared name, tenant, grids), kept across restarts.
+    catalog: list[catalog_pb2.AppInfo] = field(default_factory=list)
+    fetch: asyncio.Task[None] | None = None
+
+
+class LocalGateway:
+    """The catalog of every supervised app, and their grids, behind one endpoint.
+
+    `start()` follows the supervisor (through `supervisor.on_change`); `close()` ends
+    every stream and closes the channels to the apps.
+    """
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        address: str,
+        *,
+        relay_stall_seconds: float = RELAY_STALL_SECONDS,
+    ) -> None:
+        self.supervisor = supervisor
+        #: host:port of the endpoint serving this gateway (AppInfo.endpoint).
+        self.address = address
+        #: A subscriber whose send waited this long is dropped (see `subscribe`).
+        self.relay_stall_seconds = relay_stall_seconds
+        self._upstreams = {key: _Upstream(app) for key, app in supervisor.apps.items()}
+        self._shapes: dict[str, bytes] = {}
+        self._changed = asyncio.Event()
+        self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # -- following the supervisor ------------------------------------------------------
+
+    def start(self) -> None:
+        self.supervisor.on_change.append(self._on_change)
+        for app in self.supervisor.apps.values():
+            self._on_change(app)
+
+    async def close(self) -> None:
+        """Stop following the supervisor; end every stream and watcher; close the channels."""
+        if self._on_change in self.supervisor.on_change:
+            self.supervisor.on_change.remove(self._on_change)
+        self._closed = True
+        fetches = [up.fetch for up in self._upstreams.values() if up.fetch is not None]
+        for upstream in self._upstreams.values():
+            self._detach(upstream)
+        self._notify()
+        await asyncio.gather(*fetches, *self._closing, return_exceptions=True)
+
+    def _on_change(self, app: AppProcess) -> None:
+        """Called by the supervisor on every status, port or counter change (counters: often)."""
+        try:
+            upstream = self._upstreams.get(app.name)
+            if upstream is None:  # an app the supervisor gained after we started
+                upstream = self._upstreams[app.name] = _Upstream(app)
+            port = app.ports.get("grpc") if app.status == "running" else None
+            if port != upstream.port:
+                # A new process (or none): the old one's streams end now, with UNAVAILABLE.
+                self._detach(upstream)
+                if port is not None and not self._closed:
+                    self._attach(upstream, port)
+            self._notify_if_changed(upstream)
+        except Exception:  # never break the supervisor's loop over a catalog update
+            log.exception("local endpoint: following %s failed", app.name)
+
+    def _attach(self, upstream: _Upstream, port: int) -> None:
+        channel = aio.insecure_channel(f"127.0.0.1:{port}", options=_CHANNEL_OPTIONS)
+        upstream.port = port
+        upstream.channel = channel
+        upstream.fetch = asyncio.create_task(
+            self._fetch_catalog(upstream, channel), name=f"catalog:{upstream.process.name}"
+        )
+
+    def _detach(self, upstream: _Upstream) -> None:
+        """Forget the current process: cancel its catalog fetch, close its channel."""
+        if upstream.fetch is not None and not upstream.fetch.done():
+            upstream.fetch.cancel()
+        upstream.fetch = None
+        channel, upstream.channel, upstream.port = upstream.channel, None, None
+        if channel is not None:
+            # Closing cancels the calls on it: their streams end (see `subscribe`).
+            task = asyncio.create_task(channel.close(grace=None))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def _fetch_catalog(self, upstream: _Upstream, channel: aio.Channel) -> None:
+        """Follow a running app's catalog (retrying briefly while it settles).
+
+        WatchApps, not one ListApps: an app's status message changes while it runs (a
+        broker outage makes it degraded, a downgrade to checkpoints is stated there), and
+        the local endpoint's catalog must say so too.
+        """
+        stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+        backoff = Backoff(initial=0.1, maximum=2.0)
+        for attempt in range(5):
+            followed = False
+            try:
+                async for response in stub.WatchApps(catalog_pb2.WatchAppsRequest()):
+                    if upstream.channel is not channel:
+                        return
+                    followed = True
+                    upstream.catalog = _merged(upstream.catalog, response)
+                    self._notify_if_changed(upstream)
+                return
+            except aio.AioRpcError as exc:
+                if upstream.channel is not channel or followed:
+                    return  # a process that went away: the supervisor attaches the next one
+                log.warning(
+                    "local endpoint: cannot read the catalog of %s (attempt %d): %s",
+                    upstream.process.name,
+                    attempt + 1,
+                    exc.details() or exc.code().name,
+                )
+                await asyncio.sleep(backoff.next_delay())
+        log.error(
+            "local endpoint: %s does not tell its catalog; it is listed under its workspace "
+            "name until it restarts",
+            upstream.process.name,
+        )
+
+    def _notify_if_changed(self, upstream: _Upstream) -> None:
+        shape = b"\0".join(_shape(info) for info in self._infos_of(upstream))
+        if self._shapes.get(upstream.process.name) != shape:
+            self._shapes[upstream.process.name] = shape
+            self._notify()
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    # -- the catalog -------------------------------------------------------------------
+
+    def _infos_of(self, upstream: _Upstream) -> list[catalog_pb2.AppInfo]:
+        """The AppInfos of one app: its own catalog with the supervisor's status."""
+        app = upstream.process
+        running = app.status == "running"
+        known = upstream.catalog or [catalog_pb2.AppInfo(name=app.name)]
+        infos = []
+        for entry in known:
+            info = catalog_pb2.AppInfo()
+            info.CopyFrom(entry)
+            info.status = _STATUS.get(app.status, catalog_pb2.APP_STATUS_UNSPECIFIED)
+            info.endpoint = ""  # served here, through this endpoint (see catalog.proto)
+            if not running:
+                info.message = _status_message(app)
+                for grid in info.grids:
+                    grid.ready = False  # known from the last run, but not served now
+            infos.append(info)
+        return infos
+
+    def _visible(self, caller: Caller) -> list[catalog_pb2.AppInfo]:
+        return [
+            info
+            for upstream in self._upstreams.values()
+            for info in self._infos_of(upstream)
+            if caller.may_see(info.tenant)
+        ]
+
+    async def _refresh(self) -> None:
+        """Re-read the running apps' catalogs (grid row counts move), best effort."""
+
+        async def one(upstream: _Upstream, channel: aio.Channel) -> None:
+            stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+            with contextlib.suppress(aio.AioRpcError):
+                response = await stub.ListApps(
+                    catalog_pb2.ListAppsRequest(), timeout=REFRESH_TIMEOUT
+                )
+                if upstream.channel is channel and response.apps:
+                    upstream.catalog = list(response.apps)
+                    self._notify_if_changed(upstream)
+
+        await asyncio.gather(
+            *(
+                one(up, up.channel)
+                for up in self._upstreams.values()
+                if up.channel is not None and up.fetch is not None and up.fetch.done()
+            )
+        )
+
+    async def list_apps(
+        self, request: catalog_pb2.ListAppsRequest, caller: Caller
+    ) -> catalog_pb2.ListAppsResponse:
+        await self._refresh()
+        return catalog_pb2.ListAppsResponse(apps=self._visible(caller))
+
+    async def watch_apps(
+        self, request: catalog_pb2.WatchAppsRequest, caller: Caller
+    ) -> AsyncGenerator[bytes, None]:
+        changed = self._changed
+        infos = self._visible(caller)
+        sent = {info.name: _shape(info) for info in infos}
+        yield catalog_pb2.WatchAppsResponse(apps=infos, initial=True).SerializeToString()
+        while not self._closed:
+            await changed.wait()
+            changed = self._changed
+            current = {info.name: info for info in self._visible(caller)}
+            updated = [info for name, info in current.items() if sent.get(name) != _shape(info)]
+            removed = [name for name in sent if name not in current]
+            if updated or removed:
+                sent = {name: _shape(info) for name, info in current.items()}
+                yield catalog_pb2.WatchAppsResponse(
+                    apps=updated, removed=removed
+                ).SerializeToString()
+        raise ServiceError(Code.UNAVAILABLE, "the local endpoint is stopping")
+
+    # -- routing -----------------------------------------------------------------------
+
+    def _named(self, name: str) -> list[tuple[_Upstream, catalog_pb2.AppInfo]]:
+        return [
+            (upstream, info)
+            for upstream in self._upstreams.values()
+            for info in self._infos_of(upstream)
+            if info.name == name
+        ]
+
+    def _find(self, name: str, caller: Caller) -> tuple[_Upstream, catalog_pb2.AppInfo] | None:
+        """The app declared as `name` that the caller may see (a running one first)."""
+        found = [pair for pair in self._named(name) if caller.may_see(pair[1].tenant)]
+        found.sort(key=lambda pair: pair[0].process.status != "running")
+        return found[0] if found else None
+
+    async def _route(self, name: str, caller: Caller) -> tuple[str, aio.Channel]:
+        """The channel to the process serving app `name`, or the ServiceError saying why not.
+
+        Another tenant's app gets the very answer an app that does not exist gets, so
+        names cannot be probed; the refusal is counted (`cross_tenant`).
+        """
+        found = self._find(name, caller)
+        if found is None:
+            # An app that just started may be the one: its catalog is on its way.
+            pending = [
+                up.fetch
+                for up in self._upstreams.values()
+                if up.fetch is not None and not up.fetch.done()
+            ]
+            if pending:
+                await asyncio.wait(pending, timeout=CATALOG_TIMEOUT)
+                found = self._find(name, caller)
+        if found is None:
+            if self._named(name):
+                metrics.AUTH_FAILURES.labels("cross_tenant").inc()
+            known = sorted({info.name for info in self._visible(caller)})
+            # Apps yet to report their names, on a first try (one crash-looping since it
+            # started would turn every typo into a retry forever).
+            starting = sorted(
+                up.process.name
+                for up in self._upstreams.values()
+                if not up.catalog
+                and (
+                    up.process.status in ("reloading", "running")
+                    or (up.process.status == "starting" and up.process.restarts == 0)
+                )
+            )
+            if starting:
+                raise ServiceError(
+                    Code.UNAVAILABLE,
+                    f"no app named {name!r} yet; still starting: {', '.join(starting)} "
+                    f"(apps: {', '.join(known) or 'none'})",
+                )
+            raise ServiceError(
+                Code.NOT_FOUND,
+                f"no app named {name!r} in this workspace; apps: {', '.join(known) or 'none'}",
+            )
+        upstream, _ = found
+        channel = upstream.channel
+        if upstream.process.status != "running" or channel is None:
+            raise ServiceError(
+                Code.UNAVAILABLE,
+                f"app {name!r} is not running: {_status_message(upstream.process)}",
+            )
+        return upstream.process.name, channel
+
+    def _cancelled_by_us(self, key: str, channel: aio.Channel) -> bool:
+        """Whether a CancelledError out of a call is `_detach` closing its channel.
+
+        grpc.aio ends the calls of a closed channel with CancelledError, not a status;
+        a cancellation of the task itself (the caller left) is counted by `cancelling()`.
+        """
+        task = asyncio.current_task()
+        return (
+            self._upstreams[key].channel is not channel
+            and task is not None
+            and task.cancelling() == 0
+        )
+
+    def _gone(self, key: str, name: str) -> ServiceError:
+        if self._closed:
+            return ServiceError(Code.UNAVAILABLE, "the local endpoint is stopping")
+        app = self._upstreams[key].process
+        status = _status_message(app) or app.status
+        return ServiceError(
+            Code.UNAVAILABLE, f"app {name!r} went away ({status}); call again to resume"
+        )
+
+    def _upstream_error(
+        self, key: str, channel: aio.Channel, name: str, exc: aio.AioRpcError
+    ) -> ServiceError:
+        """An app's error as the caller should see it."""
+        code = exc.code()
+        if self._upstreams[key].channel is not channel:
+            return self._gone(key, name)
+        passed_on = _PASSED_ON.get(code)
+        if passed_on is not None:
+            return ServiceError(passed_on, exc.details() or code.name)
+        return ServiceError(
+            Code.UNAVAILABLE,
+            f"lost app {name!r} ({code.name}: {exc.details() or 'no details'}); "
+            "call again to resume",
+        )
+
+    # -- GridService -------------------------------------------------------------------
+
+    async def list_grids(
+        self, request: grid_pb2.ListGridsRequest, caller: Caller
+    ) -> grid_pb2.ListGridsResponse:
+        if request.app:
+            key, channel = await self._route(request.app, caller)
+            try:
+                return await grid_pb2_grpc.GridServiceStub(channel).ListGrids(
+                    request, timeout=CATALOG_TIMEOUT
+                )
+            except aio.AioRpcError as exc:
+                raise self._upstream_error(key, channel, request.app, exc) from None
+            except asyncio.CancelledError:
+                if self._cancelled_by_us(key, channel):
+                    raise self._gone(key, request.app) from None
+                raise
+        # Every grid of every running app the caller may see; an app that fails to
+        # answer is left out rather than failing the whole list.
+        tenants = {
+            info.name: info.tenant for up in self._upstreams.values() for info in self._infos_of(up)
+        }
+        channels = [up.channel for up in self._upstreams.values() if up.channel is not None]
+        answers = await asyncio.gather(
+            *(
+                grid_pb2_grpc.GridServiceStub(ch).ListGrids(
+                    grid_pb2.ListGridsRequest(), timeout=REFRESH_TIMEOUT
+                )
+                for ch in channels
+            ),
+            return_exceptions=True,
+        )
+        grids = [
+            grid
+            for answer in answers
+            if isinstance(answer, grid_pb2.ListGridsResponse)
+            for grid in answer.grids
+            if grid.app in tenants and caller.may_see(tenants[grid.app])
+        ]
+        return grid_pb2.ListGridsResponse(grids=grids)
+
+    def subscribe(self, request: grid_pb2.SubscribeRequest, caller: Caller) -> PacedStream:
+        """The app's stream, passed through; a client that stops reading is dropped.
+
+        The app drops a stalled subscriber once it is behind its window, but the status
+        would wait here behind what the client has not read: so this hop drops one whose
+        send has waited `relay_stall_seconds`, cancelling the app's stream.
+        """
+        relayed = self._relay(request, caller)
+        return PacedStream(relayed, lambda: True, self.relay_stall_seconds)
+
+    async def _relay(
+        self, request: grid_pb2.SubscribeRequest, caller: Caller
+    ) -> AsyncGenerator[bytes, None]:
+        key, channel = await self._route(request.app, caller)
+        call = channel.unary_stream(
+            _SUBSCRIBE, request_serializer=_identity, response_deserializer=_identity
+        )(request.SerializeToString())
+        try:
+            async for message in call:
+                yield message
+        except aio.AioRpcError as exc:
+            raise self._upstream_error(key, channel, request.app, exc) from None
+        except asyncio.CancelledError:
+            if self._cancelled_by_us(key, channel):
+                raise self._gone(key, request.app) from None
+            raise
+        finally:
+            call.cancel()
+        # A subscription never ends on its own: the app's server is going away.
+        raise ServiceError(
+            Code.UNAVAILABLE, f"app {request.app!r} ended the stream; call again to resume"
+        )
