@@ -56,12 +56,12 @@ from aerogrid_cloud.kube import (
     connect,
 )
 from aerogrid_cloud.model import MAX_FILES_BYTES, AppSpec, namespace_for
+from aerogrid_cloud.model import tenant_of as tenant_of_namespace
 from aerogrid_cloud.promote import (
     PromoteError,
     build_app,
     declared_app,
     read_app_folder,
-    tenant_of_namespace,
 )
 from support.k8s import KubeTestbed, wait_for
 

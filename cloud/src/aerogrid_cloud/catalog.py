@@ -39,8 +39,7 @@ from aerogrid.server.identity import Caller
 from aerogrid.server.listeners import Listeners, start_listeners
 from aerogrid.v1 import catalog_pb2, grid_pb2
 from aerogrid_cloud.kube import APPS, Cancel, Gone, Kube, KubeError, Resources, connect, in_cluster
-from aerogrid_cloud.model import Phase
-from aerogrid_cloud.promote import AppState
+from aerogrid_cloud.model import AppState, Phase
 
 __all__ = [
     "AppWatcher",

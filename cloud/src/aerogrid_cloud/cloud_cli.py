@@ -22,9 +22,8 @@ import yaml
 
 from aerogrid.errors import ConfigurationError
 from aerogrid_cloud.kube import Kube, KubeError, connect
-from aerogrid_cloud.model import Phase, namespace_for
+from aerogrid_cloud.model import AppState, Phase, namespace_for
 from aerogrid_cloud.promote import (
-    AppState,
     PromoteError,
     PromoteTimeout,
     build_app,

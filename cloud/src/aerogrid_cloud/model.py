@@ -8,6 +8,8 @@ the resources' own (camelCase), so `model_dump(by_alias=True)` is a valid spec.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -36,6 +38,17 @@ _FILE_NAME = re.compile(r"^[A-Za-z0-9_][-._A-Za-z0-9]{0,252}$")
 def namespace_for(tenant: str) -> str:
     """The namespace the operator makes for a tenant (its apps live there)."""
     return f"aerogrid-{tenant}"
+
+
+def tenant_of(namespace: str) -> str | None:
+    """The tenant whose namespace this is (`namespace_for` backwards), or None."""
+    prefix = namespace_for("")
+    if not namespace.startswith(prefix):
+        return None
+    try:
+        return check_name("tenant", namespace[len(prefix) :])
+    except ValueError:
+        return None
 
 
 class _Model(BaseModel):
@@ -137,6 +150,63 @@ class AppStatus(_Model):
     #: The image the Deployment runs (the runtime's, or one built with the requirements).
     image: str = ""
     message: str = ""
+
+
+@dataclass(frozen=True)
+class AppState:
+    """An App as the cluster has it: what was asked (spec) and what the operator reports.
+
+    Read by the promote client and by the in-cluster catalog, from any App object.
+    """
+
+    name: str
+    namespace: str
+    tenant: str
+    phase: str
+    message: str = ""
+    endpoint: str = ""
+    image: str = ""
+    stopped: bool = False
+    generation: int = 0
+    observed_generation: int | None = None
+    created: str = ""
+    resource_version: str = ""
+
+    @classmethod
+    def from_object(cls, obj: Mapping[str, Any]) -> AppState:
+        metadata = obj.get("metadata") or {}
+        spec = obj.get("spec") or {}
+        status = obj.get("status") or {}
+        namespace = str(metadata.get("namespace", ""))
+        observed = status.get("observedGeneration")
+        return cls(
+            name=str(metadata.get("name", "")),
+            namespace=namespace,
+            tenant=tenant_of(namespace) or "",
+            phase=str(status.get("phase") or Phase.PENDING),
+            message=str(status.get("message") or ""),
+            endpoint=str(status.get("endpoint") or ""),
+            image=str(status.get("image") or ""),
+            stopped=bool(spec.get("stopped", False)),
+            generation=int(metadata.get("generation") or 0),
+            observed_generation=int(observed) if isinstance(observed, int) else None,
+            created=str(metadata.get("creationTimestamp") or ""),
+            resource_version=str(metadata.get("resourceVersion") or ""),
+        )
+
+    @property
+    def current(self) -> bool:
+        """Whether the status speaks of the latest spec (not of the code before a promote)."""
+        return self.observed_generation is not None and self.observed_generation >= self.generation
+
+    @property
+    def settled(self) -> bool:
+        """Whether the operator is done with the latest spec: Running, Failed or Stopped."""
+        if not self.current:
+            return False
+        if self.phase == Phase.FAILED:
+            return True
+        return self.phase == (Phase.STOPPED if self.stopped else Phase.RUNNING)
 
 
 # -- Tenant ------------------------------------------------------------------------------

@@ -43,18 +43,18 @@ from aerogrid_cloud.model import (
     APP_LABEL,
     TENANT_LABEL,
     AppSpec,
+    AppState,
     BrokerRef,
     EnvVar,
-    Phase,
     SecretRef,
     check_name,
     namespace_for,
     resource,
+    tenant_of,
 )
 
 __all__ = [
     "AppFolder",
-    "AppState",
     "Declared",
     "PromoteError",
     "PromoteTimeout",
@@ -67,7 +67,6 @@ __all__ = [
     "read_app_folder",
     "runtime_version",
     "set_stopped",
-    "tenant_of_namespace",
     "wait_for_app",
 ]
 
@@ -97,7 +96,6 @@ SKIPPED_DIRS: Final = (
     "test",
     "tests",
 )
-_NAMESPACE_PREFIX: Final = namespace_for("")
 
 
 class PromoteError(Exception):
@@ -310,71 +308,6 @@ def _validation_message(exc: ValidationError) -> str:
 # -- the App in the cluster ---------------------------------------------------------------
 
 
-def tenant_of_namespace(namespace: str) -> str | None:
-    """The tenant whose namespace this is (`namespace_for` backwards), or None."""
-    if not namespace.startswith(_NAMESPACE_PREFIX):
-        return None
-    tenant = namespace[len(_NAMESPACE_PREFIX) :]
-    try:
-        return check_name("tenant", tenant)
-    except ValueError:
-        return None
-
-
-@dataclass(frozen=True)
-class AppState:
-    """An App as the cluster has it: what was asked (spec) and what the operator reports."""
-
-    name: str
-    namespace: str
-    tenant: str
-    phase: str
-    message: str = ""
-    endpoint: str = ""
-    image: str = ""
-    stopped: bool = False
-    generation: int = 0
-    observed_generation: int | None = None
-    created: str = ""
-    resource_version: str = ""
-
-    @classmethod
-    def from_object(cls, obj: Mapping[str, Any]) -> AppState:
-        metadata = obj.get("metadata") or {}
-        spec = obj.get("spec") or {}
-        status = obj.get("status") or {}
-        namespace = str(metadata.get("namespace", ""))
-        observed = status.get("observedGeneration")
-        return cls(
-            name=str(metadata.get("name", "")),
-            namespace=namespace,
-            tenant=tenant_of_namespace(namespace) or "",
-            phase=str(status.get("phase") or Phase.PENDING),
-            message=str(status.get("message") or ""),
-            endpoint=str(status.get("endpoint") or ""),
-            image=str(status.get("image") or ""),
-            stopped=bool(spec.get("stopped", False)),
-            generation=int(metadata.get("generation") or 0),
-            observed_generation=int(observed) if isinstance(observed, int) else None,
-            created=str(metadata.get("creationTimestamp") or ""),
-            resource_version=str(metadata.get("resourceVersion") or ""),
-        )
-
-    @property
-    def current(self) -> bool:
-        """Whether the status speaks of the latest spec (not of the code before a promote)."""
-        return self.observed_generation is not None and self.observed_generation >= self.generation
-
-    @property
-    def settled(self) -> bool:
-        """Whether the operator is done with the latest spec: Running, Failed or Stopped."""
-        if not self.current:
-            return False
-        if self.phase == Phase.FAILED:
-            return True
-        return self.phase == (Phase.STOPPED if self.stopped else Phase.RUNNING)
-
-
 PhaseCallback = Callable[[AppState], None]
 
 
@@ -396,7 +329,7 @@ def promote(
     try:
         applied = Resources(kube, APPS).apply(app, field_manager=PROMOTE_MANAGER)
     except NotFound as exc:
-        tenant = tenant_of_namespace(namespace) or namespace
+        tenant = tenant_of(namespace) or namespace
         raise NotFound(
             f"tenant {tenant} is not set up in this cluster ({exc}): "
             f"an admin creates its Tenant resource first"
