@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Writes dist/addin/, the files the add-in is served from (and that the manifest names):
-//   functions.js   ONE classic script (IIFE) of src/entry/functions.ts: the custom functions,
+//   functions.js   ONE classic script (IIFE) of src/entry/publish-api.ts: the custom functions,
 //                  connect-web and protobuf; sets globalThis.AeroGrid
 //   functions.json the metadata (copied from dist/functions.json: run `npm run metadata` first)
 //   taskpane.html / .js / .css, signin.html / .js (the OAuth dialog)
@@ -24,7 +24,7 @@ const out = join(root, "dist", `.addin-${process.pid}`);
 const { version } = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
 
 const SCRIPTS = {
-  functions: "src/entry/functions.ts",
+  functions: "src/entry/publish-api.ts",
   taskpane: "src/entry/taskpane.ts",
   signin: "src/entry/signin.ts",
   harness: "src/harness/main.ts",

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Writes dist/functions.json (Excel's custom-function metadata) from the JSDoc of
-// src/functions.ts with custom-functions-metadata, and FAILS on any error (its CLI prints
+// src/excel-functions.ts with custom-functions-metadata, and FAILS on any error (its CLI prints
 // errors but exits 0) or when a function the add-in registers is missing from it.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -8,9 +8,9 @@ import { fileURLToPath } from "node:url";
 import metadata from "custom-functions-metadata";
 
 const here = dirname(dirname(fileURLToPath(import.meta.url)));
-const source = join(here, "src", "functions.ts");
+const source = join(here, "src", "excel-functions.ts");
 const output = join(here, "dist", "functions.json");
-const EXPECTED = ["GRID", "VALUE", "APPS"]; // FUNCTIONS in src/functions.ts
+const EXPECTED = ["GRID", "VALUE", "APPS"]; // FUNCTIONS in src/excel-functions.ts
 
 const result = await metadata.generateCustomFunctionsMetadata(source, false);
 if (result.errors.length > 0) {

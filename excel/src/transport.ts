@@ -15,7 +15,8 @@ export { normalizeBaseUrl };
 export const APP_HEADER = "x-aerogrid-app";
 export const TENANT_HEADER = "x-aerogrid-tenant";
 
-export interface EndpointOptions {
+/** Where and how to reach the services: the endpoint URL, credentials, wire format. */
+export interface ServiceClientsOptions {
   /** e.g. "http://localhost:50051" or the cloud URL; a trailing slash is ignored. */
   baseUrl: string;
   /** Bearer token; empty or undefined sends no Authorization header. */
@@ -28,7 +29,8 @@ export interface EndpointOptions {
   fetch?: typeof globalThis.fetch;
 }
 
-export class Endpoint {
+/** The add-in's connect-web clients of GridService and CatalogService at one endpoint URL. */
+export class ServiceClients {
   readonly baseUrl: string;
   readonly transport: Transport;
   readonly grids: Client<typeof GridService>;
@@ -36,7 +38,7 @@ export class Endpoint {
   /** Tenants learned from the catalog (app name to tenant). */
   readonly tenants = new Map<string, string>();
 
-  constructor(private readonly options: EndpointOptions) {
+  constructor(private readonly options: ServiceClientsOptions) {
     this.baseUrl = normalizeBaseUrl(options.baseUrl);
     const token = options.token?.trim() ?? "";
     const interceptors: Interceptor[] = [];
@@ -64,7 +66,7 @@ export class Endpoint {
     return headers;
   }
 
-  /** An app's grids, asked of the app through this endpoint (routed by the headers). */
+  /** An app's grids, asked of the app at this endpoint URL (routed by the headers). */
   readonly listGrids = async (app: string, signal: AbortSignal): Promise<readonly { name: string }[]> =>
     (await this.grids.listGrids({ app }, { signal, headers: this.gridHeaders(app) })).grids;
 

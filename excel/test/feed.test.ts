@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Backoff } from "../src/core/backoff.js";
 import { gridFeedOpener, type SubscribeArgs, type SubscribeEvent } from "../src/core/feed.js";
-import { streamGrid, type GridFeedEvent } from "../src/core/functions.js";
+import { streamGrid, type GridFeedEvent } from "../src/core/grid-formulas.js";
 import { buildMatrix, type Matrix } from "../src/core/matrix.js";
 import { SubscriptionRegistry } from "../src/core/registry.js";
 import { SubscribeResponseSchema, type SubscribeResponse } from "../src/gen/aerogrid/v1/grid_pb.js";

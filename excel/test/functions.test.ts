@@ -1,7 +1,7 @@
 // The functions run against a stand-in for Excel's StreamingInvocation (Excel cannot run
 // here): it records each setResult, and the test calls onCanceled as Excel would.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { streamGrid, streamValue, type GridFeedEvent, type StreamingInvocationLike } from "../src/core/functions.js";
+import { streamGrid, streamValue, type GridFeedEvent, type StreamingInvocationLike } from "../src/core/grid-formulas.js";
 import { GridState } from "../src/core/grid.js";
 import type { Matrix } from "../src/core/matrix.js";
 import { SubscriptionRegistry, type Emit } from "../src/core/registry.js";

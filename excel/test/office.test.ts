@@ -1,14 +1,14 @@
 // The Office.js layer registers its functions only when Excel's CustomFunctions exists.
 import { afterEach, describe, expect, it, vi } from "vitest";
 
-describe("functions.ts registration", () => {
+describe("excel-functions.ts registration", () => {
   afterEach(() => {
     delete (globalThis as { CustomFunctions?: unknown }).CustomFunctions;
     vi.resetModules();
   });
 
   it("imports in Node without Excel", async () => {
-    const mod = await import("../src/functions.js");
+    const mod = await import("../src/excel-functions.js");
     expect(Object.keys(mod.FUNCTIONS)).toEqual(["GRID", "VALUE", "APPS"]);
     expect(mod.openStreams()).toBe(0);
   });
@@ -17,13 +17,13 @@ describe("functions.ts registration", () => {
     const associate = vi.fn();
     (globalThis as { CustomFunctions?: unknown }).CustomFunctions = { associate };
     vi.resetModules();
-    const mod = await import("../src/functions.js");
+    const mod = await import("../src/excel-functions.js");
     expect(associate.mock.calls.map((c) => c[0])).toEqual(["GRID", "VALUE", "APPS"]);
     expect(associate.mock.calls[0]?.[1]).toBe(mod.grid);
   });
 
   it("configure moves open formulas to the new endpoint; the same endpoint again changes nothing", async () => {
-    const mod = await import("../src/functions.js");
+    const mod = await import("../src/excel-functions.js");
     const asked: string[] = [];
     // A fetch that never answers (until aborted): enough to see where each stream goes.
     const fetch: typeof globalThis.fetch = (input, init) => {
@@ -46,7 +46,7 @@ describe("functions.ts registration", () => {
   });
 
   it("configure moves an open =AEROGRID.APPS() to the new endpoint's catalog; Excel's cancel ends it", async () => {
-    const mod = await import("../src/functions.js");
+    const mod = await import("../src/excel-functions.js");
     const watches: { origin: string; signal: AbortSignal }[] = [];
     const fetch: typeof globalThis.fetch = (input, init) => {
       const url = new URL(String(input instanceof Request ? input.url : input));

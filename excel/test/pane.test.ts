@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { AppInfoLike } from "../src/core/apps.js";
 import type { Token } from "../src/taskpane/oauth.js";
 import type { ExcelLike } from "../src/taskpane/office.js";
-import { EXPIRED_MESSAGE, Pane, type EndpointLike, type PaneView } from "../src/taskpane/pane.js";
+import { EXPIRED_MESSAGE, Pane, type ServiceClientsLike, type PaneView } from "../src/taskpane/pane.js";
 import type { Settings, SettingsErrors, SettingsStore } from "../src/taskpane/settings.js";
 import type { PaneStatus } from "../src/taskpane/status.js";
 import { controllableWatch } from "./helpers.js";
@@ -66,16 +66,16 @@ function fakeIssuer() {
 function setup(stored: Settings = LOCAL, excel?: ExcelLike) {
   const { view, seen } = recordingView();
   const streams: ReturnType<typeof controllableWatch>[] = [];
-  const endpoints: { options: { baseUrl: string; token?: string }; endpoint: EndpointLike }[] = [];
-  const configure = (options: { baseUrl: string; token?: string }): EndpointLike => {
+  const endpoints: { options: { baseUrl: string; token?: string }; clients: ServiceClientsLike }[] = [];
+  const configure = (options: { baseUrl: string; token?: string }): ServiceClientsLike => {
     const stream = controllableWatch();
     streams.push(stream);
-    const endpoint: EndpointLike = {
+    const clients: ServiceClientsLike = {
       catalog: { watchApps: (_request, { signal }) => stream.watch(signal) },
       tenants: new Map(),
     };
-    endpoints.push({ options, endpoint });
-    return endpoint;
+    endpoints.push({ options, clients });
+    return clients;
   };
   const saved: Settings[] = [];
   const store: SettingsStore = { load: async () => stored, save: async (s) => void saved.push(s) };
@@ -109,7 +109,7 @@ describe("Pane", () => {
     await vi.advanceTimersByTimeAsync(0);
     expect(t.seen.apps.at(-1)).toEqual(["clicks", "orders"]);
     expect(t.seen.statuses.at(-1)).toEqual({ state: "connected" });
-    expect(t.endpoints[0]?.endpoint.tenants.get("orders")).toBe("acme"); // routing headers for grids
+    expect(t.endpoints[0]?.clients.tenants.get("orders")).toBe("acme"); // routing headers for grids
 
     t.setOpen(2);
     await vi.advanceTimersByTimeAsync(1000);

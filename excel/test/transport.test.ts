@@ -1,6 +1,6 @@
 // The transport with an injected fetch: which URL and headers a grid call sends.
 import { describe, expect, it } from "vitest";
-import { APP_HEADER, Endpoint, TENANT_HEADER, normalizeBaseUrl } from "../src/transport.js";
+import { APP_HEADER, ServiceClients, TENANT_HEADER, normalizeBaseUrl } from "../src/transport.js";
 
 interface Seen {
   url: string;
@@ -29,17 +29,17 @@ async function drain(iterable: AsyncIterable<unknown>): Promise<unknown> {
   return undefined;
 }
 
-describe("Endpoint", () => {
+describe("ServiceClients", () => {
   it("sends the token and the routing headers on Subscribe, at the base URL", async () => {
     const seen: Seen[] = [];
-    const endpoint = new Endpoint({
+    const clients = new ServiceClients({
       baseUrl: "http://example.test:50051/",
       token: " secret ",
       tenantOf: (app) => (app === "orders" ? "acme" : undefined),
       fetch: recordingFetch(seen),
     });
     const error = await drain(
-      endpoint.subscribe({ app: "orders", grid: "product_sum", resumeEpoch: "", resumeSeq: 0n }, new AbortController().signal),
+      clients.subscribe({ app: "orders", grid: "product_sum", resumeEpoch: "", resumeSeq: 0n }, new AbortController().signal),
     );
     expect(error).toBeDefined();
     expect(seen).toHaveLength(1);
@@ -51,7 +51,7 @@ describe("Endpoint", () => {
 
   it("asks an app for its grids with the routing headers (what a cluster's gateway needs)", async () => {
     const seen: Seen[] = [];
-    const endpoint = new Endpoint({
+    const clients = new ServiceClients({
       baseUrl: "https://aerogrid.example.com",
       token: "t",
       useBinaryFormat: false,
@@ -64,8 +64,8 @@ describe("Endpoint", () => {
         });
       },
     });
-    endpoint.tenants.set("orders", "acme");
-    const grids = await endpoint.listGrids("orders", new AbortController().signal);
+    clients.tenants.set("orders", "acme");
+    const grids = await clients.listGrids("orders", new AbortController().signal);
     expect(grids.map((g) => g.name)).toEqual(["quotes"]);
     expect(seen[0]?.url).toBe("https://aerogrid.example.com/aerogrid.v1.GridService/ListGrids");
     expect(seen[0]?.headers.get(APP_HEADER)).toBe("orders");
@@ -75,10 +75,10 @@ describe("Endpoint", () => {
 
   it("sends no token when none is set, and the tenant only when known", async () => {
     const seen: Seen[] = [];
-    const endpoint = new Endpoint({ baseUrl: "http://example.test", fetch: recordingFetch(seen) });
-    await drain(endpoint.subscribe({ app: "a", grid: "g", resumeEpoch: "", resumeSeq: 0n }, new AbortController().signal));
-    endpoint.tenants.set("a", "learned");
-    await drain(endpoint.subscribe({ app: "a", grid: "g", resumeEpoch: "", resumeSeq: 0n }, new AbortController().signal));
+    const clients = new ServiceClients({ baseUrl: "http://example.test", fetch: recordingFetch(seen) });
+    await drain(clients.subscribe({ app: "a", grid: "g", resumeEpoch: "", resumeSeq: 0n }, new AbortController().signal));
+    clients.tenants.set("a", "learned");
+    await drain(clients.subscribe({ app: "a", grid: "g", resumeEpoch: "", resumeSeq: 0n }, new AbortController().signal));
     expect(seen[0]?.headers.get("authorization")).toBeNull();
     expect(seen[0]?.headers.get(TENANT_HEADER)).toBeNull();
     expect(seen[1]?.headers.get(TENANT_HEADER)).toBe("learned");

@@ -3,7 +3,7 @@
 import { Backoff, Reconnector } from "./backoff.js";
 import { Conflator } from "./conflate.js";
 import { toCellText } from "./errors.js";
-import type { StreamingInvocationLike } from "./functions.js";
+import type { StreamingInvocationLike } from "./grid-formulas.js";
 import { compareKeys, type Matrix } from "./matrix.js";
 
 /** An AppInfo, structurally (the generated message fits). */

@@ -2,7 +2,7 @@
 // into the events formulas render. The RPC itself is injected (`subscribe`), so the
 // network layer is a one-line adapter over connect-es's GridService client.
 import { Backoff, Reconnector } from "./backoff.js";
-import type { GridFeedEvent } from "./functions.js";
+import type { GridFeedEvent } from "./grid-formulas.js";
 import { GridState, type RowIn, type StaleIn } from "./grid.js";
 import type { Closeable, Emit } from "./registry.js";
 

@@ -1,6 +1,6 @@
 // globalThis.AeroGrid: what functions.js publishes, typed once for its publisher and its
 // readers (the task pane, the harness, Node live tests).
-import type { configure, DEFAULT_BASE_URL, FUNCTIONS, openStreams } from "../functions.js";
+import type { configure, DEFAULT_BASE_URL, FUNCTIONS, openStreams } from "../excel-functions.js";
 
 export interface AeroGridGlobal {
   configure: typeof configure;

@@ -61,7 +61,7 @@ export function cellModel(value: unknown): CellModel {
   return { text: JSON.stringify(value) ?? String(value), kind: "text" };
 }
 
-// What core/functions.ts writes: the header's first cell becomes `key (stale: …; reconnecting)`
+// What core/grid-formulas.ts writes: the header's first cell becomes `key (stale: …; reconnecting)`
 // while the feed is down; before any data, or on a final error, a single `AeroGrid: …` cell.
 const STALE_HEADER = /^.* \((stale: .*)\)$/;
 const ERROR_CELL = /^AeroGrid: /;

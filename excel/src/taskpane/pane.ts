@@ -11,15 +11,15 @@ import { startRefresher, type Refresher } from "./refresh.js";
 import { validateSettings, type Settings, type SettingsErrors, type SettingsStore } from "./settings.js";
 import { errorText, INITIAL_STATUS, nextStatus, type PaneStatus } from "./status.js";
 
-/** What the pane needs of the Endpoint that configure() returns. */
-export interface EndpointLike {
+/** What the pane needs of the ServiceClients that configure() returns. */
+export interface ServiceClientsLike {
   catalog: { watchApps(request: object, options: { signal: AbortSignal }): AsyncIterable<WatchAppsEvent> };
   tenants: Map<string, string>;
   /** The app's grids, asked of the app itself (a cluster's catalog lists none). */
   listGrids?: ListGridsFn;
 }
 
-export type Configure = (options: { baseUrl: string; token?: string }) => EndpointLike;
+export type Configure = (options: { baseUrl: string; token?: string }) => ServiceClientsLike;
 
 export interface PaneView {
   showSettings(settings: Settings): void;
@@ -208,9 +208,9 @@ export class Pane {
   private connect(settings: Settings): void {
     this.current = settings;
     this.watch?.stop();
-    let endpoint: EndpointLike;
+    let clients: ServiceClientsLike;
     try {
-      endpoint = this.deps.configure({ baseUrl: settings.endpoint, token: settings.token });
+      clients = this.deps.configure({ baseUrl: settings.endpoint, token: settings.token });
     } catch (error) {
       this.setStatus({ state: "error", error: errorText(error) });
       return;
@@ -218,13 +218,13 @@ export class Pane {
     this.setStatus(INITIAL_STATUS);
     this.deps.view.showApps([]);
     this.watch = watchCatalog({
-      watch: (signal) => endpoint.catalog.watchApps({}, { signal }),
+      watch: (signal) => clients.catalog.watchApps({}, { signal }),
       onApps: (apps) => this.deps.view.showApps(apps),
       onApp: (app) => {
-        if (app.tenant) endpoint.tenants.set(app.name, app.tenant);
+        if (app.tenant) clients.tenants.set(app.name, app.tenant);
       },
       onStatus: (status) => this.setStatus(nextStatus(this.status, status)),
-      ...(endpoint.listGrids === undefined ? {} : { listGrids: endpoint.listGrids }),
+      ...(clients.listGrids === undefined ? {} : { listGrids: clients.listGrids }),
     });
   }
 

@@ -1,4 +1,4 @@
-// The streaming custom functions' logic, with Excel's invocation object as an interface:
+// The GRID and VALUE formulas' logic, with Excel's invocation object as an interface:
 // the Office.js layer only registers these (CustomFunctions.associate) and hands over its
 // StreamingInvocation, which has exactly this shape. Everything here runs in Node tests.
 import { Conflator } from "./conflate.js";

@@ -2,8 +2,8 @@
 // the task pane and the harness page load (and Node live tests import for its side effect):
 // it publishes the functions' single module instance as globalThis.AeroGrid, so the task
 // pane configures the same registry the formulas use instead of bundling a second copy.
-// Importing ../functions.js also registers the functions when Excel's runtime is there.
-import { configure, DEFAULT_BASE_URL, FUNCTIONS, openStreams } from "../functions.js";
+// Importing ../excel-functions.js also registers the functions when Excel's runtime is there.
+import { configure, DEFAULT_BASE_URL, FUNCTIONS, openStreams } from "../excel-functions.js";
 import { publishAeroGrid } from "./global.js";
 
 // Set by scripts/bundle.mjs (the package version); absent in tsc's output.

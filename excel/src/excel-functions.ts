@@ -6,18 +6,18 @@
 // the ones it accepts (string, number, boolean, any, any[][]), narrowed right away.
 import { streamApps } from "./core/apps.js";
 import { gridFeedOpener } from "./core/feed.js";
-import { streamGrid, streamValue, type GridFeedEvent, type StreamingInvocationLike } from "./core/functions.js";
+import { streamGrid, streamValue, type GridFeedEvent, type StreamingInvocationLike } from "./core/grid-formulas.js";
 import type { ExcelValue, Matrix } from "./core/matrix.js";
 import type { ArgumentValue } from "./core/options.js";
 import { SubscriptionRegistry } from "./core/registry.js";
 import { DEFAULT_BASE_URL, normalizeBaseUrl } from "./core/url.js";
-import { Endpoint, type EndpointOptions } from "./transport.js";
+import { ServiceClients, type ServiceClientsOptions } from "./transport.js";
 
 export { DEFAULT_BASE_URL };
 
-let endpoint: Endpoint | undefined;
+let clients: ServiceClients | undefined;
 let registry: SubscriptionRegistry<GridFeedEvent> | undefined;
-let configuredWith: EndpointOptions | undefined;
+let configuredWith: ServiceClientsOptions | undefined;
 
 /** An open =AEROGRID.APPS() formula: its watch, restartable on another endpoint. */
 interface OpenAppsFormula {
@@ -32,10 +32,10 @@ const openApps = new Set<OpenAppsFormula>();
  * open APPS formulas watch the new endpoint's catalog. The same URL and token again change
  * nothing, so the streams are not reopened for nothing.
  */
-export function configure(options: EndpointOptions): Endpoint {
-  if (endpoint !== undefined && registry !== undefined && sameEndpoint(endpoint, options)) return endpoint;
-  const created = new Endpoint(options);
-  endpoint = created;
+export function configure(options: ServiceClientsOptions): ServiceClients {
+  if (clients !== undefined && registry !== undefined && sameSettings(clients, options)) return clients;
+  const created = new ServiceClients(options);
+  clients = created;
   configuredWith = options;
   const opener = gridFeedOpener({ subscribe: created.subscribe });
   if (registry === undefined) registry = new SubscriptionRegistry<GridFeedEvent>(opener);
@@ -44,7 +44,7 @@ export function configure(options: EndpointOptions): Endpoint {
   return created;
 }
 
-function sameEndpoint(at: Endpoint, options: EndpointOptions): boolean {
+function sameSettings(at: ServiceClients, options: ServiceClientsOptions): boolean {
   const before = configuredWith;
   if (before === undefined || options.fetch !== undefined || options.tenantOf !== undefined) return false;
   return (
@@ -56,9 +56,9 @@ function sameEndpoint(at: Endpoint, options: EndpointOptions): boolean {
   );
 }
 
-function current(): { endpoint: Endpoint; registry: SubscriptionRegistry<GridFeedEvent> } {
-  if (endpoint === undefined || registry === undefined) configure({ baseUrl: DEFAULT_BASE_URL });
-  return { endpoint: endpoint as Endpoint, registry: registry as SubscriptionRegistry<GridFeedEvent> };
+function current(): { clients: ServiceClients; registry: SubscriptionRegistry<GridFeedEvent> } {
+  if (clients === undefined || registry === undefined) configure({ baseUrl: DEFAULT_BASE_URL });
+  return { clients: clients as ServiceClients, registry: registry as SubscriptionRegistry<GridFeedEvent> };
 }
 
 /** Number of open grid streams (for tests and the task pane's status). */
@@ -120,7 +120,7 @@ export function apps(invocation: CustomFunctions.StreamingInvocation<any[][]>): 
   const formula: OpenAppsFormula = {
     restart: () => {
       stop();
-      const { endpoint: at } = current();
+      const { clients: at } = current();
       // The watch gets its own invocation, so that moving it to another endpoint is not
       // mistaken for Excel's cancel; Excel's cancel (below) stops whichever is running.
       const inner: StreamingInvocationLike<Matrix> = { setResult: (matrix) => typed.setResult(matrix) };
