@@ -38,7 +38,8 @@ $(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund --cache $(CACHE_DIR)/npm --loglevel=error
 	touch $@
 
-node: $(NODE_DIR)/node_modules/.package-lock.json
+# The connect-es test client; it imports the add-in's generated code (excel/dist/gen, built with $(ADDIN)).
+node: $(NODE_DIR)/node_modules/.package-lock.json $(ADDIN)
 
 $(EXCEL_DIR)/node_modules/.package-lock.json: $(EXCEL_DIR)/package-lock.json
 	cd $(EXCEL_DIR) && npm ci --no-audit --no-fund --cache $(CACHE_DIR)/npm --loglevel=error

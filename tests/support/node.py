@@ -1,4 +1,8 @@
-"""The Node.js client of tests/node (connect-es), installed with `npm ci` when stale."""
+"""The Node.js client of tests/node (connect-es), installed with `npm ci` when stale.
+
+Its protobuf code is the Excel add-in's (excel/dist/gen, from the add-in's build), so the
+add-in is built first when it is missing or older than its sources.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import fcntl
 import shutil
 import subprocess
 from pathlib import Path
+
+from support.excel import built_addin
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 NPM_CACHE = Path.home() / ".cache" / "aerogrid" / "npm"
@@ -17,7 +23,7 @@ class NodeUnavailable(RuntimeError):
 
 
 def ensure_node_client() -> str:
-    """The node binary, after `npm ci` in tests/node when node_modules is missing or stale."""
+    """The node binary, after `npm ci` in tests/node when stale and the add-in's build."""
     node = shutil.which("node")
     npm = shutil.which("npm")
     if node is None or npm is None:
@@ -34,4 +40,5 @@ def ensure_node_client() -> str:
                 check=True,
                 timeout=600,
             )
+    built_addin()  # excel/dist/gen, which stream_grid.mjs imports
     return node
