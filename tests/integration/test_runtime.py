@@ -294,3 +294,48 @@ async def test_timers_and_tasks_push_to_grids_without_kafka_input(
         async with GridClient(app.target) as client:
             again = (await client.snapshot(unique_name, "status"))["api"]
         assert again["ticks"] >= row["ticks"]
+
+
+SENDER = """
+import aerogrid
+
+app = aerogrid.App({name!r})
+source = app.topic({name!r} + '-in', key_type=str, value_type=dict)
+sink = app.topic({name!r} + '-out', key_type=str, value_type=dict)
+forwarded = app.Grid('forwarded', columns=['n'], default={{'n': 0}})
+ticked = []
+
+@app.stream(source)
+async def forward(stream):
+    async for key, value in stream.items():
+        await sink.send(key, {{**value, 'via': 'stream'}})
+        forwarded['all'] = {{'n': forwarded['all']['n'] + 1}}
+
+@app.task
+async def hello():
+    await sink.send('task', {{'via': 'task'}})
+
+@app.timer(0.1)
+async def tick():
+    if not ticked:
+        ticked.append(True)
+        await sink.send('timer', {{'via': 'timer'}})
+"""
+
+
+async def test_streams_timers_and_tasks_send_records(
+    broker: Broker, unique_name: str, tmp_path: Path
+) -> None:
+    """What a stream, a timer and a task send is produced (with the batch of each)."""
+    path = tmp_path / "sender.py"
+    path.write_text(SENDER.format(name=unique_name))
+    with RunningApp(path, broker.bootstrap) as app:
+        await produce(broker.bootstrap, f"{unique_name}-in", [(b"a", b"{}"), (b"b", b"{}")])
+        sent = await read_topic(broker.bootstrap, f"{unique_name}-out", 4)
+        assert sorted((m.key, json.loads(m.value)["via"]) for m in sent) == [
+            (b"a", "stream"),
+            (b"b", "stream"),
+            (b"task", "task"),
+            (b"timer", "timer"),
+        ]
+        assert app.terminate() == 0

@@ -112,7 +112,8 @@ def test_grid_reads_default_copy_and_publishes_writes() -> None:
     grid = make_grid()
     row = grid["apple"]
     assert row == {"units": 0, "price": None}
-    row["units"] = 99  # a copy: the grid is unchanged
+    with pytest.raises(TypeError, match="read-only"):
+        row["units"] = 99  # a copy could not change the grid: it refuses, not ignores
     assert "apple" not in grid and len(grid) == 0
     grid["apple"] = {"units": 3, "price": Decimal("1.5")}
     grid[7] = {"price": 2.0}

@@ -12,7 +12,7 @@ from aerogrid.errors import ConfigurationError
 from aerogrid.grids import Grid, Row
 from aerogrid.settings import BrokerSettings
 from aerogrid.streams import OnError, StreamInput, StreamSpec
-from aerogrid.topics import OutgoingRecord, Topic
+from aerogrid.topics import Topic
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 _Handler = TypeVar("_Handler", bound=Callable[..., Awaitable[None]])
@@ -61,7 +61,6 @@ class App:
         self.streams: list[StreamSpec] = []
         self.timers: list[TimerSpec] = []
         self.tasks: list[TaskSpec] = []
-        self._outbox: list[OutgoingRecord] = []
 
     @property
     def broker(self) -> BrokerSettings:
@@ -102,7 +101,6 @@ class App:
                 )
             return existing
         topic = Topic(
-            self,
             name,
             key_type=key_type,
             value_type=value_type,

@@ -1,10 +1,12 @@
 """`Grid`: a keyed table an app keeps, published to every subscriber as it changes.
 
 Rows are stored as tuples aligned with the grid's columns (a third of the memory of a
-dict per row). Every mutation is recorded twice: in `_dirty` (the latest value of each
-changed row, drained by the engine into the changelog and the hub after each commit)
-and, while a stream handler runs, in that handler's undo log, so a handler that raises
-leaves the grid exactly as it was before its record.
+dict per row) and read as a `ReadOnlyRow`, so a change is always an assignment to the
+grid. Every mutation is recorded twice: in `_dirty` (the latest value of each changed
+row, drained by the engine into the changelog and the hub after each commit) and, while
+a stream handler runs, in that handler's undo log (bound to its task by
+`bind_undo_log`), so a handler that raises leaves the grid exactly as it was before its
+record.
 
 A row whose changelog record would exceed MAX_ROW_BYTES is refused when assigned (a
 GridError in the handler), so its input record is rolled back and dead-lettered instead
@@ -17,14 +19,14 @@ import datetime as dt
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from decimal import Decimal
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, NoReturn, TypeAlias
 
 from aerogrid.errors import ConfigurationError, GridError
 from aerogrid.limits import MAX_ROW_BYTES
 
 Cell: TypeAlias = int | float | str | bool | None | dt.datetime | Decimal
 RowKey: TypeAlias = str | int
-#: A row as user code reads and writes it (values typed loosely so arithmetic type-checks).
+#: A row as user code writes it (values typed loosely so arithmetic type-checks).
 Row: TypeAlias = dict[str, Any]
 RowTuple: TypeAlias = tuple[Cell, ...]
 
@@ -37,19 +39,88 @@ _SMALL_INT: Final = 2**64
 _SMALL_INT_NEG: Final = -_SMALL_INT
 _ABSENT: Final[Any] = object()
 
-#: The undo log of the stream handler running in the current task: (grid, key) → the
-#: row and the pending change before this record touched it (or _ABSENT). None outside
-#: a handler.
-_UNDO: ContextVar[dict[tuple[Grid, RowKey], Any] | None] = ContextVar("aerogrid_undo", default=None)
+#: A handler's undo log: (grid, key) → the row and the pending change before the
+#: current record touched it (or _ABSENT).
+UndoLog: TypeAlias = dict[tuple["Grid", RowKey], tuple[Any, Any]]
+
+#: The undo log of the stream handler running in the current task; None outside one.
+_UNDO: ContextVar[UndoLog | None] = ContextVar("aerogrid_undo", default=None)
 
 
-class Grid(Mapping[RowKey, Row]):
+def bind_undo_log(undo: UndoLog) -> None:
+    """Record, in `undo`, what each grid write of the current task replaces."""
+    _UNDO.set(undo)
+
+
+class ReadOnlyRow(dict[str, Any]):
+    """A row read from a grid: a dict for everything that reads, refusing every change.
+
+    A grid keeps its rows as tuples, so `grid[key]` builds a new row each time and
+    changing that row could never change the grid: `grid[key]['units'] += 1` would
+    silently do nothing. pandas users know the trap as chained assignment, which
+    copy-on-write makes never update the frame; Faust users know it from tables of
+    dicts, where only assigning the whole value reaches the changelog. As in both, a
+    change is an assignment to the grid, one per changed row, which is what the
+    changelog and every subscriber see::
+
+        grid[key] = {**grid[key], 'units': grid[key]['units'] + 1}
+
+    So this row raises TypeError, naming that form, instead of doing nothing. A row
+    that wrote itself back was the other choice; it would make a row held across an
+    `await` write back columns another handler has changed since, and touching the
+    default row of a missing key would create it.
+
+    Everything that reads a dict works as before: it is a dict (json and msgspec encode
+    it, it equals a dict), and `dict(row)`, `row.copy()`, `{**row}`, `row | {...}`,
+    `copy.copy(row)` and pickling give a plain dict that can be changed.
+    """
+
+    __slots__ = ()
+
+    def __setitem__(self, column: str, value: Any) -> NoReturn:
+        raise _read_only(f"{{**grid[key], {column!r}: new_value}}")
+
+    def __delitem__(self, column: str) -> NoReturn:
+        raise _read_only("{k: v for k, v in grid[key].items() if k != column}")
+
+    def update(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise _read_only("{**grid[key], **changes}")
+
+    def __ior__(self, other: Any) -> NoReturn:  # type: ignore[misc]
+        raise _read_only("grid[key] | changes")
+
+    def setdefault(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise _read_only("{**grid[key], column: value}")
+
+    def pop(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise _read_only("{k: v for k, v in grid[key].items() if k != column}")
+
+    def popitem(self) -> NoReturn:
+        raise _read_only("{...}")
+
+    def clear(self) -> NoReturn:
+        raise _read_only("{}")
+
+    def __reduce__(self) -> tuple[type[dict[str, Any]], tuple[dict[str, Any]]]:
+        # copy, deepcopy and pickle would rebuild the row through __setitem__.
+        return (dict, (dict(self),))
+
+
+def _read_only(new_row: str) -> TypeError:
+    return TypeError(
+        "grid rows are read-only: a row is a copy of what the grid holds, so changing it "
+        f"would not change the grid; assign a new row instead: grid[key] = {new_row}"
+    )
+
+
+class Grid(Mapping[RowKey, ReadOnlyRow]):
     """A mapping from row key to row (column → cell value) that publishes its changes.
 
-    Reading a missing key returns a copy of the default row; assigning a row publishes
-    it (columns left out take the default row's values); `del grid[key]` publishes a
-    delete. Keys are str or int; cells are int, float, str, bool, None, datetime or
-    Decimal.
+    Reading a missing key returns the default row; assigning a row publishes it
+    (columns left out take the default row's values); `del grid[key]` publishes a
+    delete. Rows read are `ReadOnlyRow`s: change one by assigning it back, e.g.
+    `grid[key] = {**grid[key], 'units': 5}`. Keys are str or int; cells are int, float,
+    str, bool, None, datetime or Decimal.
     """
 
     def __init__(
@@ -84,23 +155,23 @@ class Grid(Mapping[RowKey, Row]):
         #: False until the grid is restored from its changelog; only then is it served.
         self.ready = False
         # Validate the default row once, so a typo there fails at start, not at first use.
-        self._default_tuple()
+        self.default_tuple()
 
     # -- reading -------------------------------------------------------------------
 
-    def __getitem__(self, key: RowKey) -> Row:
+    def __getitem__(self, key: RowKey) -> ReadOnlyRow:
         stored = self._rows.get(key)
         if stored is None:
-            stored = self._default_tuple()
+            stored = self.default_tuple()
         # Rows always have one value per column (every write builds them so).
-        return dict(zip(self.columns, stored))  # noqa: B905 - a hot path; lengths match
+        return ReadOnlyRow(zip(self.columns, stored))  # noqa: B905 - a hot path; lengths match
 
     def get(self, key: RowKey, default: Any = None) -> Any:
         """The row at `key`, or `default` when there is none (the default row is not used)."""
         stored = self._rows.get(key)
         if stored is None:
             return default
-        return dict(zip(self.columns, stored, strict=True))
+        return ReadOnlyRow(zip(self.columns, stored, strict=True))
 
     def __contains__(self, key: object) -> bool:
         return key in self._rows
@@ -162,7 +233,7 @@ class Grid(Mapping[RowKey, Row]):
                 else:
                     self._write(key, fast)
                     return
-        values = list(self._default_tuple())
+        values = list(self.default_tuple())
         for column, value in row.items():
             position = index.get(column)
             if position is None:
@@ -228,7 +299,8 @@ class Grid(Mapping[RowKey, Row]):
                 f"got {type(key).__name__}"
             )
 
-    def _default_tuple(self) -> RowTuple:
+    def default_tuple(self) -> RowTuple:
+        """The default row, aligned with `columns` (a missing key reads as this)."""
         default = self._default() if callable(self._default) else self._default
         if default is None:
             return (None,) * len(self.columns)
@@ -267,6 +339,18 @@ class Grid(Mapping[RowKey, Row]):
         else:
             self._rows[key] = row
 
+    def revert(self, key: RowKey, before: tuple[Any, Any]) -> None:
+        """Put a row and its pending change back as an undo log noted them (see rollback)."""
+        row_before, dirty_before = before
+        if row_before is _ABSENT:
+            self._rows.pop(key, None)
+        else:
+            self._rows[key] = row_before
+        if dirty_before is _ABSENT:
+            self._dirty.pop(key, None)
+        else:
+            self._dirty[key] = dirty_before
+
     def __repr__(self) -> str:
         return f"<Grid {self.app_name}.{self.name} columns={list(self.columns)} rows={len(self)}>"
 
@@ -282,15 +366,8 @@ def _short(key: object) -> str:
     return text if len(text) <= 60 else text[:59] + "…"
 
 
-def rollback(undo: dict[tuple[Grid, RowKey], Any]) -> None:
+def rollback(undo: UndoLog) -> None:
     """Put every row a failed handler touched back as it was before its record."""
-    for (grid, key), (row_before, dirty_before) in undo.items():
-        if row_before is _ABSENT:
-            grid._rows.pop(key, None)
-        else:
-            grid._rows[key] = row_before
-        if dirty_before is _ABSENT:
-            grid._dirty.pop(key, None)
-        else:
-            grid._dirty[key] = dirty_before
+    for (grid, key), before in undo.items():
+        grid.revert(key, before)
     undo.clear()

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-from aerogrid.grids import _UNDO, Grid, RowKey
+from aerogrid.grids import UndoLog, bind_undo_log
 from aerogrid.topics import Topic
 
 OnError = Literal["dlq", "skip", "stop"]
@@ -51,7 +51,7 @@ class StreamInput:
         self._batch_done: asyncio.Future[None] | None = None
         self._next_batch: asyncio.Future[None] | None = None
         #: The handler task's undo log (grid, key) → before; see aerogrid.grids.
-        self.undo: dict[tuple[Grid, RowKey], Any] = {}
+        self.undo: UndoLog = {}
 
     # -- engine side -----------------------------------------------------------------
 
@@ -76,7 +76,7 @@ class StreamInput:
 
     def attach(self) -> None:
         """Called in a new handler task: point the task's undo log at this stream's."""
-        _UNDO.set(self.undo)
+        bind_undo_log(self.undo)
 
     # -- handler side ----------------------------------------------------------------
 

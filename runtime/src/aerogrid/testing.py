@@ -91,12 +91,15 @@ class AppTester:
     async def run_timer(self, name: str) -> None:
         """Run one tick of the timer named after its function."""
         timer = next(t for t in self.app.timers if t.name == name)
-        await timer.handler()
+        with self.processor.outbox.bound():
+            await timer.handler()
         self._collect()
 
     async def run_task(self, name: str) -> None:
+        """Run the task named after its function, to its end."""
         task = next(t for t in self.app.tasks if t.name == name)
-        await task.handler()
+        with self.processor.outbox.bound():
+            await task.handler()
         self._collect()
 
     def grid(self, name: str) -> Grid:
@@ -106,5 +109,4 @@ class AppTester:
         for name, grid in self.app.grids.items():
             self.published[name].extend(grid.drain_changes().items())
         self.dead_letters.extend(self.processor.drain_dead_letters())
-        self.sent.extend(self.app._outbox)
-        self.app._outbox = []
+        self.sent.extend(self.processor.outbox.drain())

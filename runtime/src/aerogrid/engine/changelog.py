@@ -89,7 +89,7 @@ def row_decoder(grid: Grid) -> Callable[[bytes | None], RowTuple | None]:
     taken as it is and only tagged cells (Decimal, datetime) are converted.
     """
     columns = grid.columns
-    default = grid._default_tuple()
+    default = grid.default_tuple()
     pairs = list(zip(columns, default, strict=True))
 
     def decode(data: bytes | None) -> RowTuple | None:

@@ -264,7 +264,7 @@ class KafkaEngine:
         if (
             not batch.records
             and not batch.unreadable
-            and not self.app._outbox
+            and not self.processor.outbox
             and not any(g.has_changes() for g in self.app.grids.values())
         ):
             self._update_lag()
@@ -462,8 +462,7 @@ class KafkaEngine:
                 for key, row in grid_changes.items()
             )
         outputs += self.processor.drain_dead_letters()
-        outputs += self.app._outbox
-        self.app._outbox = []
+        outputs += self.processor.outbox.drain()
         return changes, outputs
 
     @staticmethod
@@ -614,7 +613,8 @@ class KafkaEngine:
         while True:
             await asyncio.sleep(interval)
             try:
-                await handler()
+                with self.processor.outbox.bound():
+                    await handler()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -625,7 +625,8 @@ class KafkaEngine:
 
     async def _run_task(self, name: str, handler: Callable[[], Awaitable[None]]) -> None:
         try:
-            await handler()
+            with self.processor.outbox.bound():
+                await handler()
         except asyncio.CancelledError:
             raise
         except Exception:

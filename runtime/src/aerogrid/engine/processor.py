@@ -22,7 +22,7 @@ from aerogrid.errors import AeroGridError, DecodeError
 from aerogrid.grids import rollback
 from aerogrid.limits import MAX_MESSAGE_BYTES
 from aerogrid.streams import Event, StreamInput, StreamSpec
-from aerogrid.topics import OutgoingRecord
+from aerogrid.topics import Outbox, OutgoingRecord
 
 log = logging.getLogger("aerogrid.engine")
 
@@ -89,6 +89,9 @@ class Processor:
         self.counts = Counts()
         #: Dead letters of the batch in flight by source position, produced with the batch.
         self.dead_letters: list[tuple[tuple[str, int, int], OutgoingRecord]] = []
+        #: What the app's code sent (`Topic.send`): bound in every handler task, and by
+        #: the engine in the app's timers and tasks; drained with each batch.
+        self.outbox = Outbox()
 
     def start(self) -> None:
         for spec in self.app.streams:
@@ -185,7 +188,8 @@ class Processor:
 
         async def run() -> None:
             stream_input.attach()
-            await spec.handler(stream_input)
+            with self.outbox.bound():
+                await spec.handler(stream_input)
 
         self.handler_tasks[spec.name] = asyncio.create_task(run(), name=f"stream:{spec.name}")
 
