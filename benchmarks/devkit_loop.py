@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from aerogrid.client import GridClient
+from aerogrid_devkit.dev_loop import bundled_python
 from aerogrid_devkit.embedded import EmbeddedBroker
-from aerogrid_devkit.loop import bundled_python
 from aerogrid_devkit.supervisor import Supervisor
 from benchmarks._common import REPO, seconds_summary, write_result
 

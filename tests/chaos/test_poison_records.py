@@ -29,7 +29,7 @@ from textual.widgets import Static
 from aerogrid.limits import MAX_MESSAGE_BYTES
 from aerogrid.settings import BrokerSettings
 from aerogrid_devkit.brokers import ExternalMode
-from aerogrid_devkit.loop import DevLoop
+from aerogrid_devkit.dev_loop import DevLoop
 from aerogrid_devkit.tui.app import AeroGridApp
 from aerogrid_devkit.tui.screens.browse_form import BrowseRequest
 from aerogrid_devkit.tui.screens.browser import TopicBrowserScreen

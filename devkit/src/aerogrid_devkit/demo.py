@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import AIOKafkaProducer
 
 from aerogrid.client import GridClient, GridClientError
+from aerogrid_devkit.dev_loop import DevLoop, bundled_python
 from aerogrid_devkit.embedded import EmbeddedBroker, port_is_free
-from aerogrid_devkit.loop import DevLoop, bundled_python
 
 if TYPE_CHECKING:
     from aerogrid_devkit.tui.app import AeroGridApp

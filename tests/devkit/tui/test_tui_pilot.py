@@ -31,7 +31,7 @@ from textual.widgets import Log, Static, TextArea
 from aerogrid.settings import BrokerSettings
 from aerogrid_devkit import kafka_tools
 from aerogrid_devkit.brokers import EmbeddedMode, ExternalMode
-from aerogrid_devkit.loop import DevLoop
+from aerogrid_devkit.dev_loop import DevLoop
 from aerogrid_devkit.tui.app import AeroGridApp
 from aerogrid_devkit.tui.grid_view import GridScreen
 from aerogrid_devkit.tui.screens.apps import AppsScreen

@@ -24,13 +24,6 @@ from textual.screen import Screen
 from aerogrid.client import GridClient, GridClientError
 from aerogrid_devkit.supervisor import AppProcess
 from aerogrid_devkit.tui.commands import AeroGridCommands
-from aerogrid_devkit.tui.context import (
-    LOOP_LOG,
-    BrokerLike,
-    BrokerStatusLike,
-    LogBook,
-    LoopLike,
-)
 from aerogrid_devkit.tui.promoting import NO_TARGETS, TargetPicker, promote_folder
 from aerogrid_devkit.tui.screens.apps import AppsScreen
 from aerogrid_devkit.tui.screens.base import describe_error
@@ -42,6 +35,13 @@ from aerogrid_devkit.tui.screens.help import HelpScreen, KeyGroup
 from aerogrid_devkit.tui.screens.logs import LogsScreen
 from aerogrid_devkit.tui.screens.producer import ProducerForm
 from aerogrid_devkit.tui.screens.topics import TopicsScreen
+from aerogrid_devkit.tui.session import (
+    LOOP_LOG,
+    BrokerLike,
+    BrokerStatusLike,
+    LogBook,
+    LoopLike,
+)
 from aerogrid_devkit.tui.widgets.filter_table import FilterableTable
 from aerogrid_devkit.tui.widgets.nav import SECTIONS
 from aerogrid_devkit.workspace import CloudTarget

@@ -20,8 +20,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Input, Log, Static
 
-from aerogrid_devkit.tui.context import LOOP_LOG, LogEntry
 from aerogrid_devkit.tui.screens.base import SectionScreen
+from aerogrid_devkit.tui.session import LOOP_LOG, LogEntry
 from aerogrid_devkit.tui.widgets.filter_table import FilterBar, matches
 
 #: Lines the view keeps (older ones scroll away; the log book keeps more).

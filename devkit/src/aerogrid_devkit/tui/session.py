@@ -1,7 +1,8 @@
-"""What the TUI needs of the loop and the broker it shows, and the log book it keeps.
+"""What a TUI session runs over: the dev loop and the broker, as the shapes it uses.
 
 The screens depend on these shapes, not on `DevLoop` and the broker classes themselves,
-so the real loop and small fakes (for deterministic snapshots) both fit.
+so the real loop and small fakes (for deterministic snapshots) both fit. The log book
+the session keeps of their output is here too.
 """
 
 from __future__ import annotations
@@ -12,10 +13,18 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from aerogrid.settings import BrokerSettings
+from aerogrid_devkit.dev_loop import LOOP_LOG
 from aerogrid_devkit.supervisor import AppProcess
 
-#: The name the loop logs its own lines under (as `aerogrid_devkit.loop.LOOP_LOG`).
-LOOP_LOG = "aerogrid"
+__all__ = [
+    "LOOP_LOG",
+    "BrokerLike",
+    "BrokerStatusLike",
+    "LogBook",
+    "LogEntry",
+    "LoopLike",
+    "SupervisorLike",
+]
 
 
 class SupervisorLike(Protocol):
@@ -35,7 +44,7 @@ class SupervisorLike(Protocol):
 
 
 class LoopLike(Protocol):
-    """`aerogrid_devkit.loop.DevLoop`, as far as the TUI uses it."""
+    """`aerogrid_devkit.dev_loop.DevLoop`, as far as the TUI uses it."""
 
     @property
     def supervisor(self) -> SupervisorLike: ...

@@ -1,4 +1,4 @@
-"""The local loop: a workspace's apps, supervised, behind the one local endpoint.
+"""The dev loop (`DevLoop`): a workspace's apps, supervised, behind the one local server.
 
 `aerogrid dev`, `aerogrid demo` and the TUI all run this; the broker is brought up
 before (it outlives the loop, so topics survive a restart of `aerogrid dev`).

@@ -1,4 +1,4 @@
-"""The commands of the local loop: `dev`, `demo` and `tui` (also the bare `aerogrid`)."""
+"""The commands that run the dev loop: `dev`, `demo` and `tui` (also the bare `aerogrid`)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import click
 from aerogrid.errors import ConfigurationError
 from aerogrid_devkit import brokers
 from aerogrid_devkit.demo import DemoOptions, run_demo
+from aerogrid_devkit.dev_loop import DevLoop
 from aerogrid_devkit.local_server import PortInUseError
-from aerogrid_devkit.loop import DevLoop
 from aerogrid_devkit.workspace import MANIFEST, Workspace
 
 
