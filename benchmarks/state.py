@@ -106,8 +106,7 @@ def _measure(kind: str, rows: int, traced: bool) -> dict[str, Any]:
 
 def _snapshot_cost(grid: Any) -> dict[str, Any]:
     """What one subscriber's first snapshot of this grid costs the server (hub + encoding)."""
-    from aerogrid.server.app_service import SNAPSHOT_CHUNK_ROWS
-    from aerogrid.server.hub import GridChannel
+    from aerogrid.server.hub import SNAPSHOT_CHUNK_ROWS, GridChannel
 
     channel = GridChannel("bench", grid, epoch="e")
     grid.ready = True

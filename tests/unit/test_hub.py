@@ -7,9 +7,9 @@ import datetime as dt
 from decimal import Decimal
 
 import aerogrid
-from aerogrid.server import wire
-from aerogrid.server.encoding import row_message
+from aerogrid.server import messages
 from aerogrid.server.hub import GridHub
+from aerogrid.server.messages import row_message
 from aerogrid.v1 import grid_pb2
 
 
@@ -32,12 +32,12 @@ ROW = (
 
 def test_hand_assembled_messages_equal_the_generated_ones() -> None:
     big = "x" * 300  # lengths past one varint byte
-    delta = wire.delta_response(
+    delta = messages.delta_response(
         2**35,
         [
-            wire.row_field("a", ROW),
-            wire.row_field(7, (1, 2.5, None, big, False, None)),
-            wire.delete_field("gone"),
+            messages.row_field("a", ROW),
+            messages.row_field(7, (1, 2.5, None, big, False, None)),
+            messages.delete_field("gone"),
         ],
         conflated=300,
     )
@@ -54,11 +54,11 @@ def test_hand_assembled_messages_equal_the_generated_ones() -> None:
     )
     assert grid_pb2.SubscribeResponse.FromString(delta) == expected
     assert delta == expected.SerializeToString()
-    snapshot = wire.snapshot_response(5, [wire.row_field("a", ROW)], complete=True)
+    snapshot = messages.snapshot_response(5, [messages.row_field("a", ROW)], complete=True)
     assert grid_pb2.SubscribeResponse.FromString(snapshot) == grid_pb2.SubscribeResponse(
         snapshot=grid_pb2.Snapshot(seq=5, rows=[row_message("a", ROW, None)], complete=True)
     )
-    empty = wire.snapshot_response(0, [], complete=False)
+    empty = messages.snapshot_response(0, [], complete=False)
     assert grid_pb2.SubscribeResponse.FromString(empty).WhichOneof("event") == "snapshot"
 
 

@@ -24,7 +24,7 @@ from grpc import aio
 
 from aerogrid.backoff import Backoff
 from aerogrid.routing import APP_HEADER, TENANT_HEADER
-from aerogrid.server.encoding import value_to_cell
+from aerogrid.server.messages import value_to_cell
 from aerogrid.v1 import catalog_pb2, catalog_pb2_grpc, grid_pb2, grid_pb2_grpc
 
 log = logging.getLogger("aerogrid.client")

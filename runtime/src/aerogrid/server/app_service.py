@@ -7,23 +7,17 @@ authenticated caller. Every lookup checks the caller's tenants first.
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from aerogrid import metrics
 from aerogrid.server.connections import STALL_SECONDS
-from aerogrid.server.encoding import row_message
 from aerogrid.server.errors import Code, ServiceError
-from aerogrid.server.hub import Changes, GridChannel, GridHub, build_delta
+from aerogrid.server.hub import GridChannel, GridHub, SubscriptionCursor
 from aerogrid.server.identity import Caller
 from aerogrid.server.service import PacedStream
 from aerogrid.v1 import catalog_pb2, grid_pb2
-
-SNAPSHOT_CHUNK_ROWS = 5000
-DEFAULT_HEARTBEAT_SECONDS = 5.0
 
 
 @dataclass
@@ -41,23 +35,6 @@ class HostedApp:
         self.message = message
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
-
-
-@dataclass
-class _Position:
-    """Where a subscription is: its grid's channel and the seq it was last sent up to."""
-
-    channel: GridChannel | None = None
-    cursor: int | None = None
-
-    def fell_behind(self) -> bool:
-        """Whether the window no longer reaches the seq the client was last sent.
-
-        The client can then only be sent a fresh snapshot: a transport that cannot send
-        (the client stopped reading) drops it (`connections.SendWatch`).
-        """
-        channel, cursor = self.channel, self.cursor
-        return channel is not None and cursor is not None and not channel.reaches(cursor)
 
 
 class AppService:
@@ -121,136 +98,25 @@ class AppService:
         return grid_pb2.ListGridsResponse(grids=infos)
 
     def subscribe(self, request: grid_pb2.SubscribeRequest, caller: Caller) -> PacedStream:
-        """The subscription's messages, and whether its client fell behind (see `Paced`)."""
-        position = _Position()
-        updates = self._updates(request, caller, position)
-        return PacedStream(updates, position.fell_behind, STALL_SECONDS)
+        """Authorize, open a cursor on the grid, send what it yields.
 
-    async def _updates(
-        self, request: grid_pb2.SubscribeRequest, caller: Caller, position: _Position
-    ) -> AsyncGenerator[bytes, None]:
-        channel = self._channel(request.app, request.grid, caller)
-        position.channel = channel
-        grid = channel.grid
-        if request.columns:
-            unknown = [c for c in request.columns if c not in grid.columns]
-            if unknown:
-                raise ServiceError(
-                    Code.INVALID_ARGUMENT,
-                    f"grid {request.app}.{request.grid} has no column(s) {', '.join(unknown)} "
-                    f"(columns: {', '.join(grid.columns)})",
-                )
-            columns = list(request.columns)
-            indices: list[int] | None = [grid.columns.index(c) for c in columns]
-        else:
-            columns = list(grid.columns)
-            indices = None
-        keys = frozenset(request.keys) if request.keys else None
-        shared = indices is None and keys is None
-        min_interval = request.min_interval_ms / 1000.0
-        heartbeat = (
-            max(0.1, request.heartbeat_interval_ms / 1000.0)
-            if request.heartbeat_interval_ms
-            else DEFAULT_HEARTBEAT_SECONDS
-        )
-        labels = (channel.app, grid.name)
-        channel.subscribers += 1
-        metrics.SUBSCRIBERS.labels(*labels).inc()
-        sent = metrics.UPDATES_SENT.labels(*labels)
-        conflated_counter = metrics.ROWS_CONFLATED.labels(*labels)
-        #: The staleness this subscriber was last told (the Schema tells it first).
-        told = channel.stale
-        try:
-            yield grid_pb2.SubscribeResponse(
-                schema=grid_pb2.Schema(
-                    app=channel.app,
-                    grid=grid.name,
-                    columns=[grid_pb2.Column(name=c) for c in columns],
-                    epoch=channel.epoch,
-                    stale=_stale(told),
-                )
-            ).SerializeToString()
-            await channel.wait_ready()
-            cursor: int
-            resumed = (
-                request.resume_epoch == channel.epoch
-                and channel.entries_after(request.resume_seq) is not None
-            )
-            if resumed:
-                cursor = position.cursor = request.resume_seq
-            else:
-                cursor, chunks = await self._snapshot(channel, indices, keys)
-                position.cursor = cursor
-                for chunk in chunks:
-                    sent.inc()
-                    yield chunk
-            last_sent = time.monotonic()
-            while True:
-                if channel.stale != told:
-                    # Degraded, or healthy again: say so now, not at the next heartbeat.
-                    told = channel.stale
-                    yield _heartbeat(cursor, told)
-                if not await channel.wait_after(cursor, heartbeat):
-                    yield _heartbeat(cursor, told)
-                    continue
-                if channel.stale != told:
-                    continue
-                if min_interval:
-                    wait = last_sent + min_interval - time.monotonic()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                entries = channel.entries_after(cursor)
-                if entries is None:
-                    # Fell behind the window: start over from a fresh snapshot.
-                    cursor, chunks = await self._snapshot(channel, indices, keys)
-                    position.cursor = cursor
-                    for chunk in chunks:
-                        sent.inc()
-                        yield chunk
-                    last_sent = time.monotonic()
-                    continue
-                if not entries:
-                    continue
-                cursor_before, cursor = cursor, entries[-1].seq
-                position.cursor = cursor
-                if len(entries) == 1 and shared:
-                    message = channel.shared_delta(entries[0])
-                elif shared:
-                    message, conflated = channel.shared_merge(cursor_before, entries)
-                    if conflated:
-                        conflated_counter.inc(conflated)
-                else:
-                    merged: Changes = {}
-                    total = 0
-                    for entry in entries:
-                        merged.update(entry.changes)
-                        total += len(entry.changes)
-                    conflated = total - len(merged)
-                    if conflated:
-                        conflated_counter.inc(conflated)
-                    message = build_delta(cursor, merged, indices, keys, conflated)
-                sent.inc()
-                last_sent = time.monotonic()
-                yield message
-        finally:
-            channel.subscribers -= 1
-            metrics.SUBSCRIBERS.labels(*labels).dec()
-
-    async def _snapshot(
-        self, channel: GridChannel, indices: list[int] | None, keys: frozenset[str] | None
-    ) -> tuple[int, list[bytes]]:
-        """The grid's seq and snapshot chunks, taken between commits (never mid-cycle).
-
-        A full-column snapshot from the channel's image needs no lock: the image holds
-        only published (committed) rows, so it is served at once even while a batch waits
-        minutes for a broker to commit it.
+        Errors (an unknown grid or column) surface on the first message, as for any
+        stream; the stream says when its client fell behind (see `Paced`).
         """
-        if indices is None and keys is None and channel.has_image:
-            return channel.seq, _snapshot(channel, indices, keys)
-        async with self.hub.state_lock:
-            if indices is None and keys is None:
-                await channel.build_image()
-            return channel.seq, _snapshot(channel, indices, keys)
+        cursor: SubscriptionCursor | None = None
+
+        async def send() -> AsyncGenerator[bytes, None]:
+            nonlocal cursor
+            channel = self._channel(request.app, request.grid, caller)
+            cursor = self.hub.open_cursor(channel, request)
+            async with contextlib.aclosing(cursor.messages()) as messages:
+                async for message in messages:
+                    yield message
+
+        def fell_behind() -> bool:
+            return cursor is not None and cursor.fell_behind()
+
+        return PacedStream(send(), fell_behind, STALL_SECONDS)
 
     # -- CatalogService ----------------------------------------------------------------
 
@@ -284,47 +150,3 @@ class AppService:
             yield catalog_pb2.WatchAppsResponse(
                 apps=[self._app_info(a) for a in changed]
             ).SerializeToString()
-
-
-def _snapshot(
-    channel: GridChannel, indices: list[int] | None, keys: frozenset[str] | None
-) -> list[bytes]:
-    """The grid at `channel.seq` in chunks, all built before any is sent (so consistent).
-
-    Full-column subscribers share the channel's snapshot; filtered ones get their own.
-    """
-    if indices is None and keys is None:
-        return channel.shared_snapshot(SNAPSHOT_CHUNK_ROWS)
-    seq = channel.seq
-    rows = [
-        row_message(key, row, indices)
-        for key, row in channel.grid.rows().items()
-        if keys is None or str(key) in keys
-    ]
-    chunks = []
-    for start in range(0, max(len(rows), 1), SNAPSHOT_CHUNK_ROWS):
-        part = rows[start : start + SNAPSHOT_CHUNK_ROWS]
-        complete = start + SNAPSHOT_CHUNK_ROWS >= len(rows)
-        chunks.append(
-            grid_pb2.SubscribeResponse(
-                snapshot=grid_pb2.Snapshot(seq=seq, rows=part, complete=complete)
-            ).SerializeToString()
-        )
-    return chunks
-
-
-def _stale(reason: str | None) -> grid_pb2.Stale | None:
-    return None if reason is None else grid_pb2.Stale(reason=reason)
-
-
-def _heartbeat(seq: int, stale: str | None) -> bytes:
-    """A heartbeat at `seq`, carrying `Stale` while the app is degraded."""
-    return grid_pb2.SubscribeResponse(
-        heartbeat=grid_pb2.Heartbeat(seq=seq, server_time=_now(), stale=_stale(stale))
-    ).SerializeToString()
-
-
-def _now() -> Timestamp:
-    stamp = Timestamp()
-    stamp.GetCurrentTime()
-    return stamp

@@ -11,7 +11,7 @@ caught up and wants every column — shares one encoded delta per entry with all
 
 Once a grid is served, its channel keeps the wire image of every row (the row encoded
 once, when it changes), so deltas and snapshots for full-column subscribers are joins
-of ready bytes (see wire.py). Publications can be coalesced (`coalesce_ms`): under load
+of ready bytes (see messages.py). Publications can be coalesced (`coalesce_ms`): under load
 the engine commits many small batches a second, and merging them before waking the
 subscribers keeps all caught-up subscribers on one cursor, sharing one message.
 """
@@ -20,13 +20,25 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections import deque
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from aerogrid import metrics
 from aerogrid.grids import Grid, RowKey, RowTuple
-from aerogrid.server import wire
-from aerogrid.server.encoding import row_message
+from aerogrid.server.errors import Code, ServiceError
+from aerogrid.server.messages import (
+    delete_field,
+    delta_message,
+    delta_response,
+    heartbeat_message,
+    row_field,
+    row_message,
+    schema_message,
+    snapshot_messages,
+    snapshot_response,
+)
 from aerogrid.v1 import grid_pb2
 
 Changes = dict[RowKey, RowTuple | None]
@@ -38,6 +50,10 @@ WINDOW_GRID_FACTOR = 2
 MIN_WINDOW_ROWS = 1000
 #: Merged deltas kept for subscribers that share a cursor, in bytes at most.
 MERGES_MAX_BYTES = 16 * 1024 * 1024
+#: Rows per snapshot message.
+SNAPSHOT_CHUNK_ROWS = 5000
+#: How often an idle subscription hears from the server, unless it asks otherwise.
+DEFAULT_HEARTBEAT_SECONDS = 5.0
 
 
 @dataclass
@@ -53,7 +69,7 @@ class Entry:
     def wire_fields(self) -> dict[RowKey, bytes]:
         if self.fields is None:
             self.fields = {
-                key: wire.delete_field(key) if row is None else wire.row_field(key, row)
+                key: delete_field(key) if row is None else row_field(key, row)
                 for key, row in self.changes.items()
             }
         return self.fields
@@ -179,7 +195,7 @@ class GridChannel:
         image: dict[RowKey, bytes] = {}
         for start in range(0, len(items), batch):
             for key, row in items[start : start + batch]:
-                image[key] = wire.row_field(key, row)
+                image[key] = row_field(key, row)
             await asyncio.sleep(0)
         if self._image is None:
             self._image = image
@@ -189,10 +205,10 @@ class GridChannel:
         if self._snapshot is not None and self._snapshot[0] == self.seq:
             return self._snapshot[1]
         if self._image is None:
-            self._image = {key: wire.row_field(key, row) for key, row in self.grid.rows().items()}
+            self._image = {key: row_field(key, row) for key, row in self.grid.rows().items()}
         rows = list(self._image.values())
         chunks = [
-            wire.snapshot_response(
+            snapshot_response(
                 self.seq, rows[start : start + chunk_rows], start + chunk_rows >= len(rows)
             )
             for start in range(0, max(len(rows), 1), chunk_rows)
@@ -229,7 +245,7 @@ class GridChannel:
     def shared_delta(self, entry: Entry) -> bytes:
         """The entry as a full-column Delta response, encoded once for all subscribers."""
         if entry.encoded is None:
-            entry.encoded = wire.delta_response(entry.seq, entry.wire_fields().values())
+            entry.encoded = delta_response(entry.seq, entry.wire_fields().values())
         return entry.encoded
 
     def shared_merge(self, cursor: int, entries: list[Entry]) -> tuple[bytes, int]:
@@ -249,7 +265,7 @@ class GridChannel:
             merged.update(entry.wire_fields())
             total += len(entry.changes)
         conflated = total - len(merged)
-        result = (wire.delta_response(key[1], merged.values(), conflated), conflated)
+        result = (delta_response(key[1], merged.values(), conflated), conflated)
         self._merges_bytes += len(result[0])
         self._merges[key] = result
         while len(self._merges) > 64 or self._merges_bytes > MERGES_MAX_BYTES:
@@ -257,24 +273,163 @@ class GridChannel:
         return result
 
 
-def build_delta(
-    seq: int,
-    changes: Changes,
-    indices: list[int] | None,
-    keys: frozenset[str] | None,
-    conflated: int,
-) -> bytes:
-    upserts = []
-    deletes = []
-    for key, row in changes.items():
-        if keys is not None and str(key) not in keys:
-            continue
-        if row is None:
-            deletes.append(str(key))
-        else:
-            upserts.append(row_message(key, row, indices))
-    delta = grid_pb2.Delta(seq=seq, upserts=upserts, deletes=deletes, conflated=conflated)
-    return grid_pb2.SubscribeResponse(delta=delta).SerializeToString()
+class SubscriptionCursor:
+    """One subscriber's place in a grid's channel, and the messages that move it on.
+
+    `messages()` sends the schema, then a snapshot (or nothing, when the request resumes
+    from an (epoch, seq) the window still reaches), then deltas and heartbeats until it
+    is closed. Entries that arrived while the subscriber was busy are merged into one
+    delta (the latest value per row); one that fell behind the window gets a fresh
+    snapshot. Only the seq last sent is kept per subscriber.
+    """
+
+    def __init__(
+        self, channel: GridChannel, request: grid_pb2.SubscribeRequest, state_lock: asyncio.Lock
+    ) -> None:
+        grid = channel.grid
+        if request.columns:
+            unknown = [c for c in request.columns if c not in grid.columns]
+            if unknown:
+                raise ServiceError(
+                    Code.INVALID_ARGUMENT,
+                    f"grid {request.app}.{request.grid} has no column(s) {', '.join(unknown)} "
+                    f"(columns: {', '.join(grid.columns)})",
+                )
+        self.columns = list(request.columns or grid.columns)
+        #: The columns sent, by index (None: all of them).
+        self.indices = [grid.columns.index(c) for c in request.columns] or None
+        #: The keys sent (None: all of them).
+        self.keys = frozenset(request.keys) or None
+        self.min_interval = request.min_interval_ms / 1000.0
+        self.heartbeat = (
+            max(0.1, request.heartbeat_interval_ms / 1000.0)
+            if request.heartbeat_interval_ms
+            else DEFAULT_HEARTBEAT_SECONDS
+        )
+        #: The seq the subscriber was last sent up to (None: before its first snapshot).
+        self.seq: int | None = None
+        self._channel = channel
+        self._state_lock = state_lock
+        self._resume = (request.resume_epoch, request.resume_seq)
+
+    @property
+    def shared(self) -> bool:
+        """Whether the subscriber takes every row and column: it shares the channel's messages."""
+        return self.indices is None and self.keys is None
+
+    def fell_behind(self) -> bool:
+        """Whether the window no longer reaches the seq the subscriber was last sent.
+
+        It can then only be sent a fresh snapshot: a transport that cannot send (the
+        client stopped reading) drops it (`connections.SendWatch`).
+        """
+        return self.seq is not None and not self._channel.reaches(self.seq)
+
+    async def messages(self) -> AsyncGenerator[bytes, None]:
+        """The subscription's serialized `SubscribeResponse`s, counted in the metrics."""
+        channel = self._channel
+        labels = (channel.app, channel.grid.name)
+        channel.subscribers += 1
+        metrics.SUBSCRIBERS.labels(*labels).inc()
+        sent = metrics.UPDATES_SENT.labels(*labels)
+        conflated_rows = metrics.ROWS_CONFLATED.labels(*labels)
+        #: The staleness this subscriber was last told (the schema tells it first).
+        told = channel.stale
+        try:
+            yield schema_message(channel.app, channel.grid.name, self.columns, channel.epoch, told)
+            await channel.wait_ready()
+            epoch, resume_seq = self._resume
+            if epoch == channel.epoch and channel.entries_after(resume_seq) is not None:
+                seq = self.seq = resume_seq
+            else:
+                seq, chunks = await self._snapshot()
+                for chunk in chunks:
+                    sent.inc()
+                    yield chunk
+            last_sent = time.monotonic()
+            while True:
+                if channel.stale != told:
+                    # Degraded, or healthy again: say so now, not at the next heartbeat.
+                    told = channel.stale
+                    yield heartbeat_message(seq, told)
+                if not await channel.wait_after(seq, self.heartbeat):
+                    yield heartbeat_message(seq, told)
+                    continue
+                if channel.stale != told:
+                    continue
+                if self.min_interval:
+                    wait = last_sent + self.min_interval - time.monotonic()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                entries = channel.entries_after(seq)
+                if entries is None:
+                    # Fell behind the window: start over from a fresh snapshot.
+                    seq, chunks = await self._snapshot()
+                    for chunk in chunks:
+                        sent.inc()
+                        yield chunk
+                    last_sent = time.monotonic()
+                    continue
+                if not entries:
+                    continue
+                message, conflated = self._delta(seq, entries)
+                seq = self.seq = entries[-1].seq
+                if conflated:
+                    conflated_rows.inc(conflated)
+                sent.inc()
+                last_sent = time.monotonic()
+                yield message
+        finally:
+            channel.subscribers -= 1
+            metrics.SUBSCRIBERS.labels(*labels).dec()
+
+    async def _snapshot(self) -> tuple[int, list[bytes]]:
+        """The grid's seq and snapshot chunks, taken between commits (never mid-cycle).
+
+        A full-column snapshot from the channel's image needs no lock: the image holds
+        only published (committed) rows, so it is served at once even while a batch waits
+        minutes for a broker to commit it.
+        """
+        if self.shared and self._channel.has_image:
+            return self._take_snapshot()
+        async with self._state_lock:
+            if self.shared:
+                await self._channel.build_image()
+            return self._take_snapshot()
+
+    def _take_snapshot(self) -> tuple[int, list[bytes]]:
+        """The grid now, in chunks all built before any is sent (so consistent).
+
+        Moves the cursor to the channel's seq. Full-column subscribers share the
+        channel's snapshot; filtered ones get their own.
+        """
+        channel = self._channel
+        seq = self.seq = channel.seq
+        if self.shared:
+            return seq, channel.shared_snapshot(SNAPSHOT_CHUNK_ROWS)
+        keys = self.keys
+        rows = [
+            row_message(key, row, self.indices)
+            for key, row in channel.grid.rows().items()
+            if keys is None or str(key) in keys
+        ]
+        return seq, snapshot_messages(seq, rows, SNAPSHOT_CHUNK_ROWS)
+
+    def _delta(self, after: int, entries: list[Entry]) -> tuple[bytes, int]:
+        """The entries after seq `after` as one Delta, and how many row changes it merged."""
+        channel = self._channel
+        if self.shared:
+            if len(entries) == 1:
+                return channel.shared_delta(entries[0]), 0
+            return channel.shared_merge(after, entries)
+        merged: Changes = {}
+        total = 0
+        for entry in entries:
+            merged.update(entry.changes)
+            total += len(entry.changes)
+        conflated = total - len(merged)
+        message = delta_message(entries[-1].seq, merged, self.indices, self.keys, conflated)
+        return message, conflated
 
 
 class GridHub:
@@ -307,6 +462,12 @@ class GridHub:
             self._degraded[app] = reason
         for channel in self.channels(app):
             channel.set_stale(reason)
+
+    def open_cursor(
+        self, channel: GridChannel, request: grid_pb2.SubscribeRequest
+    ) -> SubscriptionCursor:
+        """A cursor for one subscriber of `channel` (ServiceError: a column it does not have)."""
+        return SubscriptionCursor(channel, request, self.state_lock)
 
     def channel(self, app: str, grid: str) -> GridChannel | None:
         return self._channels.get((app, grid))
