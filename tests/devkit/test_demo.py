@@ -6,13 +6,28 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from aerogrid_devkit.demo import MENU, ORDERS_APP
 from support.apps import EXAMPLE_APP
 
 
 def test_the_demo_ships_the_design_app_to_the_letter() -> None:
-    assert ORDERS_APP.read_bytes() == EXAMPLE_APP.read_bytes()
+    """examples/ordersapp is the one source; the devkit's package data is a checked copy.
+
+    A copy, not a build step: the editable install imports aerogrid_devkit from devkit/src,
+    where a file that only the wheel build copies in would be missing.
+    """
+    source, copy = EXAMPLE_APP.parent, ORDERS_APP.parent
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {
+            str(p.relative_to(root)): p.read_bytes()
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts
+        }
+
+    assert files(copy) == files(source), f"copy {source} to {copy} again: they differ"
 
 
 def test_headless_demo_prints_the_grid_live_and_ends_with_the_exact_final_grid() -> None:

@@ -31,7 +31,9 @@ from aerogrid_devkit.embedded import EmbeddedBroker, port_is_free
 if TYPE_CHECKING:
     from aerogrid_devkit.tui.app import AeroGridApp
 
-#: The orders app of the design, to the letter (a test keeps it equal to examples/).
+#: The orders app of the design, to the letter: a copy of examples/ordersapp (the one
+#: source) as package data, so the wheel and the binary ship it; tests/devkit/test_demo.py
+#: fails when the two differ.
 ORDERS_APP = Path(__file__).resolve().parent / "examples" / "ordersapp" / "app.py"
 APP, GRID, TOPIC = "ordersapp", "product_sum", "orders"
 
