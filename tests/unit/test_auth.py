@@ -329,6 +329,53 @@ def test_tokens_file_errors_at_startup_do_not_echo_tokens(tmp_path: Path) -> Non
         Authenticator(AuthSettings(tokens_file=tmp_path / "tokens.yaml"))
 
 
+def toml_value(value: object) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            {"subject": "bob", "tenants": ["desk-a", ""]},
+            "entry 2 (bob): 'tenants' must be a list of strings "
+            "(tenants[1]: expected `str` of length >= 1)",
+        ),
+        (
+            {"subject": "bob", "tenants": "desk-a"},
+            "entry 2 (bob): 'tenants' must be a list of strings (tenants: expected `array`",
+        ),
+        (
+            {"subject": "", "tenants": []},
+            "entry 2: 'subject' must be a non-empty string (subject: expected `str` of length",
+        ),
+        (
+            {"subject": "bob"},
+            "entry 2: must be a table with 'subject' and 'tenants' "
+            "(Object missing required field `tenants`)",
+        ),
+        ("bob", "entry 2: must be a table with 'subject' and 'tenants' (Expected `object`"),
+    ],
+    ids=["tenant", "tenants", "subject", "missing", "entry"],
+)
+@pytest.mark.parametrize("suffix", [".json", ".toml"])
+def test_tokens_file_errors_name_the_entry_and_the_field(
+    tmp_path: Path, suffix: str, entry: object, message: str
+) -> None:
+    path = tmp_path / f"tokens{suffix}"
+    tokens = {"tok-ok": {"subject": "alice", "tenants": ["desk-a"]}, "tok-secret": entry}
+    if suffix == ".json":
+        path.write_text(json.dumps(tokens))
+    else:  # inline tables; a JSON string or list of strings is TOML too
+        path.write_text("".join(f'"{token}" = {toml_value(v)}\n' for token, v in tokens.items()))
+    with pytest.raises(ValueError) as info:
+        Authenticator(AuthSettings(tokens_file=path))
+    assert str(info.value).startswith(f"tokens file {path}, {message}")
+    assert "tok-secret" not in str(info.value)
+
+
 # --- OIDC JWTs ---------------------------------------------------------------------------
 
 

@@ -19,15 +19,12 @@ Every refusal increments ``aerogrid_auth_failures_total{reason=...}`` before it 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import http.client
 import ipaddress
 import json
 import logging
 import os
 import time
-import tomllib
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
@@ -40,6 +37,7 @@ import jwt
 from aerogrid.metrics import AUTH_FAILURES
 from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.identity import LOCAL_CALLER, Caller
+from aerogrid.server.tokens_file import TokenFile
 
 __all__ = [
     "AuthError",
@@ -222,7 +220,7 @@ class Authenticator:
 
     def __init__(self, settings: AuthSettings) -> None:
         self._settings = settings
-        self._tokens = _TokenFile(settings.tokens_file) if settings.tokens_file else None
+        self._tokens = TokenFile(settings.tokens_file) if settings.tokens_file else None
         self._jwks: _JwksCache | None = None
         if settings.jwks_url is not None:
             url = settings.jwks_url
@@ -399,116 +397,6 @@ def _unverified_claim(token: str, claim: str) -> object:
     except jwt.PyJWTError:
         return None
     return payload.get(claim)
-
-
-# --- static tokens -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _StaticToken:
-    digest: bytes
-    subject: str
-    tenants: frozenset[str]
-
-
-class _TokenFile:
-    """The tokens file, reloaded when it changes; keeps only SHA-256 digests of tokens.
-
-    Format (by extension), a mapping of token → entry::
-
-        # tokens.toml                         // tokens.json
-        ["s3cr3t"]                            {"s3cr3t": {"subject": "alice",
-        subject = "alice"                                 "tenants": ["desk-a"]}}
-        tenants = ["desk-a"]
-
-    A broken edit keeps the previous tokens (and logs an error) so a typo cannot lock
-    everyone out; a deleted file means no static tokens at all.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._stamp = self._stat()
-        if self._stamp is None:
-            raise ValueError(f"tokens file {path} does not exist")
-        self._tokens = _parse_tokens_file(path)
-
-    def lookup(self, token: str) -> _StaticToken | None:
-        """The entry whose token matches, comparing every entry in constant time."""
-        self._reload_if_changed()
-        digest = hashlib.sha256(token.encode()).digest()
-        found = None
-        for entry in self._tokens:  # no early exit: the time taken does not depend on a match
-            if hmac.compare_digest(entry.digest, digest):
-                found = entry
-        return found
-
-    def _stat(self) -> tuple[int, int, int] | None:
-        try:
-            st = self._path.stat()
-        except FileNotFoundError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-    def _reload_if_changed(self) -> None:
-        try:
-            stamp = self._stat()
-        except OSError as exc:
-            log.error(
-                "cannot check tokens file %s, keeping the current tokens: %s", self._path, exc
-            )
-            return
-        if stamp == self._stamp:
-            return
-        self._stamp = stamp
-        if stamp is None:
-            log.warning("tokens file %s was removed: no static token is accepted", self._path)
-            self._tokens = ()
-            return
-        try:
-            self._tokens = _parse_tokens_file(self._path)
-        except (OSError, ValueError) as exc:
-            log.error("tokens file %s is invalid, keeping the previous tokens: %s", self._path, exc)
-            return
-        log.info("reloaded %d static tokens from %s", len(self._tokens), self._path)
-
-
-def _parse_tokens_file(path: Path) -> tuple[_StaticToken, ...]:
-    suffix = path.suffix.lower()
-    raw = path.read_bytes()
-    data: object
-    try:
-        if suffix == ".json":
-            data = json.loads(raw)
-        elif suffix == ".toml":
-            data = tomllib.loads(raw.decode())
-        else:
-            raise ValueError(f"tokens file {path} must end in .json or .toml")
-    except (UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        # Not chained: a JSONDecodeError carries the whole document, tokens included.
-        raise ValueError(f"tokens file {path} is not valid {suffix[1:]}: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"tokens file {path} must map each token to {{subject, tenants}}")
-    entries = []
-    for number, (token, entry) in enumerate(data.items(), start=1):
-        where = f"tokens file {path}, entry {number}"
-        if not isinstance(token, str) or not token or token != token.strip():
-            raise ValueError(f"{where}: a token must be a non-empty string without spaces")
-        if not isinstance(entry, dict):
-            raise ValueError(f"{where}: must be a table with 'subject' and 'tenants'")
-        subject = entry.get("subject")
-        tenants = entry.get("tenants")
-        if not isinstance(subject, str) or not subject:
-            raise ValueError(f"{where}: 'subject' must be a non-empty string")
-        if not isinstance(tenants, list) or not all(isinstance(t, str) and t for t in tenants):
-            raise ValueError(f"{where} ({subject}): 'tenants' must be a list of strings")
-        entries.append(
-            _StaticToken(
-                digest=hashlib.sha256(token.encode()).digest(),
-                subject=subject,
-                tenants=frozenset(tenants),
-            )
-        )
-    return tuple(entries)
 
 
 # --- JWKS --------------------------------------------------------------------------------
