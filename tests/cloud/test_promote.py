@@ -760,8 +760,8 @@ def test_the_tuis_promote_reports_each_phase_and_failures(
     kube: KubeTestbed, admin: Kube, tenant: str, tmp_path: Path
 ) -> None:
     """The TUI's `p` runs `promote_folder` in a thread; here it is called directly."""
+    from aerogrid_cloud.targets import CloudTarget
     from aerogrid_devkit.tui.promoting import promote_folder
-    from aerogrid_devkit.workspace import CloudTarget
 
     folder = make_app(tmp_path / "shop", "shop")
     target = CloudTarget(name="lab", tenant=tenant)

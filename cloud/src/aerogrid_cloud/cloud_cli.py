@@ -35,6 +35,7 @@ from aerogrid_cloud.promote import (
 from aerogrid_cloud.promote import (
     promote as promote_app,
 )
+from aerogrid_cloud.targets import find_workspace, load_targets
 
 __all__ = ["apps", "delete", "promote", "start", "stop"]
 
@@ -81,33 +82,22 @@ def _cluster_options(func: _F) -> _F:
     return func
 
 
-def _find_manifest(start: Path) -> Path | None:
-    for folder in (start, *start.parents):
-        if (folder / "aerogrid.toml").is_file():
-            return folder
-    return None
-
-
 def _resolve_target(
     target: str | None, tenant: str | None, context: str | None, near: Path
 ) -> tuple[str | None, str | None, str | None]:
     """(tenant, context, endpoint): explicit options win over the workspace's target."""
     if target is None:
         return tenant, context, None
-    root = _find_manifest(near.resolve())
+    root = find_workspace(near.resolve())
     if root is None:
         _fail(f"--target {target}: no aerogrid.toml in {near.resolve()} or above")
     try:
-        from aerogrid_devkit.workspace import Workspace
-    except ImportError:
-        _fail("--target reads aerogrid.toml, which needs the aerogrid devkit installed")
-    try:
-        workspace = Workspace.load(root)
+        targets = load_targets(root)
     except ConfigurationError as exc:
         _fail(str(exc))
-    found = workspace.cloud_targets.get(target)
+    found = targets.get(target)
     if found is None:
-        known = ", ".join(sorted(workspace.cloud_targets)) or "none"
+        known = ", ".join(sorted(targets)) or "none"
         _fail(f"no [cloud.targets.{target}] in {root / 'aerogrid.toml'} (targets: {known})")
     return tenant or found.tenant, context or found.context, found.endpoint
 

@@ -38,11 +38,14 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from aerogrid.errors import ConfigurationError
 from aerogrid.settings import SASL_MECHANISMS, BrokerSettings
+
+if TYPE_CHECKING:
+    from aerogrid_cloud.targets import CloudTarget
 
 MANIFEST = "aerogrid.toml"
 BROKER_MODES = ("auto", "embedded", "docker", "external")
@@ -148,7 +151,7 @@ class Workspace:
     broker_port: int | None = None
     docker: DockerConfig = field(default_factory=DockerConfig)
     external: ExternalConfig | None = None
-    #: `[cloud.targets.NAME]`: where `aerogrid promote --target NAME` sends apps.
+    #: `[cloud.targets.NAME]`: where the TUI's promote sends apps (see `_cloud_targets`).
     cloud_targets: dict[str, CloudTarget] = field(default_factory=dict)
 
     @classmethod
@@ -173,7 +176,7 @@ class Workspace:
             broker = _BrokerTable(root, _table(data, "broker"))
             mode, port, docker = broker.mode(), broker.port(), broker.docker()
             external = broker.external(required=mode == "external")
-            targets = _cloud_targets(_table(data, "cloud", {"targets"}))
+            targets = _cloud_targets(data.get("cloud"))
         except ConfigurationError as exc:
             raise ConfigurationError(f"{manifest}: {exc}") from None
         return cls(
@@ -189,38 +192,18 @@ class Workspace:
         )
 
 
-@dataclass(frozen=True)
-class CloudTarget:
-    """A cluster apps are promoted to: a kubeconfig context and the tenant they run for."""
+def _cloud_targets(cloud: object) -> dict[str, CloudTarget]:
+    """`[cloud.targets]`, read by aerogrid-cloud (which owns that table) when it is installed.
 
-    name: str
-    tenant: str
-    #: The kubeconfig context (None: the current one).
-    context: str | None = None
-    #: The cluster's endpoint for Excel (the Istio gateway's URL), shown after a promote.
-    endpoint: str | None = None
-
-
-_CLOUD_TARGET_KEYS = {"tenant", "context", "endpoint"}
-
-
-def _cloud_targets(cloud: dict[str, Any]) -> dict[str, CloudTarget]:
-    targets = _table(cloud, "targets", label="cloud.targets")
-    found: dict[str, CloudTarget] = {}
-    for name in targets:
-        where = f"cloud.targets.{name}"
-        spec = _table(targets, name, _CLOUD_TARGET_KEYS, label=where)
-        values: dict[str, str | None] = {}
-        for key in sorted(_CLOUD_TARGET_KEYS):
-            value = spec.get(key)
-            if value is not None and (not isinstance(value, str) or not value):
-                raise ConfigurationError(f"[{where}] {key} must be a non-empty string")
-            values[key] = value
-        tenant = values.pop("tenant")
-        if tenant is None:
-            raise ConfigurationError(f'[{where}] needs tenant = "..." (the tenant apps run for)')
-        found[name] = CloudTarget(name=name, tenant=tenant, **values)
-    return found
+    Without `aerogrid-devkit[cloud]` nothing here can promote, so the table is not read.
+    """
+    if cloud is None:
+        return {}
+    try:
+        from aerogrid_cloud.targets import parse_targets
+    except ImportError:
+        return {}
+    return parse_targets(cloud)
 
 
 def _table(

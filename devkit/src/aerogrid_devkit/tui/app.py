@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
@@ -44,7 +44,9 @@ from aerogrid_devkit.tui.session import (
 )
 from aerogrid_devkit.tui.widgets.filter_table import FilterableTable
 from aerogrid_devkit.tui.widgets.nav import SECTIONS
-from aerogrid_devkit.workspace import CloudTarget
+
+if TYPE_CHECKING:
+    from aerogrid_cloud.targets import CloudTarget
 
 #: The screen class of each section (mode), by mode name.
 SECTION_SCREENS: dict[str, Callable[[], Screen[None]]] = {

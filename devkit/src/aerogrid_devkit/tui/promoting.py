@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -19,7 +19,8 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from aerogrid_devkit.workspace import CloudTarget
+if TYPE_CHECKING:
+    from aerogrid_cloud.targets import CloudTarget
 
 #: Shown when the workspace names no cluster to promote to.
 NO_TARGETS = (
