@@ -11,7 +11,10 @@ import { GridService } from "./gen/aerogrid/v1/grid_pb.js";
 
 export { normalizeBaseUrl };
 
-/** How a cluster's gateway routes a grid call (it cannot read the request body). */
+/**
+ * How a cluster's gateway routes a grid call (it cannot read the request body). A copy of
+ * the runtime's aerogrid.routing names; test_client_routing_headers.py keeps them equal.
+ */
 export const APP_HEADER = "x-aerogrid-app";
 export const TENANT_HEADER = "x-aerogrid-tenant";
 
