@@ -24,7 +24,28 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from aerogrid.net import LOOPBACK_HOST, free_port, port_is_free
 from aerogrid_devkit import frozen
+
+__all__ = [
+    "DEFAULT_PORT",
+    "TANSU_ENV",
+    "BrokerState",
+    "EmbeddedBroker",
+    "EmbeddedBrokerError",
+    "accepts",
+    "alive",
+    "binary",
+    "down",
+    "free_port",
+    "home",
+    "port_is_free",
+    "read_state",
+    "signal_on_parent_death",
+    "state_file",
+    "stop_process_group",
+    "up",
+]
 
 DEFAULT_PORT = 9092
 
@@ -60,25 +81,9 @@ def binary() -> str:
         raise EmbeddedBrokerError(f"the embedded broker's binary is missing: {exc}") from exc
 
 
-def port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def accepts(port: int, timeout: float = 0.2) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout):
+    """Whether something accepts connections on 127.0.0.1:`port` now."""
+    with contextlib.suppress(OSError), socket.create_connection((LOOPBACK_HOST, port), timeout):
         return True
     return False
 
@@ -94,7 +99,7 @@ class BrokerState:
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{LOOPBACK_HOST}:{self.port}"
 
 
 class EmbeddedBroker:
@@ -114,12 +119,12 @@ class EmbeddedBroker:
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{LOOPBACK_HOST}:{self.port}"
 
     def start(self, timeout: float = 20.0) -> Self:
         if not port_is_free(self.port):
-            raise EmbeddedBrokerError(f"port {self.port} on 127.0.0.1 is taken")
-        url = f"tcp://127.0.0.1:{self.port}"
+            raise EmbeddedBrokerError(f"port {self.port} on {LOOPBACK_HOST} is taken")
+        url = f"tcp://{LOOPBACK_HOST}:{self.port}"
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in frozen.child_env().items() if k not in TANSU_ENV}
         with self.log_file.open("ab") as log:

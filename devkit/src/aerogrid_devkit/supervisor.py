@@ -25,6 +25,7 @@ import watchfiles
 from prometheus_client.parser import text_string_to_metric_families
 
 from aerogrid.backoff import Backoff
+from aerogrid.net import LOOPBACK_HOST
 from aerogrid_devkit.embedded import signal_on_parent_death
 from aerogrid_devkit.frozen import child_env, runtime_command
 
@@ -271,8 +272,8 @@ class Supervisor:
                 if app.status != "running" or "http" not in app.ports:
                     continue
                 try:
-                    text = await _http_get("127.0.0.1", app.ports["http"], "/metrics")
-                    ready = await _http_get("127.0.0.1", app.ports["http"], "/readyz")
+                    text = await _http_get(LOOPBACK_HOST, app.ports["http"], "/metrics")
+                    ready = await _http_get(LOOPBACK_HOST, app.ports["http"], "/readyz")
                 except (OSError, ValueError):
                     continue
                 totals = _totals(text)

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
+from aerogrid.net import LOOPBACK_HOST, bind_socket, is_loopback
 from aerogrid.server.connections import SEND_TIMEOUT, FloodRelease, refused
 
 __all__ = [
@@ -163,37 +164,21 @@ def listen_addresses(host: str) -> list[str]:
     """The loopback addresses to listen on for `host`; ValueError for any other host.
 
     "127.0.0.1" and "localhost" mean both 127.0.0.1 and ::1 (when this machine has
-    IPv6), so `localhost` works whichever way a client resolves it.
+    IPv6), so `localhost` works whichever way a client resolves it. What counts as
+    loopback is `aerogrid.net.is_loopback`.
     """
     bare = host.strip().removeprefix("[").removesuffix("]")
-    if bare.lower() == "localhost" or bare == "127.0.0.1":
-        return ["127.0.0.1", "::1"]
-    try:
-        address = ipaddress.ip_address(bare)
-    except ValueError:
-        address = None
-    if address is None or not address.is_loopback:
+    if not is_loopback(bare):
         raise ValueError(
             f"the local endpoint listens on loopback only, and {host!r} is not a loopback "
             "address (use 127.0.0.1, ::1 or localhost)"
         )
+    if bare.lower() == "localhost" or bare == LOOPBACK_HOST:
+        return [LOOPBACK_HOST, "::1"]
+    address = ipaddress.ip_address(bare)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return [str(address.ipv4_mapped)]  # ::ffff:127.x is the IPv4 socket's address
     return [str(address)]
-
-
-def _listen(address: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((address, port))
-        sock.listen(512)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 def _bind_all(addresses: list[str], port: int) -> list[socket.socket]:
@@ -201,11 +186,11 @@ def _bind_all(addresses: list[str], port: int) -> list[socket.socket]:
     for _ in range(20 if port == 0 else 1):
         sockets: list[socket.socket] = []
         try:
-            sockets.append(_listen(addresses[0], port))
+            sockets.append(bind_socket(addresses[0], port))
             chosen = sockets[0].getsockname()[1]
             for extra in addresses[1:]:
                 try:
-                    sockets.append(_listen(extra, chosen))
+                    sockets.append(bind_socket(extra, chosen))
                 except OSError as exc:
                     if exc.errno not in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
                         raise
@@ -335,7 +320,7 @@ class Front:
     ) -> None:
         """Connect to the route's internal server and splice the connection to it."""
         try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._routes[route])
+            up_reader, up_writer = await asyncio.open_connection(LOOPBACK_HOST, self._routes[route])
         except OSError as exc:
             log.error("local endpoint: the internal %s server is unreachable: %s", route, exc)
             self._reject("unreachable", writer)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import ipaddress
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from types import MappingProxyType
 import jwt
 
 from aerogrid.metrics import AUTH_FAILURES
+from aerogrid.net import is_loopback_peer
 from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.identity import LOCAL_CALLER, Caller
 from aerogrid.server.tokens_file import TokenFile
@@ -173,42 +173,12 @@ class AuthSettings:
 def is_loopback(peer: str) -> bool:
     """Whether a peer address is this machine: loopback IPs and Unix sockets.
 
-    Understands gRPC peer strings (``ipv4:127.0.0.1:5555``, ``ipv6:[::1]:5555``, also
-    percent-encoded, ``unix:/path``) and plain hosts (``127.0.0.1``, ``::1``, ``[::1]:80``,
-    ``localhost``). Pass only the address the socket reported (gRPC ``context.peer()``,
-    ASGI ``scope["client"][0]``), never a Host or X-Forwarded-For header: the client
-    writes those. Behind a reverse proxy on the same host every peer is loopback, so such
-    deployments must set AEROGRID_REQUIRE_AUTH=1.
+    The one definition is `aerogrid.net.is_loopback_peer` (gRPC peer strings, plain
+    addresses). Pass only the address the socket reported, never a Host or
+    X-Forwarded-For header: the client writes those. Behind a reverse proxy on the same
+    host every peer is loopback, so such deployments must set AEROGRID_REQUIRE_AUTH=1.
     """
-    text = urllib.parse.unquote(peer.strip())
-    if text.startswith(("unix:", "unix-abstract:")):
-        return True
-    for prefix in ("ipv4:", "ipv6:"):
-        if text.startswith(prefix):
-            text = text[len(prefix) :]
-            break
-    if text.lower() == "localhost":
-        return True
-    host = _host_part(text)
-    if host is None:
-        return False
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
-
-
-def _host_part(text: str) -> str | None:
-    """The address in "host", "host:port", "[v6]" or "[v6]:port"; None if unparsable."""
-    if text.startswith("["):
-        end = text.find("]")
-        return text[1:end] if end > 0 else None
-    if text.count(":") == 1:  # IPv4 with a port; a bare IPv6 address has several colons
-        return text.split(":", 1)[0]
-    return text or None
+    return is_loopback_peer(peer)
 
 
 class Authenticator:
