@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import aerogrid
-from aerogrid.codecs import codec_for, json_too_deep
 from aerogrid.engine import changelog
 from aerogrid.errors import DecodeError
 from aerogrid.limits import MAX_DEPTH, MAX_RECORD_BYTES
+from aerogrid.record_formats import codec_for, json_too_deep
 
 BUDGET = settings(
     max_examples=300,

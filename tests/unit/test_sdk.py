@@ -12,8 +12,8 @@ import msgspec
 import pytest
 
 import aerogrid
-from aerogrid.codecs import codec_for
 from aerogrid.engine.processor import StopProcessing
+from aerogrid.record_formats import codec_for
 from aerogrid.runner.loader import load_app
 from aerogrid.settings import BrokerSettings
 from aerogrid.streams import Event, StreamInput

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from aerogrid.codecs import json_too_deep
+from aerogrid.record_formats import json_too_deep
 from aerogrid.settings import BrokerSettings
 from aerogrid_devkit import embedded
 from aerogrid_devkit.workspace import MANIFEST, Workspace

@@ -14,8 +14,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from aerogrid.codecs import Codec, codec_for
 from aerogrid.limits import MAX_PAYLOAD_BYTES, headers_size
+from aerogrid.record_formats import Codec, codec_for
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""The changelog format: one Kafka record per changed row, keyed by the row key.
+"""The changelog record format: one Kafka record per changed row, keyed by the row key.
+
+This module serves the engine: `engine.kafka` writes these records when it commits and
+`engine.restore` reads them back; grids use `record_size` to refuse a row too big for it.
 
 Keys are JSON (so an int key comes back an int); values are a JSON object of
 column → cell, with Decimal and datetime tagged so they come back exactly; a delete is

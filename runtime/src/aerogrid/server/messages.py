@@ -3,7 +3,7 @@
 This module serves the server layer (and the client, which reads cells back with
 `value_to_cell`): the cell ↔ `Value` mapping, and every message a subscription sends,
 the schema, snapshot chunks, deltas and heartbeats. How records look on Kafka is not
-here: input topics' formats are `aerogrid.codecs`, the changelog's is
+here: input topics' formats are `aerogrid.record_formats`, the changelog's is
 `aerogrid.engine.changelog`.
 
 Two ways of building a message live side by side. Every caught-up subscriber of a grid

@@ -1,4 +1,10 @@
-"""Key and value codecs: how a topic's declared types become bytes and back.
+"""Record formats: how a topic's declared key and value types become record bytes and back.
+
+This module serves the SDK and the engine: a topic picks its key's and value's `Codec`
+with `codec_for`, and the processor decodes every input record with it. It is the home
+of every record format (a new one is one more `Codec` and one more case in `codec_for`);
+what the grid server sends is `aerogrid.server.messages`, and a grid's changelog record
+is `aerogrid.engine.changelog`.
 
 A decoder's only error is DecodeError, whatever the bytes: invalid UTF-8 anywhere, JSON
 nested past MAX_DEPTH, a record over MAX_RECORD_BYTES, or anything msgspec raises. The
