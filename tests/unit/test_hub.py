@@ -1,13 +1,21 @@
-"""The hub's shared messages and coalescing, checked against the generated classes."""
+"""The hub: shared messages, coalescing and the subscription cursors it opens.
+
+Hand-assembled messages are checked against the generated classes.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+from collections.abc import AsyncIterator
 from decimal import Decimal
+
+import pytest
 
 import aerogrid
 from aerogrid.server import messages
+from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.hub import GridHub
 from aerogrid.server.messages import row_message
 from aerogrid.v1 import grid_pb2
@@ -135,3 +143,82 @@ async def test_building_the_wire_image_lets_other_work_run() -> None:
     chunks = channel.shared_snapshot(chunk_rows=20_000)
     rows = [r for c in chunks for r in grid_pb2.SubscribeResponse.FromString(c).snapshot.rows]
     assert len(rows) == 50_000 and rows[-1].cells[0].int_value == 49_999
+
+
+def subscribe_request(**fields: object) -> grid_pb2.SubscribeRequest:
+    return grid_pb2.SubscribeRequest(app="hubtest", grid="g", **fields)  # type: ignore[arg-type]
+
+
+async def next_message(messages: AsyncIterator[bytes]) -> grid_pb2.SubscribeResponse:
+    return grid_pb2.SubscribeResponse.FromString(await asyncio.wait_for(anext(messages), 5))
+
+
+async def test_a_cursor_past_the_window_falls_behind_and_starts_over_from_a_snapshot() -> None:
+    grid = make_grid()
+    hub = GridHub()
+    channel = hub.add_grid("hubtest", grid)
+    channel.max_entries = 3
+    cursor = hub.open_cursor(channel, subscribe_request())
+    assert not cursor.fell_behind()  # nothing sent yet
+    async with contextlib.aclosing(cursor.messages()) as messages:
+        assert (await next_message(messages)).schema.epoch == hub.epoch
+        assert (await next_message(messages)).snapshot.complete
+        assert channel.subscribers == 1
+        for i in range(5):
+            grid[f"k{i}"] = {"n": i}
+            channel.publish(grid.drain_changes())
+        assert cursor.fell_behind()
+        snapshot = (await next_message(messages)).snapshot
+        assert snapshot.seq == cursor.seq == 5 and len(snapshot.rows) == 5
+        assert not cursor.fell_behind()
+    assert channel.subscribers == 0
+
+
+async def test_a_cursor_resumes_from_its_epoch_and_seq_without_a_snapshot() -> None:
+    grid = make_grid()
+    hub = GridHub()
+    channel = hub.add_grid("hubtest", grid)
+    for i in range(3):
+        grid[f"k{i}"] = {"n": i}
+        channel.publish(grid.drain_changes())
+    cursor = hub.open_cursor(channel, subscribe_request(resume_epoch=hub.epoch, resume_seq=1))
+    async with contextlib.aclosing(cursor.messages()) as messages:
+        await next_message(messages)  # the schema
+        delta = (await next_message(messages)).delta  # no snapshot: the missed changes
+        assert delta.seq == 3 and [r.key for r in delta.upserts] == ["k1", "k2"]
+        assert delta.conflated == 0
+
+
+async def test_a_filtered_cursor_sends_only_its_keys_and_columns() -> None:
+    grid = make_grid()
+    grid["a"] = dict(zip(grid.columns, ROW, strict=True))
+    grid["b"] = {"n": 2}
+    grid.drain_changes()
+    hub = GridHub()
+    channel = hub.add_grid("hubtest", grid)
+    cursor = hub.open_cursor(channel, subscribe_request(columns=["label", "n"], keys=["a"]))
+    async with contextlib.aclosing(cursor.messages()) as messages:
+        schema = (await next_message(messages)).schema
+        assert [c.name for c in schema.columns] == ["label", "n"]
+        rows = (await next_message(messages)).snapshot.rows
+        assert [(r.key, r.cells[0].string_value, r.cells[1].int_value) for r in rows] == [
+            ("a", "ünïcode", 2**40)
+        ]
+        grid["a"] = {"n": 1, "label": "x"}
+        grid["b"] = {"n": 3}
+        channel.publish(grid.drain_changes())
+        grid["a"] = {"n": 9, "label": "y"}
+        channel.publish(grid.drain_changes())
+        delta = (await next_message(messages)).delta
+        assert [(r.key, r.cells[0].string_value, r.cells[1].int_value) for r in delta.upserts] == [
+            ("a", "y", 9)
+        ]
+        assert delta.conflated == 1 and delta.seq == 2
+
+
+def test_a_cursor_refuses_columns_the_grid_does_not_have() -> None:
+    hub = GridHub()
+    channel = hub.add_grid("hubtest", make_grid())
+    with pytest.raises(ServiceError) as info:
+        hub.open_cursor(channel, subscribe_request(columns=["n", "nope"]))
+    assert info.value.code == Code.INVALID_ARGUMENT and "nope" in info.value.message

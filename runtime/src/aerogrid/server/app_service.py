@@ -30,6 +30,11 @@ class HostedApp:
     message: str = ""
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
+    @property
+    def next_change(self) -> asyncio.Event:
+        """An event set at the app's next status change."""
+        return self._changed
+
     def set_status(self, status: catalog_pb2.AppStatus.ValueType, message: str = "") -> None:
         self.status = status
         self.message = message
@@ -131,7 +136,7 @@ class AppService:
         self, request: catalog_pb2.WatchAppsRequest, caller: Caller
     ) -> AsyncGenerator[bytes, None]:
         visible = [a for a in self.apps.values() if caller.may_see(a.tenant)]
-        waits = {a.name: a._changed for a in visible}
+        waits = {a.name: a.next_change for a in visible}
         yield catalog_pb2.WatchAppsResponse(
             apps=[self._app_info(a) for a in visible], initial=True
         ).SerializeToString()
@@ -146,7 +151,7 @@ class AppService:
                     future.cancel()
             changed = [self.apps[pending[f]] for f in done]
             for app in changed:
-                waits[app.name] = app._changed
+                waits[app.name] = app.next_change
             yield catalog_pb2.WatchAppsResponse(
                 apps=[self._app_info(a) for a in changed]
             ).SerializeToString()
