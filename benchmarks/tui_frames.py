@@ -9,7 +9,7 @@ changes per second, and for its frame time. What runs, all in this process, head
   `--rate` changes/s in total, each a whole row with one cell changed (uniform random
   keys and columns), paced against the clock so the offered rate is exact;
 * contenders, one after another on the same feed for `--duration` seconds each:
-  - `GridScreen` (aerogrid_devkit.tui), sorted by key: the model applies the deltas, a
+  - `GridScreen` (aerogrid_devkit.tui.grid), sorted by key: the model applies the deltas, a
     15 Hz timer redraws the changed visible lines of its Line API `GridTable`;
   - `GridScreen` sorted by price descending: every price change moves its row;
   - the naive baseline: Textual's `DataTable` holding the rows, one `update_cell` per
@@ -53,8 +53,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable
 
 from aerogrid.client import GridUpdate
-from aerogrid_devkit.tui.grid_model import FeedEvent, GridModel, GridSchema
-from aerogrid_devkit.tui.grid_view import GridScreen
+from aerogrid_devkit.tui.grid.feed import FeedEvent, GridSchema
+from aerogrid_devkit.tui.grid.model import GridModel
+from aerogrid_devkit.tui.grid.screen import GridScreen
 from benchmarks._common import REPO, write_result
 from benchmarks._procstats import source_state
 

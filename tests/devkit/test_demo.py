@@ -82,7 +82,7 @@ async def test_the_demo_tui_shows_the_grid_live_and_quits_cleanly() -> None:
     """The TUI mode of `aerogrid demo`, run under Textual's pilot (no terminal here)."""
     from aerogrid_devkit.demo import Demo, DemoOptions
     from aerogrid_devkit.tui.app import AeroGridApp
-    from aerogrid_devkit.tui.grid_view import GridScreen
+    from aerogrid_devkit.tui.grid.screen import GridScreen
 
     seen: list[dict[str, str]] = []
     lines: list[str] = []

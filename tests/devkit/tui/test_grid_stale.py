@@ -17,8 +17,9 @@ from textual.pilot import Pilot
 from textual.widgets import Static
 
 from aerogrid.client import GridUpdate
-from aerogrid_devkit.tui.grid_model import ConnectionState, FeedEvent, GridModel, GridSchema
-from aerogrid_devkit.tui.grid_view import GridScreen
+from aerogrid_devkit.tui.grid.feed import ConnectionState, FeedEvent, GridSchema
+from aerogrid_devkit.tui.grid.model import GridModel
+from aerogrid_devkit.tui.grid.screen import GridScreen
 
 REASON = "broker localhost:9092 unreachable since 10:42:05"
 

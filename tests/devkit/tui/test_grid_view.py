@@ -28,15 +28,11 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from aerogrid.client import GridUpdate
-from aerogrid_devkit.tui.grid_model import (
-    ConnectionState,
-    FeedEvent,
-    GridModel,
-    GridSchema,
-    format_cell,
-    sort_value,
-)
-from aerogrid_devkit.tui.grid_view import GridScreen, GridTable
+from aerogrid_devkit.tui.grid.cells import format_cell, sort_value
+from aerogrid_devkit.tui.grid.feed import ConnectionState, FeedEvent, GridSchema
+from aerogrid_devkit.tui.grid.model import GridModel
+from aerogrid_devkit.tui.grid.screen import GridScreen
+from aerogrid_devkit.tui.grid.table import GridTable
 from support.apps import RunningApp, produce, write_orders_app
 from support.brokers import Broker, free_port
 

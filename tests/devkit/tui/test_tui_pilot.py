@@ -33,7 +33,7 @@ from aerogrid_devkit import kafka_tools
 from aerogrid_devkit.brokers import EmbeddedMode, ExternalMode
 from aerogrid_devkit.dev_loop import DevLoop
 from aerogrid_devkit.tui.app import AeroGridApp
-from aerogrid_devkit.tui.grid_view import GridScreen
+from aerogrid_devkit.tui.grid.screen import GridScreen
 from aerogrid_devkit.tui.screens.apps import AppsScreen
 from aerogrid_devkit.tui.screens.broker import BrokerScreen
 from aerogrid_devkit.tui.screens.browse_form import BrowseForm

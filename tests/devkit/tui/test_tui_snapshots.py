@@ -24,7 +24,7 @@ from aerogrid_devkit.brokers import BrokerStatus
 from aerogrid_devkit.kafka_tools import BrowsedRecord, BrowseStart, TopicInfo
 from aerogrid_devkit.supervisor import AppProcess, AppStats
 from aerogrid_devkit.tui.app import AeroGridApp
-from aerogrid_devkit.tui.screens.grid_picker import GridPicker
+from aerogrid_devkit.tui.grid.picker import GridPicker
 from aerogrid_devkit.tui.session import BrokerLike, LoopLike
 
 SnapCompare = Callable[..., bool]

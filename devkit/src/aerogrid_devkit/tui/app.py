@@ -24,13 +24,13 @@ from textual.screen import Screen
 from aerogrid.client import GridClient, GridClientError
 from aerogrid_devkit.supervisor import AppProcess
 from aerogrid_devkit.tui.commands import AeroGridCommands
+from aerogrid_devkit.tui.grid.picker import GridPicker
 from aerogrid_devkit.tui.promoting import NO_TARGETS, TargetPicker, promote_folder
 from aerogrid_devkit.tui.screens.apps import AppsScreen
 from aerogrid_devkit.tui.screens.base import describe_error
 from aerogrid_devkit.tui.screens.broker import BrokerScreen, ObservedBroker
 from aerogrid_devkit.tui.screens.browser import TopicBrowserScreen
 from aerogrid_devkit.tui.screens.confirm import ConfirmScreen
-from aerogrid_devkit.tui.screens.grid_picker import GridPicker
 from aerogrid_devkit.tui.screens.help import HelpScreen, KeyGroup
 from aerogrid_devkit.tui.screens.logs import LogsScreen
 from aerogrid_devkit.tui.screens.producer import ProducerForm
@@ -159,7 +159,7 @@ class AeroGridApp(App[None]):
             ("Broker", BrokerScreen.BINDINGS),
         ]
         try:
-            from aerogrid_devkit.tui.grid_view import GridScreen
+            from aerogrid_devkit.tui.grid.screen import GridScreen
         except ImportError:
             return groups
         return [*groups, ("Grid view", GridScreen.BINDINGS)]
@@ -262,7 +262,7 @@ class AeroGridApp(App[None]):
     def open_grid(self, app: str, grid: str) -> None:
         """Push the live view of one grid (served on the loop's endpoint) in the apps section."""
         try:
-            from aerogrid_devkit.tui.grid_view import GridScreen
+            from aerogrid_devkit.tui.grid.screen import GridScreen
         except ImportError as exc:
             self.notify(f"the grid view is not available: {exc}", severity="error")
             return

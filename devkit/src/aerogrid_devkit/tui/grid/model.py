@@ -6,79 +6,29 @@ redraws the few visible lines they touched. The model keeps, per row, the raw ce
 sorting) and their display text (for drawing, filtering and column widths), the visible
 order under the current sort and filter, and when each cell last changed (for flashing).
 
-The visible order is a list kept sorted incrementally: an update moves only the rows whose
-sort value changed (a binary search and one list insert each), so 1,000 changes a second
-on 10,000 rows cost microseconds each, and a full re-sort happens only when the user
+The visible order (`order.VisibleOrder`) is kept sorted incrementally: an update moves
+only the rows whose sort value changed, and a full re-sort happens only when the user
 changes the sort or the filter, or a snapshot replaces the grid.
 """
 
 from __future__ import annotations
 
-import bisect
-import math
-import re
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Any
 
-__all__ = [
-    "KEY_COLUMN",
-    "Changes",
-    "ConnectionState",
-    "FeedEvent",
-    "GridModel",
-    "GridSchema",
-    "UpdateLike",
-    "format_cell",
-    "is_numeric",
-    "sort_value",
-]
+from aerogrid_devkit.tui.grid.cells import format_cell, natural, sort_value
+from aerogrid_devkit.tui.grid.feed import UpdateLike
+from aerogrid_devkit.tui.grid.filter import RowFilter
+from aerogrid_devkit.tui.grid.flashes import Flashes
+from aerogrid_devkit.tui.grid.incoming import HeldUpdates, UpdateRate
+from aerogrid_devkit.tui.grid.order import SortKey, VisibleOrder
+
+__all__ = ["KEY_COLUMN", "Changes", "GridModel"]
 
 #: The name the row key goes by in the header, in sorting and in `key:` filters.
 KEY_COLUMN = "key"
-
-#: Characters that would break a one-line cell, shown as visible stand-ins instead.
-_CONTROL = {i: " " for i in range(32)} | {0x7F: " "}
-_DIGITS = re.compile(r"(\d+)")
-
-
-class UpdateLike(Protocol):
-    """What the model needs of an update: `aerogrid.client.GridUpdate` is one."""
-
-    @property
-    def snapshot(self) -> bool: ...
-
-    @property
-    def upserts(self) -> Mapping[str, Mapping[str, Any]]: ...
-
-    @property
-    def deletes(self) -> Sequence[str]: ...
-
-    @property
-    def stale_reason(self) -> str | None: ...
-
-
-@dataclass(frozen=True)
-class GridSchema:
-    """The grid's columns, known before any row arrives (an empty grid has them too)."""
-
-    columns: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ConnectionState:
-    """Where a feed stands; `detail` is text a user can act on (an error, a retry)."""
-
-    phase: Literal["connecting", "live", "reconnecting", "error", "ended"]
-    detail: str = ""
-
-
-#: What a feed of a grid yields: its columns, its updates and its connection state.
-FeedEvent = GridSchema | UpdateLike | ConnectionState
 
 
 @dataclass
@@ -98,76 +48,7 @@ class Changes:
         return self.layout or bool(self.rows)
 
 
-# -- cells ------------------------------------------------------------------------------
-
-
-def format_cell(value: Any) -> str:
-    """A cell as one line of text: what is drawn, measured and filtered on."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value.translate(_CONTROL)
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else str(value)
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
-    return str(value).translate(_CONTROL)
-
-
-def is_numeric(value: Any) -> bool:
-    """Numbers are right-aligned."""
-    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
-
-
-def _natural(text: str) -> tuple[str | int, ...]:
-    """`item-9` before `item-10`: digit runs compare as numbers, the rest case-blind.
-
-    `re.split` with a group always alternates text and digits starting with text, so two
-    such tuples compare str with str and int with int, position by position.
-    """
-    parts = _DIGITS.split(text.casefold())
-    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts))
-
-
-def sort_value(value: Any) -> tuple[int, Any]:
-    """A total order over every cell type: numbers, then times, then text, then blanks.
-
-    Numbers of any type compare by value (not as text); NaN and None sort last; a rank
-    first keeps values of different types from ever being compared with each other.
-    """
-    if value is None:
-        return (4, 0)
-    if isinstance(value, bool):
-        return (0, int(value))
-    if isinstance(value, int):
-        return (0, value)
-    if isinstance(value, float):
-        return (4, 0) if math.isnan(value) else (0, value)
-    if isinstance(value, Decimal):
-        return (4, 0) if value.is_nan() else (0, value)
-    if isinstance(value, datetime):
-        return (1, value.timestamp())
-    if isinstance(value, date):
-        return (1, datetime(value.year, value.month, value.day).timestamp())
-    if isinstance(value, str):
-        return (2, _natural(value))
-    return (3, repr(value))
-
-
 # -- the model --------------------------------------------------------------------------
-
-
-class _Term:
-    """One word of a filter: a case-blind substring, of one column or of any."""
-
-    __slots__ = ("column", "needle")
-
-    def __init__(self, needle: str, column: int | None) -> None:
-        self.needle = needle
-        #: None: key or any cell; -1: the key; n: cell n.
-        self.column = column
 
 
 class GridModel:
@@ -187,7 +68,6 @@ class GridModel:
         measure: Callable[[str], int] = len,
         max_width: int = 40,
     ) -> None:
-        self.flash_seconds = flash_seconds
         self.clock = clock
         self.measure = measure
         self.max_width = max_width
@@ -196,12 +76,11 @@ class GridModel:
         self._rows: dict[str, Mapping[str, Any]] = {}
         self._text: dict[str, tuple[str, ...]] = {}
         # the visible rows, ascending by their sort key; descending reads it backwards
-        self._order: list[str] = []
-        self._sort_keys: dict[str, tuple[Any, ...]] = {}
+        self._order = VisibleOrder()
         self.sort_column: str | None = None
         self.descending = False
         self.filter_text = ""
-        self._terms: list[_Term] = []
+        self._filter = RowFilter("", (), KEY_COLUMN)
         # display widths: the key's, then each column's (grow-only between snapshots)
         self.key_width = len(KEY_COLUMN)
         self.widths: list[int] = []
@@ -209,25 +88,26 @@ class GridModel:
         self._changed_rows: set[str] = set()
         self._layout_changed = True
         self._changed_cells = 0
-        self._flash: dict[str, dict[int, float]] = {}
-        self._flash_queue: deque[tuple[float, str, int]] = deque()
+        self._flashes = Flashes(flash_seconds)
         # counters: row updates received (held ones too) and cells actually changed
         self.updates_total = 0
         self.cells_total = 0
         self.snapshots = 0
-        self._rate_buckets: deque[tuple[int, int]] = deque()
+        self._rate = UpdateRate()
         # pause: updates are held (conflated per row) instead of applied
         self.paused = False
-        self.held_updates = 0
-        self._held_snapshot: dict[str, Mapping[str, Any]] | None = None
-        self._held_upserts: dict[str, Mapping[str, Any]] = {}
-        self._held_deletes: set[str] = set()
+        self._held = HeldUpdates()
         #: Why the app says these values may be out of date (None: they are current).
         self.stale: str | None = None
         if columns:
             self.set_columns(columns)
 
     # -- reading ------------------------------------------------------------------------
+
+    @property
+    def flash_seconds(self) -> float:
+        """How long a changed cell stays lit (fading) after its change."""
+        return self._flashes.seconds
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -246,26 +126,15 @@ class GridModel:
 
     def visible_key(self, index: int) -> str:
         """The key of the `index`th visible row, in the current sort direction."""
-        return self._order[-1 - index] if self.descending else self._order[index]
+        return self._order.at(index, self.descending)
 
     def visible_keys(self, start: int = 0, stop: int | None = None) -> list[str]:
         """The keys of visible rows `start` to `stop` (a window costs its own length)."""
-        count = len(self._order)
-        stop = count if stop is None else min(stop, count)
-        start = max(0, start)
-        if start >= stop:
-            return []
-        if not self.descending:
-            return self._order[start:stop]
-        return self._order[count - start - 1 : (count - stop - 1 if stop < count else None) : -1]
+        return self._order.window(start, stop, self.descending)
 
     def visible_index(self, key: str) -> int | None:
         """Where a row is in the visible order (None when filtered out or absent)."""
-        sort_key = self._sort_keys.get(key)
-        if sort_key is None:
-            return None
-        index = bisect.bisect_left(self._order, sort_key, key=self._sort_keys.__getitem__)
-        return len(self._order) - 1 - index if self.descending else index
+        return self._order.index(key, self.descending)
 
     def text(self, key: str) -> tuple[str, ...]:
         """A row's cells as display text, in column order."""
@@ -276,23 +145,15 @@ class GridModel:
 
     def flash_level(self, key: str, column: int, now: float) -> float:
         """How bright a cell's change flash is: 1.0 just changed, 0.0 not (any more)."""
-        cells = self._flash.get(key)
-        if cells is None:
-            return 0.0
-        changed = cells.get(column)
-        if changed is None:
-            return 0.0
-        return min(1.0, max(0.0, 1.0 - (now - changed) / self.flash_seconds))
+        return self._flashes.level(key, column, now)
 
     def flashing(self, key: str) -> bool:
         """Whether any cell of the row has a flash that `drain()` has not expired yet."""
-        return key in self._flash
+        return key in self._flashes
 
     def rate(self, now: float | None = None) -> float:
         """Row updates received per second, over the last second."""
-        now = self.clock() if now is None else now
-        self._trim_rate(int(now * 10))
-        return float(sum(n for _, n in self._rate_buckets))
+        return self._rate.per_second(self.clock() if now is None else now)
 
     # -- feeding ------------------------------------------------------------------------
 
@@ -305,10 +166,9 @@ class GridModel:
         self._column_index = {name: i for i, name in enumerate(columns)}
         if self.sort_column is not None and self.sort_column not in self._column_index:
             self.sort_column = None
-        self._terms = self._parse_filter(self.filter_text)
+        self._filter = RowFilter(self.filter_text, columns, KEY_COLUMN)
         self._text = {key: self._format(row) for key, row in self._rows.items()}
-        self._flash.clear()
-        self._flash_queue.clear()
+        self._flashes.clear()
         self._measure_all()
         self._rebuild()
 
@@ -323,11 +183,12 @@ class GridModel:
         if not update.snapshot:
             received = len(update.upserts) + len(update.deletes)
             self.updates_total += received
-            self._count_rate(received)
+            if received:
+                self._rate.count(received, self.clock())
         else:
             self.snapshots += 1
         if self.paused:
-            self._hold(update)
+            self._held.hold(update)
             return 0
         if update.snapshot:
             return self.replace(update.upserts)
@@ -350,13 +211,13 @@ class GridModel:
             for key, text in self._text.items():
                 before = old_text.get(key)
                 if before is None:
-                    changed += self._flash_cells(key, range(len(text)), now)
+                    changed += self._flashes.light(key, range(len(text)), now)
                 elif before != text:
-                    changed += self._flash_cells(
+                    changed += self._flashes.light(
                         key, [i for i, t in enumerate(text) if before[i] != t], now
                     )
             for key in old_text.keys() - self._text.keys():
-                self._flash.pop(key, None)
+                self._flashes.forget(key)
         self.cells_total += changed
         self._changed_cells += changed
         self._measure_all()
@@ -378,7 +239,7 @@ class GridModel:
                 return 0
         self._rows[key] = row
         self._text[key] = text
-        changed = self._flash_cells(key, changed_columns, self.clock())
+        changed = self._flashes.light(key, changed_columns, self.clock())
         self.cells_total += changed
         self._changed_cells += changed
         self._changed_rows.add(key)
@@ -391,10 +252,10 @@ class GridModel:
         if self._rows.pop(key, None) is None:
             return False
         self._text.pop(key, None)
-        self._flash.pop(key, None)
+        self._flashes.forget(key)
         self._changed_rows.discard(key)
-        if key in self._sort_keys:
-            self._remove(key)
+        if key in self._order:
+            self._order.remove(key)
             self._layout_changed = True
         return True
 
@@ -431,10 +292,15 @@ class GridModel:
         if text == self.filter_text:
             return
         self.filter_text = text
-        self._terms = self._parse_filter(text)
+        self._filter = RowFilter(text, self.columns, KEY_COLUMN)
         self._rebuild()
 
     # -- pause --------------------------------------------------------------------------
+
+    @property
+    def held_updates(self) -> int:
+        """Row updates received since the pause, waiting for `resume()`."""
+        return self._held.count
 
     def pause(self) -> None:
         """Freeze the rows: updates are counted and held, not applied."""
@@ -443,9 +309,7 @@ class GridModel:
     def resume(self) -> int:
         """Apply what was held while paused (one change per row at most)."""
         self.paused = False
-        snapshot, upserts, deletes = self._held_snapshot, self._held_upserts, self._held_deletes
-        self._held_snapshot, self._held_upserts, self._held_deletes = None, {}, set()
-        self.held_updates = 0
+        snapshot, upserts, deletes = self._held.take()
         changed = self.replace(snapshot) if snapshot is not None else 0
         for key, row in upserts.items():
             changed += self.upsert(key, row)
@@ -457,7 +321,7 @@ class GridModel:
 
     def drain(self) -> Changes:
         """What changed since the last drain; also ends flashes older than the flash."""
-        self._expire_flashes(self.clock())
+        self._changed_rows.update(self._flashes.expire(self.clock()))  # redraw them unlit
         changes = Changes(self._changed_rows, self._layout_changed, self._changed_cells)
         self._changed_rows = set()
         self._layout_changed = False
@@ -480,105 +344,39 @@ class GridModel:
         if extra:
             self.set_columns((*self.columns, *extra))
 
-    def _sort_key(self, key: str, row: Mapping[str, Any]) -> tuple[Any, ...]:
+    def _sort_key(self, key: str, row: Mapping[str, Any]) -> SortKey:
         """Unique per row (the key breaks ties), so a row can always be found by it."""
         if self.sort_column is None:
-            return (_natural(key), key)
-        return (sort_value(row.get(self.sort_column)), _natural(key), key)
+            return (natural(key), key)
+        return (sort_value(row.get(self.sort_column)), natural(key), key)
 
     def _sort_moved(self, changed_columns: Sequence[int]) -> bool:
         if self.sort_column is None:
             return False
         return self._column_index[self.sort_column] in changed_columns
 
-    def _matches(self, key: str, text: tuple[str, ...]) -> bool:
-        for term in self._terms:
-            needle, column = term.needle, term.column
-            if column is None:
-                if needle not in key.casefold() and not any(
-                    needle in cell.casefold() for cell in text
-                ):
-                    return False
-            elif column < 0:
-                if needle not in key.casefold():
-                    return False
-            elif column >= len(text) or needle not in text[column].casefold():
-                return False
-        return True
-
-    def _parse_filter(self, text: str) -> list[_Term]:
-        terms = []
-        lowered = {name.casefold(): i for i, name in enumerate(self.columns)}
-        for word in text.split():
-            name, colon, needle = word.partition(":")
-            column: int | None = None
-            if colon and name.casefold() in lowered:
-                column = lowered[name.casefold()]
-            elif colon and name.casefold() == KEY_COLUMN:
-                column = -1
-            else:
-                needle = word
-            terms.append(_Term(needle.casefold(), column))
-        return terms
-
     def _place(self, key: str, row: Mapping[str, Any], text: tuple[str, ...], moved: bool) -> None:
         """Keep one row's place in the visible order right after it changed."""
-        visible = key in self._sort_keys
-        wanted = not self._terms or self._matches(key, text)
+        visible = key in self._order
+        wanted = not self._filter or self._filter.matches(key, text)
         if visible and not wanted:
-            self._remove(key)
+            self._order.remove(key)
         elif wanted and (not visible or moved):
             if visible:
-                self._remove(key)
-            self._insert(key, self._sort_key(key, row))
+                self._order.remove(key)
+            self._order.insert(key, self._sort_key(key, row))
         else:
             return
         self._layout_changed = True
-
-    def _insert(self, key: str, sort_key: tuple[Any, ...]) -> None:
-        self._sort_keys[key] = sort_key
-        bisect.insort(self._order, key, key=self._sort_keys.__getitem__)
-
-    def _remove(self, key: str) -> None:
-        index = bisect.bisect_left(
-            self._order, self._sort_keys[key], key=self._sort_keys.__getitem__
-        )
-        del self._order[index]
-        del self._sort_keys[key]
 
     def _rebuild(self) -> None:
         """Sort and filter every row from scratch (a new sort, filter or snapshot)."""
         rows, text = self._rows, self._text
         keys: Iterable[str] = rows
-        if self._terms:
-            keys = [key for key in rows if self._matches(key, text[key])]
-        self._sort_keys = {key: self._sort_key(key, rows[key]) for key in keys}
-        self._order = sorted(self._sort_keys, key=self._sort_keys.__getitem__)
+        if self._filter:
+            keys = [key for key in rows if self._filter.matches(key, text[key])]
+        self._order.reset({key: self._sort_key(key, rows[key]) for key in keys})
         self._layout_changed = True
-
-    def _flash_cells(self, key: str, columns: Iterable[int], now: float) -> int:
-        cells = self._flash.setdefault(key, {})
-        count = 0
-        for column in columns:
-            cells[column] = now
-            self._flash_queue.append((now, key, column))
-            count += 1
-        if not cells:
-            del self._flash[key]
-        return count
-
-    def _expire_flashes(self, now: float) -> None:
-        """Forget flashes that have faded, oldest first (each change is queued once)."""
-        horizon = now - self.flash_seconds
-        queue = self._flash_queue
-        while queue and queue[0][0] <= horizon:
-            changed, key, column = queue.popleft()
-            cells = self._flash.get(key)
-            if cells is not None and cells.get(column) == changed:
-                del cells[column]
-                if not cells:
-                    del self._flash[key]
-                    self._changed_rows.add(key)  # redraw it once more, unlit
 
     def _measure_all(self) -> None:
         measure, cap = self.measure, self.max_width
@@ -607,34 +405,3 @@ class GridModel:
                 if width > widths[i]:
                     widths[i] = width
                     self._layout_changed = True
-
-    def _hold(self, update: UpdateLike) -> None:
-        if update.snapshot:
-            self._held_snapshot = dict(update.upserts)
-            self._held_upserts.clear()
-            self._held_deletes.clear()
-        else:
-            for key, row in update.upserts.items():
-                self._held_upserts[key] = row
-                self._held_deletes.discard(key)
-            for key in update.deletes:
-                self._held_upserts.pop(key, None)
-                self._held_deletes.add(key)
-            self.held_updates += len(update.upserts) + len(update.deletes)
-
-    def _count_rate(self, count: int) -> None:
-        if not count:
-            return
-        bucket = int(self.clock() * 10)
-        buckets = self._rate_buckets
-        if buckets and buckets[-1][0] == bucket:
-            buckets[-1] = (bucket, buckets[-1][1] + count)
-        else:
-            buckets.append((bucket, count))
-            self._trim_rate(bucket)
-
-    def _trim_rate(self, bucket: int) -> None:
-        oldest = bucket - 9  # ten tenths of a second, this one included
-        buckets = self._rate_buckets
-        while buckets and buckets[0][0] < oldest:
-            buckets.popleft()
