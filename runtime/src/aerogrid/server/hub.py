@@ -1,19 +1,23 @@
-"""The grid hub: sequence numbers, recent changes and wake-ups for every subscriber.
+"""The grid hub: sequence numbers, recent changes and the cursors of every subscriber.
 
 Each grid has a channel. The engine publishes each committed batch of row changes as
-one entry with the next sequence number. Subscribers keep only a cursor (the last
-sequence they sent): when they wake up they merge the entries after their cursor, so
-a slow subscriber gets the latest value of every changed row at its own pace and its
-memory stays bounded. The channel keeps a bounded window of entries (of about twice
-the grid's rows in changes, beyond which a snapshot is cheaper); a subscriber that
-falls behind it gets a fresh snapshot instead. The common case — a subscriber that is
-caught up and wants every column — shares one encoded delta per entry with all others.
+one entry with the next sequence number. Each subscriber has a `SubscriptionCursor`,
+which keeps only the last sequence it sent: when it wakes up it merges the entries
+after that, so a slow subscriber gets the latest value of every changed row at its own
+pace and its memory stays bounded. The channel keeps a bounded window of entries (of
+about twice the grid's rows in changes, beyond which a snapshot is cheaper); a
+subscriber that falls behind it gets a fresh snapshot instead. The common case — a
+subscriber that is caught up and wants every column — shares one encoded delta per
+entry with all others.
 
 Once a grid is served, its channel keeps the wire image of every row (the row encoded
 once, when it changes), so deltas and snapshots for full-column subscribers are joins
-of ready bytes (see messages.py). Publications can be coalesced (`coalesce_ms`): under load
-the engine commits many small batches a second, and merging them before waking the
-subscribers keeps all caught-up subscribers on one cursor, sharing one message.
+of ready bytes. Publications can be coalesced (`coalesce_ms`): under load the engine
+commits many small batches a second, and merging them before waking the subscribers
+keeps all caught-up subscribers at one sequence, sharing one message.
+
+A cursor is the whole of a subscription but its transport (snapshot, resume, merging,
+filters, stale flags, heartbeats); every message it sends is built by messages.py.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ Changes = dict[RowKey, RowTuple | None]
 #: under steady load a window of a fixed count of entries is mostly memory.
 WINDOW_GRID_FACTOR = 2
 MIN_WINDOW_ROWS = 1000
-#: Merged deltas kept for subscribers that share a cursor, in bytes at most.
+#: Merged deltas kept for subscribers last sent the same seq, in bytes at most.
 MERGES_MAX_BYTES = 16 * 1024 * 1024
 #: Rows per snapshot message.
 SNAPSHOT_CHUNK_ROWS = 5000
@@ -248,14 +252,14 @@ class GridChannel:
             entry.encoded = delta_response(entry.seq, entry.wire_fields().values())
         return entry.encoded
 
-    def shared_merge(self, cursor: int, entries: list[Entry]) -> tuple[bytes, int]:
-        """Entries after `cursor` merged into one full-column Delta, and the rows merged.
+    def shared_merge(self, after: int, entries: list[Entry]) -> tuple[bytes, int]:
+        """Entries after seq `after` merged into one full-column Delta, and the rows merged.
 
         Subscribers that fell behind together (they were sent the same messages, so they
-        share a cursor) share one message: the cache is keyed by (cursor, last seq).
+        were last sent the same seq) share one message: the cache is keyed by (after, last seq).
         Merging is joining the entries' encoded rows, latest per key.
         """
-        key = (cursor, entries[-1].seq)
+        key = (after, entries[-1].seq)
         cached = self._merges.get(key)
         if cached is not None:
             return cached
