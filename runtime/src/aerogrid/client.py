@@ -17,13 +17,14 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import grpc
 from grpc import aio
 
 from aerogrid.backoff import Backoff
 from aerogrid.routing import APP_HEADER, TENANT_HEADER
+from aerogrid.server.errors import Code
 from aerogrid.server.messages import value_to_cell
 from aerogrid.v1 import catalog_pb2, catalog_pb2_grpc, grid_pb2, grid_pb2_grpc
 
@@ -33,19 +34,13 @@ log = logging.getLogger("aerogrid.client")
 ClientRow = dict[str, Any]
 
 
-#: Failures a subscription recovers from by reconnecting (CANCELLED: a server under a
-#: connection storm can drop calls it has not accepted yet).
-_RETRYABLE = {
-    grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.INTERNAL,
-}
+#: Failures a subscription recovers from by reconnecting: the status table's (`Code.retryable`).
+_RETRYABLE: Final = frozenset(code.grpc_status for code in Code if code.retryable)
 
 #: How a server ends a subscription whose client stopped reading and fell behind the
 #: updates it keeps: once the stream has started (a request too big gets it at once).
 #: The subscription resumes, from a fresh snapshot.
-_DROPPED = grpc.StatusCode.RESOURCE_EXHAUSTED
+_DROPPED: Final = Code.RESOURCE_EXHAUSTED.grpc_status
 
 
 class GridClientError(Exception):

@@ -30,7 +30,6 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Final
 
-import grpc
 from grpc import aio
 
 from aerogrid import metrics
@@ -66,15 +65,18 @@ CATALOG_TIMEOUT: Final = 5.0
 #: `ListApps` refreshes the grid counts of running apps, but never waits longer than this.
 REFRESH_TIMEOUT: Final = 1.0
 
-# Upstream statuses passed on as they are: the app's answer to the caller's request.
-_PASSED_ON: Final = {
-    grpc.StatusCode.INVALID_ARGUMENT: Code.INVALID_ARGUMENT,
-    grpc.StatusCode.NOT_FOUND: Code.NOT_FOUND,
-    grpc.StatusCode.PERMISSION_DENIED: Code.PERMISSION_DENIED,
-    grpc.StatusCode.UNAUTHENTICATED: Code.UNAUTHENTICATED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: Code.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.INTERNAL: Code.INTERNAL,
-}
+#: Upstream codes passed on as they are: the app's answer to the caller's request. Any
+#: other code means the hop to the app failed: the caller gets UNAVAILABLE, to call again.
+_PASSED_ON: Final = frozenset(
+    {
+        Code.INVALID_ARGUMENT,
+        Code.NOT_FOUND,
+        Code.PERMISSION_DENIED,
+        Code.UNAUTHENTICATED,
+        Code.RESOURCE_EXHAUSTED,
+        Code.INTERNAL,
+    }
+)
 
 
 def _identity(data: bytes) -> bytes:
@@ -434,8 +436,8 @@ class LocalGateway:
         code = exc.code()
         if self._upstreams[key].channel is not channel:
             return self._gone(key, name)
-        passed_on = _PASSED_ON.get(code)
-        if passed_on is not None:
+        passed_on = Code.from_grpc(code)
+        if passed_on in _PASSED_ON:
             return ServiceError(passed_on, exc.details() or code.name)
         return ServiceError(
             Code.UNAVAILABLE,

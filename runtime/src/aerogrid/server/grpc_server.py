@@ -29,16 +29,6 @@ from aerogrid.server.identity import Caller
 from aerogrid.server.service import Paced, ServiceAPI
 from aerogrid.v1 import catalog_pb2, grid_pb2
 
-_STATUS = {
-    Code.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
-    Code.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    Code.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
-    Code.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
-    Code.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
-    Code.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    Code.INTERNAL: grpc.StatusCode.INTERNAL,
-}
-
 _Req = TypeVar("_Req", bound=Message)
 _Context = aio.ServicerContext[Any, Any]
 
@@ -54,7 +44,7 @@ def _identity(data: bytes) -> bytes:
 
 
 async def _abort(context: _Context, exc: ServiceError) -> NoReturn:
-    await context.abort(_STATUS[exc.code], exc.message)
+    await context.abort(exc.code.grpc_status, exc.message)
     raise AssertionError("unreachable: abort raises")
 
 
@@ -91,19 +81,19 @@ class _Handlers:
         except TimeoutError:
             refused("grpc", "incomplete", f"no whole {name} from {context.peer()}")
             await context.abort(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
+                Code.DEADLINE_EXCEEDED.grpc_status,
                 f"the request message ({name}) did not arrive within {REQUEST_TIMEOUT:g} s",
             )
         except StopAsyncIteration:
             refused("grpc", "no_message", f"a call without a {name} from {context.peer()}")
             await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"the call carried no request message ({name})"
+                Code.INVALID_ARGUMENT.grpc_status, f"the call carried no request message ({name})"
             )
         try:
             return kind.FromString(data)
         except Exception as exc:  # protobuf raises several types for bad input
             refused("grpc", "malformed", f"{name} from {context.peer()}: {exc}")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"cannot decode {name}: {exc}")
+            await context.abort(Code.INVALID_ARGUMENT.grpc_status, f"cannot decode {name}: {exc}")
             raise  # unreachable: abort raises
 
     async def _stream(self, stream: AsyncGenerator[bytes, None], context: _Context) -> None:
@@ -137,7 +127,7 @@ class _Handlers:
                 watch.close()
             await stream.aclose()
         if error is not None:
-            context.set_code(_STATUS[error.code])
+            context.set_code(error.code.grpc_status)
             context.set_details(error.message)
 
     async def list_grids(

@@ -73,7 +73,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from aerogrid.metrics import REGISTRY
 from aerogrid.routing import APP_HEADER, TENANT_HEADER
 from aerogrid.server.connections import REQUEST_TIMEOUT, STALL_SECONDS, SendWatch, refused
-from aerogrid.server.errors import ServiceError
+from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.http_server import ABORT_EXTENSION
 from aerogrid.server.identity import Caller
 from aerogrid.server.service import Paced, ServiceAPI
@@ -111,26 +111,6 @@ class CallerAuthenticator(Protocol):
         """The caller, or raises a `ServiceError` (unauthenticated / permission_denied)."""
         ...
 
-
-# Connect code -> (gRPC status number, HTTP status of a Connect unary error), per the specs.
-_CODES: Final[dict[str, tuple[int, int]]] = {
-    "canceled": (1, 499),
-    "unknown": (2, 500),
-    "invalid_argument": (3, 400),
-    "deadline_exceeded": (4, 504),
-    "not_found": (5, 404),
-    "already_exists": (6, 409),
-    "permission_denied": (7, 403),
-    "resource_exhausted": (8, 429),
-    "failed_precondition": (9, 400),
-    "aborted": (10, 409),
-    "out_of_range": (11, 400),
-    "unimplemented": (12, 501),
-    "internal": (13, 500),
-    "unavailable": (14, 503),
-    "data_loss": (15, 500),
-    "unauthenticated": (16, 401),
-}
 
 _ACCEPTED_TYPES: Final = (
     "application/proto, application/json, application/connect+proto, "
@@ -409,7 +389,7 @@ class _GrpcWebFraming:
         if error is None:
             trailers = "grpc-status:0\r\n"
         else:
-            status = _CODES.get(error.code, (2, 500))[0]
+            status = Code(error.code).grpc_number
             trailers = f"grpc-status:{status}\r\ngrpc-message:{_percent_encode(error.message)}\r\n"
         return self._out(_envelope(_FLAG_TRAILERS, trailers.encode("ascii")))
 
@@ -653,7 +633,7 @@ class _HttpApp:
         try:
             await self._authenticate(scope, headers)
         except ServiceError as exc:
-            status = _CODES.get(exc.code.value, (2, 500))[1]
+            status = exc.code.http_status
             challenge = [("www-authenticate", "Bearer")] if status == 401 else []
             body = f"{exc.message}\n".encode()
             await response.whole(status, "text/plain; charset=utf-8", body, challenge)
@@ -739,7 +719,7 @@ class _HttpApp:
     ) -> None:
         extra = [("accept-post", _ACCEPTED_TYPES)] if accept_post else []
         await response.whole(
-            status or _CODES.get(error.code, (2, 500))[1],
+            status or Code(error.code).http_status,
             "application/json",
             json.dumps(error.connect_json(), separators=(",", ":")).encode(),
             extra,
