@@ -25,8 +25,8 @@ import pytest
 import uvicorn
 
 from aerogrid.server.errors import Code, ServiceError
-from aerogrid.server.http import create_http_app
 from aerogrid.server.identity import Caller
+from aerogrid.server.web import create_http_app
 from aerogrid.v1 import catalog_pb2, grid_pb2
 
 GRID = "/aerogrid.v1.GridService"

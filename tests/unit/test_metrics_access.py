@@ -17,8 +17,8 @@ import aerogrid
 from aerogrid import metrics
 from aerogrid.server.app_service import AppService, HostedApp
 from aerogrid.server.auth import Authenticator, AuthSettings, is_loopback
-from aerogrid.server.http import create_http_app
 from aerogrid.server.hub import GridHub
+from aerogrid.server.web import create_http_app
 
 REMOTE = ("203.0.113.7", 40000)
 LOOPBACK = ("127.0.0.1", 40000)

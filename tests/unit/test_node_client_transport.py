@@ -27,8 +27,8 @@ import uvicorn
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from aerogrid.server.errors import Code, ServiceError
-from aerogrid.server.http import create_http_app
 from aerogrid.server.identity import Caller
+from aerogrid.server.web import create_http_app
 from aerogrid.v1 import catalog_pb2, grid_pb2
 
 pytestmark = pytest.mark.node

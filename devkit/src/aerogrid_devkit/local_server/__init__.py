@@ -52,8 +52,8 @@ from grpc import aio
 from aerogrid.server.auth import Authenticator, AuthSettings, is_loopback
 from aerogrid.server.connections import GRPC_SERVER_OPTIONS
 from aerogrid.server.grpc_server import add_services
-from aerogrid.server.http import ASGIApp, create_http_app
 from aerogrid.server.http_server import uvicorn_config
+from aerogrid.server.web import ASGIApp, create_http_app
 from aerogrid_devkit.devcert import DevCert, DevCertError, ensure_devcert
 from aerogrid_devkit.local_server.addin import AddinCounts, AddinFiles, addin_bundle_dir
 from aerogrid_devkit.local_server.front import (

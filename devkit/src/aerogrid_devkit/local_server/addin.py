@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from aerogrid.server.http import ASGIApp, ASGIReceive, ASGIScope, ASGISend
+from aerogrid.server.web import ASGIApp, ASGIReceive, ASGIScope, ASGISend
 
 __all__ = [
     "ADDIN_DIR_ENV",

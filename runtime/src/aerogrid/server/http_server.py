@@ -9,7 +9,7 @@ closes the connection rather than reading the rest at the client's pace.
 
 It also offers the app an ASGI extension, "aerogrid.abort": a way to cut a connection
 whose client stopped reading, since a response's last bytes would wait behind what it
-has not read and a graceful close would wait with them (see http.py).
+has not read and a graceful close would wait with them (see web/calls.py).
 """
 
 from __future__ import annotations

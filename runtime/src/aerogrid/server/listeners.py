@@ -19,9 +19,9 @@ from grpc import aio
 from aerogrid.server import auth
 from aerogrid.server.connections import GRPC_SERVER_OPTIONS
 from aerogrid.server.grpc_server import add_services
-from aerogrid.server.http import Readiness, create_http_app
 from aerogrid.server.http_server import uvicorn_config
 from aerogrid.server.service import ServiceAPI
+from aerogrid.server.web import Readiness, create_http_app
 
 __all__ = ["Listeners", "bind", "start_listeners"]
 

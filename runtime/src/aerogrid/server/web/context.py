@@ -1,0 +1,43 @@
+"""The context of one RPC, passed down from routing to the call: what, how, from whom."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from aerogrid.server.identity import Caller
+from aerogrid.server.web.asgi import ASGIScope
+from aerogrid.server.web.methods import Method
+from aerogrid.server.web.protocol import Headers, WireProtocol
+
+__all__ = ["RequestContext"]
+
+_P = TypeVar("_P", bound=WireProtocol)
+
+
+@dataclass(slots=True)
+class RequestContext(Generic[_P]):
+    """One RPC request. `timeout` and `caller` are filled in once the body has arrived:
+    a malformed header is answered only after the request has been read."""
+
+    #: The procedure's path, `/aerogrid.v1.GridService/Subscribe`.
+    procedure: str
+    method: Method[Any]
+    protocol: _P
+    headers: Headers
+    scope: ASGIScope
+    #: Seconds the caller gives the call (its protocol's timeout header); None: no limit.
+    timeout: float | None = None
+    caller: Caller | None = None
+
+    @property
+    def peer(self) -> tuple[str, int] | None:
+        """The client's (host, port), as the server saw the socket; None on a Unix socket."""
+        client = self.scope.get("client")
+        return (str(client[0]), int(client[1])) if client else None
+
+    @property
+    def where(self) -> str:
+        """The procedure and the peer, for logs."""
+        peer = self.peer
+        return f"{self.procedure} from {peer[0]}:{peer[1]}" if peer else self.procedure
