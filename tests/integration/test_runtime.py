@@ -339,3 +339,28 @@ async def test_streams_timers_and_tasks_send_records(
             (b"timer", "timer"),
         ]
         assert app.terminate() == 0
+
+
+FORWARDER = """
+import aerogrid
+
+app = aerogrid.App({name!r})
+source = app.topic({name!r} + '-in', key_type=str, value_type=dict)
+sink = app.topic({name!r} + '-out', key_type=str, value_type=dict)
+
+@app.stream(source)
+async def forward(stream):
+    async for key, value in stream.items():
+        await sink.send(key, value)
+"""
+
+
+async def test_an_app_without_grids_runs(broker: Broker, unique_name: str, tmp_path: Path) -> None:
+    """A pure forwarder (a stream, no grid) starts: restore has nothing to read."""
+    path = tmp_path / "forwarder.py"
+    path.write_text(FORWARDER.format(name=unique_name))
+    with RunningApp(path, broker.bootstrap) as app:
+        await produce(broker.bootstrap, f"{unique_name}-in", [(b"a", b'{"n": 1}')])
+        sent = await read_topic(broker.bootstrap, f"{unique_name}-out", 1)
+        assert [(m.key, json.loads(m.value)) for m in sent] == [(b"a", {"n": 1})]
+        assert app.terminate() == 0

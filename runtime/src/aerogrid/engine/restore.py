@@ -35,6 +35,10 @@ async def restore_grids(
     checkpointed: bool,
 ) -> None:
     """Rebuild every grid of `app`; checkpointed, fill `log_of_cycles` from its topic first."""
+    if not app.grids and not checkpointed:
+        # Nothing to read. (aiokafka's consumer.stop() right after a start with nothing
+        # assigned raises CancelledError on Apache Kafka, so no consumer is made at all.)
+        return
     consumer = AIOKafkaConsumer(
         group_id=None,
         enable_auto_commit=False,
