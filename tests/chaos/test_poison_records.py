@@ -31,8 +31,8 @@ from aerogrid.settings import BrokerSettings
 from aerogrid_devkit.brokers import ExternalMode
 from aerogrid_devkit.dev_loop import DevLoop
 from aerogrid_devkit.tui.app import AeroGridApp
-from aerogrid_devkit.tui.screens.browse_form import BrowseRequest
-from aerogrid_devkit.tui.screens.browser import TopicBrowserScreen
+from aerogrid_devkit.tui.topics.browse_form import BrowseRequest
+from aerogrid_devkit.tui.topics.browser import TopicBrowserScreen
 from aerogrid_devkit.workspace import ExternalConfig
 from support.apps import RunningApp, read_topic, write_orders_app
 from support.brokers import Broker

@@ -13,7 +13,7 @@ import pytest
 
 from aerogrid.client import GridClient
 from aerogrid_devkit.supervisor import Supervisor
-from aerogrid_devkit.tui.screens.apps import app_row
+from aerogrid_devkit.tui.apps.screen import app_row
 from support.apps import write_orders_app
 from support.brokers import Broker
 

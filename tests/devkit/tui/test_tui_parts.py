@@ -10,11 +10,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from aerogrid.settings import BrokerSettings
 from aerogrid_devkit import kafka_tools
-from aerogrid_devkit.tui.screens.apps import last_error_line, short_error
-from aerogrid_devkit.tui.screens.browse_form import BrowseFormError, BrowseRequest, read_request
-from aerogrid_devkit.tui.screens.browser import preview, record_detail
-from aerogrid_devkit.tui.screens.producer import FormError, build_message, parse_headers
-from aerogrid_devkit.tui.session import LogBook, LogEntry
+from aerogrid_devkit.tui.apps.screen import last_error_line, short_error
+from aerogrid_devkit.tui.logs.log_book import LogBook, LogEntry
+from aerogrid_devkit.tui.topics.browse_form import BrowseFormError, BrowseRequest, read_request
+from aerogrid_devkit.tui.topics.browser import preview, record_detail
+from aerogrid_devkit.tui.topics.producer import FormError, build_message, parse_headers
 from support.brokers import Broker, TansuBroker
 
 

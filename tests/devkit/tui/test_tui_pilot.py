@@ -33,14 +33,14 @@ from aerogrid_devkit import kafka_tools
 from aerogrid_devkit.brokers import EmbeddedMode, ExternalMode
 from aerogrid_devkit.dev_loop import DevLoop
 from aerogrid_devkit.tui.app import AeroGridApp
+from aerogrid_devkit.tui.apps.screen import AppsScreen
+from aerogrid_devkit.tui.broker.screen import BrokerScreen
 from aerogrid_devkit.tui.grid.screen import GridScreen
-from aerogrid_devkit.tui.screens.apps import AppsScreen
-from aerogrid_devkit.tui.screens.broker import BrokerScreen
-from aerogrid_devkit.tui.screens.browse_form import BrowseForm
-from aerogrid_devkit.tui.screens.browser import TopicBrowserScreen
-from aerogrid_devkit.tui.screens.logs import MAX_LINES, LogsScreen
-from aerogrid_devkit.tui.screens.producer import ProducerForm
-from aerogrid_devkit.tui.screens.topics import TopicsScreen
+from aerogrid_devkit.tui.logs.screen import MAX_LINES, LogsScreen
+from aerogrid_devkit.tui.topics.browse_form import BrowseForm
+from aerogrid_devkit.tui.topics.browser import TopicBrowserScreen
+from aerogrid_devkit.tui.topics.producer import ProducerForm
+from aerogrid_devkit.tui.topics.screen import TopicsScreen
 from aerogrid_devkit.tui.widgets.filter_table import FilterableTable
 from aerogrid_devkit.workspace import ExternalConfig
 from support.apps import produce, write_orders_app

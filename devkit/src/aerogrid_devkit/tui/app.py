@@ -23,25 +23,25 @@ from textual.screen import Screen
 
 from aerogrid.client import GridClient, GridClientError
 from aerogrid_devkit.supervisor import AppProcess
+from aerogrid_devkit.tui.apps.screen import AppsScreen
+from aerogrid_devkit.tui.broker.screen import BrokerScreen, ObservedBroker
 from aerogrid_devkit.tui.commands import AeroGridCommands
 from aerogrid_devkit.tui.grid.picker import GridPicker
+from aerogrid_devkit.tui.logs.log_book import LogBook
+from aerogrid_devkit.tui.logs.screen import LogsScreen
 from aerogrid_devkit.tui.promoting import NO_TARGETS, TargetPicker, promote_folder
-from aerogrid_devkit.tui.screens.apps import AppsScreen
-from aerogrid_devkit.tui.screens.base import describe_error
-from aerogrid_devkit.tui.screens.broker import BrokerScreen, ObservedBroker
-from aerogrid_devkit.tui.screens.browser import TopicBrowserScreen
 from aerogrid_devkit.tui.screens.confirm import ConfirmScreen
 from aerogrid_devkit.tui.screens.help import HelpScreen, KeyGroup
-from aerogrid_devkit.tui.screens.logs import LogsScreen
-from aerogrid_devkit.tui.screens.producer import ProducerForm
-from aerogrid_devkit.tui.screens.topics import TopicsScreen
+from aerogrid_devkit.tui.screens.section import describe_error
 from aerogrid_devkit.tui.session import (
     LOOP_LOG,
     BrokerLike,
     BrokerStatusLike,
-    LogBook,
     LoopLike,
 )
+from aerogrid_devkit.tui.topics.browser import TopicBrowserScreen
+from aerogrid_devkit.tui.topics.producer import ProducerForm
+from aerogrid_devkit.tui.topics.screen import TopicsScreen
 from aerogrid_devkit.tui.widgets.filter_table import FilterableTable
 from aerogrid_devkit.tui.widgets.nav import SECTIONS
 

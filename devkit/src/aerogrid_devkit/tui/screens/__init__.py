@@ -1,1 +1,1 @@
-"""The TUI's screens, one module each."""
+"""Screens shared by every feature: the section base, the yes/no dialog, the help."""

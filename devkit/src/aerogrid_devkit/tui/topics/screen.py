@@ -17,9 +17,9 @@ from textual.widgets import DataTable, Static
 
 from aerogrid_devkit import kafka_tools
 from aerogrid_devkit.kafka_tools import TopicInfo
-from aerogrid_devkit.tui.screens.base import SectionScreen, describe_error
-from aerogrid_devkit.tui.screens.browse_form import BrowseForm, BrowseRequest
-from aerogrid_devkit.tui.screens.browser import TopicBrowserScreen
+from aerogrid_devkit.tui.screens.section import SectionScreen, describe_error
+from aerogrid_devkit.tui.topics.browse_form import BrowseForm, BrowseRequest
+from aerogrid_devkit.tui.topics.browser import TopicBrowserScreen
 from aerogrid_devkit.tui.widgets.filter_table import FilterableTable, TableRow
 
 LIST_TIMEOUT = 20.0

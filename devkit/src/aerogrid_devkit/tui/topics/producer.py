@@ -20,7 +20,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Input, Label, Static, TextArea
 
 from aerogrid_devkit import kafka_tools
-from aerogrid_devkit.tui.screens.base import describe_error
+from aerogrid_devkit.tui.screens.section import describe_error
 
 if TYPE_CHECKING:
     from aerogrid_devkit.tui.app import AeroGridApp

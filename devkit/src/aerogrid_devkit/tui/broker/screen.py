@@ -17,7 +17,7 @@ from textual.widgets import Static
 
 from aerogrid.settings import BrokerSettings
 from aerogrid_devkit.brokers import BrokerError, BrokerStatus, check_kafka
-from aerogrid_devkit.tui.screens.base import SectionScreen, broker_health
+from aerogrid_devkit.tui.screens.section import SectionScreen, broker_health
 
 
 class ObservedBroker:

@@ -20,8 +20,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Input, Log, Static
 
-from aerogrid_devkit.tui.screens.base import SectionScreen
-from aerogrid_devkit.tui.session import LOOP_LOG, LogEntry
+from aerogrid_devkit.tui.logs.log_book import LogEntry
+from aerogrid_devkit.tui.screens.section import SectionScreen
+from aerogrid_devkit.tui.session import LOOP_LOG
 from aerogrid_devkit.tui.widgets.filter_table import FilterBar, matches
 
 #: Lines the view keeps (older ones scroll away; the log book keeps more).

@@ -25,8 +25,8 @@ from textual.widgets import DataTable, Static
 
 from aerogrid_devkit import kafka_tools
 from aerogrid_devkit.kafka_tools import BrowsedRecord
-from aerogrid_devkit.tui.screens.base import SectionScreen, describe_error
-from aerogrid_devkit.tui.screens.browse_form import BrowseForm, BrowseRequest
+from aerogrid_devkit.tui.screens.section import SectionScreen, describe_error
+from aerogrid_devkit.tui.topics.browse_form import BrowseForm, BrowseRequest
 from aerogrid_devkit.tui.widgets.filter_table import FilterableTable, TableRow
 
 BROWSE_TIMEOUT = 30.0

@@ -18,7 +18,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
 from aerogrid_devkit.supervisor import AppProcess
-from aerogrid_devkit.tui.screens.base import SectionScreen
+from aerogrid_devkit.tui.screens.section import SectionScreen
 from aerogrid_devkit.tui.widgets.filter_table import FilterableTable, TableRow
 
 STATUS_STYLES = {

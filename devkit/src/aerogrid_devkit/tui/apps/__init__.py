@@ -1,0 +1,1 @@
+"""The apps section: the supervised apps, their counters and their controls."""
