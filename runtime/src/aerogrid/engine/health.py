@@ -26,6 +26,7 @@ from aiokafka.client import AIOKafkaClient
 
 from aerogrid import metrics
 from aerogrid.engine import client_logs
+from aerogrid.engine.connectivity import describe_failure
 from aerogrid.settings import BrokerSettings
 
 log = logging.getLogger("aerogrid.engine")
@@ -52,10 +53,8 @@ async def probe_cluster(client: AIOKafkaClient, *, bootstrap: bool) -> Probe:
         if bootstrap:
             await asyncio.wait_for(client.bootstrap(), PROBE_TIMEOUT_SECONDS)
         cluster = await asyncio.wait_for(client.fetch_all_metadata(), PROBE_TIMEOUT_SECONDS)
-    except TimeoutError:
-        return Probe(None, f"no answer in {PROBE_TIMEOUT_SECONDS:.0f} s")
     except Exception as exc:
-        return Probe(None, f"{type(exc).__name__}: {exc}".rstrip(": "))
+        return Probe(None, describe_failure(exc, PROBE_TIMEOUT_SECONDS))
     return Probe({t: len(cluster.partitions_for_topic(t) or ()) for t in cluster.topics()})
 
 
