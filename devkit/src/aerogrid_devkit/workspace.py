@@ -28,6 +28,15 @@ mechanism = "SCRAM-SHA-512"   # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
 username = "alice"
 password_env = "KAFKA_PASSWORD"  # the variable holding the password: never the password here
 ```
+
+The file's tables are declared as msgspec structures (`_Manifest` and the tables under it),
+so a wrong type or an unknown key is caught where it is, and the error names its path
+under the one sentence that says what the table needs:
+
+    aerogrid.toml: [broker] port 'ninety' is not a port number (0-65535); at broker.port:
+    expected `int | null`, got `str`
+
+`[cloud.targets]` belongs to aerogrid-cloud (`aerogrid_cloud.targets`), which reads it.
 """
 
 from __future__ import annotations
@@ -38,8 +47,10 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from urllib.parse import quote, urlencode
+
+import msgspec
 
 from aerogrid.errors import ConfigurationError
 from aerogrid.settings import SASL_MECHANISMS, BrokerSettings
@@ -53,22 +64,105 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 #: The official Apache Kafka image, pinned to the release the test bed runs (tests/support).
 DEFAULT_DOCKER_IMAGE = "apache/kafka:4.4.0"
 DEFAULT_PASSWORD_ENV = "AEROGRID_SASL_PASSWORD"
-_DOCKER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_BROKER_KEYS = {"mode", "port", "bootstrap", "security_protocol", "docker", "tls", "sasl"}
-_DOCKER_KEYS = {"image", "container", "volume", "start_timeout"}
-_TLS_KEYS = {"ca_file", "cert_file", "key_file", "verify"}
-_SASL_KEYS = {"mechanism", "username", "password_env"}
+
+_Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+_NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+_DockerName = Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")]
+_T = TypeVar("_T")
 
 
-@dataclass(frozen=True)
-class DockerConfig:
+class DockerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """`[broker.docker]`: what `--mode docker` runs (names are Docker object names)."""
 
-    image: str = DEFAULT_DOCKER_IMAGE
-    container: str = "aerogrid-kafka"
-    volume: str = "aerogrid-kafka-data"
-    start_timeout: float = 120.0
+    image: _NonEmpty = DEFAULT_DOCKER_IMAGE
+    container: _DockerName = "aerogrid-kafka"
+    volume: _DockerName = "aerogrid-kafka-data"
+    start_timeout: Annotated[float, msgspec.Meta(gt=0)] = 120.0
+
+
+class _Tls(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`[broker.tls]`; paths are relative to the workspace."""
+
+    ca_file: _NonEmpty | None = None
+    cert_file: _NonEmpty | None = None
+    key_file: _NonEmpty | None = None
+    verify: bool | None = None
+
+
+class _Sasl(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`[broker.sasl]`: never the password, only the variable that holds it."""
+
+    mechanism: str | None = None
+    username: str | None = None
+    password_env: str | None = None
+
+
+class _Broker(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    mode: str = "embedded"
+    port: _Port | None = None
+    bootstrap: str | None = None
+    security_protocol: str | None = None
+    docker: DockerConfig = DockerConfig()
+    tls: _Tls | None = None
+    sasl: _Sasl | None = None
+
+
+class _Endpoint(msgspec.Struct, frozen=True):
+    port: _Port = 50051
+
+
+class _App(msgspec.Struct, frozen=True):
+    #: The app's folder, relative to the workspace (default: the app's name).
+    path: _NonEmpty | None = None
+
+
+class _Manifest(msgspec.Struct, frozen=True):
+    """aerogrid.toml. Unknown top-level tables are left alone (other tools may add some)."""
+
+    apps: dict[str, Any] = {}
+    broker: _Broker = _Broker()
+    endpoint: _Endpoint = _Endpoint()
+    #: aerogrid-cloud's table (`aerogrid_cloud.targets` reads it).
+    cloud: dict[str, Any] | None = None
+
+
+#: The tables whose keys are checked, by path (for "unknown key ... (known: ...)").
+_TABLES: dict[str, type[msgspec.Struct]] = {
+    "broker": _Broker,
+    "broker.docker": DockerConfig,
+    "broker.tls": _Tls,
+    "broker.sasl": _Sasl,
+}
+_PORT_RULE = "[{table}] port {value!r} is not a port number (0-65535)"
+_NAME_RULE = "[broker.docker] {key} {value!r}: use letters, digits, '_', '.' or '-'"
+#: The sentence that explains an error at each path ({table}, {key}, {value}).
+_RULES = {
+    "apps.*": "[{where}] must be a table with the app's path",
+    "apps.*.path": "[{table}] path must be a folder name",
+    "broker.mode": f"broker mode {{value!r}} is not one of {', '.join(BROKER_MODES)}",
+    "broker.port": _PORT_RULE,
+    "broker.bootstrap": '[broker] bootstrap must be a string: "host:port[,...]"',
+    "broker.security_protocol": (
+        f"[broker] security_protocol {{value!r}} is not one of {', '.join(SECURITY_PROTOCOLS)}"
+    ),
+    "broker.docker.image": "[broker.docker] image must be a non-empty string",
+    "broker.docker.container": _NAME_RULE,
+    "broker.docker.volume": _NAME_RULE,
+    "broker.docker.start_timeout": "[broker.docker] start_timeout must be a positive number",
+    "broker.tls.ca_file": "[broker.tls] ca_file must be a file path",
+    "broker.tls.cert_file": "[broker.tls] cert_file must be a file path",
+    "broker.tls.key_file": "[broker.tls] key_file must be a file path",
+    "broker.tls.verify": "[broker.tls] verify must be true or false",
+    "broker.sasl.mechanism": "[broker.sasl] mechanism must be one of " + ", ".join(SASL_MECHANISMS),
+    "broker.sasl.username": "[broker.sasl] username must be a string",
+    "broker.sasl.password_env": "[broker.sasl] password_env must be a variable's name",
+    "endpoint.port": _PORT_RULE,
+}
+_ENV_RULE = (
+    "[broker.sasl] password_env {value!r} is not an environment variable name "
+    "(it names the variable holding the password)"
+)
 
 
 @dataclass(frozen=True)
@@ -165,28 +259,34 @@ class Workspace:
             data = tomllib.loads(manifest.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigurationError(f"{manifest}: {exc}") from None
+        try:
+            _refuse_passwords(data)
+            declared = _convert(data, _Manifest)
+            app_tables = {
+                name: _convert(table, _App, f"apps.{name}", "apps.*")
+                for name, table in declared.apps.items()
+            }
+            broker = declared.broker
+            if broker.mode not in BROKER_MODES:
+                raise ConfigurationError(_RULES["broker.mode"].format(value=broker.mode))
+            external = _external(root, broker, required=broker.mode == "external")
+            targets = _cloud_targets(declared.cloud)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{manifest}: {exc}") from None
         apps: dict[str, Path] = {}
-        for name, spec in data.get("apps", {}).items():
-            folder = root / str(spec.get("path", name))
-            app_file = folder / "app.py"
+        for name, app in app_tables.items():
+            app_file = root / (app.path or name) / "app.py"
             if not app_file.is_file():
                 raise ConfigurationError(f"{manifest}: app {name!r} has no {app_file}")
             apps[name] = app_file
-        try:
-            broker = _BrokerTable(root, _table(data, "broker"))
-            mode, port, docker = broker.mode(), broker.port(), broker.docker()
-            external = broker.external(required=mode == "external")
-            targets = _cloud_targets(data.get("cloud"))
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"{manifest}: {exc}") from None
         return cls(
             root=root,
             apps=apps,
-            broker_mode=mode,
+            broker_mode=broker.mode,
             broker_uri=external.uri if external is not None else None,
-            endpoint_port=int(data.get("endpoint", {}).get("port", 50051)),
-            broker_port=port,
-            docker=docker,
+            endpoint_port=declared.endpoint.port,
+            broker_port=broker.port,
+            docker=broker.docker,
             external=external,
             cloud_targets=targets,
         )
@@ -206,155 +306,53 @@ def _cloud_targets(cloud: object) -> dict[str, CloudTarget]:
     return parse_targets(cloud)
 
 
-def _table(
-    data: Mapping[str, Any],
-    name: str,
-    allowed: set[str] | None = None,
-    *,
-    label: str | None = None,
-) -> dict[str, Any]:
-    """`data[name]` as a table with only `allowed` keys; errors name it `[label]`."""
-    label = label or name
-    value = data.get(name, {})
-    if not isinstance(value, dict):
-        raise ConfigurationError(f"[{label}] must be a table")
-    if allowed is not None:
-        unknown = sorted(set(value) - allowed)
-        if unknown:
-            raise ConfigurationError(
-                f"unknown key {unknown[0]!r} in [{label}] (known: {', '.join(sorted(allowed))})"
-            )
-    return value
+# -- the typed file's errors, as sentences -------------------------------------------------
 
 
-class _BrokerTable:
-    """Reads and checks `[broker]`, so each mistake gets one clear sentence."""
+def _convert(data: object, kind: type[_T], where: str = "", rule_where: str = "") -> _T:
+    """`data` as `kind`, or a ConfigurationError that says what is wrong, and where.
 
-    def __init__(self, root: Path, table: dict[str, Any]) -> None:
-        self.root = root
-        self.table = table
-        if "password" in table:
+    `where` is the path of `data` in the file (for messages), `rule_where` the same with
+    names replaced by `*` (for `_RULES`).
+    """
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as exc:
+        detail, _, at = str(exc).partition(" - at `$")
+        relative = at.rstrip("`").lstrip(".")
+        path = ".".join(p for p in (where, relative) if p)
+        rule_path = ".".join(p for p in (rule_where or where, relative) if p)
+        raise ConfigurationError(_sentence(detail, path, rule_path, _at(data, relative))) from None
+
+
+def _sentence(detail: str, path: str, rule_path: str, value: object) -> str:
+    unknown = re.fullmatch(r"Object contains unknown field `(.+)`", detail)
+    if unknown:
+        known = ", ".join(sorted(_TABLES[rule_path].__struct_fields__))
+        return f"unknown key {unknown[1]!r} in [{path}] (known: {known})"
+    table, _, key = path.rpartition(".")
+    rule = _RULES.get(rule_path)
+    if rule is None:
+        rule = "[{where}] must be a table" if detail.startswith("Expected `object`") else "{where}"
+    sentence = rule.format(where=path, table=table, key=key, value=value)
+    return f"{sentence}; at {path}: {detail[:1].lower()}{detail[1:]}"
+
+
+def _at(data: object, path: str) -> object:
+    """The value at a dotted path of the raw file (None where there is none)."""
+    for key in filter(None, path.split(".")):
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
+def _refuse_passwords(data: Mapping[str, Any]) -> None:
+    broker = data.get("broker")
+    if isinstance(broker, dict):
+        if "password" in broker:
             raise _inline_password("[broker] password")
-        unknown = sorted(set(table) - _BROKER_KEYS)
-        if unknown:
-            raise ConfigurationError(
-                f"unknown key {unknown[0]!r} in [broker] (known: {', '.join(sorted(_BROKER_KEYS))})"
-            )
-
-    def mode(self) -> str:
-        mode = self.table.get("mode", "embedded")
-        if mode not in BROKER_MODES:
-            raise ConfigurationError(
-                f"broker mode {mode!r} is not one of {', '.join(BROKER_MODES)}"
-            )
-        return str(mode)
-
-    def port(self) -> int | None:
-        port = self.table.get("port")
-        if port is None:
-            return None
-        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-            raise ConfigurationError(f"[broker] port {port!r} is not a port number (0-65535)")
-        return port
-
-    def docker(self) -> DockerConfig:
-        table = _table(self.table, "docker", _DOCKER_KEYS)
-        default = DockerConfig()
-        names: dict[str, str] = {}
-        for key in ("image", "container", "volume"):
-            value = table.get(key, getattr(default, key))
-            if not isinstance(value, str) or not value:
-                raise ConfigurationError(f"[broker.docker] {key} must be a non-empty string")
-            if key != "image" and not _DOCKER_NAME.match(value):
-                raise ConfigurationError(
-                    f"[broker.docker] {key} {value!r}: use letters, digits, '_', '.' or '-'"
-                )
-            names[key] = value
-        timeout = table.get("start_timeout", default.start_timeout)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise ConfigurationError("[broker.docker] start_timeout must be a positive number")
-        return DockerConfig(
-            image=names["image"],
-            container=names["container"],
-            volume=names["volume"],
-            start_timeout=float(timeout),
-        )
-
-    def external(self, *, required: bool) -> ExternalConfig | None:
-        bootstrap = self.table.get("bootstrap")
-        if not bootstrap:
-            if required:
-                raise ConfigurationError('broker mode external needs bootstrap = "host:port"')
-            return None
-        if not isinstance(bootstrap, str):
-            raise ConfigurationError('[broker] bootstrap must be a string: "host:port[,...]"')
-        if "://" in bootstrap and "@" in bootstrap.partition("://")[2].split("/")[0]:
-            raise ConfigurationError(
-                "[broker] bootstrap has credentials in it: put the user in [broker.sasl] "
-                "username and the password in an environment variable named by password_env"
-            )
-        tls = _table(self.table, "tls", _TLS_KEYS)
-        if "password" in _table(self.table, "sasl"):
+        sasl = broker.get("sasl")
+        if isinstance(sasl, dict) and "password" in sasl:
             raise _inline_password("[broker.sasl] password")
-        sasl = _table(self.table, "sasl", _SASL_KEYS)
-        # `_parse` leaves SASL checks for later: the password arrives from the environment.
-        base = BrokerSettings._parse(bootstrap)
-        protocol = self.table.get("security_protocol")
-        if protocol is None:
-            protocol = base.security_protocol
-            if sasl and not protocol.startswith("SASL"):
-                protocol = "SASL_SSL"
-            elif tls and protocol == "PLAINTEXT":
-                protocol = "SSL"
-        protocol = str(protocol).upper()
-        if protocol not in SECURITY_PROTOCOLS:
-            raise ConfigurationError(
-                f"[broker] security_protocol {protocol!r} is not one of "
-                f"{', '.join(SECURITY_PROTOCOLS)}"
-            )
-        uses_tls = protocol in ("SSL", "SASL_SSL")
-        if tls and not uses_tls:
-            raise ConfigurationError(f"[broker.tls] is set but security_protocol is {protocol}")
-        if sasl and not protocol.startswith("SASL"):
-            raise ConfigurationError(f"[broker.sasl] is set but security_protocol is {protocol}")
-        settings = replace(
-            base,
-            security_protocol=protocol,
-            ssl_cafile=self._path(tls, "ca_file") or base.ssl_cafile,
-            ssl_certfile=self._path(tls, "cert_file") or base.ssl_certfile,
-            ssl_keyfile=self._path(tls, "key_file") or base.ssl_keyfile,
-            ssl_verify=bool(tls.get("verify", base.ssl_verify)),
-        )
-        password_env: str | None = None
-        if protocol.startswith("SASL"):
-            mechanism = str(sasl.get("mechanism", base.sasl_mechanism or "PLAIN")).upper()
-            if mechanism not in SASL_MECHANISMS:
-                raise ConfigurationError(
-                    f"[broker.sasl] mechanism {mechanism!r} is not one of "
-                    f"{', '.join(SASL_MECHANISMS)}"
-                )
-            password_env = str(sasl.get("password_env", DEFAULT_PASSWORD_ENV))
-            if not _ENV_NAME.match(password_env):
-                raise ConfigurationError(
-                    f"[broker.sasl] password_env {password_env!r} is not an environment "
-                    "variable name (it names the variable holding the password)"
-                )
-            username = sasl.get("username")
-            settings = replace(
-                settings,
-                sasl_mechanism=mechanism,
-                sasl_username=str(username) if username else None,
-                sasl_password=None,
-            )
-        return ExternalConfig(settings=settings, password_env=password_env)
-
-    def _path(self, table: Mapping[str, Any], key: str) -> str | None:
-        value = table.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value:
-            raise ConfigurationError(f"[broker.tls] {key} must be a file path")
-        return str((self.root / Path(value).expanduser()).resolve())
 
 
 def _inline_password(where: str) -> ConfigurationError:
@@ -362,3 +360,73 @@ def _inline_password(where: str) -> ConfigurationError:
         f"{where}: do not write passwords in aerogrid.toml; put it in an environment "
         f'variable and name that variable instead: password_env = "{DEFAULT_PASSWORD_ENV}"'
     )
+
+
+# -- mode external: what the tables say together -------------------------------------------
+
+
+def _given(table: msgspec.Struct | None) -> bool:
+    """Whether the file has the table with at least one key in it."""
+    return table is not None and any(
+        getattr(table, name) is not None for name in table.__struct_fields__
+    )
+
+
+def _external(root: Path, broker: _Broker, *, required: bool) -> ExternalConfig | None:
+    bootstrap = broker.bootstrap
+    if not bootstrap:
+        if required:
+            raise ConfigurationError('broker mode external needs bootstrap = "host:port"')
+        return None
+    if "://" in bootstrap and "@" in bootstrap.partition("://")[2].split("/")[0]:
+        raise ConfigurationError(
+            "[broker] bootstrap has credentials in it: put the user in [broker.sasl] "
+            "username and the password in an environment variable named by password_env"
+        )
+    tls, sasl = broker.tls or _Tls(), broker.sasl or _Sasl()
+    has_tls, has_sasl = _given(broker.tls), _given(broker.sasl)
+    # `_parse` leaves SASL checks for later: the password arrives from the environment.
+    base = BrokerSettings._parse(bootstrap)
+    protocol = broker.security_protocol
+    if protocol is None:
+        protocol = base.security_protocol
+        if has_sasl and not protocol.startswith("SASL"):
+            protocol = "SASL_SSL"
+        elif has_tls and protocol == "PLAINTEXT":
+            protocol = "SSL"
+    protocol = protocol.upper()
+    if protocol not in SECURITY_PROTOCOLS:
+        raise ConfigurationError(_RULES["broker.security_protocol"].format(value=protocol))
+    if has_tls and protocol not in ("SSL", "SASL_SSL"):
+        raise ConfigurationError(f"[broker.tls] is set but security_protocol is {protocol}")
+    if has_sasl and not protocol.startswith("SASL"):
+        raise ConfigurationError(f"[broker.sasl] is set but security_protocol is {protocol}")
+
+    def path(value: str | None) -> str | None:
+        return str((root / Path(value).expanduser()).resolve()) if value else None
+
+    settings = replace(
+        base,
+        security_protocol=protocol,
+        ssl_cafile=path(tls.ca_file) or base.ssl_cafile,
+        ssl_certfile=path(tls.cert_file) or base.ssl_certfile,
+        ssl_keyfile=path(tls.key_file) or base.ssl_keyfile,
+        ssl_verify=base.ssl_verify if tls.verify is None else tls.verify,
+    )
+    password_env: str | None = None
+    if protocol.startswith("SASL"):
+        mechanism = (sasl.mechanism or base.sasl_mechanism or "PLAIN").upper()
+        if mechanism not in SASL_MECHANISMS:
+            raise ConfigurationError(
+                f"[broker.sasl] mechanism {mechanism!r} is not one of {', '.join(SASL_MECHANISMS)}"
+            )
+        password_env = sasl.password_env or DEFAULT_PASSWORD_ENV
+        if not _ENV_NAME.match(password_env):
+            raise ConfigurationError(_ENV_RULE.format(value=password_env))
+        settings = replace(
+            settings,
+            sasl_mechanism=mechanism,
+            sasl_username=sasl.username or None,
+            sasl_password=None,
+        )
+    return ExternalConfig(settings=settings, password_env=password_env)
