@@ -99,6 +99,7 @@ class Owner:
 
 
 def component_labels(component: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The labels every platform object carries, with its component and `extra`."""
     return {**MANAGED_BY, **PART_OF, COMPONENT: component, **(extra or {})}
 
 
@@ -109,6 +110,7 @@ def object_meta(
     owner: Owner | None = None,
     annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
+    """An object's metadata: name, namespace, labels, annotations and owner, when given."""
     meta: dict[str, Any] = {"name": name}
     if namespace is not None:
         meta["namespace"] = namespace
@@ -123,6 +125,7 @@ def object_meta(
 def api_object(
     api_version: str, kind: str, metadata: dict[str, Any], **body: Any
 ) -> dict[str, Any]:
+    """A whole Kubernetes object: its type, `metadata` and the `body` fields (spec, data...)."""
     return {"apiVersion": api_version, "kind": kind, "metadata": metadata, **body}
 
 
@@ -138,6 +141,7 @@ def restricted_container() -> dict[str, Any]:
 
 
 def restricted_pod(uid: int = APP_UID) -> dict[str, Any]:
+    """The pod-level half of Pod Security `restricted`, as the runtime image's user."""
     return {
         "runAsNonRoot": True,
         "runAsUser": uid,
@@ -156,6 +160,7 @@ def namespace_object(
     owner: Owner | None = None,
     audit: str = "restricted",
 ) -> dict[str, Any]:
+    """A namespace with Pod Security labels (`enforce` level) and Istio injection on or off."""
     psa = {
         f"{_PSA}/enforce": enforce,
         f"{_PSA}/enforce-version": "latest",
@@ -169,6 +174,7 @@ def namespace_object(
 
 
 def http_probe(path: str, port: str | int, period: int, failures: int) -> dict[str, Any]:
+    """A container probe: GET `path` every `period` s, failed after `failures` misses."""
     return {
         "httpGet": {"path": path, "port": port},
         "periodSeconds": period,
@@ -178,6 +184,7 @@ def http_probe(path: str, port: str | int, period: int, failures: int) -> dict[s
 
 
 def stable_hash(value: object) -> str:
+    """SHA-256 of `value` as sorted JSON: the same value, the same hash, in any process."""
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
