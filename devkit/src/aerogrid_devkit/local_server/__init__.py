@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import ssl
 from collections.abc import Collection, Iterator
 from pathlib import Path
@@ -49,6 +48,7 @@ from typing import Self
 import uvicorn
 from grpc import aio
 
+from aerogrid.net import LOOPBACK_HOST, bind_socket
 from aerogrid.server.auth import Authenticator, AuthSettings, is_loopback
 from aerogrid.server.connections import GRPC_SERVER_OPTIONS
 from aerogrid.server.grpc_server import add_services
@@ -79,19 +79,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def _internal_socket() -> socket.socket:
-    """A listening socket on an ephemeral 127.0.0.1 port for the internal HTTP server."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(512)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 class _Uvicorn(uvicorn.Server):
     """uvicorn without its signal handlers: the devkit (its TUI, `aerogrid dev`) owns Ctrl-C."""
 
@@ -120,7 +107,7 @@ async def _serve_http(
 
     Returns (server, its task, its port).
     """
-    sock = _internal_socket()
+    sock = bind_socket(LOOPBACK_HOST, 0)
     port: int = sock.getsockname()[1]
     server = _Uvicorn(
         uvicorn_config(
@@ -206,7 +193,7 @@ class LocalServer:
     @property
     def url(self) -> str:
         """The base URL for browser clients (Connect, gRPC-Web): what Excel is given."""
-        if "127.0.0.1" in listen_addresses(self.host):
+        if LOOPBACK_HOST in listen_addresses(self.host):
             return f"http://localhost:{self.port}"
         return f"http://{self.address}"
 
@@ -278,7 +265,7 @@ class LocalServer:
 
             self._grpc = aio.server(options=GRPC_SERVER_OPTIONS)
             add_services(self._grpc, gateway, authenticator, is_loopback)
-            grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
+            grpc_port = self._grpc.add_insecure_port(f"{LOOPBACK_HOST}:0")
             await self._grpc.start()
 
             http_app = create_http_app(

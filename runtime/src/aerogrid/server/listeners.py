@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import uvicorn
 from grpc import aio
 
+from aerogrid.net import bind_socket
 from aerogrid.server import auth
 from aerogrid.server.connections import GRPC_SERVER_OPTIONS
 from aerogrid.server.grpc_server import add_services
@@ -23,18 +23,7 @@ from aerogrid.server.http_server import uvicorn_config
 from aerogrid.server.service import ServiceAPI
 from aerogrid.server.web import Readiness, create_http_app
 
-__all__ = ["Listeners", "bind", "start_listeners"]
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening, non-blocking TCP socket on `host:port` (port 0: a free one)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(512)
-    sock.setblocking(False)
-    return sock
+__all__ = ["Listeners", "start_listeners"]
 
 
 @dataclass
@@ -74,7 +63,7 @@ async def start_listeners(
     grpc_port = grpc_server.add_insecure_port(f"{host}:{port}")
     if grpc_port == 0:
         raise OSError(f"cannot listen for gRPC on {host}:{port}")
-    http_socket = bind(host, http_port)
+    http_socket = bind_socket(host, http_port)
     http_app = create_http_app(service, authenticator, is_ready=is_ready, is_loopback=is_loopback)
     http_server = uvicorn.Server(uvicorn_config(http_app))
     await grpc_server.start()
