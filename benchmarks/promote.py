@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from aerogrid_cloud import render
-from aerogrid_cloud.kube import Kube, NotFound, Resources, ResourceType
+from aerogrid_cloud.kube import APPS, NotFound, ResourceType
 from aerogrid_cloud.model import AppSpec, namespace_for
 from aerogrid_cloud.platform_cli import install_objects
 from aerogrid_cloud.promote import build_app, promote
 from benchmarks._common import seconds_summary, write_result
 from cloud.test_operator import SETTINGS, Cluster, OperatorThread, _wait_quota_controller
 from support.k8s import KubeTestbed
+from support.kube_blocking import BlockingKube
 
 DEPLOYMENTS = ResourceType("apps", "v1", "deployments", "Deployment")
 SERVICES = ResourceType("", "v1", "services", "Service")
@@ -47,16 +48,16 @@ def app_folder(root: Path, name: str) -> Path:
     return folder
 
 
-def objects_exist(admin: Kube, name: str, namespace: str) -> bool:
+def objects_exist(admin: BlockingKube, name: str, namespace: str) -> bool:
     try:
-        Resources(admin, DEPLOYMENTS).get(name, namespace)
-        Resources(admin, SERVICES).get(name, namespace)
+        admin.get(DEPLOYMENTS, name, namespace)
+        admin.get(SERVICES, name, namespace)
     except NotFound:
         return False
     return True
 
 
-def until_objects(admin: Kube, name: str, namespace: str, started: float) -> float:
+def until_objects(admin: BlockingKube, name: str, namespace: str, started: float) -> float:
     while not objects_exist(admin, name, namespace):
         if time.monotonic() - started > 60:
             raise RuntimeError(f"no Deployment and Service for {name} after 60 s")
@@ -64,7 +65,7 @@ def until_objects(admin: Kube, name: str, namespace: str, started: float) -> flo
     return time.monotonic() - started
 
 
-def direct_apply(admin: Kube, name: str) -> float:
+def direct_apply(admin: BlockingKube, name: str) -> float:
     """The floor: the app's own objects applied straight away, no App, no operator."""
     spec = AppSpec(
         files={"app.py": f"import aerogrid\napp = aerogrid.App({name!r})\n"},
@@ -74,7 +75,7 @@ def direct_apply(admin: Kube, name: str) -> float:
     started = time.monotonic()
     for obj in render.app_objects(name, namespace, spec, SETTINGS):
         if obj["kind"] in ("ConfigMap", "Deployment", "Service", "ServiceAccount"):
-            Resources(admin, render.resource_type(obj)).apply(obj, field_manager="bench")
+            admin.apply(render.resource_type(obj), obj, field_manager="bench")
     return until_objects(admin, name, namespace, started)
 
 
@@ -89,7 +90,10 @@ def main() -> int:
         return 1
     bed.start()
     try:
-        with Kube(bed.api_client(), context="admin") as admin, tempfile.TemporaryDirectory() as tmp:
+        with (
+            BlockingKube.connect(bed.admin_kubeconfig) as admin,
+            tempfile.TemporaryDirectory() as tmp,
+        ):
             results = measure(bed, admin, Path(tmp), args.runs)
     finally:
         bed.stop()
@@ -100,13 +104,14 @@ def main() -> int:
     return 0 if results["cli"]["p50_s"] < 5.0 else 1
 
 
-def measure(bed: KubeTestbed, admin: Kube, root: Path, runs: int) -> dict[str, Any]:
+def measure(bed: KubeTestbed, admin: BlockingKube, root: Path, runs: int) -> dict[str, Any]:
     for name in {SETTINGS.gateway_namespace, SETTINGS.mesh_root_namespace}:
-        Resources(admin, NAMESPACES).apply(
+        admin.apply(
+            NAMESPACES,
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
             field_manager="bench",
         )
-    install_objects(admin, render.platform_objects(SETTINGS))
+    admin.run(install_objects(admin.kube, render.platform_objects(SETTINGS)))
     cluster = Cluster(admin, "bench")
     _wait_quota_controller(cluster)
     cli: list[float] = []
@@ -136,7 +141,7 @@ def measure(bed: KubeTestbed, admin: Kube, root: Path, runs: int) -> dict[str, A
     }
 
 
-def _label(admin: Kube, cluster: Cluster, name: str) -> None:
+def _label(admin: BlockingKube, cluster: Cluster, name: str) -> None:
     namespace = namespace_for(TENANT)
     while True:
         try:
@@ -144,16 +149,16 @@ def _label(admin: Kube, cluster: Cluster, name: str) -> None:
             break
         except NotFound:
             time.sleep(0.01)
-    admin.request(
-        "PATCH",
-        f"/apis/aerogrid.io/v1alpha1/namespaces/{namespace}/apps/{name}",
-        body={"metadata": {"labels": {"aerogrid.io/test": cluster.label}}},
-        content_type="application/merge-patch+json",
+    admin.merge_patch(
+        APPS,
+        name,
+        {"metadata": {"labels": {"aerogrid.io/test": cluster.label}}},
+        namespace=namespace,
     )
 
 
 def by_cli_labelled(
-    admin: Kube, cluster: Cluster, kubeconfig: Path, root: Path, name: str
+    admin: BlockingKube, cluster: Cluster, kubeconfig: Path, root: Path, name: str
 ) -> float:
     folder = app_folder(root, name)
     started = time.monotonic()
@@ -171,10 +176,10 @@ def by_cli_labelled(
     return elapsed
 
 
-def in_process_labelled(admin: Kube, cluster: Cluster, root: Path, name: str) -> float:
+def in_process_labelled(admin: BlockingKube, cluster: Cluster, root: Path, name: str) -> float:
     folder = app_folder(root, name)
     started = time.monotonic()
-    promote(admin, build_app(folder, TENANT))
+    admin.run(promote(admin.kube, build_app(folder, TENANT)))
     _label(admin, cluster, name)
     return until_objects(admin, name, namespace_for(TENANT), started)
 

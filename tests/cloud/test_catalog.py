@@ -44,11 +44,12 @@ from aerogrid_cloud.catalog import (
     catalog_auth_settings,
     start_server,
 )
-from aerogrid_cloud.kube import APPS, Kube, ObjectList, Resources, ResourceType, connect
+from aerogrid_cloud.kube import APPS, ObjectList, ResourceType, connect
 from aerogrid_cloud.model import APP_KIND, AppSpec, namespace_for, resource
 from cloud.test_promote import install_app_crd
 from support.brokers import free_port
 from support.k8s import KubeTestbed
+from support.kube_blocking import BlockingKube
 
 ISSUER = "https://idp.aerogrid.test/"
 AUDIENCE = "aerogrid"
@@ -98,13 +99,13 @@ def app_object(name: str, tenant: str) -> dict[str, Any]:
 
 
 def set_status(
-    admin: Kube, tenant: str, name: str, phase: str, message: str = "", endpoint: str = ""
+    admin: BlockingKube, tenant: str, name: str, phase: str, message: str = "", endpoint: str = ""
 ) -> None:
     """What the operator would write (the test stands in for it)."""
-    admin.request(
-        "PATCH",
-        APPS.path(namespace_for(tenant), name) + "/status",
-        body={
+    admin.merge_patch(
+        APPS,
+        name,
+        {
             "status": {
                 "phase": phase,
                 "message": message,
@@ -112,7 +113,8 @@ def set_status(
                 "observedGeneration": 1,
             }
         },
-        content_type="application/merge-patch+json",
+        namespace=namespace_for(tenant),
+        status=True,
     )
 
 
@@ -122,19 +124,19 @@ def tenants(kube: KubeTestbed, tmp_path_factory: pytest.TempPathFactory) -> Iter
     folder = tmp_path_factory.mktemp("catalog")
     suffix = uuid.uuid4().hex[:6]
     a, b = f"ca{suffix}", f"cb{suffix}"
-    with connect(kube.admin_kubeconfig) as admin:
+    with BlockingKube.connect(kube.admin_kubeconfig) as admin:
         install_app_crd(admin)
         for tenant in (a, b):
             kube.create_namespace(namespace_for(tenant), wait_for_service_account=False)
-        apps = Resources(admin, APPS)
         for name, tenant in (("orders", a), ("prices", a), ("orders", b), ("risk", b)):
-            apps.apply(app_object(name, tenant), field_manager="aerogrid-tests")
+            admin.apply(APPS, app_object(name, tenant), field_manager="aerogrid-tests")
         set_status(admin, a, "orders", "Running", endpoint=f"orders.{a}.aerogrid.test:443")
         set_status(admin, a, "prices", "Failed", "image build failed: no nosuchpkg")
         set_status(admin, b, "orders", "Building", "building the image")
         set_status(admin, b, "risk", "Stopped")
         role = f"aerogrid-catalog-{suffix}"
-        Resources(admin, CLUSTER_ROLES).apply(
+        admin.apply(
+            CLUSTER_ROLES,
             {
                 "apiVersion": "rbac.authorization.k8s.io/v1",
                 "kind": "ClusterRole",
@@ -143,7 +145,8 @@ def tenants(kube: KubeTestbed, tmp_path_factory: pytest.TempPathFactory) -> Iter
             },
             field_manager="aerogrid-tests",
         )
-        Resources(admin, CLUSTER_ROLE_BINDINGS).apply(
+        admin.apply(
+            CLUSTER_ROLE_BINDINGS,
             {
                 "apiVersion": "rbac.authorization.k8s.io/v1",
                 "kind": "ClusterRoleBinding",
@@ -186,8 +189,8 @@ def tenants(kube: KubeTestbed, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @pytest.fixture(scope="module")
-def admin(kube: KubeTestbed) -> Iterator[Kube]:
-    with connect(kube.admin_kubeconfig) as admin_kube:
+def admin(kube: KubeTestbed) -> Iterator[BlockingKube]:
+    with BlockingKube.connect(kube.admin_kubeconfig) as admin_kube:
         yield admin_kube
 
 
@@ -275,7 +278,7 @@ async def _next(stream: Any) -> catalog_pb2.WatchAppsResponse:
 
 
 async def test_watch_apps_streams_status_changes_and_deletions(
-    served: CatalogServer, tenants: Tenants, admin: Kube
+    served: CatalogServer, tenants: Tenants, admin: BlockingKube
 ) -> None:
     a, b = tenants.a, tenants.b
     async with aio.insecure_channel(f"127.0.0.1:{served.grpc_port}") as channel:
@@ -297,17 +300,16 @@ async def test_watch_apps_streams_status_changes_and_deletions(
             (a, "prices", catalog_pb2.APP_STATUS_RUNNING, f"prices.{a}.aerogrid.test:443")
         ]
 
-        Resources(admin, APPS).delete("orders", namespace_for(b))  # b's "orders": not alice's
-        Resources(admin, APPS).delete("prices", namespace_for(a))
+        admin.delete(APPS, "orders", namespace_for(b))  # b's "orders": not alice's
+        admin.delete(APPS, "prices", namespace_for(a))
         gone = await _next(stream)
         assert list(gone.removed) == ["prices"] and not gone.apps
         stream.cancel()
 
     # Put things back for the other tests of this module.
-    apps = Resources(admin, APPS)
-    apps.apply(app_object("prices", a), field_manager="aerogrid-tests")
+    admin.apply(APPS, app_object("prices", a), field_manager="aerogrid-tests")
     set_status(admin, a, "prices", "Failed", "image build failed: no nosuchpkg")
-    apps.apply(app_object("orders", b), field_manager="aerogrid-tests")
+    admin.apply(APPS, app_object("orders", b), field_manager="aerogrid-tests")
     set_status(admin, b, "orders", "Building", "building the image")
     set_status(admin, b, "risk", "Stopped")
 
@@ -469,16 +471,18 @@ async def test_an_expired_watch_is_followed_by_a_fresh_list(
     """The first list answers a resourceVersion long compacted away: the watch from it gets
     410 Gone from the real API server, and the catalog lists again instead of drifting."""
     catalog = ClusterCatalog(connect(tenants.catalog_kubeconfig))
-    resources = catalog.watcher._apps
-    real_list = resources.list
+    kube = catalog.watcher.kube
+    real_list = kube.list
     calls: list[str | None] = []
 
-    def list_once_stale(namespace: str | None = None, **kwargs: Any) -> ObjectList:
-        found = real_list(namespace, **kwargs)
+    async def list_once_stale(
+        rtype: ResourceType, namespace: str | None = None, **kwargs: Any
+    ) -> ObjectList:
+        found = await real_list(rtype, namespace, **kwargs)
         calls.append(namespace)
         return ObjectList(found.items, "1") if len(calls) == 1 else found
 
-    monkeypatch.setattr(resources, "list", list_once_stale)
+    monkeypatch.setattr(kube, "list", list_once_stale)
     await catalog.start()
     try:
         assert await catalog.wait_synced(30)

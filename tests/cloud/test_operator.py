@@ -27,10 +27,17 @@ from typing import Any, Final
 import pytest
 import yaml
 from click.testing import CliRunner
-from kubernetes import client
 
 from aerogrid_cloud import operator
-from aerogrid_cloud.kube import APPS, Invalid, Kube, KubeError, NotFound, Resources, ResourceType
+from aerogrid_cloud.kube import (
+    APPS,
+    Invalid,
+    KubeError,
+    NotFound,
+    ObjectList,
+    ResourceType,
+    connect,
+)
 from aerogrid_cloud.model import (
     APP_LABEL,
     MANAGED_BY,
@@ -46,6 +53,7 @@ from aerogrid_cloud.render import BUILT_IMAGES, build_for, platform_objects, res
 from aerogrid_cloud.settings import PlatformSettings
 from support.brokers import free_port
 from support.k8s import KubeTestbed
+from support.kube_blocking import BlockingKube
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -69,7 +77,6 @@ CONFIGMAPS = ResourceType("", "v1", "configmaps", "ConfigMap")
 DEPLOYMENTS = ResourceType("apps", "v1", "deployments", "Deployment")
 REPLICASETS = ResourceType("apps", "v1", "replicasets", "ReplicaSet")
 QUOTAS = ResourceType("", "v1", "resourcequotas", "ResourceQuota")
-_MERGE: Final = "application/merge-patch+json"
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -94,10 +101,31 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class Resources:
+    """One kind, through the admin's client: `cluster.res(DEPLOYMENTS).get(name, ns)`."""
+
+    def __init__(self, kube: BlockingKube, rtype: ResourceType) -> None:
+        self.kube = kube
+        self.type = rtype
+
+    def apply(self, obj: Mapping[str, Any], *, field_manager: str) -> dict[str, Any]:
+        return self.kube.apply(self.type, obj, field_manager=field_manager)
+
+    def get(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        return self.kube.get(self.type, name, namespace)
+
+    def list(self, namespace: str | None = None, *, label_selector: str = "") -> ObjectList:
+        labels = dict(part.split("=", 1) for part in label_selector.split(",") if part)
+        return self.kube.list(self.type, namespace, labels=labels or None)
+
+    def delete(self, name: str, namespace: str | None = None) -> None:
+        self.kube.delete(self.type, name, namespace)
+
+
 class Cluster:
     """The admin's view of the test bed, through the same client the operator uses."""
 
-    def __init__(self, kube: Kube, label: str) -> None:
+    def __init__(self, kube: BlockingKube, label: str) -> None:
         self.kube = kube
         self.label = label
 
@@ -115,12 +143,7 @@ class Cluster:
         return self.res(APPS).apply(obj, field_manager="test")
 
     def patch_app(self, name: str, tenant: str, spec: Mapping[str, Any]) -> None:
-        self.kube.request(
-            "PATCH",
-            APPS.path(namespace_for(tenant), name),
-            body={"spec": dict(spec)},
-            content_type=_MERGE,
-        )
+        self.kube.merge_patch(APPS, name, {"spec": dict(spec)}, namespace=namespace_for(tenant))
 
     def app(self, name: str, tenant: str) -> dict[str, Any]:
         return self.res(APPS).get(name, namespace_for(tenant))
@@ -162,23 +185,20 @@ class Cluster:
             "metadata": {"generateName": "dry-run-", "labels": template["metadata"]["labels"]},
             "spec": template["spec"],
         }
-        return self.kube.request(
-            "POST", PODS.path(namespace), query=[("dryRun", "All")], body=pod, resource=PODS
+        return self.kube.create(
+            PODS, {**pod, "metadata": {**pod["metadata"], "namespace": namespace}}, dry_run=True
         )
 
 
 class Kubelet:
     """Plays the node's part: writes the status a kubelet would report for a pod."""
 
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: BlockingKube) -> None:
         self.kube = kube
 
     def _status(self, namespace: str, pod: Mapping[str, Any], status: dict[str, Any]) -> None:
-        self.kube.request(
-            "PATCH",
-            PODS.path(namespace, pod["metadata"]["name"]) + "/status",
-            body={"status": status},
-            content_type=_MERGE,
+        self.kube.merge_patch(
+            PODS, pod["metadata"]["name"], {"status": status}, namespace=namespace, status=True
         )
 
     def run(self, namespace: str, pod: Mapping[str, Any]) -> None:
@@ -257,9 +277,8 @@ class OperatorThread:
         label: str,
         liveness: str | None = None,
     ) -> None:
-        configuration = bed.configuration(OPERATOR_USER, OPERATOR_GROUPS)
         self.liveness = liveness
-        self.kube = Kube(client.ApiClient(configuration), context="operator")
+        self.kube = connect(bed.user_kubeconfig(OPERATOR_USER, OPERATOR_GROUPS))
         self.settings = settings
         self.label = label
         self._stop = threading.Event()
@@ -295,12 +314,16 @@ class OperatorThread:
         self._stop.set()
         self._thread.join(TIMEOUT)
         assert not self._thread.is_alive(), "the operator did not stop"
-        self.kube.close()
         if self._error is not None:
             raise self._error
 
 
 # -- fixtures ------------------------------------------------------------------------------
+
+
+def install(admin: BlockingKube, objects: list[dict[str, Any]]) -> dict[str, str]:
+    """`platform install`'s work (`install_objects`) on the admin's client."""
+    return admin.run(install_objects(admin.kube, objects))
 
 
 def _wait_quota_controller(cluster: Cluster) -> None:
@@ -336,13 +359,13 @@ def _wait_quota_controller(cluster: Cluster) -> None:
 
 
 @pytest.fixture(scope="module")
-def admin(kube: KubeTestbed) -> Iterator[Kube]:
-    with Kube(kube.api_client(), context="admin") as api:
+def admin(kube: KubeTestbed) -> Iterator[BlockingKube]:
+    with BlockingKube.connect(kube.admin_kubeconfig) as api:
         yield api
 
 
 @pytest.fixture(scope="module")
-def installed(kube: KubeTestbed, admin: Kube) -> PlatformSettings:
+def installed(kube: KubeTestbed, admin: BlockingKube) -> PlatformSettings:
     """The platform installed as `platform install` does, once for the module."""
     namespaces = Resources(admin, NAMESPACES)
     for name in {SETTINGS.gateway_namespace, SETTINGS.mesh_root_namespace}:
@@ -351,7 +374,7 @@ def installed(kube: KubeTestbed, admin: Kube) -> PlatformSettings:
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
             field_manager="test",
         )
-    install_objects(admin, platform_objects(SETTINGS))
+    install(admin, platform_objects(SETTINGS))
     _wait_quota_controller(Cluster(admin, "setup"))
     return SETTINGS
 
@@ -362,7 +385,7 @@ def label() -> str:
 
 
 @pytest.fixture
-def cluster(admin: Kube, installed: PlatformSettings, label: str) -> Cluster:
+def cluster(admin: BlockingKube, installed: PlatformSettings, label: str) -> Cluster:
     return Cluster(admin, label)
 
 
@@ -396,11 +419,11 @@ def with_requirements(text: str) -> AppSpec:
 
 
 def test_platform_install_is_accepted_and_idempotent(
-    kube: KubeTestbed, admin: Kube, installed: PlatformSettings, tmp_path: Any
+    kube: KubeTestbed, admin: BlockingKube, installed: PlatformSettings, tmp_path: Any
 ) -> None:
     # Every rendered object was accepted by the installed fixture; a second time, nothing
     # changes (server-side apply, resourceVersions untouched).
-    again = install_objects(admin, platform_objects(installed))
+    again = install(admin, platform_objects(installed))
     assert set(again.values()) == {"unchanged"}, again
     # The command itself, under a kubeconfig context.
     settings_file = tmp_path / "settings.yaml"
@@ -672,11 +695,11 @@ def test_a_recorded_image_is_not_built_again(
     build = build_for(spec, installed)
     assert build is not None
     # As if an earlier app had built it (its Job long gone, its record kept).
-    cluster.kube.request(
-        "PATCH",
-        CONFIGMAPS.path(installed.build_namespace, BUILT_IMAGES),
-        body={"data": {build.tag: build.image}},
-        content_type=_MERGE,
+    cluster.kube.merge_patch(
+        CONFIGMAPS,
+        BUILT_IMAGES,
+        {"data": {build.tag: build.image}},
+        namespace=installed.build_namespace,
     )
     cluster.apply_app("reuse", tenant, spec)
     app = cluster.wait_app("reuse", tenant, "Deploying")
@@ -968,11 +991,8 @@ def test_a_developer_promotes_and_follows_the_app_to_running(
     try:
         # this operator only handles objects with the test's label (tests share the bed)
         wait(lambda: cluster.app("orders", tenant), "the promoted App")
-        cluster.kube.request(
-            "PATCH",
-            APPS.path(ns, "orders"),
-            body={"metadata": {"labels": {TEST_LABEL: cluster.label}}},
-            content_type=_MERGE,
+        cluster.kube.merge_patch(
+            APPS, "orders", {"metadata": {"labels": {TEST_LABEL: cluster.label}}}, namespace=ns
         )
         # no kubelet here: once the operator's Deployment has a pod, play the node's part
         pod = wait(
@@ -1000,7 +1020,7 @@ def test_a_developer_promotes_and_follows_the_app_to_running(
     virtual = ResourceType("networking.istio.io", "v1", "virtualservices", "VirtualService")
     assert len(cluster.owned_by(uid, service, ns)) == len(cluster.owned_by(uid, virtual, ns)) == 1
     # the developer's rights end at the tenant's Apps
-    with Kube(kube.api_client(f"dev-{tenant}", [f"{tenant}-devs"]), context="dev") as dev:
+    with BlockingKube.connect(developer) as dev:
         assert [a["metadata"]["name"] for a in Resources(dev, APPS).list(ns).items] == ["orders"]
         with pytest.raises(KubeError, match=r"(?i)forbidden"):
             Resources(dev, DEPLOYMENTS).list(ns)

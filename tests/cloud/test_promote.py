@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
@@ -39,17 +39,14 @@ from aerogrid.server.grpc_server import add_services
 from aerogrid.server.hub import GridHub
 from aerogrid.v1 import catalog_pb2
 from aerogrid_cloud import cloud_cli
-from aerogrid_cloud import promote as promote_module
 from aerogrid_cloud.crds import app_crd
 from aerogrid_cloud.kube import (
     APPS,
-    Cancel,
     ConfigError,
     CrdMissing,
     Gone,
     Kube,
     KubeError,
-    Resources,
     ResourceType,
     Unreachable,
     WatchEvent,
@@ -64,6 +61,7 @@ from aerogrid_cloud.promote import (
     read_app_folder,
 )
 from support.k8s import KubeTestbed, wait_for
+from support.kube_blocking import BlockingKube
 
 APP_PY = """\
 import aerogrid
@@ -306,8 +304,11 @@ def test_unknown_context_and_refused_connection_are_explained(tmp_path: Path) ->
     config = _kubeconfig(tmp_path / "config", f"http://127.0.0.1:{free_port()}", ["dev", "prod"])
     with pytest.raises(ConfigError, match=r"no context 'staging' in .*\(contexts: dev, prod\)"):
         connect(config, "staging")
-    with connect(config, "prod", timeout=5) as kube, pytest.raises(Unreachable) as info:
-        Resources(kube, APPS).list("aerogrid-acme")
+    with (
+        BlockingKube(connect(config, "prod", timeout=5)) as kube,
+        pytest.raises(Unreachable) as info,
+    ):
+        kube.list(APPS, "aerogrid-acme")
     assert str(info.value).startswith("cannot reach the cluster at http://127.0.0.1:")
     assert str(info.value).endswith("(context prod): connection refused")
 
@@ -387,13 +388,13 @@ DEVELOPER_RULES = [
 ]
 
 
-def install_app_crd(admin: Kube) -> None:
+def install_app_crd(admin: BlockingKube) -> None:
     """The App CRD as the platform renders it (aerogrid_cloud.crds), established."""
     crd = app_crd()
-    Resources(admin, CRDS).apply(crd, field_manager="aerogrid-tests")
+    admin.apply(CRDS, crd, field_manager="aerogrid-tests")
 
     def established() -> bool:
-        status = Resources(admin, CRDS).get(crd["metadata"]["name"]).get("status", {})
+        status = admin.get(CRDS, crd["metadata"]["name"]).get("status", {})
         return any(
             c.get("type") == "Established" and c.get("status") == "True"
             for c in status.get("conditions") or []
@@ -404,17 +405,18 @@ def install_app_crd(admin: Kube) -> None:
     wait_for(lambda: _lists(admin), 30, "the apiserver to serve apps.aerogrid.io")
 
 
-def _lists(admin: Kube) -> bool:
+def _lists(admin: BlockingKube) -> bool:
     try:
-        Resources(admin, APPS).list("default")
-    except CrdMissing:
+        admin.list(APPS, "default")
+    except (CrdMissing, KubeError):  # unknown yet, or 429 while its storage initializes
         return False
     return True
 
 
-def grant_developer(admin: Kube, namespace: str, group: str) -> None:
+def grant_developer(admin: BlockingKube, namespace: str, group: str) -> None:
     """A Role with DEVELOPER_RULES in `namespace`, bound to an identity-provider group."""
-    Resources(admin, ROLES).apply(
+    admin.apply(
+        ROLES,
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
@@ -423,7 +425,8 @@ def grant_developer(admin: Kube, namespace: str, group: str) -> None:
         },
         field_manager="aerogrid-tests",
     )
-    Resources(admin, ROLE_BINDINGS).apply(
+    admin.apply(
+        ROLE_BINDINGS,
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",
@@ -449,12 +452,11 @@ class StandInOperator:
 
     DEFAULT = (("Pending", ""), ("Deploying", "rolling out"), ("Running", ""))
 
-    def __init__(self, admin: Kube, namespace: str) -> None:
+    def __init__(self, admin: BlockingKube, namespace: str) -> None:
         self.admin = admin
         self.namespace = namespace
         self.script: dict[str, Sequence[tuple[str, str]]] = {}
         self.writes: list[tuple[str, int, str]] = []
-        self._cancel = Cancel()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.errors: list[BaseException] = []
@@ -463,7 +465,7 @@ class StandInOperator:
 
     def __enter__(self) -> StandInOperator:
         # Listed before the test goes on, so no App is created between list and watch.
-        listed = Resources(self.admin, APPS).list(self.namespace)
+        listed = self.admin.list(APPS, self.namespace)
         self._version = listed.resource_version
         self._listed = listed.items
         self._thread.start()
@@ -471,22 +473,21 @@ class StandInOperator:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._cancel.cancel()
         self._thread.join(10)
         assert not self.errors, self.errors
 
     def _run(self) -> None:
-        apps = Resources(self.admin, APPS)
         version = self._version
         try:
             for obj in self._listed:
                 self._reconcile(obj)
             while not self._stop.is_set():
-                for event in apps.watch(
+                for event in self.admin.watch(
+                    APPS,
                     self.namespace,
                     resource_version=version,
                     timeout_seconds=30,
-                    cancel=self._cancel,
+                    stop=self._stop,
                 ):
                     version = event.resource_version or version
                     if event.type in ("ADDED", "MODIFIED"):
@@ -515,24 +516,21 @@ class StandInOperator:
                 if phase == "Running"
                 else "",
             }
-            self.admin.request(
-                "PATCH",
-                APPS.path(self.namespace, name) + "/status",
-                body={"status": status},
-                content_type="application/merge-patch+json",
+            self.admin.merge_patch(
+                APPS, name, {"status": status}, namespace=self.namespace, status=True
             )
             self.writes.append((name, generation, phase))
 
 
 @pytest.fixture(scope="module")
-def admin(kube: KubeTestbed) -> Iterator[Kube]:
-    with connect(kube.admin_kubeconfig) as admin_kube:
+def admin(kube: KubeTestbed) -> Iterator[BlockingKube]:
+    with BlockingKube.connect(kube.admin_kubeconfig) as admin_kube:
         install_app_crd(admin_kube)
         yield admin_kube
 
 
 @pytest.fixture
-def tenant(kube: KubeTestbed, admin: Kube) -> Iterator[str]:
+def tenant(kube: KubeTestbed, admin: BlockingKube) -> Iterator[str]:
     """A fresh tenant: its namespace (as the operator makes it) and its developers' Role."""
     name = f"t{uuid.uuid4().hex[:8]}"
     kube.create_namespace(namespace_for(name), wait_for_service_account=False)
@@ -554,7 +552,7 @@ def cli(command: Any, *args: str) -> Result:
 
 
 def test_promote_applies_with_a_developers_rights_and_follows_status_to_running(
-    kube: KubeTestbed, admin: Kube, tenant: str, tmp_path: Path
+    kube: KubeTestbed, admin: BlockingKube, tenant: str, tmp_path: Path
 ) -> None:
     folder = make_app(tmp_path / "shop", "shop", **{"rates.csv": "usd,1\n", ".env": "SECRET=1\n"})
     config = str(developer(kube, tenant))
@@ -572,7 +570,7 @@ def test_promote_applies_with_a_developers_rights_and_follows_status_to_running(
         "  Running",
         f"app shop is running at shop.aerogrid-{tenant}.aerogrid.test:443",
     ]
-    stored = Resources(admin, APPS).get("shop", namespace_for(tenant))
+    stored = admin.get(APPS, "shop", namespace_for(tenant))
     assert stored["spec"]["files"] == build_app(folder, tenant)["spec"]["files"]
     assert ".env" not in stored["spec"]["files"]
     managers = {(m["manager"], m["operation"]) for m in stored["metadata"]["managedFields"]}
@@ -580,7 +578,7 @@ def test_promote_applies_with_a_developers_rights_and_follows_status_to_running(
 
 
 def test_wait_reports_a_failure_with_its_message(
-    kube: KubeTestbed, admin: Kube, tenant: str, tmp_path: Path
+    kube: KubeTestbed, admin: BlockingKube, tenant: str, tmp_path: Path
 ) -> None:
     folder = make_app(tmp_path / "broken", "broken")
     config = str(developer(kube, tenant))
@@ -605,7 +603,7 @@ def test_wait_reports_a_failure_with_its_message(
 
 
 def test_wait_times_out_with_the_last_phase(
-    kube: KubeTestbed, admin: Kube, tenant: str, tmp_path: Path
+    kube: KubeTestbed, admin: BlockingKube, tenant: str, tmp_path: Path
 ) -> None:
     folder = make_app(tmp_path / "slow", "slow")
     config = str(developer(kube, tenant))
@@ -621,17 +619,16 @@ def test_wait_times_out_with_the_last_phase(
 
 
 def test_repromote_is_idempotent_and_updates_files(
-    kube: KubeTestbed, admin: Kube, tenant: str, tmp_path: Path
+    kube: KubeTestbed, admin: BlockingKube, tenant: str, tmp_path: Path
 ) -> None:
     folder = make_app(tmp_path / "shop", "shop", **{"extra.py": "X = 1\n"})
     config = str(developer(kube, tenant))
-    apps = Resources(admin, APPS)
     namespace = namespace_for(tenant)
 
     def promote() -> dict[str, Any]:
         result = cli(cloud_cli.promote, str(folder), "--tenant", tenant, "--kubeconfig", config)
         assert result.exit_code == 0, result.output
-        return apps.get("shop", namespace)
+        return admin.get(APPS, "shop", namespace)
 
     first = promote()
     again = promote()
@@ -650,12 +647,11 @@ def test_repromote_is_idempotent_and_updates_files(
 
 
 def test_stop_start_delete_and_apps_listing(
-    kube: KubeTestbed, admin: Kube, tenant: str, tmp_path: Path
+    kube: KubeTestbed, admin: BlockingKube, tenant: str, tmp_path: Path
 ) -> None:
     folder = make_app(tmp_path / "shop", "shop")
     config = str(developer(kube, tenant))
     namespace = namespace_for(tenant)
-    apps = Resources(admin, APPS)
     target = ("--tenant", tenant, "--kubeconfig", config)
     with StandInOperator(admin, namespace):
         assert cli(cloud_cli.promote, str(folder), *target, "--wait").exit_code == 0
@@ -669,7 +665,7 @@ def test_stop_start_delete_and_apps_listing(
         assert [row.split()[:2] for row in rows] == [[tenant, "other"], [tenant, "shop"]]
         assert rows[1].split()[2] == "Running"
         wait_for(
-            lambda: apps.get("other", namespace).get("status", {}).get("phase") == "Running",
+            lambda: admin.get(APPS, "other", namespace).get("status", {}).get("phase") == "Running",
             10,
             "the stand-in to run app other",
         )
@@ -683,14 +679,14 @@ def test_stop_start_delete_and_apps_listing(
 
         stopped = cli(cloud_cli.stop, "shop", "--cloud", *target)
         assert stopped.exit_code == 0, stopped.output
-        assert apps.get("shop", namespace)["spec"]["stopped"] is True
+        assert admin.get(APPS, "shop", namespace)["spec"]["stopped"] is True
         wait_for(
-            lambda: apps.get("shop", namespace)["status"]["phase"] == "Stopped",
+            lambda: admin.get(APPS, "shop", namespace)["status"]["phase"] == "Stopped",
             10,
             "the stand-in to report Stopped",
         )
         # Stop used its own field manager: promote's files are untouched.
-        assert "app.py" in apps.get("shop", namespace)["spec"]["files"]
+        assert "app.py" in admin.get(APPS, "shop", namespace)["spec"]["files"]
         # Promoting into a stopped app keeps it stopped (stop/start own spec.stopped).
         (folder / "more.py").write_text("Z = 3\n")
         repromoted = cli(cloud_cli.promote, str(folder), *target, "--wait")
@@ -701,19 +697,19 @@ def test_stop_start_delete_and_apps_listing(
 
         started = cli(cloud_cli.start, "shop", "--cloud", *target)
         assert started.exit_code == 0, started.output
-        assert apps.get("shop", namespace)["spec"]["stopped"] is False
-        assert "more.py" in apps.get("shop", namespace)["spec"]["files"]
+        assert admin.get(APPS, "shop", namespace)["spec"]["stopped"] is False
+        assert "more.py" in admin.get(APPS, "shop", namespace)["spec"]["files"]
 
     deleted = cli(cloud_cli.delete, "shop", "--cloud", *target)
     assert deleted.exit_code == 0, deleted.output
-    assert [a["metadata"]["name"] for a in apps.list(namespace).items] == ["other"]
+    assert [a["metadata"]["name"] for a in admin.list(APPS, namespace).items] == ["other"]
     line = _one_error_line(cli(cloud_cli.delete, "shop", "--cloud", *target))
     assert line == f"error: no app 'shop' in tenant {tenant} (namespace {namespace})"
     assert "no app 'gone'" in _one_error_line(cli(cloud_cli.stop, "gone", "--cloud", *target))
 
 
 def test_a_user_without_rights_gets_one_forbidden_line(
-    kube: KubeTestbed, admin: Kube, tenant: str, tmp_path: Path
+    kube: KubeTestbed, admin: BlockingKube, tenant: str, tmp_path: Path
 ) -> None:
     folder = make_app(tmp_path / "shop", "shop")
     # A developer of another tenant: no Role in this tenant's namespace.
@@ -731,7 +727,7 @@ def test_a_user_without_rights_gets_one_forbidden_line(
 
 
 def test_a_tenant_that_is_not_set_up_and_a_platform_that_is_not_installed(
-    kube: KubeTestbed, admin: Kube, tmp_path: Path
+    kube: KubeTestbed, admin: BlockingKube, tmp_path: Path
 ) -> None:
     folder = make_app(tmp_path / "shop", "shop")
     line = _one_error_line(
@@ -747,17 +743,17 @@ def test_a_tenant_that_is_not_set_up_and_a_platform_that_is_not_installed(
     with pytest.raises(
         CrdMissing, match=r"does not serve widgets.nothing.aerogrid.test .*platform install"
     ):
-        Resources(admin, missing).list("default")
+        admin.list(missing, "default")
 
 
-def test_an_expired_watch_version_is_gone(admin: Kube) -> None:
+def test_an_expired_watch_version_is_gone(admin: BlockingKube) -> None:
     with pytest.raises(Gone):
-        for _ in Resources(admin, APPS).watch("default", resource_version="1", timeout_seconds=5):
+        for _ in admin.watch(APPS, "default", resource_version="1", timeout_seconds=5):
             pass
 
 
 def test_the_tuis_promote_reports_each_phase_and_failures(
-    kube: KubeTestbed, admin: Kube, tenant: str, tmp_path: Path
+    kube: KubeTestbed, admin: BlockingKube, tenant: str, tmp_path: Path
 ) -> None:
     """The TUI's `p` runs `promote_folder` in a thread; here it is called directly."""
     from aerogrid_cloud.targets import CloudTarget
@@ -790,7 +786,11 @@ def test_the_tuis_promote_reports_each_phase_and_failures(
 
 
 def test_wait_rides_through_a_broken_watch(
-    kube: KubeTestbed, admin: Kube, tenant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kube: KubeTestbed,
+    admin: BlockingKube,
+    tenant: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The API server drops promote's watch (a restart, a flaky network), up to twice:
     promote picks the App up again from a fresh get and still follows it to Running."""
@@ -798,14 +798,17 @@ def test_wait_rides_through_a_broken_watch(
     config = str(developer(kube, tenant))
     broken: list[str] = []
 
-    class FlakyResources(Resources):  # promote's view of the API only; the operator's is fine
-        def watch(self, *args: Any, **kwargs: Any) -> Iterator[WatchEvent]:
-            if len(broken) < 2:
-                broken.append("dropped")
-                raise Unreachable("the connection to the API server was reset")
-            return super().watch(*args, **kwargs)
+    real_watch = Kube.watch
 
-    monkeypatch.setattr(promote_module, "Resources", FlakyResources)
+    async def flaky_watch(kube: Kube, *args: Any, **kwargs: Any) -> AsyncIterator[WatchEvent]:
+        # promote's watch only (it follows one App by name); the stand-in's is fine
+        if kwargs.get("name") is not None and len(broken) < 2:
+            broken.append("dropped")
+            raise Unreachable("the connection to the API server was reset")
+        async for event in real_watch(kube, *args, **kwargs):
+            yield event
+
+    monkeypatch.setattr(Kube, "watch", flaky_watch)
     with StandInOperator(admin, namespace_for(tenant)):
         result = cli(
             cloud_cli.promote, str(folder), "--tenant", tenant, "--kubeconfig", config, "--wait"
@@ -823,11 +826,11 @@ def test_wait_names_the_connection_error_when_the_api_server_stays_away(
     folder = make_app(tmp_path / "shop", "shop")
     config = str(developer(kube, tenant))
 
-    class DeadWatch(Resources):
-        def watch(self, *args: Any, **kwargs: Any) -> Iterator[WatchEvent]:
-            raise Unreachable("connection refused")
+    async def dead_watch(kube: Kube, *args: Any, **kwargs: Any) -> AsyncIterator[WatchEvent]:
+        raise Unreachable("connection refused")
+        yield  # an async generator, as Kube.watch is
 
-    monkeypatch.setattr(promote_module, "Resources", DeadWatch)
+    monkeypatch.setattr(Kube, "watch", dead_watch)
     result = cli(
         cloud_cli.promote,
         str(folder),

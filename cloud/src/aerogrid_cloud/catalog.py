@@ -7,9 +7,9 @@ groups name tenants). An App's tenant is its namespace's (`namespace_for` backwa
 a label a developer could write. Grids are not served here: each app serves its own,
 reached through the gateway, so ListGrids and Subscribe answer NOT_FOUND saying where.
 
-The Apps are read by one list+watch in a thread (the `kubernetes` client blocks), kept in
-memory and handed to the event loop; a watch that expires (410 Gone) or breaks is
-replaced by a fresh list, so the cache never drifts.
+The Apps are read by one list+watch, a task on the serving event loop (lightkube's async
+client), and kept in memory; a watch that expires (410 Gone) or breaks is replaced by a
+fresh list, so the cache never drifts.
 
     python -m aerogrid_cloud.catalog --port 50051 --http-port 8080
 """
@@ -21,7 +21,6 @@ import contextlib
 import logging
 import os
 import signal
-import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -38,7 +37,7 @@ from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.identity import Caller
 from aerogrid.server.listeners import Listeners, start_listeners
 from aerogrid.v1 import catalog_pb2, grid_pb2
-from aerogrid_cloud.kube import APPS, Cancel, Gone, Kube, KubeError, Resources, connect, in_cluster
+from aerogrid_cloud.kube import APPS, Gone, Kube, KubeError, connect, in_cluster
 from aerogrid_cloud.model import AppState, Phase
 
 __all__ = [
@@ -80,10 +79,10 @@ def app_info(state: AppState) -> catalog_pb2.AppInfo:
 
 
 class AppWatcher:
-    """List, then watch, the cluster's Apps in a thread; report each change through callbacks.
+    """List, then watch, the cluster's Apps in a task; report each change through callbacks.
 
     `on_reset(states)` gets every App after each (re)list; `on_upsert(state)` and
-    `on_delete(namespace, name)` the changes in between. Callbacks run in the thread.
+    `on_delete(namespace, name)` the changes in between.
     """
 
     def __init__(
@@ -97,73 +96,65 @@ class AppWatcher:
         watch_seconds: int = 60,
         retry_seconds: float = 2.0,
     ) -> None:
-        self._apps = Resources(kube, APPS)
+        self.kube = kube
         self._on_reset = on_reset
         self._on_upsert = on_upsert
         self._on_delete = on_delete
         self.namespace = namespace
         self.watch_seconds = watch_seconds
         self.retry_seconds = retry_seconds
-        self.synced = threading.Event()
-        #: monotonic time of the last answer from the API server (a list, an event, a
-        #: watch ending on its timeout), and the error since, if any.
+        #: monotonic time of the last answer from the API server (a list, an event), and
+        #: the error since, if any.
         self.last_contact = 0.0
         self.last_error = ""
-        self._stop = threading.Event()
-        self._cancel = Cancel()
-        self._thread = threading.Thread(
-            target=self._run, name="aerogrid-catalog-watch", daemon=True
-        )
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._thread.start()
+        """Start following, on the running event loop."""
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name="aerogrid-catalog-watch"
+        )
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """End the watch now (its socket is shut down) and wait for the thread."""
-        self._stop.set()
-        self._cancel.cancel()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+    async def stop(self) -> None:
+        """End the watch now and wait for its task."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
-    def _run(self) -> None:
+    async def _run(self) -> None:
         backoff = Backoff(initial=self.retry_seconds, maximum=30.0)
-        while not self._stop.is_set():
+        while True:
             try:
-                self._list_and_watch()
-                backoff.reset()
+                await self._list_and_watch()
             except Gone:
                 log.info("catalog: the App watch expired; listing again")
+                backoff.reset()
             except KubeError as exc:
                 self.last_error = str(exc)
                 log.warning("catalog: cannot follow the App resources: %s", exc)
-                self._stop.wait(backoff.next_delay())
-            except Exception:  # a bug must not end the catalog's only thread silently
+                await asyncio.sleep(backoff.next_delay())
+            except Exception:  # a bug must not end the catalog's only watch silently
                 log.exception("catalog: the App watch failed")
-                self._stop.wait(backoff.next_delay())
+                await asyncio.sleep(backoff.next_delay())
 
-    def _list_and_watch(self) -> None:
-        listed = self._apps.list(self.namespace)
+    async def _list_and_watch(self) -> None:
+        listed = await self.kube.list(APPS, self.namespace)
         self._touch()
         self._on_reset([AppState.from_object(item) for item in listed.items])
-        self.synced.set()
-        version = listed.resource_version
-        while not self._stop.is_set():
-            for event in self._apps.watch(
-                self.namespace,
-                resource_version=version,
-                timeout_seconds=self.watch_seconds,
-                cancel=self._cancel,
-            ):
-                self._touch()
-                version = event.resource_version or version
-                if event.type == "BOOKMARK":
-                    continue
-                state = AppState.from_object(event.object)
-                if event.type == "DELETED":
-                    self._on_delete(state.namespace, state.name)
-                else:
-                    self._on_upsert(state)
-            self._touch()  # the server ended the watch on its timeout: still in contact
+        async for event in self.kube.watch(
+            APPS,
+            self.namespace,
+            resource_version=listed.resource_version,
+            timeout_seconds=self.watch_seconds,
+        ):
+            self._touch()
+            state = AppState.from_object(event.object)
+            if event.type == "DELETED":
+                self._on_delete(state.namespace, state.name)
+            else:
+                self._on_upsert(state)
 
     def _touch(self) -> None:
         self.last_contact = time.monotonic()
@@ -189,17 +180,15 @@ class ClusterCatalog:
     ) -> None:
         self._apps: dict[_Key, catalog_pb2.AppInfo] = {}
         self._changed = asyncio.Event()
-        #: Set on the event loop once the first list is in the cache (the watcher's own
-        #: `synced` is set in its thread, before the loop has applied the list).
+        #: Set once the first list is in the cache.
         self._loaded = asyncio.Event()
         self._closed = False
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._unknown_namespaces: set[str] = set()
         self.watcher = AppWatcher(
             kube,
-            on_reset=lambda states: self._from_thread(self._reset, states),
-            on_upsert=lambda state: self._from_thread(self._upsert, state),
-            on_delete=lambda ns, name: self._from_thread(self._delete, ns, name),
+            on_reset=self._reset,
+            on_upsert=self._upsert,
+            on_delete=self._delete,
             namespace=namespace,
             watch_seconds=watch_seconds,
         )
@@ -207,7 +196,6 @@ class ClusterCatalog:
     # -- life cycle --------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self.watcher.start()
 
     async def wait_synced(self, timeout: float) -> bool:
@@ -220,7 +208,7 @@ class ClusterCatalog:
 
     async def close(self) -> None:
         self._closed = True
-        await asyncio.to_thread(self.watcher.stop)
+        await self.watcher.stop()
         self._notify()
 
     def is_ready(self) -> bool:
@@ -232,13 +220,7 @@ class ClusterCatalog:
         """
         return not self._closed and self._loaded.is_set()
 
-    # -- the cache (event loop only) -----------------------------------------------------
-
-    def _from_thread(self, fn: Callable[..., None], *args: object) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(fn, *args)
+    # -- the cache -------------------------------------------------------------------------
 
     def _key(self, state: AppState) -> _Key | None:
         if not state.tenant:
@@ -477,7 +459,7 @@ async def _serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await server.stop()
-        kube.close()
+        await kube.close()
     log.info("catalog stopped")
     return 0
 

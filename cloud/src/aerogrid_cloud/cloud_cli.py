@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -40,6 +40,7 @@ from aerogrid_cloud.targets import find_workspace, load_targets
 __all__ = ["apps", "delete", "promote", "start", "stop"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_T = TypeVar("_T")
 LOCAL_ENDPOINT = "localhost:50051"
 
 
@@ -113,6 +114,18 @@ def _connect(kubeconfig: Path | None, context: str | None) -> Kube:
         return connect(kubeconfig, context)
     except KubeError as exc:
         _fail(str(exc))
+
+
+def _with_cluster(kube: Kube, work: Callable[[Kube], Awaitable[_T]]) -> _T:
+    """Run `work` on its own event loop, the client closed after; failures as one line."""
+
+    async def session() -> _T:
+        async with kube:
+            return await work(kube)
+
+    with _errors():
+        return asyncio.run(session())
+    raise AssertionError("unreachable")  # _errors exits on every failure
 
 
 # -- output -------------------------------------------------------------------------------------
@@ -251,15 +264,16 @@ def promote(
             click.echo()
         return
     kube = _connect(kubeconfig, context)
-    with kube, _errors():
-        files = ", ".join(sorted(folder.files))
-        skipped = f" (left out: {', '.join(folder.skipped)})" if folder.skipped else ""
-        click.echo(
-            f"promoting {folder.name} to tenant {tenant} ({namespace_for(tenant)}, "
-            f"context {kube.context}): {files}{skipped}"
-        )
+    files = ", ".join(sorted(folder.files))
+    skipped = f" (left out: {', '.join(folder.skipped)})" if folder.skipped else ""
+    click.echo(
+        f"promoting {folder.name} to tenant {tenant} ({namespace_for(tenant)}, "
+        f"context {kube.context}): {files}{skipped}"
+    )
+
+    async def apply(kube: Kube) -> AppState:
         try:
-            state = promote_app(
+            return await promote_app(
                 kube,
                 app,
                 wait=wait,
@@ -268,6 +282,8 @@ def promote(
             )
         except PromoteTimeout as exc:
             _fail(f"{exc}; it goes on in the cluster: aerogrid apps --cloud --tenant {tenant}")
+
+    state = _with_cluster(kube, apply)
     if not wait:
         click.echo(
             f"applied App {state.name} (generation {state.generation}); follow it with "
@@ -315,13 +331,16 @@ def apps(
         return
     tenant, context, _ = _resolve_target(target, tenant, context, Path.cwd())
     kube = _connect(kubeconfig, context)
-    with kube, _errors():
+
+    async def listed(kube: Kube) -> list[AppState]:
         try:
-            states = list_apps(kube, tenant)
+            return await list_apps(kube, tenant)
         except KubeError as exc:
             if tenant is None and str(exc).startswith("forbidden"):
                 _fail(f"{exc} (to list one tenant's apps, pass --tenant T)")
             raise
+
+    states = _with_cluster(kube, listed)
     if as_json:
         click.echo(json.dumps([_state_json(s) for s in states], indent=2))
         return
@@ -408,14 +427,13 @@ def _life_cycle(verb: str, help_text: str) -> click.Command:
         tenant, context, _ = _resolve_target(target, tenant, context, Path.cwd())
         tenant = _need_tenant(tenant)
         kube = _connect(kubeconfig, context)
-        with kube, _errors():
-            if verb == "delete":
-                delete_app(kube, tenant, app)
-                click.echo(f"deleted App {app} of tenant {tenant}; its objects go with it")
-                return
-            state = set_stopped(kube, tenant, app, stopped=verb == "stop")
-            done = "stopping" if verb == "stop" else "starting"
-            click.echo(f"{done} App {app} of tenant {tenant} (phase now: {state.phase})")
+        if verb == "delete":
+            _with_cluster(kube, lambda kube: delete_app(kube, tenant, app))
+            click.echo(f"deleted App {app} of tenant {tenant}; its objects go with it")
+            return
+        state = _with_cluster(kube, lambda kube: set_stopped(kube, tenant, app, verb == "stop"))
+        done = "stopping" if verb == "stop" else "starting"
+        click.echo(f"{done} App {app} of tenant {tenant} (phase now: {state.phase})")
 
     return command
 

@@ -8,8 +8,8 @@ changes nothing and reports every object unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import sys
-import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -17,7 +17,7 @@ from typing import Any, Final
 import click
 import yaml
 
-from aerogrid_cloud.kube import Kube, KubeError, NotFound, Resources, connect
+from aerogrid_cloud.kube import Kube, KubeError, NotFound, ResourceType, connect
 from aerogrid_cloud.render import platform_objects, resource_type
 from aerogrid_cloud.settings import PlatformSettings, SettingsError
 
@@ -38,7 +38,7 @@ def _describe(obj: Mapping[str, Any]) -> str:
     return f"{obj.get('kind')} {where}{meta.get('name')}"
 
 
-def install_objects(
+async def install_objects(
     kube: Kube,
     objects: Iterable[Mapping[str, Any]],
     *,
@@ -48,14 +48,16 @@ def install_objects(
     """Apply each object in order; returns {"Kind ns/name": created|configured|unchanged}."""
     results: dict[str, str] = {}
     for obj in objects:
-        resources = Resources(kube, resource_type(obj))
+        rtype = resource_type(obj)
         meta = obj.get("metadata") or {}
         try:
-            before = resources.get(str(meta["name"]), meta.get("namespace"))
+            before = await kube.get(rtype, str(meta["name"]), meta.get("namespace"))
             version = before["metadata"].get("resourceVersion")
         except NotFound:
             version = None
-        after = resources.apply(obj, field_manager=INSTALL_MANAGER, force=True, dry_run=dry_run)
+        after = await kube.apply(
+            rtype, obj, field_manager=INSTALL_MANAGER, force=True, dry_run=dry_run
+        )
         if version is None:
             outcome = "created"
         elif after["metadata"].get("resourceVersion") == version:
@@ -66,20 +68,26 @@ def install_objects(
         if echo is not None:
             echo(f"{_describe(obj)}: {outcome}{' (dry run)' if dry_run else ''}")
         if obj.get("kind") == "CustomResourceDefinition" and not dry_run:
-            _wait_established(resources, str(meta["name"]))
+            await _wait_established(kube, rtype, str(meta["name"]))
     return results
 
 
-def _wait_established(crds: Resources, name: str, timeout: float = 30.0) -> None:
+async def _wait_established(
+    kube: Kube, crds: ResourceType, name: str, timeout: float = 30.0
+) -> None:
     """A CRD serves its kind only once Established: wait, so a following object can use it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        conditions = (crds.get(name).get("status") or {}).get("conditions") or []
-        if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
-            return
-        if time.monotonic() > deadline:
-            raise KubeError(f"CRD {name} is not Established after {timeout:.0f}s")
-        time.sleep(0.2)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                crd = await kube.get(crds, name)
+                conditions = (crd.get("status") or {}).get("conditions") or []
+                if any(
+                    c.get("type") == "Established" and c.get("status") == "True" for c in conditions
+                ):
+                    return
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        raise KubeError(f"CRD {name} is not Established after {timeout:.0f}s") from None
 
 
 def _load(settings_file: Path | None) -> PlatformSettings:
@@ -132,11 +140,15 @@ def install(
 ) -> None:
     """Apply the platform's objects with server-side apply (safe to run again)."""
     settings = _load(settings_file)
+
+    async def install_all(kube: Kube) -> dict[str, str]:
+        async with kube:
+            objects = platform_objects(settings)
+            return await install_objects(kube, objects, dry_run=dry_run, echo=click.echo)
+
     try:
-        with connect(kubeconfig, context) as kube:
-            results = install_objects(
-                kube, platform_objects(settings), dry_run=dry_run, echo=click.echo
-            )
+        kube = connect(kubeconfig, context)
+        results = asyncio.run(install_all(kube))
     except KubeError as exc:
         raise click.ClickException(str(exc)) from None
     counts = {o: sum(1 for r in results.values() if r == o) for o in set(results.values())}

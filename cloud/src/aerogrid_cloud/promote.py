@@ -16,10 +16,11 @@ that is an error, because the app would break in the cluster and not on the desk
 from __future__ import annotations
 
 import ast
+import asyncio
 import fnmatch
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Final
@@ -34,7 +35,6 @@ from aerogrid_cloud.kube import (
     Gone,
     Kube,
     NotFound,
-    Resources,
     Unreachable,
 )
 from aerogrid_cloud.model import (
@@ -311,7 +311,7 @@ def _validation_message(exc: ValidationError) -> str:
 PhaseCallback = Callable[[AppState], None]
 
 
-def promote(
+async def promote(
     kube: Kube,
     app: Mapping[str, Any],
     *,
@@ -327,7 +327,7 @@ def promote(
     """
     namespace = str(app["metadata"]["namespace"])
     try:
-        applied = Resources(kube, APPS).apply(app, field_manager=PROMOTE_MANAGER)
+        applied = await kube.apply(APPS, app, field_manager=PROMOTE_MANAGER)
     except NotFound as exc:
         tenant = tenant_of(namespace) or namespace
         raise NotFound(
@@ -337,15 +337,17 @@ def promote(
     state = AppState.from_object(applied)
     if not wait:
         return state
-    return wait_for_app(kube, state, timeout=timeout, on_phase=on_phase)
+    return await wait_for_app(kube, state, timeout=timeout, on_phase=on_phase)
 
 
 #: Pauses before following an App again after its watch broke (doubling up to the max).
 _RETRY_START_S: Final = 0.5
 _RETRY_MAX_S: Final = 5.0
+#: Seconds the API server keeps one watch request open (lightkube then asks again).
+_WATCH_SECONDS: Final = 60
 
 
-def wait_for_app(
+async def wait_for_app(
     kube: Kube,
     state: AppState,
     *,
@@ -355,14 +357,12 @@ def wait_for_app(
     """Follow an App's status until it settles (see `AppState.settled`), by watching it.
 
     `on_phase` hears every change of phase or message of the current generation, the
-    first one included. A watch that expires (410) or ends is picked up from a fresh get;
-    one the API server drops (a restart, a flaky network: `Unreachable`) is retried with
-    backoff until the deadline, and the timeout then names the last connection error.
+    first one included. A watch that expires (410) is picked up from a fresh get; one the
+    API server drops (a restart, a flaky network: `Unreachable`) is retried with backoff
+    until the deadline, and the timeout then names the last connection error.
     """
-    apps = Resources(kube, APPS)
     deadline = time.monotonic() + timeout
     reported: tuple[str, str] | None = None
-    unreachable: Unreachable | None = None  # set while the watch is broken: retry first
     last_error: Unreachable | None = None  # what the timeout reports, until a watch works
     backoff = Backoff(initial=_RETRY_START_S, maximum=_RETRY_MAX_S)
 
@@ -374,9 +374,7 @@ def wait_for_app(
                 on_phase(current)
         return current.settled
 
-    while True:
-        if seen(state):
-            return state
+    while not seen(state):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             phase = state.phase if state.current else "not yet picked up by the operator"
@@ -385,85 +383,74 @@ def wait_for_app(
                 f"app {state.name} did not settle within {timeout:g}s (last phase: {phase}){why}",
                 state,
             )
-        if unreachable is not None:  # the watch broke: wait, then pick up from a fresh get
-            time.sleep(min(backoff.next_delay(), remaining))
-            try:
-                state = get_app(kube, state.tenant or "", state.name, namespace=state.namespace)
-            except Unreachable as exc:
-                unreachable = last_error = exc
-                continue
-            unreachable = None
-            continue
         try:
-            for event in apps.watch(
-                state.namespace,
-                name=state.name,
-                resource_version=state.resource_version,
-                timeout_seconds=max(1, min(int(remaining + 0.999), 60)),
-            ):
-                if event.type == "DELETED":
-                    raise PromoteError(f"app {state.name} was deleted while promote waited")
-                if event.type == "BOOKMARK":
-                    state = _with_version(state, event.resource_version)
-                    continue
-                state = AppState.from_object(event.object)
-                if seen(state):
-                    return state
-                if time.monotonic() >= deadline:
-                    break
-            last_error = None  # the watch worked
-            backoff.reset()
+            async with asyncio.timeout(remaining):
+                async for event in kube.watch(
+                    APPS,
+                    state.namespace,
+                    name=state.name,
+                    resource_version=state.resource_version,
+                    timeout_seconds=_WATCH_SECONDS,
+                ):
+                    if event.type == "DELETED":
+                        raise PromoteError(f"app {state.name} was deleted while promote waited")
+                    last_error = None  # the watch works
+                    backoff.reset()
+                    state = AppState.from_object(event.object)
+                    if seen(state):
+                        return state
+        except TimeoutError:
+            continue  # the deadline: reported at the top
         except Gone:
-            try:
-                state = get_app(kube, state.tenant or "", state.name, namespace=state.namespace)
-            except Unreachable as exc:
-                unreachable = last_error = exc
+            pass  # too old a version: pick the App up from a fresh get
         except Unreachable as exc:
-            unreachable = last_error = exc
+            last_error = exc
+            await asyncio.sleep(min(backoff.next_delay(), max(0.0, deadline - time.monotonic())))
+        try:
+            state = await get_app(kube, state.tenant, state.name, namespace=state.namespace)
+        except Unreachable as exc:
+            last_error = exc
+    return state
 
 
-def _with_version(state: AppState, resource_version: str) -> AppState:
-    return replace(state, resource_version=resource_version or state.resource_version)
-
-
-def get_app(kube: Kube, tenant: str, name: str, *, namespace: str | None = None) -> AppState:
+async def get_app(kube: Kube, tenant: str, name: str, *, namespace: str | None = None) -> AppState:
     """One App's state; `NotFound` says which tenant was looked in."""
     namespace = namespace or namespace_for(tenant)
     try:
-        return AppState.from_object(Resources(kube, APPS).get(name, namespace))
+        return AppState.from_object(await kube.get(APPS, name, namespace))
     except NotFound:
         raise NotFound(f"no app {name!r} in tenant {tenant} (namespace {namespace})") from None
 
 
-def set_stopped(kube: Kube, tenant: str, name: str, stopped: bool) -> AppState:
+async def set_stopped(kube: Kube, tenant: str, name: str, stopped: bool) -> AppState:
     """Stop (scale to zero) or start an App: `spec.stopped` by server-side apply.
 
     Applied under its own field manager, so promote's fields stay as they are; the App
     must exist (an apply would otherwise try to create one with no code).
     """
-    current = get_app(kube, tenant, name)
+    current = await get_app(kube, tenant, name)
     patch = {
         "apiVersion": API_VERSION,
         "kind": APP_KIND,
         "metadata": {"name": name, "namespace": current.namespace},
         "spec": {"stopped": stopped},
     }
-    applied = Resources(kube, APPS).apply(patch, field_manager=STATE_MANAGER)
+    applied = await kube.apply(APPS, patch, field_manager=STATE_MANAGER)
     return AppState.from_object(applied)
 
 
-def delete_app(kube: Kube, tenant: str, name: str) -> None:
+async def delete_app(kube: Kube, tenant: str, name: str) -> None:
     """Delete an App; its Deployment, Service, routes and code go with it (owner references)."""
     namespace = namespace_for(tenant)
     try:
-        Resources(kube, APPS).delete(name, namespace)
+        await kube.delete(APPS, name, namespace)
     except NotFound:
         raise NotFound(f"no app {name!r} in tenant {tenant} (namespace {namespace})") from None
 
 
-def list_apps(kube: Kube, tenant: str | None = None) -> list[AppState]:
+async def list_apps(kube: Kube, tenant: str | None = None) -> list[AppState]:
     """The Apps of one tenant, or of every tenant the kubeconfig's user may list."""
     namespace = namespace_for(tenant) if tenant is not None else None
-    found = Resources(kube, APPS).list(namespace)
+    found = await kube.list(APPS, namespace)
     states = [AppState.from_object(item) for item in found.items]
     return sorted(states, key=lambda s: (s.tenant or s.namespace, s.name))

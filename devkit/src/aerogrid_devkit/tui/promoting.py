@@ -1,12 +1,14 @@
 """Promote from the TUI: the same client as `aerogrid promote`, its progress shown live.
 
 The workspace's `[cloud.targets.NAME]` say where (tenant, kube context); with several,
-the user picks one. The promote runs in a thread (the Kubernetes client blocks) and
-reports each phase of the App's status as a notification and a line in the logs.
+the user picks one. The promote runs in a worker thread, on an event loop of its own (so
+a slow cluster never holds up the TUI's), and reports each phase of the App's status as a
+notification and a line in the logs.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -83,17 +85,16 @@ def promote_folder(
     Returns whether the app reached Running.
     """
     try:
-        from aerogrid_cloud.kube import KubeError, connect
+        from aerogrid_cloud.kube import Kube, KubeError, connect
         from aerogrid_cloud.promote import PromoteError, PromoteTimeout, build_app, promote
     except ImportError:
         say("error", "promote needs the aerogrid-cloud package (pip install aerogrid-cloud)")
         return False
     where = f"tenant {target.tenant}" + (f" on {target.context}" if target.context else "")
-    try:
-        app = build_app(folder, target.tenant)
-        say("information", f"promoting {app_name} as {app['metadata']['name']} to {where}")
-        with connect(kubeconfig, target.context) as kube:
-            state = promote(
+
+    async def follow(kube: Kube, app: Mapping[str, object]) -> bool:
+        async with kube:
+            state = await promote(
                 kube,
                 app,
                 wait=True,
@@ -103,14 +104,21 @@ def promote_folder(
                     f"{s.name}: {s.phase}" + (f" — {s.message}" if s.message else ""),
                 ),
             )
+        if state.phase != "Running":
+            return False
+        endpoint = state.endpoint or target.endpoint or ""
+        say(
+            "information", f"{state.name} runs in {where}" + (f" at {endpoint}" if endpoint else "")
+        )
+        return True
+
+    try:
+        app = build_app(folder, target.tenant)
+        say("information", f"promoting {app_name} as {app['metadata']['name']} to {where}")
+        return asyncio.run(follow(connect(kubeconfig, target.context), app))
     except PromoteTimeout as exc:
         say("warning", str(exc))
         return False
     except (PromoteError, KubeError) as exc:
         say("error", f"promote {app_name}: {exc}")
         return False
-    if state.phase != "Running":
-        return False
-    endpoint = state.endpoint or target.endpoint or ""
-    say("information", f"{state.name} runs in {where}" + (f" at {endpoint}" if endpoint else ""))
-    return True
