@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from aerogrid.net import LOOPBACK_HOST
 from aerogrid_devkit import envs
 from aerogrid_devkit.local_server import LocalServer
 from aerogrid_devkit.supervisor import LogSink, Supervisor
@@ -29,7 +30,7 @@ class DevLoop:
         apps: dict[str, Path],
         broker_uri: str,
         *,
-        endpoint_host: str = "127.0.0.1",
+        endpoint_host: str = LOOPBACK_HOST,
         endpoint_port: int = 50051,
         python_for: Callable[[Path], str] = envs.python_for,
         backoff_start: float = 0.5,

@@ -34,6 +34,7 @@ from grpc import aio
 
 from aerogrid import metrics
 from aerogrid.backoff import Backoff
+from aerogrid.net import LOOPBACK_HOST
 from aerogrid.server.connections import RELAY_STALL_SECONDS
 from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.identity import Caller
@@ -201,7 +202,7 @@ class LocalGateway:
             log.exception("local endpoint: following %s failed", app.name)
 
     def _attach(self, upstream: _Upstream, port: int) -> None:
-        channel = aio.insecure_channel(f"127.0.0.1:{port}", options=_CHANNEL_OPTIONS)
+        channel = aio.insecure_channel(f"{LOOPBACK_HOST}:{port}", options=_CHANNEL_OPTIONS)
         upstream.port = port
         upstream.channel = channel
         upstream.fetch = asyncio.create_task(
