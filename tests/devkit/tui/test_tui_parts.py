@@ -7,14 +7,17 @@ import json
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from textual.binding import Binding
 
 from aerogrid.settings import BrokerSettings
 from aerogrid_devkit import kafka_tools
+from aerogrid_devkit.tui.app import AeroGridApp
 from aerogrid_devkit.tui.apps.screen import last_error_line, short_error
 from aerogrid_devkit.tui.logs.log_book import LogBook, LogEntry
 from aerogrid_devkit.tui.topics.browse_form import BrowseFormError, BrowseRequest, read_request
 from aerogrid_devkit.tui.topics.browser import preview, record_detail
 from aerogrid_devkit.tui.topics.producer import FormError, build_message, parse_headers
+from aerogrid_devkit.tui.widgets.nav import SECTIONS
 from support.brokers import Broker, TansuBroker
 
 
@@ -86,6 +89,16 @@ def test_the_log_book_is_bounded_and_read_by_sequence() -> None:
     assert [e.line for e in entries] == ["4", "5", "6"] and seen == 6
     assert book.since(seen) == ([], 6)
     assert len(book) == 3
+
+
+def test_every_section_of_the_nav_bar_is_a_mode_of_the_app() -> None:
+    # The modes are declared on the class; the keys 1-4 switch to them by name.
+    assert [mode for mode, _, _ in SECTIONS] == list(AeroGridApp.MODES)
+    assert AeroGridApp.DEFAULT_MODE == "apps"
+    bindings = [b for b in AeroGridApp.BINDINGS if isinstance(b, Binding)]
+    assert {b.action for b in bindings if b.action.startswith("section(")} == {
+        f"section('{mode}')" for mode in AeroGridApp.MODES
+    }
 
 
 def test_values_are_shown_as_json_when_they_parse() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
@@ -48,14 +48,6 @@ from aerogrid_devkit.tui.widgets.nav import SECTIONS
 if TYPE_CHECKING:
     from aerogrid_cloud.targets import CloudTarget
 
-#: The screen class of each section (mode), by mode name.
-SECTION_SCREENS: dict[str, Callable[[], Screen[None]]] = {
-    "apps": AppsScreen,
-    "logs": LogsScreen,
-    "topics": TopicsScreen,
-    "broker": BrokerScreen,
-}
-
 _T = TypeVar("_T")
 
 
@@ -63,6 +55,15 @@ class AeroGridApp(App[None]):
     """Apps, logs, topics and the broker of a running `DevLoop`, keyboard first."""
 
     CSS_PATH = "aerogrid.tcss"
+    #: Each section is a mode with its own screen stack (the nav bar's `SECTIONS`).
+    MODES: ClassVar[dict[str, str | Callable[[], Screen[Any]]]] = {
+        "apps": AppsScreen,
+        "logs": LogsScreen,
+        "topics": TopicsScreen,
+        "broker": BrokerScreen,
+    }
+    DEFAULT_MODE: ClassVar[str] = "apps"
+    #: The palette (ctrl+p) offers the TUI's own commands only.
     COMMANDS: ClassVar = {AeroGridCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         # The nav bar shows the section keys, so the footer leaves them out.
@@ -101,12 +102,10 @@ class AeroGridApp(App[None]):
         #: Up/down actions so far: a health check that overlapped one is dropped.
         self._broker_controls = 0
         self.title = title
-        for mode, screen in SECTION_SCREENS.items():
-            self.add_mode(mode, screen)
 
     # -- life ----------------------------------------------------------------------
 
-    async def on_mount(self) -> None:
+    def on_mount(self) -> None:
         for line in self.devloop.messages:
             self.logbook.add(LOOP_LOG, line)
         for app in self.devloop.supervisor.apps.values():
@@ -114,7 +113,6 @@ class AeroGridApp(App[None]):
                 self.logbook.add(app.name, line)
         self.devloop.log_sinks.append(self._on_log)
         self.devloop.supervisor.on_change.append(self._on_change)
-        await self.switch_mode("apps")
         self.check_broker()
         self.set_interval(self.broker_poll_seconds, self.check_broker, name="broker-poll")
         if self._open_grid is not None:
