@@ -82,16 +82,17 @@ class _Outcome:
 
 async def reconcile_app(cluster: Cluster, name: str, namespace: str) -> dict[str, Any]:
     """Apply an App's objects (building its image first if needed); returns its status."""
-    try:
-        # Read it again: a timer's or an event's copy may predate the last update.
-        obj = await cluster.kube.get(APPS, name, namespace)
-    except NotFound:
-        return {}
-    outcome = await _outcome(cluster, obj)
-    status = _status(obj, outcome)
-    with suppress(NotFound):
-        await cluster.write_status(APPS, name, namespace, obj.get("status"), status)
-    return status
+    async with cluster.one_pass("App", name, namespace):
+        try:
+            # Read it again: a timer's or an event's copy may predate the last update.
+            obj = await cluster.kube.get(APPS, name, namespace)
+        except NotFound:
+            return {}
+        outcome = await _outcome(cluster, obj)
+        status = _status(obj, outcome)
+        with suppress(NotFound):
+            await cluster.write_status(APPS, name, namespace, obj.get("status"), status)
+        return status
 
 
 def _status(obj: Mapping[str, Any], outcome: _Outcome) -> dict[str, Any]:

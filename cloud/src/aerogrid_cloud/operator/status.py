@@ -6,10 +6,12 @@ timestamps of conditions whose status stayed are kept, so an unchanged pass writ
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime as dt
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -34,6 +36,27 @@ class Cluster:
 
     kube: Kube
     platform: PlatformSettings
+    _passes: dict[tuple[str, str | None, str], asyncio.Lock] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    @asynccontextmanager
+    async def one_pass(self, kind: str, name: str, namespace: str | None) -> AsyncIterator[None]:
+        """One reconcile pass of an object at a time.
+
+        kopf serialises an object's change handlers, but not its resync timer, nor the
+        passes other objects' events start (a quota counted, a rollout progressed, a
+        Tenant's update bringing its Apps along); without this, two passes could write
+        the same status from different reads.
+        """
+        key = (kind, namespace, name)
+        lock = self._passes.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and self._passes.get(key) is lock:
+                del self._passes[key]
 
     async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply as the operator (forced: what it renders wins)."""

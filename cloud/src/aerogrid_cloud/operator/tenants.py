@@ -29,15 +29,16 @@ __all__ = ["apps_of_tenant", "reconcile_tenant"]
 
 async def reconcile_tenant(cluster: Cluster, name: str) -> dict[str, Any]:
     """Apply a Tenant's objects and write its status; returns the status ({} if gone)."""
-    try:
-        # Read it again: a timer's copy may predate the last update.
-        obj = await cluster.kube.get(TENANTS, name)
-    except NotFound:
-        return {}
-    status = await _tenant_status(cluster, obj)
-    with suppress(NotFound):  # deleted meanwhile
-        await cluster.write_status(TENANTS, name, None, obj.get("status"), status)
-    return status
+    async with cluster.one_pass("Tenant", name, None):
+        try:
+            # Read it again: a timer's copy may predate the last update.
+            obj = await cluster.kube.get(TENANTS, name)
+        except NotFound:
+            return {}
+        status = await _tenant_status(cluster, obj)
+        with suppress(NotFound):  # deleted meanwhile
+            await cluster.write_status(TENANTS, name, None, obj.get("status"), status)
+        return status
 
 
 async def _tenant_status(cluster: Cluster, obj: Mapping[str, Any]) -> dict[str, Any]:
