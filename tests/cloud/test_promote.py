@@ -757,7 +757,7 @@ def test_the_tuis_promote_reports_each_phase_and_failures(
 ) -> None:
     """The TUI's `p` runs `promote_folder` in a thread; here it is called directly."""
     from aerogrid_cloud.targets import CloudTarget
-    from aerogrid_devkit.tui.promoting import promote_folder
+    from aerogrid_devkit.tui.promote.worker import promote_folder
 
     folder = make_app(tmp_path / "shop", "shop")
     target = CloudTarget(name="lab", tenant=tenant)

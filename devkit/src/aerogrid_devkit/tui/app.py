@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 
@@ -29,7 +27,7 @@ from aerogrid_devkit.tui.commands import AeroGridCommands
 from aerogrid_devkit.tui.grid.picker import GridPicker
 from aerogrid_devkit.tui.logs.log_book import LogBook
 from aerogrid_devkit.tui.logs.screen import LogsScreen
-from aerogrid_devkit.tui.promoting import NO_TARGETS, TargetPicker, promote_folder
+from aerogrid_devkit.tui.promote.action import promote_app
 from aerogrid_devkit.tui.screens.confirm import ConfirmScreen
 from aerogrid_devkit.tui.screens.help import HelpScreen, KeyGroup
 from aerogrid_devkit.tui.screens.section import describe_error
@@ -185,38 +183,7 @@ class AeroGridApp(App[None]):
 
     def promote(self, name: str) -> None:
         """Promote an app to a cloud target (picked when the workspace has several)."""
-        targets = self.cloud_targets
-        if not targets:
-            self.notify(NO_TARGETS, title=f"Promote {name}", severity="warning", timeout=8)
-        elif len(targets) == 1:
-            self._promote_to(name, next(iter(targets.values())))
-        else:
-
-            def chosen(target: str | None) -> None:
-                if target is not None:
-                    self._promote_to(name, targets[target])
-
-            self.push_screen(TargetPicker(name, targets), chosen)
-
-    def _promote_to(self, name: str, target: CloudTarget) -> None:
-        folder = self.devloop.supervisor.apps[name].path.parent
-
-        def say(severity: str, line: str) -> None:
-            self.call_from_thread(self._promote_said, name, severity, line)
-
-        self.run_worker(
-            partial(promote_folder, name, folder, target, say),
-            thread=True,
-            group=f"promote-{name}",
-            exclusive=True,
-        )
-
-    def _promote_said(self, name: str, severity: str, line: str) -> None:
-        self.devloop.say(f"promote: {line}")
-        level: SeverityLevel = "error" if severity == "error" else "information"
-        if severity == "warning":
-            level = "warning"
-        self.notify(line, title=f"Promote {name}", severity=level)
+        promote_app(self, name)
 
     async def open_logs(self, name: str | None) -> None:
         """The logs section, showing one app's lines (or every app's with None)."""
