@@ -10,7 +10,7 @@ and applies what it renders, so a resync that meets a change converges on the sa
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import kopf
@@ -49,6 +49,29 @@ def _selected(obj: Mapping[str, Any], labels: Mapping[str, str] | None) -> bool:
     return all(have.get(k) == v for k, v in labels.items())
 
 
+def _on_changes_and_resync(
+    registry: kopf.OperatorRegistry,
+    cluster: Cluster,
+    plural: str,
+    handler_id: str,
+    handler: Callable[..., Awaitable[None]],
+    labels: dict[str, str] | None,
+) -> None:
+    """`handler` on each create, update and resume of our resource, and as its resync timer."""
+    resource = (GROUP, VERSION, plural)
+    for on in _CHANGES:
+        on(*resource, registry=registry, labels=labels, id=handler_id)(handler)
+    resync = cluster.platform.resync_seconds
+    kopf.timer(
+        *resource,
+        registry=registry,
+        labels=labels,
+        id=f"{handler_id}-resync",
+        interval=resync,
+        initial_delay=resync,
+    )(handler)
+
+
 def _register_tenants(
     registry: kopf.OperatorRegistry, cluster: Cluster, labels: dict[str, str] | None
 ) -> None:
@@ -64,18 +87,7 @@ def _register_tenants(
         except (Transient, KubeError) as exc:
             raise _retrying("tenant", exc) from exc
 
-    resource = (GROUP, VERSION, TENANT_PLURAL)
-    for on in _CHANGES:
-        on(*resource, registry=registry, labels=labels, id="tenant")(on_tenant)
-    resync = cluster.platform.resync_seconds
-    kopf.timer(
-        *resource,
-        registry=registry,
-        labels=labels,
-        id="tenant-resync",
-        interval=resync,
-        initial_delay=resync,
-    )(on_tenant)
+    _on_changes_and_resync(registry, cluster, TENANT_PLURAL, "tenant", on_tenant, labels)
 
     @kopf.on.event(
         "",
@@ -112,18 +124,7 @@ def _register_apps(
         except (Transient, KubeError) as exc:
             raise _retrying("app", exc) from exc
 
-    resource = (GROUP, VERSION, APP_PLURAL)
-    for on in _CHANGES:
-        on(*resource, registry=registry, labels=labels, id="app")(on_app)
-    resync = cluster.platform.resync_seconds
-    kopf.timer(
-        *resource,
-        registry=registry,
-        labels=labels,
-        id="app-resync",
-        interval=resync,
-        initial_delay=resync,
-    )(on_app)
+    _on_changes_and_resync(registry, cluster, APP_PLURAL, "app", on_app, labels)
 
     @kopf.on.event(
         "apps",

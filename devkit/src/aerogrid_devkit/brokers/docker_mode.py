@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import docker
@@ -88,11 +89,23 @@ class DockerMode:
         }
         return hashlib.sha256(json.dumps(made_of, sort_keys=True).encode()).hexdigest()[:16]
 
+    @contextmanager
+    def _docker_errors(self) -> Iterator[None]:
+        """Docker's and the HTTP layer's exceptions, as one BrokerError naming the container."""
+        try:
+            yield
+        except docker.errors.APIError as exc:
+            raise BrokerError(
+                f"Docker refused a request for {self.name}: {exc.explanation or exc}"
+            ) from None
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise BrokerError(f"Docker failed for {self.name}: {docker_cause(exc)}") from None
+
     # - up -
 
     def up(self) -> BrokerStatus:
         client = self._client()
-        try:
+        with self._docker_errors():
             notes = [self._ensure_image(client), self._ensure_volume(client)]
             container, note = self._ensure_container(client)
             notes.append(note)
@@ -111,12 +124,6 @@ class DockerMode:
                 container.start()
                 verb = "started"
                 self._wait_ready(container)
-        except docker.errors.APIError as exc:
-            raise BrokerError(
-                f"Docker refused a request for {self.name}: {exc.explanation or exc}"
-            ) from None
-        except (docker.errors.DockerException, requests.RequestException) as exc:
-            raise BrokerError(f"Docker failed for {self.name}: {docker_cause(exc)}") from None
         said = "; ".join(n for n in notes if n)
         return BrokerStatus(
             self.mode,
@@ -238,7 +245,7 @@ class DockerMode:
         client = self._client()
         said: list[str] = []
         volume = self.config.volume
-        try:
+        with self._docker_errors():
             container = self._find(client)
             if container is None:
                 said.append(f"no container {self.name}")
@@ -264,12 +271,6 @@ class DockerMode:
                         f"its data stays in volume {volume} "
                         "(aerogrid broker down --purge removes it)"
                     )
-        except docker.errors.APIError as exc:
-            raise BrokerError(
-                f"Docker refused a request for {self.name}: {exc.explanation or exc}"
-            ) from None
-        except (docker.errors.DockerException, requests.RequestException) as exc:
-            raise BrokerError(f"Docker failed for {self.name}: {docker_cause(exc)}") from None
         return BrokerStatus(self.mode, False, None, "; ".join(said))
 
     def status(self) -> BrokerStatus:
