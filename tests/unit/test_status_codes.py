@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import grpc
 import pytest
 
@@ -59,3 +62,19 @@ def test_the_client_retries_what_the_table_says() -> None:
     # Dropped for falling behind: resumed, but only once the stream had started.
     assert not Code.RESOURCE_EXHAUSTED.retryable
     assert client._DROPPED is Code.RESOURCE_EXHAUSTED.grpc_status
+
+
+def test_the_add_ins_retry_list_is_the_tables_with_its_stated_differences() -> None:
+    """excel/src/core/errors.ts retries what the table says, with the differences it states."""
+    source = (Path(__file__).resolve().parents[2] / "excel/src/core/errors.ts").read_text()
+    found = re.search(r"RETRYABLE_CODES: ReadonlySet<number> = new Set\(\[([\d, ]+)\]\)", source)
+    assert found, "errors.ts no longer declares RETRYABLE_CODES"
+    add_in = {int(n) for n in found.group(1).split(",")}
+    table = {code.grpc_number for code in Code if code.retryable}
+    # canceled: Excel cancelling a formula; unknown: connect-web's broken fetch;
+    # resource_exhausted: a server at its cap, which a cell waits out.
+    expected = (table - {Code.CANCELED.grpc_number}) | {
+        Code.UNKNOWN.grpc_number,
+        Code.RESOURCE_EXHAUSTED.grpc_number,
+    }
+    assert add_in == expected

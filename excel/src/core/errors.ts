@@ -45,12 +45,22 @@ const CODE_TEXT: Record<number, string> = {
   16: "not signed in, or the token has expired",
 };
 
+/**
+ * Codes worth retrying (with backoff). The runtime's status table (aerogrid.server.errors,
+ * `Code.retryable`: deadline_exceeded 4, internal 13, unavailable 14) less canceled (1:
+ * here that is Excel cancelling the formula), plus unknown (2: connect-web's code for a
+ * broken fetch or body) and resource_exhausted (8: the server is at its cap or dropped a
+ * stream that fell behind; a cell waits for a slot). tests/unit/test_status_codes.py
+ * checks this list against the table.
+ */
+const RETRYABLE_CODES: ReadonlySet<number> = new Set([2, 4, 8, 13, 14]);
+
 /** Whether retrying (with backoff) may fix this error. */
 export function isRetryable(err: unknown): boolean {
   if (err instanceof AeroGridError) return false;
   const code = rpcCode(err);
   if (code === undefined) return true; // network failures (fetch TypeError) and the like
-  return code === 2 || code === 4 || code === 8 || code === 9 || code === 13 || code === 14;
+  return RETRYABLE_CODES.has(code);
 }
 
 function rpcCode(err: unknown): number | undefined {

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import grpc
 
 from aerogrid.backoff import Backoff
 from aerogrid.client import GridClient, GridClientError
+from aerogrid.server.errors import Code
 
 __all__ = [
     "ConnectionState",
@@ -61,16 +62,12 @@ FeedEvent = GridSchema | UpdateLike | ConnectionState
 #: A feed of one grid: its schema, its updates and its connection state, as events.
 GridSource = Callable[[], AsyncGenerator[FeedEvent, None]]
 
-#: Failures worth retrying: the endpoint is down or restarting, the network blinked, or the
-#: server dropped this stream for falling behind.
-_RETRYABLE = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.UNKNOWN,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-}
+#: Failures worth retrying: the status table's retryable codes (the endpoint is down or
+#: restarting, the network blinked), and RESOURCE_EXHAUSTED (the server dropped this stream
+#: for falling behind, or is at its connection cap: a view on screen waits for a slot).
+_RETRYABLE: Final = frozenset(
+    {*(code.grpc_status for code in Code if code.retryable), Code.RESOURCE_EXHAUSTED.grpc_status}
+)
 
 
 def one_line(text: str, limit: int = 200) -> str:
