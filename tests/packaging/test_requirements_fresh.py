@@ -12,17 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from support.paths import REPO
 from support.uv import find_uv
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_image_requirements_match_the_lock(tmp_path: Path) -> None:
     env = {**os.environ, "OUT": str(tmp_path), "UV": find_uv()}
     subprocess.run(
-        ["bash", str(ROOT / "scripts" / "export_requirements.sh")], env=env, check=True, timeout=120
+        ["bash", str(REPO / "scripts" / "export_requirements.sh")], env=env, check=True, timeout=120
     )
     for name in ("runtime.txt", "platform.txt"):
-        committed = ROOT / "packaging" / "requirements" / name
+        committed = REPO / "packaging" / "requirements" / name
         if (tmp_path / name).read_text() != committed.read_text():
             pytest.fail(f"{committed} is stale: run scripts/export_requirements.sh", pytrace=False)

@@ -18,6 +18,7 @@ from aerogrid.runner.loader import load_app
 from aerogrid.settings import BrokerSettings
 from aerogrid.streams import Event, StreamInput
 from aerogrid.testing import AppTester
+from support.paths import REPO
 
 
 class Line(aerogrid.Record):
@@ -335,7 +336,7 @@ async def test_batches_wait_for_the_handler_to_finish_each_record() -> None:
 
 
 def test_example_app_loads() -> None:
-    app = load_app(Path(__file__).parents[2] / "examples" / "ordersapp" / "app.py")
+    app = load_app(REPO / "examples" / "ordersapp" / "app.py")
     assert app.name == "ordersapp" and list(app.grids) == ["product_sum"]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -12,6 +11,7 @@ from grpc import aio
 from aerogrid.client import GridClient
 from aerogrid.routing import APP_HEADER, TENANT_HEADER
 from aerogrid.v1 import grid_pb2
+from support.paths import REPO
 
 
 async def test_grid_calls_carry_the_app_and_tenant_headers() -> None:
@@ -65,6 +65,6 @@ async def test_a_snapshot_waits_for_an_endpoint_that_is_not_up_and_keeps_the_cau
 
 def test_the_addin_sends_the_same_routing_headers() -> None:
     """The add-in's copy of the header names (TypeScript) matches the runtime's."""
-    source = (Path(__file__).resolve().parents[2] / "excel/src/transport.ts").read_text()
+    source = (REPO / "excel/src/transport.ts").read_text()
     found = dict(re.findall(r'export const (\w+_HEADER) = "([^"]+)"', source))
     assert found == {"APP_HEADER": APP_HEADER, "TENANT_HEADER": TENANT_HEADER}

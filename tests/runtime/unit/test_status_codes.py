@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import grpc
 import pytest
 
 from aerogrid import client
 from aerogrid.server.errors import Code
+from support.paths import REPO
 
 # https://connectrpc.com/docs/protocol#error-codes: Connect code -> HTTP status.
 CONNECT_HTTP_STATUS = {
@@ -66,7 +66,7 @@ def test_the_client_retries_what_the_table_says() -> None:
 
 def test_the_add_ins_retry_list_is_the_tables_with_its_stated_differences() -> None:
     """excel/src/core/errors.ts retries what the table says, with the differences it states."""
-    source = (Path(__file__).resolve().parents[2] / "excel/src/core/errors.ts").read_text()
+    source = (REPO / "excel/src/core/errors.ts").read_text()
     found = re.search(r"RETRYABLE_CODES: ReadonlySet<number> = new Set\(\[([\d, ]+)\]\)", source)
     assert found, "errors.ts no longer declares RETRYABLE_CODES"
     add_in = {int(n) for n in found.group(1).split(",")}

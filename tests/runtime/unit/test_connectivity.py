@@ -1,7 +1,7 @@
 """The one broker probe (`aerogrid.engine.connectivity`): how it names each failure.
 
 The cases that need a real broker (a wrong password, an untrusted CA) run in
-tests/devkit/test_broker_modes.py and tests/integration/test_secure_brokers.py; these need
+tests/devkit/test_broker_modes.py and tests/runtime/integration/test_secure_brokers.py; these need
 none: a closed port, an unknown host, and the classification of the errors clients raise.
 """
 

@@ -25,8 +25,8 @@ import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/conn
 // The service descriptors are the add-in's own generated code (excel/src/gen, compiled by the
 // add-in's build to excel/dist/gen), so client and add-in read one copy of the contract;
 // tests/support/node.py builds the add-in when it is missing or stale.
-import { CatalogService } from "../../excel/dist/gen/aerogrid/v1/catalog_pb.js";
-import { GridService } from "../../excel/dist/gen/aerogrid/v1/grid_pb.js";
+import { CatalogService } from "../../../excel/dist/gen/aerogrid/v1/catalog_pb.js";
+import { GridService } from "../../../excel/dist/gen/aerogrid/v1/grid_pb.js";
 
 const USAGE = `usage: node stream_grid.mjs --base-url URL --app A --grid G
   [--until-rows N]   stop once the grid has at least N rows (after the snapshot)

@@ -11,8 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-COMMITTED = ROOT / "runtime" / "src" / "aerogrid" / "v1"
+from support.paths import REPO
+
+COMMITTED = REPO / "runtime" / "src" / "aerogrid" / "v1"
 
 
 def test_python_stubs_match_proto(tmp_path: Path) -> None:
@@ -24,7 +25,7 @@ def test_python_stubs_match_proto(tmp_path: Path) -> None:
         "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
     }
     subprocess.run(
-        ["bash", str(ROOT / "scripts" / "gen_proto.sh")], env=env, check=True, timeout=120
+        ["bash", str(REPO / "scripts" / "gen_proto.sh")], env=env, check=True, timeout=120
     )
     fresh = {p.name: p.read_bytes() for p in (tmp_path / "v1").iterdir() if p.is_file()}
     committed = {p.name: p.read_bytes() for p in COMMITTED.iterdir() if p.is_file()}

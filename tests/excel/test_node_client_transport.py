@@ -1,4 +1,4 @@
-"""The real browser-side client (connect-es, tests/node/stream_grid.mjs) against the HTTP transport.
+"""The real browser-side client (connect-es, tests/excel/node/stream_grid.mjs) against the HTTP transport.
 
 A transport test: the `ServiceAPI` behind the uvicorn-served ASGI app is a fake
 that plays a scripted subscription (schema, a snapshot in two chunks, deltas, a
@@ -20,7 +20,6 @@ import subprocess
 import threading
 import time
 from collections.abc import AsyncGenerator, Iterator
-from pathlib import Path
 
 import pytest
 import uvicorn
@@ -30,12 +29,12 @@ from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.identity import Caller
 from aerogrid.server.web import create_http_app
 from aerogrid.v1 import catalog_pb2, grid_pb2
+from support.paths import REPO
 
 pytestmark = pytest.mark.node
 
-ROOT = Path(__file__).resolve().parents[2]
-NODE_DIR = ROOT / "tests" / "node"
-EXCEL = ROOT / "excel"
+NODE_DIR = REPO / "tests" / "node"
+EXCEL = REPO / "excel"
 TOKEN = "s3cret"
 
 
@@ -352,7 +351,7 @@ def test_generated_code_is_up_to_date(node: str) -> None:
         "../../excel/dist/gen/aerogrid/v1/grid_pb.js",
     ]
     copies = [p for p in NODE_DIR.rglob("*_pb.*") if "node_modules" not in p.parts]
-    assert copies == [], "tests/node keeps no copy of the generated code"
+    assert copies == [], "tests/excel/node keeps no copy of the generated code"
     # The runtime libraries are the ones the add-in's code was generated for.
     ours = json.loads((NODE_DIR / "package.json").read_text())["dependencies"]
     addin = json.loads((EXCEL / "package.json").read_text())["dependencies"]

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from support.paths import REPO
+
 FOLDERS = ("runtime", "devkit", "cloud")
 
 #: Module-level import cycles that exist today and are someone's open work. The test fails
@@ -59,14 +60,14 @@ def _requirement_name(requirement: str) -> str:
 def distributions() -> dict[str, Distribution]:
     found = {}
     for folder in FOLDERS:
-        data = tomllib.loads((ROOT / folder / "pyproject.toml").read_text())
+        data = tomllib.loads((REPO / folder / "pyproject.toml").read_text())
         project = data["project"]
         (package_path,) = data["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
         extras = project.get("optional-dependencies", {}).values()
         found[project["name"]] = Distribution(
             name=project["name"],
             package=Path(package_path).name,
-            src=ROOT / folder / package_path,
+            src=REPO / folder / package_path,
             requires=frozenset(map(_requirement_name, project.get("dependencies", []))),
             extras=frozenset(_requirement_name(r) for group in extras for r in group),
         )
@@ -146,7 +147,7 @@ def forbidden_imports(dists: dict[str, Distribution]) -> list[str]:
 
 
 def _shown(file: Path) -> Path:
-    return file.relative_to(ROOT) if file.is_relative_to(ROOT) else file
+    return file.relative_to(REPO) if file.is_relative_to(REPO) else file
 
 
 def module_graph(dist: Distribution) -> dict[str, set[str]]:

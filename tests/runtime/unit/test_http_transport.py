@@ -5,7 +5,7 @@ that yields scripted, pre-serialized messages and records what it was asked and
 whether its stream was closed. The authenticator is faked too. Requests are raw HTTP
 from httpx, so the bytes on the wire (content types, envelopes, end-stream and
 trailers) are checked against the protocol specs, not against a client library;
-tests/unit/test_node_client_transport.py runs the real connect-es client.
+tests/excel/test_node_client_transport.py runs the real connect-es client.
 """
 
 from __future__ import annotations

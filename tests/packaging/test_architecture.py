@@ -4,9 +4,9 @@ and the runtime distribution imports nothing of the devkit or the cloud package.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from support.paths import REPO
+
 DOC = REPO / "ARCHITECTURE.md"
 
 

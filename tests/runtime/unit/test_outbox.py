@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +13,9 @@ import aerogrid
 from aerogrid.streams import StreamInput
 from aerogrid.testing import AppTester
 from aerogrid.topics import Outbox
+from support.paths import REPO
 
-RUNTIME = Path(__file__).resolve().parents[2] / "runtime/src"
+RUNTIME = REPO / "runtime/src"
 SDK = ("aerogrid.app", "aerogrid.grids", "aerogrid.streams", "aerogrid.testing", "aerogrid.topics")
 
 
