@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One version for everything: scripts/set_version.sh 0.2.0
 # Writes it into every pyproject, the runtime's __version__ (what `aerogrid --version`
-# prints, and the default image tags) and the add-in's package.json; tests/unit/test_version.py
+# prints, and the default image tags) and the add-in's package.json; tests/packaging/test_version.py
 # fails when they disagree.
 set -euo pipefail
 version=${1:?usage: scripts/set_version.sh VERSION}

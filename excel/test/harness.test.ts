@@ -1,6 +1,6 @@
 // The harness page's pure parts: the table model of a result (what the sheet shows) and
 // the query parameters. The DOM wiring (src/harness/main.ts) runs in headless Chromium
-// in tests/integration/test_excel_harness.py.
+// in tests/excel/test_excel_harness.py.
 import { describe, expect, it } from "vitest";
 import { asFunction, hasHeader, missing, parseParams, toSearch } from "../src/harness/params.js";
 import { cellModel, columnLetters, renderMatrix, type TableModel } from "../src/harness/render.js";

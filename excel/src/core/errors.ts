@@ -50,7 +50,7 @@ const CODE_TEXT: Record<number, string> = {
  * `Code.retryable`: deadline_exceeded 4, internal 13, unavailable 14) less canceled (1:
  * here that is Excel cancelling the formula), plus unknown (2: connect-web's code for a
  * broken fetch or body) and resource_exhausted (8: the server is at its cap or dropped a
- * stream that fell behind; a cell waits for a slot). tests/unit/test_status_codes.py
+ * stream that fell behind; a cell waits for a slot). tests/runtime/unit/test_status_codes.py
  * checks this list against the table.
  */
 const RETRYABLE_CODES: ReadonlySet<number> = new Set([2, 4, 8, 13, 14]);

@@ -29,7 +29,7 @@ but here it would cost more than this package:
 * It does not serve `application/grpc-web-text`.
 
 We need only unary and server-streaming calls, a handful of headers and two framings,
-and the real Connect / gRPC-Web clients (connect-es, tests/node) check us end to end.
+and the real Connect / gRPC-Web clients (connect-es, tests/excel/node) check us end to end.
 
 The package, by job: `negotiation` picks the protocol object of a request (`connect`:
 Connect unary and server streaming; `grpc_web`: gRPC-Web binary and text), each holding
