@@ -38,6 +38,7 @@ import yaml
 from lightkube import ALL_NS, ApiError, AsyncClient
 from lightkube import ConfigError as LightkubeConfigError
 from lightkube.config.kubeconfig import KubeConfig, SingleConfig
+from lightkube.core.exceptions import NotReadyError
 from lightkube.core.resource_registry import resource_registry
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.types import CascadeType, PatchType
@@ -379,7 +380,10 @@ class Kube:
                 labels=dict(labels) if labels else None,
             )
             items = [_plain(item) async for item in found]
-            version = found._resourceVersion or ""
+            try:
+                version = found.resourceVersion
+            except NotReadyError:  # the server's answer carried no list version
+                version = ""
         return ObjectList(items, version)
 
     async def create(

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from aerogrid.engine.inputs import refresh_metadata
 from aerogrid.record_formats import json_too_deep
 from aerogrid.settings import BrokerSettings
 from aerogrid_devkit import embedded
@@ -84,7 +85,7 @@ async def _start(consumer: AIOKafkaConsumer) -> None:
     consumer's own start-up task run: aiokafka's stop() raises CancelledError before.
     """
     await consumer.start()
-    await consumer._client.force_metadata_update()
+    await refresh_metadata(consumer)
 
 
 async def high_watermarks(

@@ -385,8 +385,8 @@ def _external(root: Path, broker: _Broker, *, required: bool) -> ExternalConfig 
         )
     tls, sasl = broker.tls or _Tls(), broker.sasl or _Sasl()
     has_tls, has_sasl = _given(broker.tls), _given(broker.sasl)
-    # `_parse` leaves SASL checks for later: the password arrives from the environment.
-    base = BrokerSettings._parse(bootstrap)
+    # `parse_unchecked` leaves SASL checks for later: the password arrives from the environment.
+    base = BrokerSettings.parse_unchecked(bootstrap)
     protocol = broker.security_protocol
     if protocol is None:
         protocol = base.security_protocol

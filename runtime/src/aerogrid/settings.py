@@ -36,12 +36,12 @@ class BrokerSettings:
 
     @classmethod
     def parse(cls, uri: str) -> BrokerSettings:
-        settings = cls._parse(uri)
+        settings = cls.parse_unchecked(uri)
         settings.validate()
         return settings
 
     @classmethod
-    def _parse(cls, uri: str) -> BrokerSettings:
+    def parse_unchecked(cls, uri: str) -> BrokerSettings:
         """`parse` without `validate` (so `from_env` can fill in SASL secrets first)."""
         uri = uri.strip()
         if not uri:
@@ -92,7 +92,8 @@ class BrokerSettings:
         user without one (`kafka+sasl_ssl://alice@host:9093?...`), unless
         AEROGRID_SASL_USERNAME names someone else.
         """
-        settings = cls._parse(explicit or os.environ.get("AEROGRID_BROKER") or DEFAULT_BROKER)
+        uri = explicit or os.environ.get("AEROGRID_BROKER") or DEFAULT_BROKER
+        settings = cls.parse_unchecked(uri)
         user = os.environ.get("AEROGRID_SASL_USERNAME")
         password = os.environ.get("AEROGRID_SASL_PASSWORD")
         if user and settings.sasl_username is None:

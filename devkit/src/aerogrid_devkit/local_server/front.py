@@ -231,7 +231,8 @@ class Front:
         self.max_connections = max_connections
         self.max_handshakes = max_handshakes
         self.counts = ConnectionCounts()
-        self._handshakes = 0
+        #: TLS handshakes in progress (each holds a `_Handshake` slot).
+        self.handshakes_in_progress = 0
         self._release = FloodRelease(every=max_handshakes)
         self._sockets: list[socket.socket] = []
         self._servers: list[asyncio.Server] = []
@@ -300,7 +301,7 @@ class Front:
         if route is not Route.TLS:
             await self._forward(route, head, reader, writer)
             return
-        if self._handshakes >= self.max_handshakes:
+        if self.handshakes_in_progress >= self.max_handshakes:
             self._reject("busy", writer)
             return
         handshake = _Handshake(self)  # taken before any await: the check and the count agree
@@ -409,12 +410,12 @@ class _Handshake:
     def __init__(self, front: Front) -> None:
         self._front = front
         self._held = True
-        front._handshakes += 1
+        front.handshakes_in_progress += 1
 
     def over(self) -> None:
         if self._held:
             self._held = False
-            self._front._handshakes -= 1
+            self._front.handshakes_in_progress -= 1
 
 
 class _TlsRecords:

@@ -201,7 +201,7 @@ class InputReader:
     async def follow(self, added: dict[str, int]) -> None:
         """Start reading partitions added to input topics, from their start."""
         known = set(self.consumer.assignment())
-        await self.consumer._client.force_metadata_update()
+        await refresh_metadata(self.consumer)
         partitions = await partitions_of(self.consumer, self.topics)
         new = [tp for tp in partitions if tp not in known]
         if not new:
@@ -223,7 +223,7 @@ class InputReader:
 
     async def restart_from_beginning(self) -> None:
         """Every input partition from its start (the broker lost the app's data)."""
-        await self.consumer._client.force_metadata_update()
+        await refresh_metadata(self.consumer)
         partitions = await partitions_of(self.consumer, self.topics)
         self.consumer.assign(partitions)
         starts = await self.consumer.beginning_offsets(partitions)
@@ -244,6 +244,15 @@ class InputReader:
                 )
 
 
+async def refresh_metadata(consumer: AIOKafkaConsumer) -> None:
+    """Fetch the cluster's metadata now, not at the client's next refresh.
+
+    aiokafka has no public call for it (`topics()` answers from its cache, which misses a
+    topic or partition added since), so this is the one place that reaches into its client.
+    """
+    await consumer._client.force_metadata_update()
+
+
 async def partitions_of(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicPartition]:
     """Every partition of `topics`, waiting briefly for metadata of a just-created topic."""
     found: list[TopicPartition] = []
@@ -252,7 +261,7 @@ async def partitions_of(consumer: AIOKafkaConsumer, topics: list[str]) -> list[T
         for _ in range(50):
             if numbers:
                 break
-            await consumer._client.force_metadata_update()
+            await refresh_metadata(consumer)
             numbers = consumer.partitions_for_topic(topic)
             if not numbers:
                 await asyncio.sleep(0.1)
