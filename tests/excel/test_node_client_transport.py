@@ -1,4 +1,4 @@
-"""The real browser-side client (connect-es, tests/excel/node/stream_grid.mjs) against the HTTP transport.
+"""The real browser-side client (connect-es, tests/excel/node) against the HTTP transport.
 
 A transport test: the `ServiceAPI` behind the uvicorn-served ASGI app is a fake
 that plays a scripted subscription (schema, a snapshot in two chunks, deltas, a
