@@ -33,7 +33,7 @@ from support.paths import REPO
 
 pytestmark = pytest.mark.node
 
-NODE_DIR = REPO / "tests" / "node"
+NODE_DIR = REPO / "tests" / "excel" / "node"
 EXCEL = REPO / "excel"
 TOKEN = "s3cret"
 
@@ -347,8 +347,8 @@ def test_generated_code_is_up_to_date(node: str) -> None:
     """The client reads the add-in's generated code, which regenerating from proto/ leaves as is."""
     imported = re.findall(r'from "([^"]+_pb\.js)"', (NODE_DIR / "stream_grid.mjs").read_text())
     assert sorted(imported) == [
-        "../../excel/dist/gen/aerogrid/v1/catalog_pb.js",
-        "../../excel/dist/gen/aerogrid/v1/grid_pb.js",
+        "../../../excel/dist/gen/aerogrid/v1/catalog_pb.js",
+        "../../../excel/dist/gen/aerogrid/v1/grid_pb.js",
     ]
     copies = [p for p in NODE_DIR.rglob("*_pb.*") if "node_modules" not in p.parts]
     assert copies == [], "tests/excel/node keeps no copy of the generated code"
