@@ -9,6 +9,10 @@
 # slf4j (without it the broker logs nothing), into ~/.cache/aerogrid/kafka/<version>/libs/.
 # The Maven repository is the default ~/.m2.
 #
+# `fetch_kafka.sh tools` fetches org.apache.kafka:kafka-tools instead (the console producer and
+# consumer, the consumer-groups tool; run by the broker compatibility suite, tests/devkit/compat)
+# into ~/.cache/aerogrid/kafka/<version>/tools/, a classpath of its own beside the broker's.
+#
 # Idempotent: does nothing when the stamp file exists; a half-finished run (no stamp) is redone.
 # The libs directory is printed as the last line of stdout; everything else goes to stderr.
 #
@@ -23,8 +27,11 @@ DEPENDENCY_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 
 CACHE_ROOT="${AEROGRID_CACHE:-$HOME/.cache/aerogrid}"
 KAFKA_HOME="$CACHE_ROOT/kafka/$KAFKA_VERSION"
-LIBS="$KAFKA_HOME/libs"
-STAMP="$KAFKA_HOME/.complete"
+case "${1:-broker}" in
+    broker) ARTIFACT=kafka_2.13; LIBS="$KAFKA_HOME/libs"; STAMP="$KAFKA_HOME/.complete" ;;
+    tools) ARTIFACT=kafka-tools; LIBS="$KAFKA_HOME/tools"; STAMP="$KAFKA_HOME/.tools-complete" ;;
+    *) echo "fetch_kafka.sh: unknown set '$1' (broker or tools)" >&2; exit 2 ;;
+esac
 
 if [[ -f "$STAMP" && -d "$LIBS" ]]; then
     echo "$LIBS"
@@ -63,7 +70,7 @@ cat >"$WORK/pom.xml" <<EOF
   <dependencies>
     <dependency>
       <groupId>org.apache.kafka</groupId>
-      <artifactId>kafka_2.13</artifactId>
+      <artifactId>$ARTIFACT</artifactId>
       <version>$KAFKA_VERSION</version>
     </dependency>
     <dependency>
@@ -80,23 +87,24 @@ cat >"$WORK/pom.xml" <<EOF
 </project>
 EOF
 
-rm -rf "$LIBS" "$KAFKA_HOME/libs.partial"
-echo "fetch_kafka.sh: resolving kafka_2.13 $KAFKA_VERSION with Maven into $LIBS" >&2
+PARTIAL="$LIBS.partial"
+rm -rf "$LIBS" "$PARTIAL"
+echo "fetch_kafka.sh: resolving $ARTIFACT $KAFKA_VERSION with Maven into $LIBS" >&2
 # Maven's own output goes to a log that is shown only when it fails.
 if ! mvn -B -q -f "$WORK/pom.xml" \
     "$DEPENDENCY_PLUGIN:copy-dependencies" \
     -DincludeScope=runtime \
-    -DoutputDirectory="$KAFKA_HOME/libs.partial" >"$WORK/mvn.log" 2>&1; then
+    -DoutputDirectory="$PARTIAL" >"$WORK/mvn.log" 2>&1; then
     cat "$WORK/mvn.log" >&2
-    echo "fetch_kafka.sh: Maven could not resolve kafka_2.13 $KAFKA_VERSION (log above)" >&2
+    echo "fetch_kafka.sh: Maven could not resolve $ARTIFACT $KAFKA_VERSION (log above)" >&2
     exit 1
 fi
 
-if ! ls "$KAFKA_HOME/libs.partial/kafka_2.13-$KAFKA_VERSION.jar" >/dev/null 2>&1; then
-    echo "fetch_kafka.sh: Maven finished but kafka_2.13-$KAFKA_VERSION.jar is missing" >&2
+if ! ls "$PARTIAL/$ARTIFACT-$KAFKA_VERSION.jar" >/dev/null 2>&1; then
+    echo "fetch_kafka.sh: Maven finished but $ARTIFACT-$KAFKA_VERSION.jar is missing" >&2
     exit 1
 fi
 
-mv "$KAFKA_HOME/libs.partial" "$LIBS"
-printf 'kafka_2.13 %s\nlog4j %s\n' "$KAFKA_VERSION" "$LOG4J_VERSION" >"$STAMP"
+mv "$PARTIAL" "$LIBS"
+printf '%s %s\nlog4j %s\n' "$ARTIFACT" "$KAFKA_VERSION" "$LOG4J_VERSION" >"$STAMP"
 echo "$LIBS"
