@@ -310,6 +310,8 @@ class GridClient:
                             stale_reason=stale,
                         )
                     elif event == "heartbeat":
+                        # A key-filtered stream moves on without deltas: resume from here.
+                        seq = max(seq, response.heartbeat.seq)
                         stale = _stale_reason(response.heartbeat)
                         if heartbeats or stale != told:
                             told = stale

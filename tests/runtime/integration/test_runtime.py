@@ -219,6 +219,45 @@ async def test_many_live_subscribers_converge_while_the_app_consumes(
         assert app.metric("aerogrid_updates_sent_total", {"grid": "product_sum"}) >= 25
 
 
+async def test_a_key_filtered_subscriber_gets_deltas_of_its_keys_and_heartbeats_else(
+    broker: Broker, unique_name: str, tmp_path: Path
+) -> None:
+    """Commits that change only other keys move it on silently, told by heartbeats."""
+    topic = f"{unique_name}-orders"
+    path = write_orders_app(tmp_path, unique_name, topic)
+
+    def order(product: str, i: int) -> tuple[bytes, bytes]:
+        return f"{product}-{i}".encode(), json.dumps({"product": product, "quantity": 1}).encode()
+
+    updates = []
+    with RunningApp(path, broker.bootstrap) as app:
+        async with GridClient(app.target) as client:
+
+            async def follow() -> None:
+                async for update in client.subscribe(
+                    unique_name,
+                    "product_sum",
+                    keys=["mine"],
+                    heartbeat_interval_ms=300,
+                    heartbeats=True,
+                ):
+                    updates.append(update)
+                    if update.upserts.get("mine", {}).get("orders") == 2:
+                        return
+
+            follower = asyncio.create_task(follow())
+            await produce(broker.bootstrap, topic, [order("mine", 0)])
+            for batch in range(6):  # commits of other keys, more often than the heartbeat
+                await produce(broker.bootstrap, topic, [order(f"other{batch}", batch)])
+                await asyncio.sleep(0.15)
+            await produce(broker.bootstrap, topic, [order("mine", 1)])
+            await asyncio.wait_for(follower, 30)
+        deltas = [u for u in updates if not u.snapshot and not u.heartbeat]
+        assert deltas and all(list(u.upserts) == ["mine"] for u in deltas), deltas
+        assert any(u.heartbeat for u in updates)
+        assert app.metric("aerogrid_grid_rows", {"grid": "product_sum"}) == 7
+
+
 async def test_unknown_app_and_grid_are_not_found(
     tansu: Broker, unique_name: str, tmp_path: Path
 ) -> None:

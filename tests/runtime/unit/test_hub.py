@@ -222,3 +222,56 @@ def test_a_cursor_refuses_columns_the_grid_does_not_have() -> None:
     with pytest.raises(ServiceError) as info:
         hub.open_cursor(channel, subscribe_request(columns=["n", "nope"]))
     assert info.value.code == Code.INVALID_ARGUMENT and "nope" in info.value.message
+
+
+async def test_a_key_filtered_cursor_hears_heartbeats_not_empty_deltas() -> None:
+    grid = make_grid()
+    hub = GridHub()
+    channel = hub.add_grid("hubtest", grid)
+    request = subscribe_request(keys=["a"], heartbeat_interval_ms=200)
+    cursor = hub.open_cursor(channel, request)
+    async with contextlib.aclosing(cursor.messages()) as messages:
+        await next_message(messages)  # the schema
+        assert (await next_message(messages)).snapshot.complete
+
+        async def commit_other_keys() -> None:
+            for i in range(12):  # every 50 ms: more often than the heartbeat
+                grid[f"b{i}"] = {"n": i}
+                channel.publish(grid.drain_changes())
+                await asyncio.sleep(0.05)
+
+        committing = asyncio.create_task(commit_other_keys())
+        heard = [await next_message(messages) for _ in range(2)]
+        await committing
+        assert [m.WhichOneof("event") for m in heard] == ["heartbeat", "heartbeat"]
+        assert 0 < heard[0].heartbeat.seq <= heard[1].heartbeat.seq <= channel.seq == 12
+        grid["a"] = {"n": 1}
+        channel.publish(grid.drain_changes())
+        delta = (await next_message(messages)).delta
+        assert delta.seq == 13 and [r.key for r in delta.upserts] == ["a"]
+        assert delta.conflated == 0
+
+
+async def test_a_key_filtered_cursor_resumes_past_entries_it_skipped() -> None:
+    for resume_seq in (1, 4):  # the last delta the client saw, or the heartbeat after it
+        grid = make_grid()
+        hub = GridHub()
+        channel = hub.add_grid("hubtest", grid)
+        grid["a"] = {"n": 1}
+        channel.publish(grid.drain_changes())  # seq 1: a delta for the subscriber
+        for i in range(3):
+            grid[f"b{i}"] = {"n": i}
+            channel.publish(grid.drain_changes())  # seq 2-4: skipped, told by a heartbeat
+        request = subscribe_request(
+            keys=["a"], resume_epoch=hub.epoch, resume_seq=resume_seq, heartbeat_interval_ms=100
+        )
+        cursor = hub.open_cursor(channel, request)
+        async with contextlib.aclosing(cursor.messages()) as messages:
+            await next_message(messages)  # the schema
+            heartbeat = await next_message(messages)  # no snapshot, no (empty) delta
+            assert heartbeat.WhichOneof("event") == "heartbeat" and heartbeat.heartbeat.seq == 4
+            grid["a"] = {"n": 2}
+            channel.publish(grid.drain_changes())
+            delta = (await next_message(messages)).delta
+            assert [(r.key, r.cells[0].int_value) for r in delta.upserts] == [("a", 2)]
+            assert delta.seq == 5

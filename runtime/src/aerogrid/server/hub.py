@@ -284,7 +284,9 @@ class SubscriptionCursor:
     from an (epoch, seq) the window still reaches), then deltas and heartbeats until it
     is closed. Entries that arrived while the subscriber was busy are merged into one
     delta (the latest value per row); one that fell behind the window gets a fresh
-    snapshot. Only the seq last sent is kept per subscriber.
+    snapshot. A subscriber filtering by key gets a delta only when one of its keys
+    changed, and heartbeats (carrying the seq it moved on to) otherwise. Only the seq
+    last sent is kept per subscriber.
     """
 
     def __init__(
@@ -350,13 +352,18 @@ class SubscriptionCursor:
                 for chunk in chunks:
                     sent.inc()
                     yield chunk
-            last_sent = time.monotonic()
+            last_sent = last_heard = time.monotonic()
             while True:
                 if channel.stale != told:
                     # Degraded, or healthy again: say so now, not at the next heartbeat.
                     told = channel.stale
+                    last_heard = time.monotonic()
                     yield heartbeat_message(seq, told)
-                if not await channel.wait_after(seq, self.heartbeat):
+                # Heard from at least every `heartbeat` seconds, however often the grid
+                # commits changes this subscriber does not take (see `_takes_none`).
+                idle = max(0.0, last_heard + self.heartbeat - time.monotonic())
+                if not await channel.wait_after(seq, idle):
+                    last_heard = time.monotonic()
                     yield heartbeat_message(seq, told)
                     continue
                 if channel.stale != told:
@@ -372,16 +379,21 @@ class SubscriptionCursor:
                     for chunk in chunks:
                         sent.inc()
                         yield chunk
-                    last_sent = time.monotonic()
+                    last_sent = last_heard = time.monotonic()
                     continue
                 if not entries:
+                    continue
+                if self._takes_none(entries):
+                    # Moved on without a message: the next heartbeat says this seq, and a
+                    # resume from the last one sent replays (and skips) these entries.
+                    seq = self.seq = entries[-1].seq
                     continue
                 message, conflated = self._delta(seq, entries)
                 seq = self.seq = entries[-1].seq
                 if conflated:
                     conflated_rows.inc(conflated)
                 sent.inc()
-                last_sent = time.monotonic()
+                last_sent = last_heard = time.monotonic()
                 yield message
         finally:
             channel.subscribers -= 1
@@ -419,6 +431,13 @@ class SubscriptionCursor:
         ]
         return seq, snapshot_messages(seq, rows, SNAPSHOT_CHUNK_ROWS)
 
+    def _takes_none(self, entries: list[Entry]) -> bool:
+        """Whether none of the entries changes a key this subscriber filters on."""
+        keys = self.keys
+        if keys is None:
+            return False
+        return not any(str(key) in keys for entry in entries for key in entry.changes)
+
     def _delta(self, after: int, entries: list[Entry]) -> tuple[bytes, int]:
         """The entries after seq `after` as one Delta, and how many row changes it merged."""
         channel = self._channel
@@ -426,11 +445,14 @@ class SubscriptionCursor:
             if len(entries) == 1:
                 return channel.shared_delta(entries[0]), 0
             return channel.shared_merge(after, entries)
+        keys = self.keys
         merged: Changes = {}
         total = 0
         for entry in entries:
-            merged.update(entry.changes)
-            total += len(entry.changes)
+            for key, row in entry.changes.items():
+                if keys is None or str(key) in keys:
+                    merged[key] = row
+                    total += 1
         conflated = total - len(merged)
         message = delta_message(entries[-1].seq, merged, self.indices, self.keys, conflated)
         return message, conflated
