@@ -325,7 +325,7 @@ async def test_stalled_connect_subscriber_is_dropped_and_cut_off(service: GridSe
         assert dropped() - before == 1
         # Its end-of-stream would wait behind all it has not read: the server cuts the
         # connection instead (a graceful close would wait for the client to read too).
-        connections = service.listeners.http_server.server_state.connections
+        connections = service.listeners.http_server.connections
         for _ in range(int((STALL_SECONDS + MARGIN) / 0.2)):
             if not connections:
                 break

@@ -1,128 +1,176 @@
-"""uvicorn as a grid service runs it: h11 with the timeouts uvicorn lacks.
+"""The HTTP server of a grid service's HTTP port: hypercorn, HTTP/1.1 and HTTP/2, h2c and TLS.
 
-uvicorn's h11 protocol times out an idle keep-alive connection only after a response:
-a connection that never sends a whole request head (a silent one, a slowloris sending
-a header byte every few seconds) is held for as long as the client likes. This protocol
-gives every request head `connections.HEADER_TIMEOUT` from the connection's start or
-the previous response; a request whose body the app did not wait for (an early error)
-closes the connection rather than reading the rest at the client's pace.
+Connect and gRPC-Web clients speak HTTP/2 where they can (Go's and .NET's clients, `buf
+curl --http2-prior-knowledge`, browsers over TLS), so the port serves HTTP/1.1, HTTP/2
+with prior knowledge (h2c) and, with a TLS context, ALPN `h2` and `http/1.1`. uvicorn
+speaks only HTTP/1.1; hypercorn (pinned) serves ASGI over h11 and h2 from the same
+protocol code, so we run its per-connection server (`TCPServer`) under our own accept
+loop rather than its `serve()`, which owns signals, binds and shutdown. That loop adds
+what hypercorn lacks and `connections` requires:
 
-It also offers the app an ASGI extension, "aerogrid.abort": a way to cut a connection
-whose client stopped reading, since a response's last bytes would wait behind what it
-has not read and a graceful close would wait with them (see web/calls.py).
+* every connection shows a whole request head (HTTP/1.1) or opens a stream (HTTP/2)
+  within `connections.HEADER_TIMEOUT` of its start or of its previous response
+  (hypercorn's keep-alive timer, which runs until a request head is complete), and one
+  that never did is counted and logged as refused ("silent" or "slow_head");
+* an ASGI extension, "aerogrid.abort", that cuts a connection whose client stopped
+  reading: a response's last bytes would wait behind what it has not read, and a
+  graceful close would wait with them (see web/calls.py);
+* `connections`, the open connections (a test and a shutdown wait for them).
+
+What differs from the uvicorn server it replaces: an idle HTTP/1.1 keep-alive connection
+is closed after HEADER_TIMEOUT (10 s, uvicorn's was 5 s), and so is an HTTP/2 connection
+with no stream open. A request answered before its body was read (an early error)
+still closes its HTTP/1.1 connection (hypercorn's own rule).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
-from typing import Any
+from typing import Any, Final
 
 import h11
-import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from hypercorn.asyncio.tcp_server import TCPServer
+from hypercorn.asyncio.worker_context import WorkerContext
+from hypercorn.config import Config
+from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.utils import wrap_app
 
+from aerogrid.net import LISTEN_BACKLOG
 from aerogrid.server.connections import HEADER_TIMEOUT, refused
 
-__all__ = ["ABORT_EXTENSION", "BoundedH11Protocol", "uvicorn_config"]
+__all__ = ["ABORT_EXTENSION", "ALPN_PROTOCOLS", "HttpServer", "serve_http"]
 
 #: scope["extensions"][ABORT_EXTENSION]["abort"]() cuts the request's connection.
-ABORT_EXTENSION = "aerogrid.abort"
+ABORT_EXTENSION: Final = "aerogrid.abort"
+#: What a TLS port offers, in order of preference.
+ALPN_PROTOCOLS: Final = ("h2", "http/1.1")
+#: Seconds requests in progress get to finish once the server stops, before they are cancelled.
+GRACEFUL_SECONDS: Final = 1.0
 
 
-class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, with a deadline for every request head."""
+def _config() -> Config:
+    config = Config()
+    config.keep_alive_timeout = HEADER_TIMEOUT
+    config.graceful_timeout = GRACEFUL_SECONDS
+    config.accesslog = None
+    config.errorlog = None
+    config.alpn_protocols = list(ALPN_PROTOCOLS)
+    return config
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._head_timer: asyncio.TimerHandle | None = None
-        inner = self.app
-        extension = {ABORT_EXTENSION: {"abort": self._abort}}
 
-        async def app(scope: Any, receive: Any, send: Any) -> None:
-            scope["extensions"] = {**scope.get("extensions", {}), **extension}
-            await inner(scope, receive, send)
+class _Connection(TCPServer):
+    """hypercorn's connection, counting one closed for never sending a request head."""
 
-        self.app = app
+    requests = 0
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._await_head()
+    async def _idle_timeout(self) -> None:
+        try:
+            await asyncio.wait_for(self.context.terminated.wait(), self.config.keep_alive_timeout)
+        except TimeoutError:
+            self._count_refused()
+        await asyncio.shield(self._initiate_server_close())
 
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:
-            self._cancel_head_timer()
-
-    def on_response_complete(self) -> None:
-        if self.conn.their_state not in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED):
-            # Answered before the request's body was read (an error): do not read the
-            # rest at the client's pace to reuse the connection; close it.
-            self.server_state.total_requests += 1
-            self._close()
-            return
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._await_head()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_timer()
-        super().connection_lost(exc)
-
-    def _await_head(self) -> None:
-        self._cancel_head_timer()
-        self._head_timer = self.loop.call_later(HEADER_TIMEOUT, self._head_timeout)
-
-    def _cancel_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_timeout(self) -> None:
-        self._head_timer = None
-        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
-            return
-        started = bool(self.conn.trailing_data[0])
+    def _count_refused(self) -> None:
+        protocol = getattr(self, "protocol", None)
+        inner = getattr(protocol, "protocol", None)
+        if not isinstance(inner, H11Protocol) or self.requests:
+            return  # a kept-alive connection that did its work, or an idle HTTP/2 one
+        conn = inner.connection
+        started = conn.their_state is not h11.IDLE or bool(conn.trailing_data[0])
+        peer = self.writer.get_extra_info("peername")
         refused(
             "http",
             "slow_head" if started else "silent",
-            f"no whole request head from {self.client} in {HEADER_TIMEOUT:g} s",
+            f"no whole request head from {peer} in {HEADER_TIMEOUT:g} s",
         )
-        self._close()
-
-    def timeout_keep_alive_handler(self) -> None:
-        if not self.transport.is_closing():
-            self.conn.send(h11.ConnectionClosed())
-        self._close()
-
-    def _close(self) -> None:
-        """Close, or abort when unread bytes wait (a graceful close would wait for them)."""
-        if self.transport.get_write_buffer_size():
-            self.transport.abort()
-        else:
-            self.transport.close()
-
-    def _abort(self) -> None:
-        self._cancel_head_timer()
-        self.transport.abort()
 
 
-def uvicorn_config(
-    app: Any, *, tls: ssl.SSLContext | None = None, **options: Any
-) -> uvicorn.Config:
-    """The uvicorn Config of a grid service's HTTP port: bounded h11, no access log, no lifespan.
+class HttpServer:
+    """Serves one ASGI app on listening sockets until `stop()`."""
 
-    `options` are passed on (e.g. `log_config=None` to leave the caller's logging alone).
-    """
-    settings: dict[str, Any] = {
-        "log_level": "warning",
-        "lifespan": "off",
-        "access_log": False,
-        "http": BoundedH11Protocol,
-        "ws": "none",
-        "timeout_graceful_shutdown": 1,
-        **options,
-    }
-    if tls is not None:
-        settings["ssl_context_factory"] = lambda _config, _default: tls
-    return uvicorn.Config(app, **settings)
+    def __init__(self, app: Any, *, tls: ssl.SSLContext | None = None) -> None:
+        self._app = app
+        self._tls = tls
+        self._config = _config()
+        self._context = WorkerContext(None)
+        self._servers: list[asyncio.Server] = []
+        #: The tasks serving open connections, one each.
+        self.connections: set[asyncio.Task[None]] = set()
+
+    async def listen(self, sock: socket.socket) -> None:
+        """Start accepting connections on a bound socket (`aerogrid.net.bind_socket`)."""
+        if self._tls is not None:
+            self._tls.set_alpn_protocols(list(ALPN_PROTOCOLS))
+        server = await asyncio.start_server(
+            self._serve_connection,
+            sock=sock,
+            ssl=self._tls,
+            ssl_handshake_timeout=HEADER_TIMEOUT if self._tls is not None else None,
+            backlog=LISTEN_BACKLOG,
+        )
+        self._servers.append(server)
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.connections.add(task)
+        task.add_done_callback(self.connections.discard)
+        connection: _Connection | None = None
+        extension = {ABORT_EXTENSION: {"abort": writer.transport.abort}}
+        inner = self._app
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            if connection is not None and scope.get("type") == "http":
+                connection.requests += 1
+            scope["extensions"] = {**(scope.get("extensions") or {}), **extension}
+            await inner(scope, receive, send)
+
+        loop = asyncio.get_running_loop()
+        connection = _Connection(
+            wrap_app(app, 0, "asgi"), loop, self._config, self._context, {}, reader, writer
+        )
+        await connection.run()
+
+    async def stop(self) -> None:
+        """Stop accepting, let requests in progress finish for GRACEFUL_SECONDS, cancel the rest.
+
+        A cancelled stream ends with UNAVAILABLE ("the server is shutting down"), so its
+        client resumes elsewhere (web/calls.py).
+        """
+        await self._context.terminated.set()
+        for server in self._servers:
+            server.close()
+        pending = set(self.connections)
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=GRACEFUL_SECONDS)
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.wait(still, timeout=GRACEFUL_SECONDS)
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), GRACEFUL_SECONDS)
+
+
+async def serve_http(
+    app: Any, sock: socket.socket, *, tls: ssl.SSLContext | None = None
+) -> HttpServer:
+    """Serve the ASGI `app` on the bound socket `sock` (HTTP/1.1 and h2c; with `tls`, ALPN
+    h2 and http/1.1), started; `await server.stop()` ends it."""
+    server = HttpServer(app, tls=tls)
+    await server.listen(sock)
+    return server
+
+
+def __getattr__(name: str) -> Any:
+    """`uvicorn_config`, for the devkit's local endpoint until it moves to `serve_http`."""
+    if name in ("uvicorn_config", "BoundedH11Protocol"):
+        from aerogrid.server import uvicorn_h11
+
+        return getattr(uvicorn_h11, name)
+    raise AttributeError(name)

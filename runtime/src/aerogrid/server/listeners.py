@@ -2,24 +2,23 @@
 
 `aerogrid run` and the cluster's catalog serve the same way (one `ServiceAPI`, one
 authenticator, gRPC on one port, the browser protocols and `/healthz`, `/readyz`,
-`/metrics` on another, both within the limits of `connections`); this is that way, once.
+`/metrics` on another (HTTP/1.1 and HTTP/2, `http_server`), both within the limits of
+`connections`); this is that way, once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import uvicorn
 from grpc import aio
 
 from aerogrid.net import bind_socket
 from aerogrid.server import auth
 from aerogrid.server.connections import GRPC_SERVER_OPTIONS
 from aerogrid.server.grpc_server import add_services
-from aerogrid.server.http_server import uvicorn_config
+from aerogrid.server.http_server import HttpServer, serve_http
 from aerogrid.server.service import ServiceAPI
 from aerogrid.server.web import Readiness, create_http_app
 
@@ -31,16 +30,12 @@ class Listeners:
     """Both servers, running, and the ports they got."""
 
     grpc_server: aio.Server
-    http_server: uvicorn.Server
-    http_task: asyncio.Task[None]
+    http_server: HttpServer
     grpc_port: int
     http_port: int
 
     async def stop(self) -> None:
-        self.http_server.should_exit = True
-        await self.grpc_server.stop(grace=0.5)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.http_task, 3)
+        await asyncio.gather(self.grpc_server.stop(grace=0.5), self.http_server.stop())
 
 
 async def start_listeners(
@@ -65,7 +60,6 @@ async def start_listeners(
         raise OSError(f"cannot listen for gRPC on {host}:{port}")
     http_socket = bind_socket(host, http_port)
     http_app = create_http_app(service, authenticator, is_ready=is_ready, is_loopback=is_loopback)
-    http_server = uvicorn.Server(uvicorn_config(http_app))
     await grpc_server.start()
-    http_task = asyncio.create_task(http_server.serve(sockets=[http_socket]))
-    return Listeners(grpc_server, http_server, http_task, grpc_port, http_socket.getsockname()[1])
+    http_server = await serve_http(http_app, http_socket)
+    return Listeners(grpc_server, http_server, grpc_port, http_socket.getsockname()[1])
