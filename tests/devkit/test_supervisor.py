@@ -4,7 +4,10 @@ restarts one that crashes (with backoff), and reloads one whose file is saved.""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -144,3 +147,49 @@ async def test_stop_start_and_counters_of_one_app(
     finally:
         await supervisor.stop()
     assert changes[0] == "starting" and "stopped" in changes
+
+
+async def test_its_temporary_folder_goes_on_stop_and_a_killed_ones_at_the_next_start(
+    tansu: Broker, unique_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    # A supervisor killed outright (SIGKILL) cannot clean up: its folder stays behind.
+    killed = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import asyncio, sys\n"
+            "from aerogrid_devkit.supervisor import Supervisor\n"
+            "async def main():\n"
+            "    await Supervisor({}, 'localhost:1').start()\n"
+            "    print('started', flush=True)\n"
+            "    await asyncio.sleep(60)\n"
+            "asyncio.run(main())\n",
+        ],
+        env={**os.environ, "TMPDIR": str(temp)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert killed.stdout is not None and killed.stdout.readline() == "started\n"
+    killed.kill()
+    killed.wait(10)
+    (left,) = temp.glob("aerogrid-dev-*")
+    alive = temp / "aerogrid-dev-alive"  # a running supervisor's (this process's parent)
+    alive.mkdir()
+    (alive / "supervisor.pid").write_text(f"{os.getppid()}\n")
+    unknown = temp / "aerogrid-dev-old"  # no pid: nothing proves its owner is gone
+    unknown.mkdir()
+
+    app_file = write_orders_app(tmp_path, f"{unique_name}-app", f"{unique_name}-orders")
+    supervisor = Supervisor({"app": app_file}, tansu.bootstrap)
+    await supervisor.start()
+    try:
+        await wait_for(lambda: supervisor.apps["app"].status == "running")
+        assert (supervisor.workdir / "app.ready.json").exists()
+        assert not left.exists() and alive.exists() and unknown.exists()
+    finally:
+        await supervisor.stop()
+    assert not supervisor.workdir.exists()
+    assert sorted(p.name for p in temp.iterdir()) == ["aerogrid-dev-alive", "aerogrid-dev-old"]

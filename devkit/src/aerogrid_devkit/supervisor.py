@@ -4,6 +4,11 @@ Each app runs as `python -m aerogrid run app.py` (so a crash, a leak or a blocki
 in one app touches no other), is restarted with exponential backoff when it dies, and
 is restarted when one of its files is saved. Its output is kept per app (and passed to
 `on_log`), and its status is one of starting, running, crashed, reloading, stopped.
+
+The apps' ready files live in a temporary `aerogrid-dev-*` folder, removed by `stop()`
+(`aerogrid dev` stops on SIGINT and SIGTERM). A supervisor killed outright (SIGKILL)
+leaves its folder behind; the folder holds the supervisor's pid, so the next one to
+start removes the folders whose supervisor is provably gone.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +34,10 @@ from aerogrid.backoff import Backoff
 from aerogrid.net import LOOPBACK_HOST
 from aerogrid_devkit.embedded import signal_on_parent_death
 from aerogrid_devkit.frozen import child_env, runtime_command
+
+WORKDIR_PREFIX = "aerogrid-dev-"
+#: Holds the pid of the supervisor that owns a workdir (see `remove_stale_workdirs`).
+OWNER_FILE = "supervisor.pid"
 
 LogSink = Callable[[str, str], None]
 ChangeSink = Callable[["AppProcess"], None]
@@ -95,9 +105,16 @@ class Supervisor:
         self._app_tasks: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        self._workdir = Path(tempfile.mkdtemp(prefix="aerogrid-dev-"))
+        self._workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+        (self._workdir / OWNER_FILE).write_text(f"{os.getpid()}\n")
+
+    @property
+    def workdir(self) -> Path:
+        """The temporary folder of the apps' ready files (removed by `stop()`)."""
+        return self._workdir
 
     async def start(self) -> None:
+        await asyncio.to_thread(remove_stale_workdirs)
         for app in self.apps.values():
             self._spawn(app)
         self._tasks.append(asyncio.create_task(self._watch_files(), name="watch"))
@@ -154,6 +171,7 @@ class Supervisor:
         await asyncio.gather(*tasks, return_exceptions=True)
         for app in self.apps.values():
             self._set_status(app, "stopped")
+        await asyncio.to_thread(shutil.rmtree, self._workdir, ignore_errors=True)
 
     def reload(self, name: str) -> None:
         app = self.apps[name]
@@ -301,6 +319,37 @@ class Supervisor:
     def _log(self, app: AppProcess, line: str) -> None:
         app.logs.append(line)
         self.on_log(app.name, line)
+
+
+def remove_stale_workdirs(parent: Path | None = None) -> list[Path]:
+    """Remove the `aerogrid-dev-*` folders of supervisors that are gone; returns them.
+
+    Gone means provably: the folder is ours and names a pid that no longer exists. A
+    folder without a pid (an older devkit's) or whose pid runs (maybe reused) is kept.
+    """
+    removed = []
+    for folder in Path(parent or tempfile.gettempdir()).glob(WORKDIR_PREFIX + "*"):
+        try:
+            if folder.stat().st_uid != os.getuid():
+                continue
+            pid = int((folder / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if pid <= 0 or pid == os.getpid() or _alive(pid):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _signal(app: AppProcess, sig: signal.Signals) -> None:
