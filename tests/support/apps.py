@@ -1,7 +1,9 @@
 """Run AeroGrid apps as real `python -m aerogrid run` subprocesses, and feed them.
 
 Each app runs in its own process group on free ports, announces its ports through
-`--ready-file`, and is always stopped (SIGTERM, then SIGKILL) by `stop()`.
+`--ready-file`, and is always stopped (SIGTERM, then SIGKILL) by `stop()`. Its
+temporary `aerogrid-app-*` folder (ready file, log) goes when the `with` block ends, or
+when the object is collected or the test process exits.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -88,12 +92,14 @@ class RunningApp:
         self.extra_args = extra_args
         self.env = env or {}
         self._dir = Path(tempfile.mkdtemp(prefix="aerogrid-app-"))
+        weakref.finalize(self, shutil.rmtree, self._dir, ignore_errors=True)
         self.ready_file = self._dir / "ready.json"
         self.log_file = self._dir / "app.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
 
     def start(self, timeout: float = 60.0) -> Self:
+        self._dir.mkdir(exist_ok=True)  # started again after its `with` block
         self.ready_file.unlink(missing_ok=True)
         log = self.log_file.open("ab")
         self.proc = subprocess.Popen(
@@ -180,6 +186,7 @@ class RunningApp:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 async def produce(

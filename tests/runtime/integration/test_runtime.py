@@ -256,6 +256,7 @@ async def test_a_key_filtered_subscriber_gets_deltas_of_its_keys_and_heartbeats_
         assert deltas and all(list(u.upserts) == ["mine"] for u in deltas), deltas
         assert any(u.heartbeat for u in updates)
         assert app.metric("aerogrid_grid_rows", {"grid": "product_sum"}) == 7
+    assert not app.ready_file.parent.exists()  # its temporary folder is gone with it
 
 
 async def test_unknown_app_and_grid_are_not_found(
