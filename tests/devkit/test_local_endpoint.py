@@ -191,6 +191,34 @@ async def test_grpc_client_lists_both_apps_and_streams_each(ws: Workspace) -> No
     assert ws.endpoint.connections.grpc >= 2
 
 
+async def test_watch_apps_starts_with_each_grids_current_rows_and_seq(ws: Workspace) -> None:
+    """WatchApps' first message is as current as ListApps' answer, with no call before it."""
+    key, name = "alpha", ws.names["alpha"]
+    sent = orders("watched", 12, products=4)
+    await produce(ws.bootstrap, ws.topics[key], sent)
+    async with GridClient(ws.endpoint.address) as client:
+        await asyncio.wait_for(follow(client, name, holds("watched", totals(sent))), 30)
+    # The truth, straight from the app's own port.
+    async with aio.insecure_channel(f"127.0.0.1:{ws.supervisor.apps[key].ports['grpc']}") as app:
+        truth = await catalog_pb2_grpc.CatalogServiceStub(app).ListApps(
+            catalog_pb2.ListAppsRequest()
+        )
+    want = [(g.name, g.rows, g.seq) for a in truth.apps if a.name == name for g in a.grids]
+    assert want and want[0][1] >= 4 and want[0][2] > 0
+    async with aio.insecure_channel(ws.endpoint.address) as channel:
+        stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+        call = stub.WatchApps(catalog_pb2.WatchAppsRequest())
+        first = await asyncio.wait_for(call.read(), 10)
+        call.cancel()
+        assert isinstance(first, catalog_pb2.WatchAppsResponse)
+        listed = await stub.ListApps(catalog_pb2.ListAppsRequest())
+    for answer in (first, listed):
+        (info,) = [a for a in answer.apps if a.name == name]
+        assert info.status == catalog_pb2.APP_STATUS_RUNNING
+        assert [(g.name, g.rows, g.seq) for g in info.grids] == want
+    assert first.initial
+
+
 async def test_unknown_app_is_not_found_naming_the_apps(ws: Workspace) -> None:
     async with GridClient(ws.endpoint.address) as client:
         with pytest.raises(GridClientError) as caught:

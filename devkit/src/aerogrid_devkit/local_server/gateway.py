@@ -295,7 +295,11 @@ class LocalGateway:
         ]
 
     async def _refresh(self) -> None:
-        """Re-read the running apps' catalogs (grid row counts move), best effort."""
+        """Re-read the running apps' catalogs (grid row counts move), best effort.
+
+        The followed WatchApps streams tell status changes, not every row count or seq,
+        so a caller about to see them (`list_apps`, a new `watch_apps`) asks first.
+        """
 
         async def one(upstream: _Upstream, channel: aio.Channel) -> None:
             stub = catalog_pb2_grpc.CatalogServiceStub(channel)
@@ -308,11 +312,7 @@ class LocalGateway:
                     self._notify_if_changed(upstream)
 
         await asyncio.gather(
-            *(
-                one(up, up.channel)
-                for up in self._upstreams.values()
-                if up.channel is not None and up.fetch is not None and up.fetch.done()
-            )
+            *(one(up, up.channel) for up in self._upstreams.values() if up.channel is not None)
         )
 
     async def list_apps(
@@ -324,6 +324,7 @@ class LocalGateway:
     async def watch_apps(
         self, request: catalog_pb2.WatchAppsRequest, caller: Caller
     ) -> AsyncGenerator[bytes, None]:
+        await self._refresh()  # the first message is current, as ListApps' answer is
         changed = self._changed
         infos = self._visible(caller)
         sent = {info.name: _shape(info) for info in infos}
