@@ -1,4 +1,8 @@
-"""Run one app: engine, gRPC and HTTP servers, signals, a clean stop within seconds."""
+"""Run one app: engine, gRPC and HTTP servers, signals, a clean stop within seconds.
+
+Ready (`/readyz`, gRPC health) once every grid is restored, until SIGTERM: while the batch
+in flight drains, load balancers and Kubernetes already send new callers elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from aerogrid.errors import BrokerConnectionError
 from aerogrid.server.app_service import AppService, HostedApp
 from aerogrid.server.auth import Authenticator, AuthSettings
 from aerogrid.server.hub import GridHub
-from aerogrid.server.listeners import start_listeners
+from aerogrid.server.listeners import Listeners, start_listeners
 from aerogrid.settings import BrokerSettings
 from aerogrid.v1 import catalog_pb2
 
@@ -68,13 +72,23 @@ async def serve_app(app: App, settings: BrokerSettings, options: ServeOptions) -
         state_lock=hub.state_lock,
     )
 
+    stop_requested = asyncio.Event()
+
+    def is_ready() -> tuple[bool, str]:
+        if stop_requested.is_set():
+            return False, "stopping"
+        return engine.status is Status.RUNNING, status_message(engine)
+
     def report(*_: object) -> None:
         hosted.set_status(_APP_STATUS[engine.status], status_message(engine))
         hub.set_degraded(app.name, engine.outage)
+        if listeners is not None:
+            listeners.health.notify()
 
     engine.on_status = report
     engine.on_outage = report
 
+    listeners: Listeners | None = None
     http_port = options.http_port
     if http_port is None:
         http_port = options.port + 1 if options.port else 0
@@ -84,7 +98,7 @@ async def serve_app(app: App, settings: BrokerSettings, options: ServeOptions) -
         host=options.host,
         port=options.port,
         http_port=http_port,
-        is_ready=lambda: (engine.status is Status.RUNNING, status_message(engine)),
+        is_ready=is_ready,
     )
     grpc_port, http_port = listeners.grpc_port, listeners.http_port
     log.info(
@@ -97,11 +111,11 @@ async def serve_app(app: App, settings: BrokerSettings, options: ServeOptions) -
     )
 
     loop = asyncio.get_running_loop()
-    stop_requested = asyncio.Event()
 
     def on_signal() -> None:
         log.info("stopping app %s: finishing the batch in flight", app.name)
         stop_requested.set()
+        listeners.health.notify()
         engine.request_stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -11,13 +11,16 @@ Methods are registered by hand rather than through the generated servicer:
   log line (grpc.aio's own deserializer answers UNKNOWN and logs a traceback);
 * a subscriber that stopped reading and fell behind the replay window is dropped
   (`connections.SendWatch`), which needs the sends in the handler's hands.
+
+Server reflection describes both services (`grpc_standard`), so grpcurl and other
+generic clients need no .proto files; health is `grpc_standard.GrpcHealth`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, Final, NoReturn, Protocol, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -25,9 +28,16 @@ from grpc import aio
 
 from aerogrid.server.connections import REQUEST_TIMEOUT, SendWatch, refused
 from aerogrid.server.errors import Code, ServiceError
+from aerogrid.server.grpc_standard import add_reflection
 from aerogrid.server.identity import Caller
 from aerogrid.server.service import Paced, ServiceAPI
 from aerogrid.v1 import catalog_pb2, grid_pb2
+
+#: The services `add_services` registers (health names them too).
+SERVICES: Final = (
+    grid_pb2.DESCRIPTOR.services_by_name["GridService"].full_name,
+    catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
+)
 
 _Req = TypeVar("_Req", bound=Message)
 _Context = aio.ServicerContext[Any, Any]
@@ -167,13 +177,13 @@ def add_services(
     authenticator: Authenticate,
     is_loopback: Callable[[str], bool],
 ) -> None:
-    """Register GridService and CatalogService on a grpc.aio server.
+    """Register GridService and CatalogService, and reflection describing them.
 
     Create the server with `connections.GRPC_SERVER_OPTIONS` for its connection limits.
     """
     h = _Handlers(service, authenticator, is_loopback)
     grid_service = grpc.method_handlers_generic_handler(
-        "aerogrid.v1.GridService",
+        SERVICES[0],
         {
             "ListGrids": grpc.stream_unary_rpc_method_handler(
                 h.list_grids, response_serializer=grid_pb2.ListGridsResponse.SerializeToString
@@ -184,7 +194,7 @@ def add_services(
         },
     )
     catalog_service = grpc.method_handlers_generic_handler(
-        "aerogrid.v1.CatalogService",
+        SERVICES[1],
         {
             "ListApps": grpc.stream_unary_rpc_method_handler(
                 h.list_apps, response_serializer=catalog_pb2.ListAppsResponse.SerializeToString
@@ -195,3 +205,4 @@ def add_services(
         },
     )
     server.add_generic_rpc_handlers((grid_service, catalog_service))
+    add_reflection(server, (grid_pb2.DESCRIPTOR, catalog_pb2.DESCRIPTOR))

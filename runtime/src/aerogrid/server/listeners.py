@@ -3,7 +3,8 @@
 `aerogrid run` and the cluster's catalog serve the same way (one `ServiceAPI`, one
 authenticator, gRPC on one port, the browser protocols and `/healthz`, `/readyz`,
 `/metrics` on another (HTTP/1.1 and HTTP/2, `http_server`), both within the limits of
-`connections`); this is that way, once.
+`connections`); this is that way, once. The gRPC port also serves the standard health
+service (`grpc_standard.GrpcHealth`), following the same readiness as `/readyz`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from grpc import aio
 from aerogrid.net import bind_socket
 from aerogrid.server import auth
 from aerogrid.server.connections import GRPC_SERVER_OPTIONS
-from aerogrid.server.grpc_server import add_services
+from aerogrid.server.grpc_server import SERVICES, add_services
+from aerogrid.server.grpc_standard import LIVENESS, GrpcHealth
 from aerogrid.server.http_server import HttpServer, serve_http
 from aerogrid.server.service import ServiceAPI
 from aerogrid.server.web import Readiness, create_http_app
@@ -33,8 +35,11 @@ class Listeners:
     http_server: HttpServer
     grpc_port: int
     http_port: int
+    #: gRPC health: "" and both services follow `is_ready`; `LIVENESS` serves throughout.
+    health: GrpcHealth
 
     async def stop(self) -> None:
+        await self.health.stop()
         await asyncio.gather(self.grpc_server.stop(grace=0.5), self.http_server.stop())
 
 
@@ -55,11 +60,19 @@ async def start_listeners(
     """
     grpc_server = aio.server(options=GRPC_SERVER_OPTIONS)
     add_services(grpc_server, service, authenticator, is_loopback or auth.is_loopback)
+    health = GrpcHealth(lambda: _health_statuses(is_ready()))
+    health.add_to(grpc_server)
     grpc_port = grpc_server.add_insecure_port(f"{host}:{port}")
     if grpc_port == 0:
         raise OSError(f"cannot listen for gRPC on {host}:{port}")
     http_socket = bind_socket(host, http_port)
     http_app = create_http_app(service, authenticator, is_ready=is_ready, is_loopback=is_loopback)
+    await health.start()
     await grpc_server.start()
     http_server = await serve_http(http_app, http_socket)
-    return Listeners(grpc_server, http_server, grpc_port, http_socket.getsockname()[1])
+    return Listeners(grpc_server, http_server, grpc_port, http_socket.getsockname()[1], health)
+
+
+def _health_statuses(readiness: Readiness) -> dict[str, bool]:
+    ready = readiness[0] if isinstance(readiness, tuple) else bool(readiness)
+    return {LIVENESS: True, "": ready, **dict.fromkeys(SERVICES, ready)}
