@@ -29,6 +29,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from grpc import aio
+from prometheus_client.parser import text_string_to_metric_families
 
 from aerogrid import metrics
 from aerogrid.client import ClientRow, GridClient, GridClientError
@@ -279,6 +280,35 @@ async def test_metrics_on_the_one_port_are_for_local_callers_only(ws: Workspace)
         page = await http.get("/metrics", headers={"origin": "https://evil.example"})
         assert page.status_code == 401
         assert ws.names["alpha"] not in page.text
+
+
+async def test_metrics_on_the_one_port_hold_every_running_apps_samples(ws: Workspace) -> None:
+    """A Prometheus scrape of the local endpoint gets the apps' numbers, labelled by app."""
+    name = ws.names["beta"]
+    sent = orders("scraped", 5)
+    await produce(ws.bootstrap, ws.topics["beta"], sent)
+    async with GridClient(ws.endpoint.address) as client:
+        await asyncio.wait_for(follow(client, name, holds("scraped", totals(sent))), 30)
+    async with httpx.AsyncClient(base_url=ws.endpoint.url, timeout=10) as http:
+        answer = await http.get("/metrics")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    families = list(text_string_to_metric_families(answer.text))
+    assert all(family.samples for family in families)  # no name without numbers
+    names = [family.name for family in families]
+    assert len(names) == len(set(names))  # each metric once, the apps' samples merged
+    samples = {
+        (s.name, s.labels.get("app"), s.labels.get("grid")): s.value
+        for family in families
+        for s in family.samples
+    }
+    assert samples[("aerogrid_records_in_total", name, None)] >= 5
+    assert samples[("aerogrid_grid_rows", name, GRID)] >= 3
+    assert ("aerogrid_grid_rows", ws.names["alpha"], GRID) in samples  # every running app's
+    # Series without an app label of their own are told apart by the app's workspace key.
+    dropped = [
+        s for f in families for s in f.samples if s.name.startswith("aerogrid_subscribers_dropped")
+    ]
+    assert {s.labels.get("app") for s in dropped} >= {"alpha", "beta"}
 
 
 # --- Connect over HTTP/1.1, on the same port ----------------------------------------------

@@ -290,8 +290,8 @@ class Supervisor:
                 if app.status != "running" or "http" not in app.ports:
                     continue
                 try:
-                    text = await _http_get(LOOPBACK_HOST, app.ports["http"], "/metrics")
-                    ready = await _http_get(LOOPBACK_HOST, app.ports["http"], "/readyz")
+                    text = await http_get(LOOPBACK_HOST, app.ports["http"], "/metrics")
+                    ready = await http_get(LOOPBACK_HOST, app.ports["http"], "/readyz")
                 except (OSError, ValueError):
                     continue
                 totals = _totals(text)
@@ -358,7 +358,7 @@ def _signal(app: AppProcess, sig: signal.Signals) -> None:
             os.killpg(app.process.pid, sig)
 
 
-async def _http_get(host: str, port: int, path: str, timeout: float = 2.0) -> str:
+async def http_get(host: str, port: int, path: str, timeout: float = 2.0) -> str:
     """A tiny HTTP/1.0 GET for loopback scrapes (no client library in the loop for this)."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     try:

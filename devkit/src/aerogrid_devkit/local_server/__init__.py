@@ -18,6 +18,7 @@ address however many apps the workspace runs. Inside:
   ephemeral 127.0.0.1 port; that app is wrapped by `addin.AddinFiles` (the add-in's
   bundle at /addin/) and served twice: plain, and by a second uvicorn with TLS (the
   development certificate of `aerogrid_devkit.devcert`, trusted once by the user);
+* `metrics.WorkspaceMetrics` adds every running app's samples to `/metrics`;
 * `front.Front` owns the public port and hands each connection to one of them by its
   first bytes.
 
@@ -65,6 +66,7 @@ from aerogrid_devkit.local_server.front import (
     listen_addresses,
 )
 from aerogrid_devkit.local_server.gateway import LocalGateway
+from aerogrid_devkit.local_server.metrics import WorkspaceMetrics
 from aerogrid_devkit.supervisor import Supervisor
 
 __all__ = [
@@ -275,7 +277,9 @@ class LocalServer:
                 allowed_origins=self._allowed_origins,
                 is_loopback=is_loopback,
             )
-            self._addin = app = AddinFiles(http_app, self.addin_dir)
+            self._addin = app = AddinFiles(
+                WorkspaceMetrics(http_app, self.supervisor), self.addin_dir
+            )
             self._http, self._http_task, http_port = await _serve_http(app, "HTTP")
             routes = {Route.GRPC: grpc_port, Route.HTTP: http_port}
             tls = self._tls_context() if self._tls else None
