@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from pydantic import BaseModel
 
 from aerogrid.routing import APP_HEADER, TENANT_HEADER
+from aerogrid.server.grpc_standard import LIVENESS
 from aerogrid_cloud import crds
 from aerogrid_cloud.model import (
     APP_KIND,
@@ -351,11 +352,19 @@ def test_pod_is_restricted_without_service_account_token() -> None:
     assert sa["automountServiceAccountToken"] is False
 
 
-def test_probes_use_the_runtime_health_endpoints() -> None:
+def test_probes_use_standard_grpc_health() -> None:
+    """Kubernetes' native gRPC probes: ready is the whole server (""), which serves only
+    once restored; liveness and startup ask for a service that serves from the start."""
     (container,) = pod_spec(render_app())["containers"]
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["grpc"] == {"port": GRPC_PORT, "service": ""}
+    assert container["livenessProbe"]["grpc"] == {"port": GRPC_PORT, "service": LIVENESS}
+    assert container["startupProbe"]["grpc"] == {"port": GRPC_PORT, "service": LIVENESS}
+    assert container["startupProbe"]["failureThreshold"] * 2 >= 60  # a minute to start
+    assert not {"httpGet", "tcpSocket"} & {
+        key
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe")
+        for key in container[probe]
+    }
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"grpc": GRPC_PORT, "http": HTTP_PORT}
 
@@ -832,6 +841,9 @@ def test_platform_deployments_are_restricted_with_probes() -> None:
         assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
         assert container["image"] == SETTINGS.platform_image
         assert "livenessProbe" in container
+    (catalog,) = deployments["aerogrid-catalog"]["spec"]["template"]["spec"]["containers"]
+    assert catalog["readinessProbe"]["grpc"] == {"port": GRPC_PORT, "service": ""}
+    assert catalog["livenessProbe"]["grpc"] == {"port": GRPC_PORT, "service": LIVENESS}
     (operator,) = deployments["aerogrid-operator"]["spec"]["template"]["spec"]["containers"]
     assert operator["command"] == ["python", "-m", "aerogrid_cloud.operator"]
     assert operator["args"] == ["--liveness=http://0.0.0.0:8080/healthz"]

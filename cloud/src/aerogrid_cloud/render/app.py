@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from aerogrid.routing import APP_HEADER, TENANT_HEADER
+from aerogrid.server.grpc_standard import LIVENESS
 from aerogrid_cloud.model import (
     APP_LABEL,
     TENANT_LABEL,
@@ -29,7 +30,7 @@ from aerogrid_cloud.render.common import (
     RenderError,
     api_object,
     component_labels,
-    http_probe,
+    grpc_probe,
     object_meta,
     restricted_container,
     restricted_pod,
@@ -217,11 +218,13 @@ def _deployment(
             "limits": dict(spec.resources.limits),
         },
         "securityContext": restricted_container(),
-        # Restoring grids can take a while: /healthz answers from the start, /readyz only
-        # once every grid is restored (traffic waits for it, the pod is not restarted).
-        "startupProbe": http_probe("/healthz", "http", 2, 30),
-        "livenessProbe": http_probe("/healthz", "http", 10, 3),
-        "readinessProbe": http_probe("/readyz", "http", 5, 2),
+        # gRPC health (grpc.health.v1), as meshes and load balancers check it too.
+        # Restoring grids can take a while: LIVENESS serves from the start, the server ("")
+        # only once every grid is restored (traffic waits for it, the pod is not
+        # restarted) and no longer once it drains. HTTP /healthz and /readyz say the same.
+        "startupProbe": grpc_probe(LIVENESS, 2, 30),
+        "livenessProbe": grpc_probe(LIVENESS, 10, 3),
+        "readinessProbe": grpc_probe("", 5, 2),
         "volumeMounts": [
             {"name": "app", "mountPath": "/app", "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},

@@ -41,6 +41,7 @@ __all__ = [
     "RenderError",
     "api_object",
     "component_labels",
+    "grpc_probe",
     "http_probe",
     "namespace_object",
     "object_meta",
@@ -177,6 +178,21 @@ def http_probe(path: str, port: str | int, period: int, failures: int) -> dict[s
     """A container probe: GET `path` every `period` s, failed after `failures` misses."""
     return {
         "httpGet": {"path": path, "port": port},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def grpc_probe(service: str, period: int, failures: int) -> dict[str, Any]:
+    """A container probe by the standard gRPC health protocol on `GRPC_PORT`.
+
+    `service` "" is the whole server (SERVING once restored, NOT_SERVING while it drains);
+    `grpc_standard.LIVENESS` serves while the process runs. Kubernetes takes no port name
+    here.
+    """
+    return {
+        "grpc": {"port": GRPC_PORT, "service": service},
         "periodSeconds": period,
         "timeoutSeconds": 2,
         "failureThreshold": failures,

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from aerogrid.routing import APP_HEADER
+from aerogrid.server.grpc_standard import LIVENESS
 from aerogrid_cloud import crds
 from aerogrid_cloud.render.build import built_images_configmap
 from aerogrid_cloud.render.common import (
@@ -18,6 +19,7 @@ from aerogrid_cloud.render.common import (
     HTTP_PORT,
     api_object,
     component_labels,
+    grpc_probe,
     http_probe,
     namespace_object,
     object_meta,
@@ -151,8 +153,9 @@ def _catalog(settings: PlatformSettings) -> list[dict[str, Any]]:
                 {"name": "AEROGRID_OIDC_JWKS_URL", "value": settings.oidc_jwks_uri},
                 {"name": "AEROGRID_OIDC_GROUPS_CLAIM", "value": settings.oidc_groups_claim},
             ],
-            "livenessProbe": http_probe("/healthz", "http", 10, 3),
-            "readinessProbe": http_probe("/readyz", "http", 5, 2),
+            # gRPC health: "" serves once the Apps are listed (as /readyz says).
+            "livenessProbe": grpc_probe(LIVENESS, 10, 3),
+            "readinessProbe": grpc_probe("", 5, 2),
         },
         automount=True,
     )
