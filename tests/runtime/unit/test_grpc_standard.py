@@ -106,9 +106,12 @@ async def test_health_follows_statuses_and_watch_streams_changes(
     assert seen == [Status.NOT_SERVING, Status.SERVING]
     assert (await stub.Check(check(service=""))).status == Status.SERVING
 
-    del statuses[SERVICES[0]]  # a service no longer named is no longer serving
+    del statuses[SERVICES[0]]  # a service no longer named is unknown again
     health.notify()
-    assert (await asyncio.wait_for(watch.read(), 5)).status == Status.NOT_SERVING
+    assert (await asyncio.wait_for(watch.read(), 5)).status == Status.SERVICE_UNKNOWN
+    with pytest.raises(aio.AioRpcError) as forgotten:
+        await stub.Check(check(service=SERVICES[0]))
+    assert forgotten.value.code() is grpc.StatusCode.NOT_FOUND
 
     statuses[SERVICES[0]] = True
     health.notify()

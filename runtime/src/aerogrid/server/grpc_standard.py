@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Final
+from typing import Any, Final, TypeAlias
 
 import grpc
 from google.protobuf import descriptor_pb2
@@ -119,16 +119,36 @@ def add_reflection(server: aio.Server, services: Iterable[FileDescriptor]) -> No
     server.add_generic_rpc_handlers((v1,))
 
 
-def serving_status(serving: bool) -> health_pb2.HealthCheckResponse.ServingStatus.ValueType:
+_Status: TypeAlias = health_pb2.HealthCheckResponse.ServingStatus.ValueType
+_SERVICE_UNKNOWN: Final = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+
+
+def serving_status(serving: bool) -> _Status:
     response = health_pb2.HealthCheckResponse
     return response.SERVING if serving else response.NOT_SERVING
+
+
+class _HealthServicer(HealthServicer):  # type: ignore[misc]  # its aio module has no stubs
+    """The library's servicer, where a service it forgot (SERVICE_UNKNOWN) is NOT_FOUND.
+
+    It has no way to remove a service, so `GrpcHealth` sets a name no longer served to
+    SERVICE_UNKNOWN: what `Watch` answers for an unknown name; `Check` answers NOT_FOUND.
+    """
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: aio.ServicerContext[Any, Any]
+    ) -> health_pb2.HealthCheckResponse:
+        response: health_pb2.HealthCheckResponse = await super().Check(request, context)
+        if response.status == _SERVICE_UNKNOWN:
+            await context.abort(grpc.StatusCode.NOT_FOUND)
+        return response
 
 
 class GrpcHealth:
     """`grpc.health.v1.Health` on a server, following `statuses` (service name: serving?).
 
-    A name `statuses` stops returning turns NOT_SERVING; one it never returned is
-    NOT_FOUND for `Check` (SERVICE_UNKNOWN for `Watch`), as the standard says. Call
+    A name `statuses` does not return (now, or any more) is unknown: NOT_FOUND for
+    `Check`, SERVICE_UNKNOWN for `Watch`, as the standard says; "" always has a status. Call
     `add_to` before the server starts and `start` before it serves, so no caller ever
     sees the library's initial SERVING; `stop` turns every service NOT_SERVING for good.
     """
@@ -136,10 +156,10 @@ class GrpcHealth:
     def __init__(
         self, statuses: Callable[[], Mapping[str, bool]], *, poll_seconds: float = POLL_SECONDS
     ) -> None:
-        self.servicer = HealthServicer()
+        self.servicer: HealthServicer = _HealthServicer()
         self._statuses = statuses
         self._poll_seconds = poll_seconds
-        self._served: dict[str, bool] = {}
+        self._served: dict[str, _Status] = {}
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failed = False
@@ -158,20 +178,20 @@ class GrpcHealth:
     async def update(self) -> None:
         """Set every service's status from `statuses` (all NOT_SERVING if it fails)."""
         try:
-            wanted = dict(self._statuses())
+            wanted = {name: serving_status(ok) for name, ok in self._statuses().items()}
             self._failed = False
         except Exception:
             if not self._failed:
                 log.exception("the gRPC health statuses could not be read")
             self._failed = True
             wanted = {}
+        wanted.setdefault("", serving_status(False))
         for name in self._served.keys() - wanted.keys():
-            wanted[name] = False
-        wanted.setdefault("", False)
-        for name, serving in wanted.items():
-            if self._served.get(name) != serving:
-                await self.servicer.set(name, serving_status(serving))
-                self._served[name] = serving
+            wanted[name] = _SERVICE_UNKNOWN
+        for name, status in wanted.items():
+            if self._served.get(name) != status:
+                await self.servicer.set(name, status)
+                self._served[name] = status
 
     async def stop(self) -> None:
         """Every service NOT_SERVING from now on (`Watch` callers are told)."""
