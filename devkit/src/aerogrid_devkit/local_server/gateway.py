@@ -15,6 +15,8 @@ the TUI, scripts) know one address. The gateway is what serves there:
 * when an app's process goes away (a reload on save, a crash, a stop), its streams
   end with UNAVAILABLE at once; GridClient and connect-es clients retry on that and
   resume, from a fresh snapshot, on the app's next process.
+* `app_readiness` says which apps are served now, for the endpoint's gRPC health (a
+  service name equal to an app's name), told of each change by `on_change`.
 
 Callers are authenticated by the transports in front (the runtime's rules); the
 gateway filters by tenant like the runtime does and reaches the apps as an anonymous
@@ -26,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -166,6 +168,8 @@ class LocalGateway:
         self._changed = asyncio.Event()
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
+        #: Called (synchronously) whenever the catalog changed: an app's status or entries.
+        self.on_change: Callable[[], None] | None = None
 
     # -- following the supervisor ------------------------------------------------------
 
@@ -265,6 +269,8 @@ class LocalGateway:
     def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+        if self.on_change is not None:
+            self.on_change()
 
     # -- the catalog -------------------------------------------------------------------
 
@@ -285,6 +291,15 @@ class LocalGateway:
                     grid.ready = False  # known from the last run, but not served now
             infos.append(info)
         return infos
+
+    def app_readiness(self) -> dict[str, bool]:
+        """Each app's declared name: whether a process of it runs (restored and serving)."""
+        ready: dict[str, bool] = {}
+        for upstream in self._upstreams.values():
+            running = upstream.process.status == "running" and upstream.channel is not None
+            for info in self._infos_of(upstream):
+                ready[info.name] = ready.get(info.name, False) or running
+        return ready
 
     def _visible(self, caller: Caller) -> list[catalog_pb2.AppInfo]:
         return [
