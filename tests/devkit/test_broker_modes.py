@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +65,16 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("DOCKER_HOST", NO_DOCKER)
     yield folder
     embedded.down()
+
+
+@pytest.fixture
+def without_java(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A PATH with no java on it and no JAVA_HOME: `auto` cannot pick the kafka mode."""
+    empty = tmp_path / "bin-without-java"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    return "no Java runtime (no java on the PATH or in JAVA_HOME)"
 
 
 @pytest.fixture
@@ -319,15 +331,16 @@ def test_auto_picks_docker_when_a_daemon_answers(fake_docker: FakeDockerDaemon) 
     assert DEFAULT_DOCKER_IMAGE in why
 
 
-def test_auto_picks_embedded_without_docker_and_keeps_a_running_one(
-    monkeypatch: pytest.MonkeyPatch,
+def test_auto_picks_embedded_without_docker_or_java_and_keeps_a_running_one(
+    monkeypatch: pytest.MonkeyPatch, without_java: str
 ) -> None:
     chosen, why = open_broker("auto", None, port=0)
     assert isinstance(chosen, EmbeddedMode)
     assert why == (
         f"auto: no Docker daemon answered at {NO_DOCKER} (no socket there), "
-        "using the embedded broker"
+        f"and {without_java}: using the embedded broker"
     )
+    assert chosen.chosen_because == why
     started = chosen.up()
     assert started.running and "embedded broker started on 127.0.0.1:" in started.detail
     # With the embedded broker running, auto keeps using it even once a daemon answers.
@@ -338,6 +351,78 @@ def test_auto_picks_embedded_without_docker_and_keeps_a_running_one(
         assert why == f"auto: the embedded broker already runs on {started.bootstrap}, using it"
         assert again.uri == started.bootstrap
     assert chosen.down().detail.startswith("stopped the embedded broker")
+
+
+# --- down waits until the broker has exited -----------------------------------------------------
+
+#: A stand-in broker process: its command line has tansu's `--listener-url` (so the devkit
+#: recognises the recorded pid), it ignores SIGTERM, and with a port it accepts connections.
+_STUBBORN_BROKER = """
+import signal, socket, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if sys.argv[2] == "leader":  # listens, leaves a SIGTERM-deaf child in its group, obeys SIGTERM
+    subprocess.Popen([sys.executable, "-c", sys.argv[3], "--listener-url", "child", ""])
+    server = socket.create_server(("127.0.0.1", int(sys.argv[4])))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+time.sleep(120)
+"""
+
+
+def _record_stubborn_broker(home: Path, role: str, port: int) -> int:
+    """Start the stand-in as the recorded background broker; returns its pid (its group)."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _STUBBORN_BROKER,
+            "--listener-url",
+            role,
+            _STUBBORN_BROKER,
+            str(port),
+        ],
+        start_new_session=True,
+    )
+    if role == "leader":
+        deadline = time.monotonic() + 10
+        while not embedded.accepts(port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    home.mkdir(parents=True, exist_ok=True)
+    state = {"pid": proc.pid, "port": port, "log": str(home / "x.log"), "started": time.time()}
+    (home / "broker.json").write_text(json.dumps(state))
+    return proc.pid
+
+
+@pytest.mark.parametrize(
+    "role",
+    [
+        # Answers, exits on SIGTERM, but its child (same group) ignores it: down used to
+        # return when the leader exited, the child still running.
+        "leader",
+        # Hung (no answer, deaf to SIGTERM): down used to drop the record and leave it running.
+        "hung",
+    ],
+)
+def test_down_returns_only_after_every_broker_process_exited(home: Path, role: str) -> None:
+    group = _record_stubborn_broker(home, role, free_port())
+    assert embedded.group_alive(group)
+    stopped = CliRunner().invoke(broker_cli, ["down", "--mode", "embedded"])
+    assert stopped.exit_code == 0, stopped.output
+    assert "stopped the embedded broker" in stopped.stdout
+    assert not embedded.group_alive(group)
+    assert not (home / "broker.json").exists()
+
+
+def test_a_recorded_pid_now_used_by_another_program_is_never_signalled(home: Path) -> None:
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        state = {"pid": other.pid, "port": free_port(), "log": "x", "started": time.time()}
+        (home / "broker.json").write_text(json.dumps(state))
+        assert "no broker running" in EmbeddedMode().down().detail
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
 
 
 # --- the CLI ------------------------------------------------------------------------------------
@@ -368,8 +453,8 @@ def test_cli_docker_mode_from_the_workspace(fake_docker: FakeDockerDaemon, tmp_p
     assert fake_docker.volumes == {}
 
 
-def test_cli_auto_without_docker_says_why_and_uses_embedded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_cli_auto_without_docker_or_java_says_why_and_uses_embedded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, without_java: str
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no aerogrid.toml here: the mode defaults to auto
     runner = CliRunner()
@@ -408,7 +493,8 @@ def test_cli_reports_a_bad_workspace(tmp_path: Path) -> None:
     ws = workspace(tmp_path / "ws", 'mode = "cloud"')
     done = CliRunner().invoke(broker_cli, ["status", "--workspace", str(ws)])
     assert done.exit_code == 1
-    assert "broker mode 'cloud' is not one of auto, embedded, docker, external" in done.stderr
+    modes = "auto, embedded, kafka, docker, external"
+    assert f"broker mode 'cloud' is not one of {modes}" in done.stderr
     missing = CliRunner().invoke(broker_cli, ["up", "--workspace", str(tmp_path / "nowhere")])
     assert missing.exit_code == 1 and "no aerogrid.toml" in missing.stderr
 
@@ -578,7 +664,10 @@ def test_external_mode_over_sasl_ssl_against_a_secured_kafka(
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ('mode = "cloud"', "broker mode 'cloud' is not one of auto, embedded, docker, external"),
+        (
+            'mode = "cloud"',
+            "broker mode 'cloud' is not one of auto, embedded, kafka, docker, external",
+        ),
         ('mode = "external"', 'broker mode external needs bootstrap = "host:port"'),
         (
             'mode = "external"\nbootstrap = "h:9093"\n[broker.sasl]\nusername = "a"\n'

@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaError
 from aerogrid.errors import ConfigurationError
 from aerogrid.settings import BrokerSettings
 from aerogrid_devkit import brokers, kafka_tools, scaffold
+from aerogrid_devkit.brokers import compatibility
 from aerogrid_devkit.workspace import MANIFEST, Workspace
 
 
@@ -27,9 +28,11 @@ def _fail(message: str) -> NoReturn:
 def broker() -> None:
     """The local broker: up, down, status.
 
-    Modes: embedded (no Docker, no Java; in memory), docker (Apache Kafka in a container,
-    data in a named volume), external (a cluster from the workspace's aerogrid.toml, TLS and
-    SASL included); auto picks docker when a Docker daemon answers, else embedded.
+    Modes: embedded (no Docker, no Java; in memory), kafka (Apache Kafka from its jars on
+    Java 17+, data in the workspace's .aerogrid/kafka-data), docker (Apache Kafka in a
+    container, data in a named volume), external (a cluster from the workspace's
+    aerogrid.toml, TLS and SASL included); auto uses a local broker that already runs, else
+    docker when a Docker daemon answers, else kafka when Java 17+ is present, else embedded.
     """
 
 
@@ -79,7 +82,8 @@ def _open_broker(
 @click.option(
     "--port",
     type=int,
-    help="Port on 127.0.0.1 for embedded or docker [default: 9092; embedded: else a free one].",
+    help="Port on 127.0.0.1 for embedded, kafka or docker [default: 9092; embedded and kafka: "
+    "else a free one].",
 )
 def up(mode: str | None, workspace_dir: Path | None, port: int | None) -> None:
     """Start the local broker in the background (once; later calls find it)."""
@@ -98,9 +102,15 @@ def up(mode: str | None, workspace_dir: Path | None, port: int | None) -> None:
 @broker.command()
 @_BROKER_MODE
 @_BROKER_WORKSPACE
-@click.option("--purge", is_flag=True, help="docker: remove the container and its data volume too.")
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="Delete the broker's data too (kafka: .aerogrid/kafka-data; docker: the container and "
+    "its volume).",
+)
 def down(mode: str | None, workspace_dir: Path | None, purge: bool) -> None:
-    """Stop the local broker (embedded: its topics are gone; docker: the volume keeps them)."""
+    """Stop the local broker and wait until it has exited (embedded: its topics are gone;
+    kafka and docker: they stay on disk unless --purge)."""
     chosen, why = _open_broker(mode, workspace_dir)
     click.echo(why)
     try:
@@ -114,14 +124,18 @@ def down(mode: str | None, workspace_dir: Path | None, purge: bool) -> None:
 @_BROKER_WORKSPACE
 @click.option("--json", "as_json", is_flag=True, help="One JSON object (mode, running, ...).")
 def status(mode: str | None, workspace_dir: Path | None, as_json: bool) -> None:
-    """Is the local broker up and answering, and where."""
+    """Is the local broker up and answering, where, and which Kafka clients work with it."""
     chosen, why = _open_broker(mode, workspace_dir)
     found = chosen.status()
+    clients = compatibility.clients_line(chosen.mode)
     if as_json:
-        click.echo(json.dumps({**found.to_json(), "why": why, "uri": chosen.uri}))
+        click.echo(
+            json.dumps({**found.to_json(), "why": why, "uri": chosen.uri, "clients": clients})
+        )
     else:
         click.echo(why)
         click.echo(found.detail)
+        click.echo(clients)
 
 
 def _broker_settings(explicit: str | None) -> BrokerSettings:
@@ -141,7 +155,7 @@ _BROKER = click.option(
 @_BROKER
 @click.option("--json", "as_json", is_flag=True)
 def topics(broker: str | None, as_json: bool) -> None:
-    """List topics with their partitions and record counts."""
+    """List topics with their partitions and record counts ("≤N": not all read, so at most N)."""
     settings = _broker_settings(broker)
     try:
         infos = asyncio.run(kafka_tools.list_topics(settings))
@@ -151,12 +165,23 @@ def topics(broker: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(
             json.dumps(
-                [{"name": i.name, "partitions": i.partitions, "ends": i.ends} for i in infos]
+                [
+                    {
+                        "name": i.name,
+                        "partitions": i.partitions,
+                        "ends": i.ends,
+                        "begins": i.begins,
+                        "records": i.records,
+                        "records_exact": i.records_exact,
+                    }
+                    for i in infos
+                ]
             )
         )
         return
     for info in infos:
-        total = sum(info.ends.values())
+        # "≤": too many offsets to read and count; markers and gaps may take some.
+        total = f"{info.records}" if info.records_exact else f"≤{info.records}"
         click.echo(f"{info.name:<40} {info.partitions:>3} partitions {total:>10} records")
 
 

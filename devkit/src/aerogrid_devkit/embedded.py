@@ -38,9 +38,12 @@ __all__ = [
     "binary",
     "down",
     "free_port",
+    "group_alive",
     "home",
     "port_is_free",
     "read_state",
+    "recorded_state",
+    "runs",
     "signal_on_parent_death",
     "state_file",
     "stop_process_group",
@@ -178,16 +181,45 @@ class EmbeddedBroker:
         self.stop()
 
 
-def stop_process_group(pid: int, grace: float = 3.0) -> None:
-    """SIGTERM the group, then SIGKILL what is left after `grace` seconds."""
-    with contextlib.suppress(ProcessLookupError):
+def stop_process_group(pid: int, grace: float = 3.0, wait: float = 10.0) -> None:
+    """SIGTERM the group, SIGKILL what is left after `grace` seconds, and return only once
+    every process of the group has exited (raises EmbeddedBrokerError after `wait` more)."""
+    try:
         os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            if not alive(pid):
-                return
-            time.sleep(0.05)
-        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while group_alive(pid):
+        if time.monotonic() >= deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    deadline = time.monotonic() + wait
+    while group_alive(pid):
+        if time.monotonic() >= deadline:
+            raise EmbeddedBrokerError(f"process group {pid} is still running after SIGKILL")
+        time.sleep(0.05)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of group `pgid` still runs (zombies, which hold nothing, do not).
+
+    On Linux every process's group is read from /proc; elsewhere only the leader is seen.
+    """
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").is_file():
+        return alive(pgid)
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited while we looked
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
 
 
 def signal_on_parent_death(sig: signal.Signals) -> Callable[[], None] | None:
@@ -235,17 +267,35 @@ def state_file() -> Path:
     return home() / "broker.json"
 
 
-def read_state() -> BrokerState | None:
-    """The recorded broker, if it is still running (a stale record is removed)."""
+def recorded_state() -> BrokerState | None:
+    """The recorded broker while its process lives, answering or not (a stale record goes)."""
     path = state_file()
     try:
         state = BrokerState(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    if alive(state.pid) and accepts(state.port):
+    if alive(state.pid) and runs(state.pid, "--listener-url"):
         return state
     path.unlink(missing_ok=True)
     return None
+
+
+def runs(pid: int, marker: str) -> bool:
+    """Whether process `pid`'s command line has `marker` in it: a recorded pid that the
+    system gave to another program since is never signalled (True where /proc is missing)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self/cmdline").is_file()
+    except OSError:
+        return True
+    return marker.encode() in command
+
+
+def read_state() -> BrokerState | None:
+    """The recorded broker, if it runs and accepts connections."""
+    state = recorded_state()
+    return state if state is not None and accepts(state.port) else None
 
 
 def up(port: int | None = None) -> tuple[BrokerState, bool]:
@@ -262,8 +312,9 @@ def up(port: int | None = None) -> tuple[BrokerState, bool]:
 
 
 def down() -> BrokerState | None:
-    """Stop the background broker; returns what was stopped (None: nothing ran)."""
-    state = read_state()
+    """Stop the background broker, answering or hung, and wait until it has exited; returns
+    what was stopped (None: nothing ran)."""
+    state = recorded_state()
     if state is not None:
         stop_process_group(state.pid)
     state_file().unlink(missing_ok=True)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +21,7 @@ from aerogrid.engine.inputs import refresh_metadata
 from aerogrid.record_formats import json_too_deep
 from aerogrid.settings import BrokerSettings
 from aerogrid_devkit import embedded
+from aerogrid_devkit.topic_offsets import count_records, high_watermarks
 from aerogrid_devkit.workspace import MANIFEST, Workspace
 
 
@@ -46,11 +47,26 @@ def resolve_broker(explicit: str | None, workspace: Path | None = None) -> Broke
 class TopicInfo:
     name: str
     partitions: int
-    #: Records in the log (high watermark) of each partition.
+    #: Each partition's end (its high watermark, as a fetch reports it: see `topic_offsets`).
     ends: dict[int, int]
+    #: Each partition's first offset (past what retention deleted).
+    begins: dict[int, int] = field(default_factory=dict)
+    #: Records counted in the partitions that were read to their end (see `count_records`).
+    counted: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def records(self) -> int:
+        """The records in the topic: counted where read, else end - begin (an upper bound)."""
+        return sum(self.counted.get(p, end - self.begins.get(p, 0)) for p, end in self.ends.items())
+
+    @property
+    def records_exact(self) -> bool:
+        """Whether `records` was counted in every partition (else it is an upper bound)."""
+        return all(p in self.counted for p in self.ends)
 
 
 async def list_topics(settings: BrokerSettings) -> list[TopicInfo]:
+    """Every topic with its partitions, their true ends and its records (see `topic_offsets`)."""
     admin = AIOKafkaAdminClient(**settings.client_options())
     try:
         await admin.start()
@@ -65,11 +81,21 @@ async def list_topics(settings: BrokerSettings) -> list[TopicInfo]:
         partitions = {name: sorted(consumer.partitions_for_topic(name) or ()) for name in names}
         tps = [TopicPartition(name, p) for name in names for p in partitions[name]]
         ends = await high_watermarks(consumer, tps) if tps else {}
+        begins = await consumer.beginning_offsets(tps) if tps else {}
+        counted = await count_records(
+            consumer, {tp: (min(begins[tp], ends[tp]), ends[tp]) for tp in tps}
+        )
         return [
             TopicInfo(
                 name,
                 len(partitions[name]),
                 {p: ends[TopicPartition(name, p)] for p in partitions[name]},
+                {p: begins[TopicPartition(name, p)] for p in partitions[name]},
+                {
+                    p: counted[TopicPartition(name, p)]
+                    for p in partitions[name]
+                    if TopicPartition(name, p) in counted
+                },
             )
             for name in names
         ]
@@ -86,22 +112,6 @@ async def _start(consumer: AIOKafkaConsumer) -> None:
     """
     await consumer.start()
     await refresh_metadata(consumer)
-
-
-async def high_watermarks(
-    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
-) -> dict[TopicPartition, int]:
-    """Each partition's end, from a fetch's high watermark.
-
-    The embedded broker answers ListOffsets with the last batch's base offset + 1, so the
-    listed end is only where to fetch from; the fetch response carries the true end.
-    """
-    listed = await consumer.end_offsets(partitions)
-    consumer.assign(partitions)
-    for tp in partitions:
-        consumer.seek(tp, max(0, listed[tp] - 1))
-    await consumer.getmany(timeout_ms=300)
-    return {tp: max(listed[tp], consumer.highwater(tp) or 0) for tp in partitions}
 
 
 async def produce(
@@ -126,7 +136,7 @@ async def produce(
 
 async def tail(
     settings: BrokerSettings, topic: str, *, from_beginning: bool, idle_timeout: float | None
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """Records of every partition of `topic`, as dicts, until idle for `idle_timeout`."""
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False,

@@ -4,8 +4,8 @@ The `[broker]` table says which local broker the devkit uses and how to reach it
 
 ```toml
 [broker]
-mode = "auto"                 # auto | embedded | docker | external (default: embedded)
-port = 9092                   # embedded and docker: the port on 127.0.0.1
+mode = "auto"                 # auto | embedded | kafka | docker | external (default: embedded)
+port = 9092                   # embedded, kafka and docker: the port on 127.0.0.1
 
 [broker.docker]               # mode docker (all optional)
 image = "apache/kafka:4.4.0"
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from aerogrid_cloud.targets import CloudTarget
 
 MANIFEST = "aerogrid.toml"
-BROKER_MODES = ("auto", "embedded", "docker", "external")
+BROKER_MODES = ("auto", "embedded", "kafka", "docker", "external")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 #: The official Apache Kafka image, pinned to the release the test bed runs (tests/support).
 DEFAULT_DOCKER_IMAGE = "apache/kafka:4.4.0"
@@ -236,12 +236,13 @@ def settings_uri(settings: BrokerSettings) -> str:
 class Workspace:
     root: Path
     apps: dict[str, Path] = field(default_factory=dict)
-    #: auto | embedded | docker | external.
+    #: auto | embedded | kafka | docker | external.
     broker_mode: str = "embedded"
     #: For broker mode "external": the URI apps connect with (no password: see ExternalConfig).
     broker_uri: str | None = None
     endpoint_port: int = 50051
-    #: `[broker] port`: the embedded or docker broker's port on 127.0.0.1 (None: the default).
+    #: `[broker] port`: the local (embedded, kafka, docker) broker's port on 127.0.0.1
+    #: (None: the default).
     broker_port: int | None = None
     docker: DockerConfig = field(default_factory=DockerConfig)
     external: ExternalConfig | None = None

@@ -140,11 +140,16 @@ def fake_apps() -> list[AppProcess]:
     ]
 
 
+def _counted(name: str, ends: dict[int, int]) -> TopicInfo:
+    """A topic whose records were all counted (as many as its offsets)."""
+    return TopicInfo(name, len(ends), ends, dict.fromkeys(ends, 0), dict(ends))
+
+
 TOPICS = [
-    TopicInfo("orders", 3, {0: 4210, 1: 4302, 2: 4328}),
-    TopicInfo("ordersapp.dlq", 1, {0: 3}),
-    TopicInfo("ordersapp.product_sum.changelog", 1, {0: 12840}),
-    TopicInfo("prices", 1, {0: 0}),
+    _counted("orders", {0: 4210, 1: 4302, 2: 4328}),
+    _counted("ordersapp.dlq", {0: 3}),
+    _counted("ordersapp.product_sum.changelog", {0: 12840}),
+    _counted("prices", {0: 0}),
 ]
 
 RECORDS = [

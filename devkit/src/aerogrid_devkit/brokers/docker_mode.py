@@ -49,6 +49,8 @@ class DockerMode:
     """Apache Kafka in a named container with a named volume, on 127.0.0.1 only."""
 
     mode = "docker"
+    #: Why this mode was chosen (set by `open_broker`; shown by the TUI).
+    chosen_because = ""
 
     def __init__(
         self,

@@ -16,6 +16,8 @@ class EmbeddedMode:
     """The embedded broker (tansu) left running in the background, as `embedded.up` does."""
 
     mode = "embedded"
+    #: Why this mode was chosen (set by `open_broker`; shown by the TUI).
+    chosen_because = ""
 
     def __init__(self, port: int | None = None) -> None:
         #: None: 9092 when free, else any free port; 0: any free port.
@@ -42,7 +44,10 @@ class EmbeddedMode:
         )
 
     def down(self, *, purge: bool = False) -> BrokerStatus:
-        state = embedded.down()
+        try:
+            state = embedded.down()
+        except embedded.EmbeddedBrokerError as exc:
+            raise BrokerError(f"embedded broker: {exc}") from None
         if state is None:
             return BrokerStatus(self.mode, False, None, "no broker running (embedded)")
         return BrokerStatus(

@@ -18,6 +18,8 @@ class ExternalMode:
     """A cluster run by others: nothing to start or stop, only to reach (TLS, SASL)."""
 
     mode = "external"
+    #: Why this mode was chosen (set by `open_broker`; shown by the TUI).
+    chosen_because = ""
 
     def __init__(self, config: ExternalConfig, environ: Mapping[str, str] | None = None) -> None:
         self.config = config

@@ -80,6 +80,9 @@ class BrokerScreen(SectionScreen):
         facts.add_column(style="dim", justify="right")
         facts.add_column()
         facts.add_row("Mode", Text(aero.broker.mode, style="bold"))
+        chosen_because = getattr(aero.broker, "chosen_because", "")
+        if isinstance(chosen_because, str) and chosen_because:
+            facts.add_row("Why", chosen_because)
         facts.add_row(
             "Address", status.bootstrap if status and status.bootstrap else aero.broker.uri
         )

@@ -1,5 +1,8 @@
 """The topics section: every topic with its partitions, end offsets and record counts.
 
+The numbers are right on every broker (`aerogrid_devkit.topic_offsets`); a count shown as
+"≤N" is an upper bound, for a topic with too many offsets to read each time.
+
 Listed in a worker (on open, with `r`, and every few seconds while the section is
 shown); a broker that cannot be reached is said in the screen, which keeps the last list.
 """
@@ -45,7 +48,11 @@ def topic_row(topic: TopicInfo) -> TableRow:
             Text(topic.name, style="dim" if internal else "bold"),
             Text(str(topic.partitions), justify="right"),
             shown,
-            Text(f"{sum(topic.ends.values()):,}", justify="right"),
+            Text(
+                f"{topic.records:,}" if topic.records_exact else f"≤{topic.records:,}",
+                justify="right",
+                style="" if topic.records_exact else "dim",
+            ),
         ),
     )
 
