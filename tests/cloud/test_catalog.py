@@ -36,6 +36,7 @@ from kubernetes import client
 from aerogrid import metrics
 from aerogrid.client import GridClient, GridClientError
 from aerogrid.server.auth import Authenticator, is_loopback
+from aerogrid.server.grpc_standard import LIVENESS
 from aerogrid.server.identity import Caller
 from aerogrid.v1 import catalog_pb2, catalog_pb2_grpc, grid_pb2, grid_pb2_grpc
 from aerogrid_cloud.catalog import (
@@ -48,8 +49,10 @@ from aerogrid_cloud.kube import APPS, ObjectList, ResourceType, connect
 from aerogrid_cloud.model import APP_KIND, AppSpec, namespace_for, resource
 from cloud.test_promote import install_app_crd
 from support.brokers import free_port
+from support.grpcurl import Grpcurl, grpcurl_binary
 from support.k8s import KubeTestbed
 from support.kube_blocking import BlockingKube
+from support.workspace import eventually
 
 ISSUER = "https://idp.aerogrid.test/"
 AUDIENCE = "aerogrid"
@@ -416,6 +419,34 @@ async def test_health_and_readiness(served: CatalogServer) -> None:
     await served.catalog.close()
     async with httpx.AsyncClient() as http:
         assert (await http.get(f"{base}/readyz")).status_code == 503
+
+
+async def test_grpcurl_reflection_and_grpc_health(served: CatalogServer) -> None:
+    """grpcurl needs no .proto files (reflection, unauthenticated: the schema is public)
+    and no token for health (probes have none); the catalog's calls still need one."""
+    grpcurl = Grpcurl(grpcurl_binary(), f"127.0.0.1:{served.grpc_port}")
+    listed = (await asyncio.to_thread(grpcurl.ok, "list")).split()
+    assert {"aerogrid.v1.CatalogService", "grpc.health.v1.Health"} <= set(listed)
+    assert "rpc ListApps" in await asyncio.to_thread(
+        grpcurl.ok, "describe", "aerogrid.v1.CatalogService"
+    )
+    refused = await asyncio.to_thread(grpcurl.run, "aerogrid.v1.CatalogService/ListApps")
+    assert refused.returncode != 0 and "Unauthenticated" in refused.stderr
+    with_token = Grpcurl(
+        grpcurl.binary, grpcurl.address, ("-plaintext", "-H", "authorization: Bearer token-a")
+    )
+    (answer,) = await asyncio.to_thread(with_token.call, "aerogrid.v1.CatalogService/ListApps")
+    assert {"orders", "prices"} <= {app["name"] for app in answer["apps"]}
+    for service in ("", "aerogrid.v1.CatalogService", LIVENESS):
+        assert await asyncio.to_thread(grpcurl.health, service) == "SERVING", service
+
+    await served.catalog.close()  # no longer ready, as /readyz says
+
+    async def not_serving() -> bool:
+        return await asyncio.to_thread(grpcurl.health, "") == "NOT_SERVING"
+
+    await eventually(not_serving, "the closed catalog NOT_SERVING", timeout=5)
+    assert await asyncio.to_thread(grpcurl.health, LIVENESS) == "SERVING"
 
 
 def test_anonymous_loopback_only_when_asked() -> None:

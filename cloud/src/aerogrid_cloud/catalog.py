@@ -184,6 +184,8 @@ class ClusterCatalog:
         self._loaded = asyncio.Event()
         self._closed = False
         self._unknown_namespaces: set[str] = set()
+        #: Called (synchronously) on every change: the first list, an App's, the close.
+        self.on_change: Callable[[], None] | None = None
         self.watcher = AppWatcher(
             kube,
             on_reset=self._reset,
@@ -257,6 +259,8 @@ class ClusterCatalog:
     def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+        if self.on_change is not None:
+            self.on_change()
 
     def _visible(self, caller: Caller) -> dict[_Key, catalog_pb2.AppInfo]:
         return {key: info for key, info in sorted(self._apps.items()) if caller.may_see(key[0])}
@@ -390,7 +394,8 @@ async def start_server(
     """Serve `catalog` over native gRPC on `port` and Connect/gRPC-Web on `http_port`.
 
     `/healthz` answers while the process runs; `/readyz` once the Apps are listed and the
-    API server was heard from lately. Port 0 picks a free port (see the returned ports).
+    API server was heard from lately, and so does gRPC health ("" and the services; its
+    "liveness" serves throughout). Port 0 picks a free port (see the returned ports).
     """
     await catalog.start()
     try:
@@ -406,6 +411,8 @@ async def start_server(
     except OSError:
         await catalog.close()
         raise
+    catalog.on_change = listeners.health.notify
+    listeners.health.notify()  # in case the Apps were listed while the listeners started
     return CatalogServer(catalog, listeners)
 
 
