@@ -20,7 +20,7 @@ ADDIN := $(EXCEL_DIR)/dist/addin/functions.js
 ADDIN_SOURCES := $(shell find $(EXCEL_DIR)/src $(EXCEL_DIR)/pages $(EXCEL_DIR)/scripts -type f 2>/dev/null) \
   $(EXCEL_DIR)/harness.html $(EXCEL_DIR)/package.json $(EXCEL_DIR)/tsconfig.json
 
-.PHONY: help install demo test lint typecheck unit integration bench proto clean node kafka kcat k8s grpcurl excel test-k8s chromium binary dist excel-screenshot
+.PHONY: help install demo test lint typecheck unit integration bench proto clean node kafka kcat compat-table k8s grpcurl excel test-k8s chromium binary dist excel-screenshot
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -77,6 +77,9 @@ kafka:  ## Fetch the Apache Kafka jars (the broker's, and the console tools') in
 
 kcat:  ## Debian's kcat (the broker compatibility suite runs it)
 	bash scripts/install_kcat.sh || [ $$? -eq 3 ]  # 3: cannot install here; the tests skip (fail if CI=true)
+
+compat-table: install kafka kcat  ## Rewrite the README's client compatibility table (and its data file) from what the suite sees
+	AEROGRID_COMPAT_REFRESH=1 $(BIN)/pytest tests/devkit/compat -q
 
 k8s:  ## Build kube-apiserver, kube-controller-manager and etcd from Go modules (once per version)
 	bash scripts/build_k8s.sh >/dev/null || [ $$? -eq 3 ]  # 3: no Go; the tests skip (fail if CI=true)

@@ -402,7 +402,8 @@ class Broker(abc.ABC):
             self._workdir = None
 
 
-def _java() -> str | None:
+def java_executable() -> str | None:
+    """The `java` the test bed runs: JAVA_HOME's, else the one on PATH (None when neither)."""
     java_home = os.environ.get("JAVA_HOME")
     if java_home and (Path(java_home) / "bin" / "java").is_file():
         return str(Path(java_home) / "bin" / "java")
@@ -429,11 +430,14 @@ def kafka_home(version: str = KAFKA_VERSION) -> Path:
     return Path(root) / "kafka" / version
 
 
-def fetch_kafka(version: str = KAFKA_VERSION) -> Path:
-    """Run scripts/fetch_kafka.sh (a no-op once cached) and return the libs directory it printed."""
+def fetch_kafka(version: str = KAFKA_VERSION, jars: str = "broker") -> Path:
+    """Run scripts/fetch_kafka.sh (a no-op once cached) and return the libs directory it printed.
+
+    `jars` is ``"broker"`` (the broker's classpath) or ``"tools"`` (the console tools').
+    """
     env = {**os.environ, "AEROGRID_KAFKA_VERSION": version}
     proc = subprocess.run(
-        ["bash", str(FETCH_KAFKA_SCRIPT)],
+        ["bash", str(FETCH_KAFKA_SCRIPT), jars],
         env=env,
         capture_output=True,
         text=True,
@@ -680,7 +684,7 @@ class _KafkaJvms(Broker):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        java = _java()
+        java = java_executable()
         if java is None:
             return "Apache Kafka needs Java 17+: no `java` on PATH or in JAVA_HOME"
         major = _java_major(java)
@@ -695,7 +699,7 @@ class _KafkaJvms(Broker):
         self._libs = fetch_kafka(self.version)
 
     def _jvm(self, node_dir: Path, *extra: str) -> list[str]:
-        java = _java()
+        java = java_executable()
         assert java is not None and self._libs is not None
         return [
             java,
