@@ -42,6 +42,7 @@ from aerogrid_devkit.brokers import (
     DockerMode,
     EmbeddedMode,
     ExternalMode,
+    compatibility,
     open_broker,
 )
 from aerogrid_devkit.commands import broker as broker_cli
@@ -746,3 +747,40 @@ def test_workspace_cloud_targets(tmp_path: Path) -> None:
         ConfigurationError, match=r"unknown key 'namespace' in \[cloud.targets.prod\]"
     ):
         Workspace.load(folder)
+
+
+# --- which clients work: read from the compatibility suite's table -----------------------------
+
+
+def test_status_names_the_clients_that_work_and_those_that_fail(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    table = {
+        "brokers": {
+            "embedded": {"title": "tansu 0.6.0", "modes": ["embedded"]},
+            "apache-kafka": {"title": "Apache Kafka 4.4.0", "modes": ["kafka", "docker"]},
+        },
+        "clients": {"aiokafka": "aiokafka 0.14.0", "kcat": "kcat 1.7.1"},
+        "results": {
+            "embedded": {
+                "aiokafka": {"works": True, "reason": ""},
+                "kcat": {"works": False, "reason": "ApiVersions: Read underflow"},
+            },
+            "apache-kafka": {
+                "aiokafka": {"works": True, "reason": ""},
+                "kcat": {"works": True, "reason": ""},
+            },
+        },
+    }
+    monkeypatch.setattr(compatibility, "_table", lambda: table)
+    assert compatibility.clients_line("embedded") == (
+        "clients (tested on tansu 0.6.0): work: aiokafka 0.14.0; "
+        "fail: kcat 1.7.1 (ApiVersions: Read underflow)"
+    )
+    assert compatibility.clients_line("docker") == (
+        "clients (tested on Apache Kafka 4.4.0): work: aiokafka 0.14.0, kcat 1.7.1"
+    )
+    shown = CliRunner().invoke(broker_cli, ["status", "--mode", "embedded", "--json"])
+    assert "fail: kcat 1.7.1" in json.loads(shown.stdout)["clients"]
+    monkeypatch.setattr(compatibility, "_table", dict)
+    assert "not measured for mode kafka" in compatibility.clients_line("kafka")

@@ -427,6 +427,7 @@ async def test_broker_up_and_down_of_the_embedded_broker(
 ) -> None:
     monkeypatch.setenv("AEROGRID_HOME", str(tmp_path / "home"))  # a broker of this test only
     broker = EmbeddedMode(free_port())
+    broker.chosen_because = "mode embedded (--mode)"  # as open_broker says why
     tui = AeroGridApp(DevLoop({}, broker.uri, endpoint_port=0), broker=broker)
     try:
         async with tui.run_test(size=SIZE) as pilot:
@@ -434,6 +435,7 @@ async def test_broker_up_and_down_of_the_embedded_broker(
             screen = tui.screen
             facts = screen.query_one(".broker-facts", Static)
             await until(lambda: "no broker running" in static_text(facts), what="down at first")
+            assert "mode embedded (--mode)" in static_text(facts)  # why this broker
             assert "● down" in static_text(facts)
             await pilot.press("u")
             await until(lambda: "● up" in static_text(facts), 60, "up")

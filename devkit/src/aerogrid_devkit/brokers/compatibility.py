@@ -1,23 +1,16 @@
 """Which Kafka clients work against each local broker mode, as the compatibility suite found.
 
-The table is not written by hand: the compatibility tests (tests/devkit/compat/) run every
-client against every local broker mode and write `compatibility.json` beside this module;
-`aerogrid broker status` reads it here. Its form:
+The table is not written by hand: the compatibility tests (tests/devkit/compat, `make
+compat-table`) run every client against every local broker and write `compatibility.json`
+beside this module; `aerogrid broker status` reads it here. Its form (the suite owns it):
 
 ```json
-{
-  "modes": {
-    "embedded": {
-      "aiokafka": {"works": true},
-      "kcat": {"works": false, "detail": "ApiVersions v3: Read underflow"}
-    },
-    "kafka": {"aiokafka": {"works": true}, "kcat": {"works": true}}
-  }
-}
+{"brokers": {"embedded": {"title": "...", "modes": ["embedded"]}, ...},
+ "clients": {"aiokafka": "aiokafka 0.14.0", ...},
+ "results": {"embedded": {"kcat": {"works": false, "reason": "..."}, ...}, ...}}
 ```
 
-A client's `detail` (optional) says what failed, or what was checked. The docker mode runs
-the same Apache Kafka release as the kafka mode, so it is shown with the kafka mode's row.
+`brokers` names, for each broker measured, the `aerogrid broker` modes that run it.
 """
 
 from __future__ import annotations
@@ -30,51 +23,50 @@ from typing import Any
 __all__ = ["TABLE_FILE", "ClientResult", "clients_line", "mode_results"]
 
 TABLE_FILE = "compatibility.json"
-#: Modes that run the very broker another mode was measured on.
-_SAME_BROKER = {"docker": "kafka"}
 
 
 @dataclass(frozen=True)
 class ClientResult:
     client: str
     works: bool
-    detail: str = ""
+    reason: str = ""
 
 
 def _table() -> dict[str, Any]:
     try:
-        text = resources.files(__package__).joinpath(TABLE_FILE).read_text()
-        table = json.loads(text)
+        table = json.loads(resources.files(__package__).joinpath(TABLE_FILE).read_text())
     except (OSError, ValueError):
         return {}
     return table if isinstance(table, dict) else {}
 
 
-def mode_results(mode: str) -> list[ClientResult] | None:
-    """The measured clients of `mode` (None: the table does not cover it)."""
-    modes = _table().get("modes")
-    if not isinstance(modes, dict):
+def mode_results(mode: str) -> tuple[str, list[ClientResult]] | None:
+    """The broker measured for `mode` (its title) and each client's result; None: not measured."""
+    table = _table()
+    brokers, clients, results = (table.get(k) for k in ("brokers", "clients", "results"))
+    if not (isinstance(brokers, dict) and isinstance(results, dict)):
         return None
-    row = modes.get(mode, modes.get(_SAME_BROKER.get(mode, "")))
-    if not isinstance(row, dict):
-        return None
-    return [
-        ClientResult(str(client), bool(found.get("works")), str(found.get("detail") or ""))
-        for client, found in sorted(row.items())
-        if isinstance(found, dict)
-    ]
+    titles = clients if isinstance(clients, dict) else {}
+    for key, broker in brokers.items():
+        row = results.get(key)
+        if isinstance(broker, dict) and mode in broker.get("modes", ()) and isinstance(row, dict):
+            return str(broker.get("title", key)), [
+                ClientResult(str(titles.get(c, c)), bool(r.get("works")), str(r.get("reason", "")))
+                for c, r in row.items()
+                if isinstance(r, dict)
+            ]
+    return None
 
 
 def clients_line(mode: str) -> str:
     """One line for `broker status`: which clients work against `mode` and which do not."""
     if mode == "external":
-        return "clients: not measured (a cluster run by others; any Kafka client should work)"
-    results = mode_results(mode)
-    if results is None:
+        return "clients: not measured (a cluster run by others)"
+    found = mode_results(mode)
+    if found is None:
         return f"clients: not measured for mode {mode} (no entry in brokers/{TABLE_FILE})"
-    working = [r.client for r in results if r.works]
-    failing = [f"{r.client} ({r.detail})" if r.detail else r.client for r in results if not r.works]
-    said = f"clients that work: {', '.join(working) or 'none measured'}"
-    if failing:
-        said += f"; that do not: {', '.join(failing)}"
-    return said
+    title, results = found
+    working = ", ".join(r.client for r in results if r.works) or "none"
+    failing = "; ".join(f"{r.client} ({r.reason})" for r in results if not r.works)
+    said = f"clients (tested on {title}): work: {working}"
+    return said + (f"; fail: {failing}" if failing else "")
