@@ -23,7 +23,13 @@ from click.testing import CliRunner
 
 from aerogrid.settings import BrokerSettings
 from aerogrid_devkit import embedded, kafka_tools
-from aerogrid_devkit.brokers import BrokerError, LocalKafkaMode, local_kafka, open_broker
+from aerogrid_devkit.brokers import (
+    BrokerError,
+    LocalKafkaMode,
+    kafka_jars,
+    local_kafka,
+    open_broker,
+)
 from aerogrid_devkit.brokers.java_runtime import find_java
 from aerogrid_devkit.brokers.kafka_jars import Jar, download_jars
 from aerogrid_devkit.commands import broker as broker_cli
@@ -131,6 +137,10 @@ def test_topics_count_records_not_offsets_on_kafka(started: Started) -> None:
     listed = CliRunner().invoke(topics_cli, ["--broker", started.bootstrap, "--json"])
     row = next(t for t in json.loads(listed.stdout) if t["name"] == "counted")
     assert row["records"] == 16 and row["records_exact"] is True
+    # Without --broker, the tools find the running kafka-mode broker, whatever its port.
+    assert kafka_tools.resolve_broker(None, started.workspace.parent).bootstrap == (
+        started.bootstrap
+    )
 
 
 def test_down_waits_for_exit_keeps_the_data_and_up_finds_it_again(started: Started) -> None:
@@ -231,3 +241,23 @@ def test_download_checks_every_jar_and_reports_progress(
     assert not (tmp_path / "other" / tampered.name).exists()
     with pytest.raises(BrokerError, match="cannot download"):
         download_jars([Jar("org/x/missing.jar", 1, "0" * 64)], tmp_path / "o", repository=url)
+
+
+def test_fetch_without_maven_downloads_the_pinned_list_once(
+    repository: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, root = repository
+    jar = _publish(root, "org/apache/kafka/kafka_2.13/9.9.9/kafka_2.13-9.9.9.jar", b"k" * 5000)
+    monkeypatch.setattr(kafka_jars, "pinned_jars", lambda: ("9.9.9", [jar]))
+    monkeypatch.setenv("AEROGRID_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("AEROGRID_MAVEN_REPOSITORY", url)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no mvn
+    said: list[str] = []
+    libs = kafka_jars.fetch_kafka("9.9.9", said.append)
+    assert libs == tmp_path / "cache" / "kafka" / "9.9.9" / "libs"
+    assert (libs / jar.name).read_bytes() == b"k" * 5000
+    assert said[0] == f"downloading Apache Kafka 9.9.9 from {url} into {libs} (once)"
+    (root / jar.path).unlink()  # cached: no second download
+    assert kafka_jars.fetch_kafka("9.9.9") == libs
+    with pytest.raises(BrokerError, match="no pinned jar list"):
+        kafka_jars.fetch_kafka("9.9.8")

@@ -21,6 +21,7 @@ from aerogrid.engine.inputs import refresh_metadata
 from aerogrid.record_formats import json_too_deep
 from aerogrid.settings import BrokerSettings
 from aerogrid_devkit import embedded
+from aerogrid_devkit.brokers import local_kafka
 from aerogrid_devkit.topic_offsets import count_records, high_watermarks
 from aerogrid_devkit.workspace import MANIFEST, Workspace
 
@@ -28,7 +29,7 @@ from aerogrid_devkit.workspace import MANIFEST, Workspace
 def resolve_broker(explicit: str | None, workspace: Path | None = None) -> BrokerSettings:
     """The broker a command talks to, in this order: --broker, AEROGRID_BROKER, the
     workspace's (an aerogrid.toml in `workspace`, default the current folder: its external
-    cluster with TLS/SASL, else its local broker), the running embedded broker,
+    cluster with TLS/SASL, else its local broker), the running embedded or kafka-mode broker,
     localhost:9092. Raises ConfigurationError for a broken aerogrid.toml."""
     if explicit or os.environ.get("AEROGRID_BROKER"):
         return BrokerSettings.from_env(explicit)
@@ -36,7 +37,7 @@ def resolve_broker(explicit: str | None, workspace: Path | None = None) -> Broke
     ws = Workspace.load(root) if (root / MANIFEST).is_file() else None
     if ws is not None and ws.broker_mode == "external" and ws.external is not None:
         return ws.external.resolve()
-    running = embedded.read_state()
+    running = embedded.read_state() or local_kafka.read_state()
     if running is not None:
         return BrokerSettings.parse(running.bootstrap)
     port = ws.broker_port if ws is not None and ws.broker_port else embedded.DEFAULT_PORT
