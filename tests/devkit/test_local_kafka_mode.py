@@ -179,6 +179,10 @@ def test_auto_picks_kafka_when_java_is_present_and_docker_is_not(
     chosen, why = open_broker("auto", Workspace.load(tmp_path))
     assert isinstance(chosen, LocalKafkaMode)
     assert chosen.data_dir == tmp_path.resolve() / ".aerogrid" / "kafka-data"
+    # A folder that is no workspace (the TUI opened anywhere) keeps no broker data.
+    elsewhere, _ = open_broker("kafka", Workspace(root=tmp_path / "nowhere", broker_mode="auto"))
+    assert isinstance(elsewhere, LocalKafkaMode)
+    assert elsewhere.data_dir == tmp_path / "home" / "kafka-data"
     assert why == (
         f"auto: no Docker daemon answered at {NO_DOCKER} (no socket there); Java {java.major} "
         f"at {java.path}, so using Apache Kafka 4.4.0 from its jars (mode kafka)"

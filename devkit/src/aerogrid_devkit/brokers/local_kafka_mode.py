@@ -18,15 +18,15 @@ from aerogrid_devkit.brokers import local_kafka
 from aerogrid_devkit.brokers.base import DEFAULT_PORT, HOST, BrokerError, BrokerStatus, check_kafka
 from aerogrid_devkit.brokers.java_runtime import find_java
 from aerogrid_devkit.brokers.kafka_jars import KAFKA_VERSION, fetch_kafka
-from aerogrid_devkit.workspace import Workspace
+from aerogrid_devkit.workspace import MANIFEST, Workspace
 
 __all__ = ["LocalKafkaMode", "workspace_data_dir"]
 
 
 def workspace_data_dir(workspace: Workspace | None) -> Path:
     """Where the kafka mode keeps its data: the workspace's `.aerogrid/kafka-data`, or the
-    devkit's home when there is no workspace."""
-    if workspace is None:
+    devkit's home outside a workspace (a folder without aerogrid.toml gets no data)."""
+    if workspace is None or not (workspace.root / MANIFEST).is_file():
         return embedded.home() / "kafka-data"
     return workspace.root.resolve() / ".aerogrid" / "kafka-data"
 
