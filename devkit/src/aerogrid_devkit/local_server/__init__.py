@@ -14,13 +14,15 @@ address however many apps the workspace runs. Inside:
 * `gateway.LocalGateway` serves the `ServiceAPI` API for the whole workspace,
   routing each grid call to its app's process;
 * the runtime's own transports serve it: a grpc.aio server (`add_services`) and the
-  Connect/gRPC-Web ASGI app (`create_http_app`) under uvicorn, each on an internal
-  ephemeral 127.0.0.1 port; that app is wrapped by `addin.AddinFiles` (the add-in's
-  bundle at /addin/) and served twice: plain, and by a second uvicorn with TLS (the
-  development certificate of `aerogrid_devkit.devcert`, trusted once by the user);
+  Connect/gRPC-Web ASGI app (`create_http_app`) under the runtime's HTTP server
+  (`http_server.serve_http`: HTTP/1.1 and h2c), each on an internal ephemeral
+  127.0.0.1 port; that app is wrapped by `addin.AddinFiles` (the add-in's bundle at
+  /addin/);
 * `metrics.WorkspaceMetrics` adds every running app's samples to `/metrics`;
 * `front.Front` owns the public port and hands each connection to one of them by its
-  first bytes.
+  first request (HTTP/2: by its content type), terminating TLS itself with the
+  development certificate of `aerogrid_devkit.devcert` (trusted once by the user),
+  ALPN `h2` and `http/1.1`: HTTPS for the add-in, Connect over h2 and gRPC in TLS.
 
 Who may call: the runtime's rules (`AuthSettings`, from AEROGRID_* by default):
 callers on loopback need no token unless AEROGRID_REQUIRE_AUTH=1. The endpoint binds
@@ -41,20 +43,19 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-import uvicorn
 from grpc import aio
 
 from aerogrid.net import LOOPBACK_HOST, bind_socket
 from aerogrid.server.auth import Authenticator, AuthSettings, is_loopback
 from aerogrid.server.connections import GRPC_SERVER_OPTIONS
 from aerogrid.server.grpc_server import add_services
-from aerogrid.server.http_server import uvicorn_config
-from aerogrid.server.web import ASGIApp, create_http_app
+from aerogrid.server.http_server import ALPN_PROTOCOLS, HttpServer, serve_http
+from aerogrid.server.web import create_http_app
 from aerogrid_devkit.devcert import DevCert, DevCertError, ensure_devcert
 from aerogrid_devkit.local_server.addin import AddinCounts, AddinFiles, addin_bundle_dir
 from aerogrid_devkit.local_server.front import (
@@ -81,51 +82,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class _Uvicorn(uvicorn.Server):
-    """uvicorn without its signal handlers: the devkit (its TUI, `aerogrid dev`) owns Ctrl-C."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 def _server_tls(cert: DevCert) -> ssl.SSLContext:
-    """TLS 1.2+ with the development certificate, offering HTTP/1.1 only (ALPN).
+    """TLS 1.2+ with the development certificate, offering HTTP/2 and HTTP/1.1 (ALPN).
 
-    HTTP/1.1 because the server behind it (uvicorn, h11) speaks nothing else: a
-    browser that asked for h2 falls back to it.
+    h2 (gRPC in TLS, Connect from Go, .NET or a browser) and http/1.1 (the add-in's
+    fetches in Office's webviews that do not ask for h2), as the runtime's HTTP port.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert.cert, cert.key)
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols(list(ALPN_PROTOCOLS))
     return context
-
-
-async def _serve_http(
-    app: ASGIApp, name: str, tls: ssl.SSLContext | None = None
-) -> tuple[_Uvicorn, asyncio.Task[None], int]:
-    """An internal uvicorn for `app` on an ephemeral 127.0.0.1 port, started.
-
-    Returns (server, its task, its port).
-    """
-    sock = bind_socket(LOOPBACK_HOST, 0)
-    port: int = sock.getsockname()[1]
-    server = _Uvicorn(
-        uvicorn_config(
-            app,
-            tls=tls,
-            log_config=None,  # leave the devkit's logging (and the TUI's screen) alone
-            proxy_headers=False,  # the peer is the front; no header may claim otherwise
-        )
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]), name=f"local-endpoint-{name.lower()}")
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError(f"the local endpoint's {name} server did not start")
-        await asyncio.sleep(0.01)
-    return server, task, port
 
 
 class LocalServer:
@@ -173,10 +140,7 @@ class LocalServer:
         self._front: Front | None = None
         self._gateway: LocalGateway | None = None
         self._grpc: aio.Server | None = None
-        self._http: _Uvicorn | None = None
-        self._http_task: asyncio.Task[None] | None = None
-        self._https: _Uvicorn | None = None
-        self._https_task: asyncio.Task[None] | None = None
+        self._http: HttpServer | None = None
         self._tls = tls
         self._devcert_dir = devcert_dir
         self._addin_dir = addin_dir
@@ -280,16 +244,14 @@ class LocalServer:
             self._addin = app = AddinFiles(
                 WorkspaceMetrics(http_app, self.supervisor), self.addin_dir
             )
-            self._http, self._http_task, http_port = await _serve_http(app, "HTTP")
-            routes = {Route.GRPC: grpc_port, Route.HTTP: http_port}
+            sock = bind_socket(LOOPBACK_HOST, 0)
+            http_port: int = sock.getsockname()[1]
+            self._http = await serve_http(app, sock)  # HTTP/1.1 and h2c
+            routes = {Route.GRPC: grpc_port, Route.HTTP: http_port, Route.HTTP2: http_port}
             tls = self._tls_context() if self._tls else None
-            if tls is not None:
-                self._https, self._https_task, routes[Route.TLS] = await _serve_http(
-                    app, "HTTPS", tls
-                )
 
             gateway.start()
-            await front.start(routes)
+            await front.start(routes, tls)
         except BaseException:
             await self.stop()
             raise
@@ -301,12 +263,10 @@ class LocalServer:
         if self._grpc is not None:
             await self._grpc.stop(grace=0.5)
             self._grpc = None
-        for server, task in ((self._http, self._http_task), (self._https, self._https_task)):
-            if server is not None and task is not None:
-                server.should_exit = True
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(task, 3)
-        self._http = self._http_task = self._https = self._https_task = None
+        if self._http is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._http.stop(), 5)
+            self._http = None
         if self._front is not None:
             await self._front.close()
         self._gateway = None

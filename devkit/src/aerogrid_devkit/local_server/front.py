@@ -1,14 +1,21 @@
-"""One loopback port for every protocol: a front that routes each connection by its first bytes.
+"""One loopback port for every protocol: a front that routes each connection by its first request.
 
-Native gRPC is HTTP/2 (grpc.aio serves it), Connect and gRPC-Web are what a browser's
-`fetch` sends, HTTP/1.1 (uvicorn serves it), the Excel add-in's pages must come over
-HTTPS (a second uvicorn, with the development certificate, terminates TLS), and no
+Native gRPC is HTTP/2 (grpc.aio serves it); Connect and gRPC-Web are HTTP/1.1 or HTTP/2
+(an ASGI server serves them); the Excel add-in's pages must come over HTTPS; and no
 server speaks the others' protocols or can share a listening socket. So the local
 endpoint runs each on an internal ephemeral 127.0.0.1 port, and this front accepts on
 the one public port, reads the first bytes of each connection, picks a server with
-`classify`, and splices the connection to it byte for byte: nothing is decoded (TLS
-included: the front never holds a key), and each direction is flow controlled (a slow
+`classify` (an HTTP/2 connection by its first request's content type, see `http2`),
+and splices the connection to it byte for byte, each direction flow controlled (a slow
 reader slows its writer, never the others).
+
+TLS (HTTPS, and gRPC in TLS) is terminated by the front itself, with the development
+certificate, offering ALPN `h2` and `http/1.1`: what a TLS connection carries is then
+routed like a plaintext one (gRPC, or Connect over h2 or HTTP/1.1), since only the
+decrypted request says which server it is for. The TLS bytes are spliced to an internal
+TLS listener of the front's own (asyncio's TLS, as any asyncio server's), whose
+connections are sniffed and spliced again; the splice in front of it keeps the
+handshake's deadline and cap below.
 
 Bytes no route serves (random bytes, a request cut short, a silent connection) are
 closed and counted in `ConnectionCounts.rejected` by reason, and never reach a server;
@@ -33,6 +40,7 @@ import ipaddress
 import logging
 import re
 import socket
+import ssl
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +49,12 @@ from typing import Final
 
 from aerogrid.net import LOOPBACK_HOST, bind_socket, is_loopback
 from aerogrid.server.connections import SEND_TIMEOUT, FloodRelease, refused
+from aerogrid_devkit.local_server.http2 import (
+    HTTP2_PREFACE,
+    SERVER_PREFACE,
+    DropFirstSettingsAck,
+    first_request_is_grpc,
+)
 
 __all__ = [
     "HTTP2_PREFACE",
@@ -55,9 +69,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: What every HTTP/2 client with prior knowledge (gRPC's included) sends first (RFC 9113 §3.4).
-HTTP2_PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-#: An HTTP/1.x request head (request line and headers) must fit in this.
+#: An HTTP/1.x request head (request line and headers), or what an HTTP/2 client sends up
+#: to its first request's headers, must fit in this.
 MAX_HEAD_BYTES: Final = 64 * 1024
 _CHUNK: Final = 64 * 1024
 _TLS_HANDSHAKE: Final = 0x16
@@ -77,9 +90,13 @@ _REQUEST_LINE_SO_FAR = re.compile(rb"[A-Z]{1,16}(?: [\x21-\x7e]{0,8192}(?: [HTP/
 class Route(StrEnum):
     """The internal servers a connection can go to."""
 
+    #: Native gRPC: HTTP/2 whose first request is application/grpc[+codec].
     GRPC = "grpc"
+    #: HTTP/1.1: Connect, gRPC-Web, the add-in's pages, CORS preflights, probes.
     HTTP = "http"
-    #: HTTPS (HTTP/1.1 in TLS): the add-in's pages and the same Connect app.
+    #: Connect and gRPC-Web over HTTP/2 (any other first request on HTTP/2).
+    HTTP2 = "http2"
+    #: TLS: terminated by the front, then routed as one of the above.
     TLS = "tls"
 
 
@@ -100,24 +117,29 @@ def classify(head: bytes) -> Route | None:
 
     Raises `Rejected` when no route serves those bytes. The dispatch of the front:
 
-    * the HTTP/2 connection preface (native gRPC clients send it first: they speak
-      HTTP/2 with prior knowledge) → `Route.GRPC`;
+    * the HTTP/2 connection preface (clients with prior knowledge, native gRPC's
+      among them) → `Route.GRPC` when the connection's first request is native gRPC
+      by its content type, else `Route.HTTP2` (see `http2.first_request_is_grpc`);
     * a complete HTTP/1.x request head → `Route.HTTP` (Connect, gRPC-Web, CORS
       preflights, /healthz). Waiting for the whole head keeps half requests away
       from the server, and lets them be counted here;
     * a TLS record (a handshake, 0x16, then version major 3: a ClientHello) →
-      `Route.TLS`: HTTPS, for the add-in's pages (Office loads them over HTTPS only)
-      and Connect from them. Its server offers HTTP/1.1 only (ALPN), so browsers
-      speak that inside; gRPC over TLS is not served (native clients use h2c here);
+      `Route.TLS`: HTTPS for the add-in's pages (Office loads them over HTTPS only)
+      and Connect from them, and gRPC in TLS; what it carries is classified again;
     * anything else is refused (reason "garbage", or "too_large" for an endless head).
-
-    Note h2c is taken to be gRPC: a Connect client needs HTTP/1.1 here (browsers, and
-    the add-in, use it), in TLS or not.
     """
     if len(head) < len(HTTP2_PREFACE) and HTTP2_PREFACE.startswith(head):
         return None
     if head.startswith(HTTP2_PREFACE):
-        return Route.GRPC
+        try:
+            grpc = first_request_is_grpc(head)
+        except ValueError:
+            raise Rejected("garbage") from None
+        if grpc is None:
+            if len(head) > MAX_HEAD_BYTES:
+                raise Rejected("too_large")
+            return None
+        return Route.GRPC if grpc else Route.HTTP2
     if head[0] == _TLS_HANDSHAKE:
         if len(head) < 2:
             return None
@@ -140,11 +162,15 @@ def classify(head: bytes) -> Route | None:
 
 @dataclass
 class ConnectionCounts:
-    """Connections the front took, by route, and refused, by reason."""
+    """Connections the front took, by route, and refused, by reason.
+
+    A TLS connection counts under `tls` and, once decrypted, under what it carried.
+    """
 
     grpc: int = 0
     http: int = 0
-    #: HTTPS connections (the add-in's pages, Connect from them).
+    http2: int = 0
+    #: TLS connections (the add-in's pages, Connect from them, gRPC in TLS).
     tls: int = 0
     #: garbage, too_large (see `classify`), tls (a TLS hello, and no certificate to
     #: answer it with), incomplete (closed before its first
@@ -152,7 +178,8 @@ class ConnectionCounts:
     #: in time), empty (closed without a byte: port probes), unreachable (the internal
     #: server did not answer), busy (too many connections, or TLS handshakes, at
     #: once), tls_handshake (a TLS handshake not finished in time; counted under `tls`
-    #: too, as it reached the HTTPS server).
+    #: too, as it reached the TLS listener). An HTTP/2 connection that sent no request
+    #: in time is not refused: it goes to native gRPC (see `Front`).
     rejected: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -213,7 +240,12 @@ def _bind_all(addresses: list[str], port: int) -> list[socket.socket]:
 
 
 class Front:
-    """Accepts on the public loopback port(s) and splices each connection to its server."""
+    """Accepts on the public loopback port(s) and splices each connection to its server.
+
+    An HTTP/2 connection that sends no request within the sniff timeout (a gRPC channel
+    connected ahead of its calls) goes to native gRPC, whose server bounds idle
+    connections itself.
+    """
 
     def __init__(
         self,
@@ -245,14 +277,26 @@ class Front:
         self.port = self._sockets[0].getsockname()[1]
         self.addresses = [sock.getsockname()[0] for sock in self._sockets]
 
-    async def start(self, routes: Mapping[Route, int]) -> None:
+    async def start(self, routes: Mapping[Route, int], tls: ssl.SSLContext | None = None) -> None:
         """Serve: `routes` gives each route's internal port on 127.0.0.1.
 
-        A route left out is refused and counted under its name (e.g. "tls").
+        `tls` (its certificate, and ALPN h2 and http/1.1) serves TLS; without it TLS
+        hellos are refused ("tls"), as is any other route left out, under its name.
         """
-        self._routes = dict(routes)
+        self._routes = {route: port for route, port in routes.items() if route is not Route.TLS}
         for sock in self._sockets:
             self._servers.append(await asyncio.start_server(self._accept, sock=sock))
+        if tls is not None:
+            inner = bind_socket(LOOPBACK_HOST, 0)
+            self._routes[Route.TLS] = inner.getsockname()[1]
+            self._servers.append(
+                await asyncio.start_server(
+                    self._accept_decrypted,
+                    sock=inner,
+                    ssl=tls,
+                    ssl_handshake_timeout=self.sniff_timeout,
+                )
+            )
 
     async def close(self) -> None:
         """Stop accepting and close every connection still open."""
@@ -272,11 +316,22 @@ class Front:
             self._reject("busy", writer)
             writer.transport.abort()
             return
+        await self._handle(reader, writer, decrypted=False)
+
+    async def _accept_decrypted(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """A TLS connection, handshake done (its raw bytes came through `_accept`)."""
+        await self._handle(reader, writer, decrypted=True)
+
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, decrypted: bool
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
         try:
-            await self._serve(reader, writer)
+            await self._serve(reader, writer, decrypted)
         except asyncio.CancelledError:
             # `close()` ends it. Not re-raised: Python 3.11's streams would log a cancelled
             # connection task as an error ("Exception in callback").
@@ -288,10 +343,14 @@ class Front:
             await _close(writer)
             self._release.closed(len(self._connections))
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, decrypted: bool
+    ) -> None:
         started = asyncio.get_running_loop().time()
         try:
-            route, head = await self._sniff(reader)
+            route, head, through = await self._sniff(reader, writer)
+            if decrypted and route is Route.TLS:
+                raise Rejected("garbage")  # TLS in TLS
         except Rejected as exc:
             self._reject(exc.reason, writer)
             return
@@ -299,14 +358,14 @@ class Front:
             self._reject(route.value, writer)
             return
         if route is not Route.TLS:
-            await self._forward(route, head, reader, writer)
+            await self._forward(route, head, reader, writer, through)
             return
         if self.handshakes_in_progress >= self.max_handshakes:
             self._reject("busy", writer)
             return
         handshake = _Handshake(self)  # taken before any await: the check and the count agree
         try:
-            await self._forward(route, head, reader, writer, handshake, started)
+            await self._forward(route, head, reader, writer, None, handshake, started)
         finally:
             handshake.over()
 
@@ -316,26 +375,25 @@ class Front:
         head: bytes,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        through: Callable[[bytes], bytes] | None,
         handshake: _Handshake | None = None,
         started: float = 0.0,
     ) -> None:
-        """Connect to the route's internal server and splice the connection to it."""
+        """Connect to the route's internal server and splice the connection to it.
+
+        `through` sees (and may change) each chunk the client sends, `head` included.
+        """
         try:
             up_reader, up_writer = await asyncio.open_connection(LOOPBACK_HOST, self._routes[route])
         except OSError as exc:
             log.error("local endpoint: the internal %s server is unreachable: %s", route, exc)
             self._reject("unreachable", writer)
             return
-        if route is Route.GRPC:
-            self.counts.grpc += 1
-        elif route is Route.TLS:
-            self.counts.tls += 1
-        else:
-            self.counts.http += 1
+        setattr(self.counts, route.value, getattr(self.counts, route.value) + 1)
         try:
-            up_writer.write(head)
+            up_writer.write(head if through is None else through(head))
             if handshake is None:
-                await _splice(reader, writer, up_reader, up_writer)
+                await _splice(reader, writer, up_reader, up_writer, through)
             else:
                 await self._splice_tls(
                     reader, writer, up_reader, up_writer, head, handshake, started
@@ -371,21 +429,33 @@ class Front:
             self._reject("tls_handshake", writer)
         await asyncio.gather(splice, return_exceptions=True)
 
-    async def _sniff(self, reader: asyncio.StreamReader) -> tuple[Route, bytes]:
-        """The route and the bytes read to choose it (all of them go on to the server)."""
+    async def _sniff(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[Route, bytes, Callable[[bytes], bytes] | None]:
+        """The route, the bytes read to choose it (all go on to the server), and what the
+        client's bytes pass through on their way (None: nothing).
+
+        An HTTP/2 client is sent the front's SETTINGS (see `http2`) once its preface is in.
+        """
         head = b""
+        through: DropFirstSettingsAck | None = None
         try:
             async with asyncio.timeout(self.sniff_timeout):
                 while True:
                     if head:
                         route = classify(head)
                         if route is not None:
-                            return route, head
+                            return route, head, through
+                        if through is None and head.startswith(HTTP2_PREFACE):
+                            through = DropFirstSettingsAck()
+                            writer.write(SERVER_PREFACE)
                     chunk = await reader.read(_CHUNK)
                     if not chunk:
                         raise Rejected("incomplete" if head else "empty")
                     head += chunk
         except TimeoutError:
+            if through is not None:
+                return Route.GRPC, head, through  # HTTP/2, no request yet: see `Front`
             raise Rejected("timeout" if head else "silent") from None
         except ConnectionError:
             raise Rejected("incomplete") from None
@@ -431,7 +501,8 @@ class _TlsRecords:
         self._header = b""
         self._skip = 0
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> bytes:
+        """Read `data`'s record headers; returns `data` as it is (a `_pipe` pass-through)."""
         at = 0
         while at < len(data) and not self.done.is_set():
             if self._skip:
@@ -445,24 +516,24 @@ class _TlsRecords:
             if len(self._header) == _TLS_HEADER:
                 if self._header[0] == _TLS_APPLICATION_DATA:
                     self.done.set()
-                    return
+                    break
                 self._skip = int.from_bytes(self._header[3:5], "big")
                 self._header = b""
+        return data
 
 
 async def _pipe(
     src: asyncio.StreamReader,
     dst: asyncio.StreamWriter,
-    seen: Callable[[bytes], None] | None = None,
+    through: Callable[[bytes], bytes] | None = None,
 ) -> None:
-    """Copy until EOF, waiting for `dst` to drain (backpressure); then pass the EOF on.
+    """Copy until EOF (each chunk passed `through`, if given), waiting for `dst` to drain
+    (backpressure); then pass the EOF on.
 
     A `dst` that takes none of the waiting bytes for SEND_TIMEOUT ends it (TimeoutError).
     """
     while chunk := await src.read(_CHUNK):
-        if seen is not None:
-            seen(chunk)
-        dst.write(chunk)
+        dst.write(chunk if through is None else through(chunk))
         async with asyncio.timeout(SEND_TIMEOUT):
             await dst.drain()
     if dst.can_write_eof() and not dst.is_closing():
@@ -474,13 +545,13 @@ async def _splice(
     client_writer: asyncio.StreamWriter,
     up_reader: asyncio.StreamReader,
     up_writer: asyncio.StreamWriter,
-    seen: Callable[[bytes], None] | None = None,
+    through: Callable[[bytes], bytes] | None = None,
 ) -> None:
     """Both directions until the server is done (or either side breaks).
 
-    `seen` is shown each chunk the client sends.
+    Each chunk the client sends goes `through` (if given) on its way.
     """
-    upward = asyncio.create_task(_pipe(client_reader, up_writer, seen))
+    upward = asyncio.create_task(_pipe(client_reader, up_writer, through))
     downward = asyncio.create_task(_pipe(up_reader, client_writer))
     try:
         done, _ = await asyncio.wait((upward, downward), return_when=asyncio.FIRST_COMPLETED)
