@@ -13,7 +13,9 @@ address however many apps the workspace runs. Inside:
 
 * `gateway.LocalGateway` serves the `ServiceAPI` API for the whole workspace,
   routing each grid call to its app's process;
-* the runtime's own transports serve it: a grpc.aio server (`add_services`) and the
+* the runtime's own transports serve it: a grpc.aio server (`add_services`, with
+  reflection, and gRPC health: SERVING for the endpoint itself, and for a service name
+  equal to an app's name whether that app's process is running; `health_statuses`) and the
   Connect/gRPC-Web ASGI app (`create_http_app`) under the runtime's HTTP server
   (`http_server.serve_http`: HTTP/1.1 and h2c), each on an internal ephemeral
   127.0.0.1 port; that app is wrapped by `addin.AddinFiles` (the add-in's bundle at
@@ -53,7 +55,8 @@ from grpc import aio
 from aerogrid.net import LOOPBACK_HOST, bind_socket
 from aerogrid.server.auth import Authenticator, AuthSettings, is_loopback
 from aerogrid.server.connections import GRPC_SERVER_OPTIONS
-from aerogrid.server.grpc_server import add_services
+from aerogrid.server.grpc_server import SERVICES, add_services
+from aerogrid.server.grpc_standard import GrpcHealth
 from aerogrid.server.http_server import ALPN_PROTOCOLS, HttpServer, serve_http
 from aerogrid.server.web import create_http_app
 from aerogrid_devkit.devcert import DevCert, DevCertError, ensure_devcert
@@ -93,6 +96,11 @@ def _server_tls(cert: DevCert) -> ssl.SSLContext:
     context.load_cert_chain(cert.cert, cert.key)
     context.set_alpn_protocols(list(ALPN_PROTOCOLS))
     return context
+
+
+def health_statuses(gateway: LocalGateway) -> dict[str, bool]:
+    """The endpoint's gRPC health: itself and its services serve; each app by its name."""
+    return {"": True, **dict.fromkeys(SERVICES, True), **gateway.app_readiness()}
 
 
 class LocalServer:
@@ -140,6 +148,7 @@ class LocalServer:
         self._front: Front | None = None
         self._gateway: LocalGateway | None = None
         self._grpc: aio.Server | None = None
+        self._health: GrpcHealth | None = None
         self._http: HttpServer | None = None
         self._tls = tls
         self._devcert_dir = devcert_dir
@@ -231,7 +240,11 @@ class LocalServer:
 
             self._grpc = aio.server(options=GRPC_SERVER_OPTIONS)
             add_services(self._grpc, gateway, authenticator, is_loopback)
+            self._health = GrpcHealth(lambda: health_statuses(gateway))
+            self._health.add_to(self._grpc)
+            gateway.on_change = self._health.notify
             grpc_port = self._grpc.add_insecure_port(f"{LOOPBACK_HOST}:0")
+            await self._health.start()
             await self._grpc.start()
 
             http_app = create_http_app(
@@ -258,6 +271,9 @@ class LocalServer:
 
     async def stop(self) -> None:
         """End every stream (UNAVAILABLE: clients resume elsewhere or later), then close."""
+        if self._health is not None:
+            await self._health.stop()
+            self._health = None
         if self._gateway is not None:
             await self._gateway.close()
         if self._grpc is not None:
