@@ -20,7 +20,7 @@ ADDIN := $(EXCEL_DIR)/dist/addin/functions.js
 ADDIN_SOURCES := $(shell find $(EXCEL_DIR)/src $(EXCEL_DIR)/pages $(EXCEL_DIR)/scripts -type f 2>/dev/null) \
   $(EXCEL_DIR)/harness.html $(EXCEL_DIR)/package.json $(EXCEL_DIR)/tsconfig.json
 
-.PHONY: help install demo test lint typecheck unit integration bench proto clean node kafka kcat compat-table k8s grpcurl excel test-k8s chromium binary dist excel-screenshot
+.PHONY: help install demo test lint typecheck unit integration bench proto clean node kafka kcat compat-table k8s grpcurl conformance buf excel test-k8s chromium binary dist excel-screenshot
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -87,6 +87,12 @@ k8s:  ## Build kube-apiserver, kube-controller-manager and etcd from Go modules 
 grpcurl:  ## Build grpcurl from the Go module proxy (once per version; the gRPC interop tests use it)
 	bash scripts/build_grpcurl.sh >/dev/null || [ $$? -eq 3 ]  # 3: no Go; the tests skip (fail if CI=true)
 
+conformance:  ## Build the Connect conformance runner from the Go module proxy (once per version)
+	bash scripts/build_conformance.sh >/dev/null || [ $$? -eq 3 ]  # 3: no Go; the test skips (fail if CI=true)
+
+buf:  ## Build buf (for `buf curl`) from the Go module proxy (once per version)
+	bash scripts/build_buf.sh >/dev/null || [ $$? -eq 3 ]  # 3: no Go; the tests skip (fail if CI=true)
+
 demo: install  ## The TUI on the orders app, the embedded broker and a feed of orders (q: back to the apps, q again: quit)
 	$(BIN)/aerogrid demo $(if $(HEADLESS),--headless) $(if $(DURATION),--duration $(DURATION))
 
@@ -100,7 +106,7 @@ typecheck: install  ## mypy --strict
 unit: install  ## Fast tests, no broker
 	$(BIN)/pytest tests/runtime/unit -q
 
-test: install node kafka kcat k8s grpcurl excel chromium binary lint typecheck  ## Everything: lint, types, unit and integration tests on real brokers
+test: install node kafka kcat k8s grpcurl conformance buf excel chromium binary lint typecheck  ## Everything: lint, types, unit and integration tests on real brokers
 	$(BIN)/pytest -q -ra
 
 test-k8s: install k8s  ## The cloud tests against a real kube-apiserver, etcd and controllers

@@ -573,7 +573,7 @@ def test_garbage_and_malformed_requests_then_still_serving(client: httpx.Client)
     r = client.post(f"{GRID}/ListGrids", content=b"hello", headers={"content-type": "text/plain"})
     assert r.status_code == 415
     assert "application/proto" in r.headers["accept-post"]
-    assert "unsupported content-type" in r.json()["message"]
+    assert "unsupported content-type" in r.text
     # A unary content type on a streaming method.
     r = client.post(f"{GRID}/Subscribe", content=b"", headers=CONNECT_PROTO)
     assert r.status_code == 415

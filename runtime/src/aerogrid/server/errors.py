@@ -10,11 +10,13 @@ call that failed with it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
 import grpc
+from google.protobuf import any_pb2
 
 __all__ = ["Code", "ServiceError"]
 
@@ -99,9 +101,14 @@ _BY_GRPC: Final = {row.grpc_status: code for code, row in _TABLE.items()}
 
 
 class ServiceError(Exception):
-    """A request failed with a status code and a message meant for the caller."""
+    """A request failed with a status code and a message meant for the caller.
 
-    def __init__(self, code: Code, message: str) -> None:
+    `details` are error details (`google.protobuf.Any`), as Connect's `details` and gRPC's
+    `grpc-status-details-bin` carry them.
+    """
+
+    def __init__(self, code: Code, message: str, *, details: Sequence[any_pb2.Any] = ()) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.details = tuple(details)

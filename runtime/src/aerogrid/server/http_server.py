@@ -31,10 +31,13 @@ import socket
 import ssl
 from typing import Any, Final
 
+import h2.events
 import h11
+import hypercorn.protocol
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
+from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.utils import wrap_app
 
@@ -61,10 +64,40 @@ def _config() -> Config:
     return config
 
 
+class _H2Protocol(H2Protocol):
+    """hypercorn's HTTP/2, not crashing on request data for a stream already answered.
+
+    hypercorn 0.18.0 looks the stream of every DATA frame up without checking that it is
+    still open, so a client still sending a body we answered early (an error) kills the
+    whole connection with a KeyError (pgjones/hypercorn#329; fixes #312, #334 unmerged).
+    Such data is dropped, its flow-control window given back.
+    """
+
+    async def _handle_events(self, events: list[h2.events.Event]) -> None:
+        for event in events:
+            if isinstance(event, h2.events.DataReceived) and event.stream_id not in self.streams:
+                self.connection.acknowledge_received_data(
+                    event.flow_controlled_length, event.stream_id
+                )
+                await self._flush()
+            else:
+                await super()._handle_events([event])
+
+
+# ProtocolWrapper picks its HTTP/2 class by this module global; there is no other hook.
+hypercorn.protocol.H2Protocol = _H2Protocol  # type: ignore[attr-defined]
+
+
 class _Connection(TCPServer):
     """hypercorn's connection, counting one closed for never sending a request head."""
 
     requests = 0
+
+    async def _close(self) -> None:
+        # A TLS peer that closed first makes the close itself fail (for example
+        # APPLICATION_DATA_AFTER_CLOSE_NOTIFY); hypercorn does not expect that.
+        with contextlib.suppress(ssl.SSLError, OSError):
+            await super()._close()
 
     async def _idle_timeout(self) -> None:
         try:
@@ -134,7 +167,12 @@ class HttpServer:
         connection = _Connection(
             wrap_app(app, 0, "asgi"), loop, self._config, self._context, {}, reader, writer
         )
-        await connection.run()
+        try:
+            await connection.run()
+        except (asyncio.CancelledError, ssl.SSLError, OSError):
+            # Cancelled by stop(), or the peer went away: the connection is over either
+            # way, and asyncio would log this connection task's end as an error.
+            writer.transport.abort()
 
     async def stop(self) -> None:
         """Stop accepting, let requests in progress finish for GRACEFUL_SECONDS, cancel the rest.

@@ -5,8 +5,9 @@ trailers from `fetch`), so the grid and catalog services are also served here ov
 the Connect protocol (https://connectrpc.com/docs/protocol: unary `application/proto`
 and `application/json`, server streams `application/connect+proto|json`) and over
 gRPC-Web (`application/grpc-web[+proto|+json]` and the `-text` base64 variant), with
-CORS, on an ASGI app that uvicorn serves. The same port answers `/healthz`, `/readyz`
-and `/metrics` so a container needs one port for browsers and probes.
+CORS, on an ASGI app that `aerogrid.server.http_server` serves over HTTP/1.1 and
+HTTP/2. The same port answers `/healthz`, `/readyz` and `/metrics` so a container needs
+one port for browsers and probes.
 
 Why a small hand-written ASGI implementation and not the `connectrpc` library
 (0.13.0; `connect-python` 0.9.0 is its older name): we read its server
@@ -36,14 +37,18 @@ Connect unary and server streaming; `grpc_web`: gRPC-Web binary and text), each 
 its content types, framing (`envelope`, `compression`), timeout header and error mapping
 (codes and HTTP statuses from `aerogrid.server.errors.Code`); `calls` runs an RPC with a
 `context.RequestContext`; `cors`, `authentication` and `probes` (`/healthz`, `/readyz`,
-`/metrics`) stand apart from the protocols; `app` routes and `create_http_app` builds it.
+`/metrics`) stand apart from the protocols; `app` routes and `create_http_app` builds it
+(`create_rpc_app` for any method table: tests/runtime/conformance/ serves the Connect
+conformance suite's service with it). Error details and trailers: `error_details`.
 """
 
 from __future__ import annotations
 
-from aerogrid.server.web.app import DEFAULT_MAX_REQUEST_BYTES, create_http_app
+from aerogrid.server.web.app import DEFAULT_MAX_REQUEST_BYTES, create_http_app, create_rpc_app
 from aerogrid.server.web.asgi import ASGIApp, ASGIMessage, ASGIReceive, ASGIScope, ASGISend
 from aerogrid.server.web.authentication import CallerAuthenticator
+from aerogrid.server.web.context import RequestContext, current_request
+from aerogrid.server.web.methods import Method
 from aerogrid.server.web.probes import Readiness
 
 __all__ = [
@@ -54,6 +59,10 @@ __all__ = [
     "ASGIScope",
     "ASGISend",
     "CallerAuthenticator",
+    "Method",
     "Readiness",
+    "RequestContext",
     "create_http_app",
+    "create_rpc_app",
+    "current_request",
 ]

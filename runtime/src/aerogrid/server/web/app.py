@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
-from typing import Final
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, Final
 
 from aerogrid import net
 from aerogrid.server.errors import Code, ServiceError
@@ -25,12 +25,12 @@ from aerogrid.server.web.calls import CallRunner, stream_error
 from aerogrid.server.web.connect import unary_error_response
 from aerogrid.server.web.context import RequestContext
 from aerogrid.server.web.cors import CorsPolicy
-from aerogrid.server.web.methods import method_table
+from aerogrid.server.web.methods import Method, method_table
 from aerogrid.server.web.negotiation import ACCEPTED_TYPES, negotiate
 from aerogrid.server.web.probes import Probes, Readiness
 from aerogrid.server.web.protocol import Headers, UnaryProtocol
 
-__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "create_http_app"]
+__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "create_http_app", "create_rpc_app"]
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,34 @@ def create_http_app(
     text) is local; by default `aerogrid.net.is_loopback`. A peer without an address
     (a Unix socket) is not loopback.
     """
+    return create_rpc_app(
+        method_table(service),
+        authenticator,
+        is_ready=is_ready,
+        allowed_origins=allowed_origins,
+        is_loopback=is_loopback,
+        max_request_bytes=max_request_bytes,
+    )
+
+
+def create_rpc_app(
+    methods: Mapping[str, Method[Any]],
+    authenticator: CallerAuthenticator,
+    *,
+    is_ready: Callable[[], Readiness],
+    allowed_origins: Collection[str] | None = None,
+    is_loopback: Callable[[str], bool] | None = None,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+) -> ASGIApp:
+    """The same app for any procedures (by URL path), e.g. the Connect conformance service.
+
+    A call reaches its request's headers, timeout, and response headers and trailers
+    through `context.current_request()`.
+    """
     cors = CorsPolicy(allowed_origins)
     authentication = PeerAuthentication(authenticator, is_loopback or net.is_loopback, cors)
     return _WebApp(
-        service,
+        methods,
         cors,
         Probes(is_ready, authentication),
         CallRunner(authentication, max_request_bytes),
@@ -75,9 +99,13 @@ class _WebApp:
     """The ASGI app; see the package docstring."""
 
     def __init__(
-        self, service: ServiceAPI, cors: CorsPolicy, probes: Probes, calls: CallRunner
+        self,
+        methods: Mapping[str, Method[Any]],
+        cors: CorsPolicy,
+        probes: Probes,
+        calls: CallRunner,
     ) -> None:
-        self._methods = method_table(service)
+        self._methods = methods
         self._cors = cors
         self._probes = probes
         self._calls = calls
@@ -144,13 +172,13 @@ class _WebApp:
                 if method.unary is not None
                 else "use application/connect+proto or application/connect+json"
             )
-            error = ServiceError(
-                Code.INVALID_ARGUMENT,
+            # HTTP 415 and no Connect error body: a client reports it as UNKNOWN whatever
+            # its protocol (it cannot know which we would have spoken), as connect-go does.
+            text = (
                 f"unsupported content-type {shown!r} for {path}; {use} (Connect), "
-                "or application/grpc-web+proto (gRPC-Web)",
+                "or application/grpc-web+proto (gRPC-Web)\n"
             )
-            status, content_type, body = unary_error_response(error, status=415)
-            await response.whole(status, content_type, body, [("accept-post", ACCEPTED_TYPES)])
+            await response.whole(415, TEXT_PLAIN, text.encode(), [("accept-post", ACCEPTED_TYPES)])
         elif isinstance(protocol, UnaryProtocol):
             await self._calls.unary(
                 RequestContext(path, method, protocol, headers, scope), receive, response

@@ -27,7 +27,7 @@ from aerogrid.server.web.asgi import (
     until_disconnect,
 )
 from aerogrid.server.web.authentication import PeerAuthentication
-from aerogrid.server.web.context import RequestContext
+from aerogrid.server.web.context import RequestContext, enter_request
 from aerogrid.server.web.protocol import EnvelopedProtocol, UnaryProtocol, WireProtocol
 from aerogrid.server.web.protocol_error import wire_error
 
@@ -52,6 +52,7 @@ class CallRunner:
         ctx.timeout = protocol.timeout(ctx.headers)
         data = protocol.request_message(body, ctx.headers, self._limit)
         ctx.caller = await self._authentication.caller(ctx.scope, ctx.headers)
+        enter_request(ctx)
         request_type: type[Message] = ctx.method.request_type
         return protocol.serialization.decode(request_type, data)
 
@@ -76,9 +77,10 @@ class CallRunner:
                 raise
             payload = protocol.serialization.encode(result)
         except Exception as exc:
-            await response.whole(*protocol.error_response(wire_error(exc, ctx.where)))
+            status, content_type, body = protocol.error_response(wire_error(exc, ctx.where))
+            await response.whole(status, content_type, body, _unary_headers(ctx))
             return
-        await response.whole(200, protocol.content_type, payload)
+        await response.whole(200, protocol.content_type, payload, _unary_headers(ctx))
 
     async def streamed(
         self, ctx: RequestContext[EnvelopedProtocol], receive: ASGIReceive, response: Response
@@ -94,7 +96,8 @@ class CallRunner:
             await stream_error(response, protocol, wire_error(exc, ctx.where))
             return
 
-        await response.start(200, [("content-type", protocol.content_type)])
+        # The response starts with the first message (or the end): a call sets its
+        # headers before either (`RequestContext.response_headers`).
         pump = asyncio.ensure_future(_pump(ctx, request, response))
         gone = asyncio.ensure_future(until_disconnect(receive))
         try:
@@ -113,6 +116,7 @@ class CallRunner:
             if not client_left:
                 shutting_down = ServiceError(Code.UNAVAILABLE, "the server is shutting down")
                 with contextlib.suppress(Exception):
+                    await _start(ctx, response)
                     await response.body(protocol.end(shutting_down), more=False)
             await _stop(pump, gone)
             raise
@@ -129,7 +133,8 @@ class CallRunner:
             # A client that stopped reading (or was dropped for it) may never take the
             # end of its stream: it waits behind what it has not read; then cut it off.
             async with asyncio.timeout(STALL_SECONDS):
-                await response.body(protocol.end(error), more=False)
+                await _start(ctx, response)
+                await response.body(protocol.end(error, ctx.response_trailers), more=False)
         except TimeoutError:
             abort_connection(ctx.scope)
         except OSError as exc:  # the connection broke between the last message and now
@@ -144,6 +149,17 @@ async def stream_error(
     await response.body(protocol.end(error), more=False)
 
 
+def _unary_headers(ctx: RequestContext[UnaryProtocol]) -> list[tuple[str, str]]:
+    return ctx.response_headers + ctx.protocol.trailer_headers(ctx.response_trailers)
+
+
+async def _start(ctx: RequestContext[EnvelopedProtocol], response: Response) -> None:
+    """Start a stream's response, with the call's headers, unless it has started."""
+    if not response.started:
+        content_type = ("content-type", ctx.protocol.content_type)
+        await response.start(200, [content_type, *ctx.response_headers])
+
+
 async def _pump(
     ctx: RequestContext[EnvelopedProtocol], request: Message, response: Response
 ) -> None:
@@ -153,6 +169,7 @@ async def _pump(
     if method.unary is not None:
         result = await method.unary(request, caller)
         payload = protocol.serialization.encode(result)
+        await _start(ctx, response)
         await response.body(protocol.message(payload), more=True)
         return
     assert method.stream is not None
@@ -171,6 +188,8 @@ async def _pump(
         async for data in messages:
             if to_json is not None:
                 data = to_json(data)
+            if not response.started:
+                await _start(ctx, response)
             if watch is None:
                 await response.body(protocol.message(data), more=True)
             else:

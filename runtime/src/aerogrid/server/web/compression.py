@@ -11,7 +11,7 @@ from typing import Final
 from aerogrid.server.errors import Code
 from aerogrid.server.web.protocol_error import ProtocolError
 
-__all__ = ["IDENTITY", "decompress", "is_identity"]
+__all__ = ["IDENTITY", "check_supported", "decompress", "is_identity"]
 
 IDENTITY: Final = "identity"
 
@@ -21,15 +21,20 @@ def is_identity(encoding: str | None) -> bool:
     return encoding in (None, "", IDENTITY)
 
 
-def decompress(data: bytes, encoding: str | None, limit: int) -> bytes:
-    """`data` as sent, uncompressed; at most `limit` bytes once inflated."""
-    if is_identity(encoding):
-        return data
-    if encoding != "gzip":
+def check_supported(encoding: str | None) -> None:
+    """Refuse (UNIMPLEMENTED) an encoding we cannot inflate."""
+    if not is_identity(encoding) and encoding != "gzip":
         raise ProtocolError(
             Code.UNIMPLEMENTED,
             f"unsupported compression {encoding!r}; supported: gzip, identity",
         )
+
+
+def decompress(data: bytes, encoding: str | None, limit: int) -> bytes:
+    """`data` as sent, uncompressed; at most `limit` bytes once inflated."""
+    if is_identity(encoding):
+        return data
+    check_supported(encoding)
     inflater = zlib.decompressobj(wbits=31)
     try:
         out = inflater.decompress(data, limit + 1)

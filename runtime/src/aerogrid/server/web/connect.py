@@ -4,7 +4,8 @@ Unary: the body is the message (`application/proto` or `application/json`, whole
 `content-encoding`); an error is an HTTP status from the status table with a JSON body
 `{"code", "message"}`. Server streaming (`application/connect+proto|json`): the request is
 one envelope (`connect-content-encoding`); the response is envelopes ended by an
-end-stream envelope (flag 0x02) holding `{}` or `{"error": {...}}`, under HTTP 200.
+end-stream envelope (flag 0x02) holding `{}` or `{"error": {...}}` and the trailers
+(`"metadata"`), under HTTP 200; a unary call's trailers are `trailer-` headers.
 Both honour `connect-timeout-ms` and refuse a `connect-protocol-version` other than 1.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any, Final
 
 from aerogrid.server.errors import Code, ServiceError
@@ -72,6 +74,9 @@ class ConnectUnary(UnaryProtocol):
     def error_response(self, error: ServiceError) -> tuple[int, str, bytes]:
         return unary_error_response(error)
 
+    def trailer_headers(self, trailers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        return [(f"trailer-{name}", value) for name, value in trailers]
+
 
 class ConnectStream(EnvelopedProtocol):
     """Connect server streaming: `application/connect+proto` or `application/connect+json`."""
@@ -95,6 +100,11 @@ class ConnectStream(EnvelopedProtocol):
     def message(self, payload: bytes) -> bytes:
         return envelope(0, payload)
 
-    def end(self, error: ServiceError | None) -> bytes:
-        body = {} if error is None else {"error": connect_error_json(error)}
+    def end(self, error: ServiceError | None, trailers: Sequence[tuple[str, str]] = ()) -> bytes:
+        body: dict[str, object] = {} if error is None else {"error": connect_error_json(error)}
+        if trailers:
+            metadata: dict[str, list[str]] = {}
+            for name, value in trailers:
+                metadata.setdefault(name, []).append(value)
+            body["metadata"] = metadata
         return envelope(FLAG_END_STREAM, json.dumps(body, separators=(",", ":")).encode())

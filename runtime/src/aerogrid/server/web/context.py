@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from aerogrid.server.identity import Caller
@@ -10,9 +11,12 @@ from aerogrid.server.web.asgi import ASGIScope
 from aerogrid.server.web.methods import Method
 from aerogrid.server.web.protocol import Headers, WireProtocol
 
-__all__ = ["RequestContext"]
+__all__ = ["Metadata", "RequestContext", "current_request", "enter_request"]
 
 _P = TypeVar("_P", bound=WireProtocol)
+
+#: Response headers or trailers: (lower-case name, value) pairs; a name may repeat.
+Metadata = list[tuple[str, str]]
 
 
 @dataclass(slots=True)
@@ -29,6 +33,10 @@ class RequestContext(Generic[_P]):
     #: Seconds the caller gives the call (its protocol's timeout header); None: no limit.
     timeout: float | None = None
     caller: Caller | None = None
+    #: Headers and trailers the call adds to its response (set before its first message:
+    #: a stream's headers go out with it). AeroGrid's own services add none.
+    response_headers: Metadata = field(default_factory=list)
+    response_trailers: Metadata = field(default_factory=list)
 
     @property
     def peer(self) -> tuple[str, int] | None:
@@ -41,3 +49,16 @@ class RequestContext(Generic[_P]):
         """The procedure and the peer, for logs."""
         peer = self.peer
         return f"{self.procedure} from {peer[0]}:{peer[1]}" if peer else self.procedure
+
+
+_CURRENT: ContextVar[RequestContext[Any]] = ContextVar("aerogrid_web_request")
+
+
+def current_request() -> RequestContext[Any]:
+    """The request a service call runs in (inside a call served by `calls.CallRunner`)."""
+    return _CURRENT.get()
+
+
+def enter_request(ctx: RequestContext[Any]) -> None:
+    """Make `ctx` the current request of this task (and of those it starts)."""
+    _CURRENT.set(ctx)

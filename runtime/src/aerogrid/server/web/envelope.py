@@ -10,7 +10,7 @@ import struct
 from typing import Final
 
 from aerogrid.server.errors import Code
-from aerogrid.server.web.compression import decompress, is_identity
+from aerogrid.server.web.compression import check_supported, decompress, is_identity
 from aerogrid.server.web.protocol_error import ProtocolError
 
 __all__ = ["FLAG_COMPRESSED", "FLAG_END_STREAM", "FLAG_TRAILERS", "envelope", "single_message"]
@@ -29,7 +29,18 @@ def envelope(flags: int, payload: bytes) -> bytes:
 
 
 def single_message(body: bytes, encoding: str | None, limit: int) -> bytes:
-    """The one request message of a server-streaming (or gRPC-Web) call's body."""
+    """The one request message of a server-streaming (or gRPC-Web) call's body.
+
+    As connect-go and the conformance suite have it: no message, or more than one, is
+    UNIMPLEMENTED (the procedure takes one); an unknown encoding is UNIMPLEMENTED even for
+    an uncompressed message; a compressed message without a declared encoding is INTERNAL.
+    """
+    if not is_identity(encoding):
+        check_supported(encoding)
+    if not body:
+        raise ProtocolError(
+            Code.UNIMPLEMENTED, "expected one request message, got none", refused="malformed"
+        )
     if len(body) < _PREFIX.size:
         got = "an empty body" if not body else f"{len(body)} bytes"
         raise ProtocolError(
@@ -47,7 +58,7 @@ def single_message(body: bytes, encoding: str | None, limit: int) -> bytes:
         )
     if len(body) > _PREFIX.size + length:
         raise ProtocolError(
-            Code.INVALID_ARGUMENT,
+            Code.UNIMPLEMENTED,
             "expected exactly one request message, got more",
             refused="malformed",
         )
@@ -58,8 +69,9 @@ def single_message(body: bytes, encoding: str | None, limit: int) -> bytes:
     if flags & FLAG_COMPRESSED:
         if is_identity(encoding):
             raise ProtocolError(
-                Code.INVALID_ARGUMENT,
+                Code.INTERNAL,
                 "compressed message but no request compression was declared",
+                refused="malformed",
             )
         return decompress(payload, encoding, limit)
     return payload

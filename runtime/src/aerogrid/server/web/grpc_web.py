@@ -1,7 +1,8 @@
 """gRPC-Web (https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-WEB.md), binary and text.
 
 The request is one envelope (`grpc-encoding`), the response data frames then a trailers
-frame (flag 0x80) with `grpc-status` and `grpc-message`, under HTTP 200; `grpc-timeout`
+frame (flag 0x80) with the call's trailers, `grpc-status`, `grpc-message` and
+`grpc-status-details-bin`, under HTTP 200; `grpc-timeout`
 is honoured. The text variant (`application/grpc-web-text`) is the same, base64-encoded:
 the request whole, each response frame on its own (padded), as text clients expect.
 Unary methods are served as one-message streams.
@@ -12,10 +13,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Sequence
 from typing import Any, Final
 
 from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.web.envelope import FLAG_TRAILERS, envelope, single_message
+from aerogrid.server.web.error_details import GRPC_STATUS_DETAILS, grpc_status_details
 from aerogrid.server.web.methods import Method
 from aerogrid.server.web.protocol import EnvelopedProtocol, Headers
 from aerogrid.server.web.protocol_error import ProtocolError
@@ -64,13 +67,17 @@ class GrpcWeb(EnvelopedProtocol):
     def message(self, payload: bytes) -> bytes:
         return self._frame(envelope(0, payload))
 
-    def end(self, error: ServiceError | None) -> bytes:
+    def end(self, error: ServiceError | None, trailers: Sequence[tuple[str, str]] = ()) -> bytes:
+        lines = [f"{name}:{value}\r\n" for name, value in trailers]
         if error is None:
-            trailers = "grpc-status:0\r\n"
+            lines.append("grpc-status:0\r\n")
         else:
             message = _percent_encode(error.message)
-            trailers = f"grpc-status:{error.code.grpc_number}\r\ngrpc-message:{message}\r\n"
-        return self._frame(envelope(FLAG_TRAILERS, trailers.encode("ascii")))
+            lines.append(f"grpc-status:{error.code.grpc_number}\r\ngrpc-message:{message}\r\n")
+            details = grpc_status_details(error)
+            if details is not None:
+                lines.append(f"{GRPC_STATUS_DETAILS}:{details}\r\n")
+        return self._frame(envelope(FLAG_TRAILERS, "".join(lines).encode("latin-1")))
 
 
 class GrpcWebText(GrpcWeb):

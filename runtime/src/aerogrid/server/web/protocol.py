@@ -9,7 +9,7 @@ call runners (`calls.py`) only ask it questions, so a fifth format is one more o
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aerogrid.server.errors import ServiceError
@@ -54,6 +54,10 @@ class UnaryProtocol(WireProtocol):
     def error_response(self, error: ServiceError) -> tuple[int, str, bytes]:
         """(HTTP status, content type, body) of a failed call."""
 
+    @abstractmethod
+    def trailer_headers(self, trailers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The call's trailers, as the headers of its one response carry them."""
+
 
 class EnvelopedProtocol(WireProtocol):
     """A format whose response is a stream of envelopes, ended by a status envelope."""
@@ -63,5 +67,5 @@ class EnvelopedProtocol(WireProtocol):
         """One response message, framed."""
 
     @abstractmethod
-    def end(self, error: ServiceError | None) -> bytes:
-        """The last frame: success, or the error."""
+    def end(self, error: ServiceError | None, trailers: Sequence[tuple[str, str]] = ()) -> bytes:
+        """The last frame: success, or the error, with the call's trailers."""

@@ -7,6 +7,7 @@ import logging
 
 from aerogrid.server.connections import refused
 from aerogrid.server.errors import Code, ServiceError
+from aerogrid.server.web.error_details import connect_details
 
 __all__ = ["ProtocolError", "connect_error_json", "wire_error"]
 
@@ -35,6 +36,9 @@ def wire_error(exc: BaseException, where: str) -> ServiceError:
     return ServiceError(Code.INTERNAL, "internal server error")
 
 
-def connect_error_json(error: ServiceError) -> dict[str, str]:
-    """A Connect error object: `{"code", "message"}`."""
-    return {"code": error.code.value, "message": error.message}
+def connect_error_json(error: ServiceError) -> dict[str, object]:
+    """A Connect error object: `{"code", "message"}`, and `"details"` when it has any."""
+    body: dict[str, object] = {"code": error.code.value, "message": error.message}
+    if error.details:
+        body["details"] = connect_details(error)
+    return body
