@@ -61,6 +61,7 @@ def _config() -> Config:
     config.accesslog = None
     config.errorlog = None
     config.alpn_protocols = list(ALPN_PROTOCOLS)
+    config.include_server_header = False
     return config
 
 
