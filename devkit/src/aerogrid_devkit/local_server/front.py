@@ -162,7 +162,8 @@ def classify(head: bytes) -> Route | None:
 
 @dataclass
 class ConnectionCounts:
-    """Connections the front took, by route, and refused, by reason.
+    """Connections the front took, by route (a field named like each `Route`), and refused,
+    by reason.
 
     A TLS connection counts under `tls` and, once decrypted, under what it carried.
     """
