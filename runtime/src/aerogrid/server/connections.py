@@ -8,8 +8,8 @@ socket, a task or memory for seconds, not forever:
   SETTINGS (gRPC), within HEADER_TIMEOUT;
 * a call's request message is whole within REQUEST_TIMEOUT, or the call ends with
   DEADLINE_EXCEEDED;
-* a connection with no call in progress is closed after IDLE_TIMEOUT (HTTP/1.x keep-alive:
-  uvicorn's own, shorter);
+* a connection with no call in progress is closed after IDLE_TIMEOUT (the HTTP port's
+  HTTP/1.1 and HTTP/2 connections: after HEADER_TIMEOUT, see `http_server`);
 * a subscriber whose send has been waiting STALL_SECONDS (it is not reading) while the
   replay window moved past its position is dropped with RESOURCE_EXHAUSTED (`SendWatch`):
   it could be sent neither the deltas it missed nor a snapshot (a hop relaying another

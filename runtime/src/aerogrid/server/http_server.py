@@ -133,6 +133,8 @@ class HttpServer:
         self._servers: list[asyncio.Server] = []
         #: The tasks serving open connections, one each.
         self.connections: set[asyncio.Task[None]] = set()
+        #: The tasks running the app, one per request in progress.
+        self._requests: set[asyncio.Task[Any]] = set()
 
     async def listen(self, sock: socket.socket) -> None:
         """Start accepting connections on a bound socket (`aerogrid.net.bind_socket`)."""
@@ -162,7 +164,13 @@ class HttpServer:
             if connection is not None and scope.get("type") == "http":
                 connection.requests += 1
             scope["extensions"] = {**(scope.get("extensions") or {}), **extension}
-            await inner(scope, receive, send)
+            request = asyncio.current_task()
+            assert request is not None
+            self._requests.add(request)
+            try:
+                await inner(scope, receive, send)
+            finally:
+                self._requests.discard(request)
 
         loop = asyncio.get_running_loop()
         connection = _Connection(
@@ -172,28 +180,40 @@ class HttpServer:
             await connection.run()
         except (asyncio.CancelledError, ssl.SSLError, OSError):
             # Cancelled by stop(), or the peer went away: the connection is over either
-            # way, and asyncio would log this connection task's end as an error.
-            writer.transport.abort()
+            # way, and asyncio would log this connection task's end as an error. What the
+            # cancelled calls wrote last (a stream's UNAVAILABLE end) gets a moment to go.
+            writer.transport.close()
+            loop.call_later(GRACEFUL_SECONDS, writer.transport.abort)
 
     async def stop(self) -> None:
         """Stop accepting, let requests in progress finish for GRACEFUL_SECONDS, cancel the rest.
 
         A cancelled stream ends with UNAVAILABLE ("the server is shutting down"), so its
-        client resumes elsewhere (web/calls.py).
+        client resumes elsewhere (web/calls.py); its connection then closes as usual. A
+        connection still open after that is cut.
         """
         await self._context.terminated.set()
         for server in self._servers:
             server.close()
-        pending = set(self.connections)
-        if pending:
-            _, still = await asyncio.wait(pending, timeout=GRACEFUL_SECONDS)
-            for task in still:
-                task.cancel()
+        still = set(self.connections)
+        for cancel in (self._cancel_requests, self._cancel_connections):
             if still:
-                await asyncio.wait(still, timeout=GRACEFUL_SECONDS)
+                _, still = await asyncio.wait(still, timeout=GRACEFUL_SECONDS)
+            if still:
+                cancel()
+        if still:
+            await asyncio.wait(still, timeout=GRACEFUL_SECONDS)
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), GRACEFUL_SECONDS)
+
+    def _cancel_requests(self) -> None:
+        for task in self._requests:
+            task.cancel()
+
+    def _cancel_connections(self) -> None:
+        for task in self.connections:
+            task.cancel()
 
 
 async def serve_http(

@@ -144,12 +144,14 @@ class _WebApp:
             await self._probes.serve(path, scope, headers, response)
         elif (protocol := negotiate(http_method, headers)) is not None:
             # Looks like an RPC to a procedure we don't have: answer in its protocol.
+            await self._calls.discard_body(receive)
             error = ServiceError(Code.UNIMPLEMENTED, f"unknown procedure {path}")
             if isinstance(protocol, UnaryProtocol):
                 await response.whole(*unary_error_response(error, status=404))
             else:
                 await stream_error(response, protocol, error)
         else:
+            await self._calls.discard_body(receive)
             await response.whole(404, TEXT_PLAIN, b"not found\n")
 
     async def _rpc(
@@ -162,6 +164,7 @@ class _WebApp:
     ) -> None:
         method = self._methods[path]
         if scope["method"] != "POST":
+            await self._calls.discard_body(receive)
             await response.whole(405, TEXT_PLAIN, b"RPCs take POST\n", [("allow", "POST, OPTIONS")])
             return
         protocol = negotiate("POST", headers)
@@ -172,6 +175,7 @@ class _WebApp:
                 if method.unary is not None
                 else "use application/connect+proto or application/connect+json"
             )
+            await self._calls.discard_body(receive)
             # HTTP 415 and no Connect error body: a client reports it as UNKNOWN whatever
             # its protocol (it cannot know which we would have spoken), as connect-go does.
             text = (

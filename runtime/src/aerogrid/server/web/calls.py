@@ -29,7 +29,7 @@ from aerogrid.server.web.asgi import (
 from aerogrid.server.web.authentication import PeerAuthentication
 from aerogrid.server.web.context import RequestContext, enter_request
 from aerogrid.server.web.protocol import EnvelopedProtocol, UnaryProtocol, WireProtocol
-from aerogrid.server.web.protocol_error import wire_error
+from aerogrid.server.web.protocol_error import ProtocolError, wire_error
 
 __all__ = ["CallRunner", "stream_error"]
 
@@ -44,6 +44,13 @@ class CallRunner:
     def __init__(self, authentication: PeerAuthentication, max_request_bytes: int) -> None:
         self._authentication = authentication
         self._limit = max_request_bytes
+
+    async def discard_body(self, receive: ASGIReceive) -> None:
+        """Read and drop a request's body (within the size limit and REQUEST_TIMEOUT) before
+        an early answer: an HTTP/1.1 client still writing a body we did not read would
+        see its connection closed under it (a broken pipe) instead of our answer."""
+        with contextlib.suppress(ProtocolError):
+            await read_body(receive, self._limit)
 
     async def _admit(self, ctx: RequestContext[_P], body: bytes) -> Message:
         """Check the protocol's headers, authenticate, decode: the request message."""
@@ -105,7 +112,7 @@ class CallRunner:
                 (pump, gone), timeout=ctx.timeout, return_when=asyncio.FIRST_COMPLETED
             )
         except asyncio.CancelledError:
-            # The server is stopping (uvicorn cancels requests once its graceful
+            # The server is stopping (http_server cancels requests once its graceful
             # shutdown times out): free the subscription, and tell the client so it
             # can resume elsewhere instead of seeing a cut stream.
             # Cancel first and end the response before awaiting anything: the loop
