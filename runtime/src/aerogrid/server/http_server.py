@@ -224,12 +224,3 @@ async def serve_http(
     server = HttpServer(app, tls=tls)
     await server.listen(sock)
     return server
-
-
-def __getattr__(name: str) -> Any:
-    """`uvicorn_config`, for the devkit's local endpoint until it moves to `serve_http`."""
-    if name in ("uvicorn_config", "BoundedH11Protocol"):
-        from aerogrid.server import uvicorn_h11
-
-        return getattr(uvicorn_h11, name)
-    raise AttributeError(name)
