@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 from click.testing import CliRunner
+from compat.clients import CLIENTS, Client, observe
+from compat.table import Outcome
 
 from aerogrid.settings import BrokerSettings
 from aerogrid_devkit import embedded, kafka_tools
@@ -141,6 +143,19 @@ def test_topics_count_records_not_offsets_on_kafka(started: Started) -> None:
     assert kafka_tools.resolve_broker(None, started.workspace.parent).bootstrap == (
         started.bootstrap
     )
+
+
+@pytest.mark.parametrize("client", CLIENTS, ids=lambda c: c.name.replace(" ", "-"))
+def test_standard_kafka_clients_use_it(started: Started, client: Client, unique_name: str) -> None:
+    """What a developer's other tools need: kcat and the Kafka 4.4 CLI work, as the rest.
+
+    The compatibility suite's scenario (the seed's orders, dead letters with their headers,
+    a consumer group's lag) against the broker `aerogrid broker up` started, not the test bed's.
+    """
+    reason = client.unavailable_reason()
+    if reason is not None:
+        unavailable(reason)
+    assert observe(client, started.bootstrap, unique_name) == Outcome(True)
 
 
 def test_down_waits_for_exit_keeps_the_data_and_up_finds_it_again(started: Started) -> None:
