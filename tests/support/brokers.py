@@ -44,7 +44,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import atexit
-import base64
 import concurrent.futures
 import contextlib
 import os
@@ -56,7 +55,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,6 +66,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from aerogrid_devkit.brokers.local_kafka import LOG4J2_XML, new_cluster_id
 from aerogrid_devkit.embedded import TANSU_ENV, signal_on_parent_death
 
 _T = TypeVar("_T")
@@ -452,35 +451,6 @@ def fetch_kafka(version: str = KAFKA_VERSION, jars: str = "broker") -> Path:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
-def _kafka_cluster_id() -> str:
-    """What `kafka.tools.StorageTool random-uuid` prints: a url-safe base64 UUID, no padding.
-
-    Made here rather than by a second JVM launch, which would add about half a second per start.
-    """
-    while True:
-        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not text.startswith("-"):  # Kafka avoids ids that look like command-line flags
-            return text
-
-
-_LOG4J2_XML = """\
-<?xml version="1.0" encoding="UTF-8"?>
-<Configuration status="warn">
-  <Appenders>
-    <Console name="stdout" target="SYSTEM_OUT">
-      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
-    </Console>
-  </Appenders>
-  <Loggers>
-    <Root level="INFO"><AppenderRef ref="stdout"/></Root>
-    <Logger name="kafka.request.logger" level="WARN"/>
-    <Logger name="state.change.logger" level="WARN"/>
-    <Logger name="org.apache.kafka.clients" level="WARN"/>
-  </Loggers>
-</Configuration>
-"""
-
-
 #: The SASL mechanisms `KafkaSecurity` knows how to configure on the broker side.
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -717,11 +687,11 @@ class _KafkaJvms(Broker):
         (node_dir / "server.properties").write_text(
             "".join(f"{k}={v}\n" for k, v in properties.items())
         )
-        (node_dir / "log4j2.xml").write_text(_LOG4J2_XML)
+        (node_dir / "log4j2.xml").write_text(LOG4J2_XML)
 
     def _format(self, node_dirs: Sequence[Path], extra_args: Sequence[str] = ()) -> None:
         """Format every node's storage with one new cluster id, the JVMs running side by side."""
-        cluster_id = _kafka_cluster_id()
+        cluster_id = new_cluster_id()
         formats = [
             _spawn(
                 [

@@ -43,7 +43,7 @@ STOP_GRACE = 30.0
 HEAP = "512m"
 MAIN_CLASS = "kafka.Kafka"
 
-_LOG4J2_XML = """\
+LOG4J2_XML = """\
 <?xml version="1.0" encoding="UTF-8"?>
 <Configuration status="warn">
   <Appenders>
@@ -109,7 +109,7 @@ def down() -> KafkaState | None:
     return state
 
 
-def _cluster_id() -> str:
+def new_cluster_id() -> str:
     """A new KRaft cluster id: a UUID in URL-safe base64 without padding, as Kafka makes."""
     while True:
         text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -187,7 +187,7 @@ class LocalKafka:
         config = self.config_dir / "server.properties"
         properties = self.properties(controller_port)
         config.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
-        (self.config_dir / "log4j2.xml").write_text(_LOG4J2_XML)
+        (self.config_dir / "log4j2.xml").write_text(LOG4J2_XML)
         env = frozen.child_env()
         with self.log_file.open("wb") as log:
             if not (self.data_dir / "meta.properties").is_file():
@@ -226,7 +226,7 @@ class LocalKafka:
                 "kafka.tools.StorageTool",
                 "format",
                 "-t",
-                _cluster_id(),
+                new_cluster_id(),
                 "-c",
                 str(config),
             ],
