@@ -44,6 +44,9 @@ async def test_node_client_streams_a_live_grid(
             "product_sum",
             "--until-rows",
             "5",
+            # p9's whole total: its 10 orders may be committed in more than one batch.
+            "--until-cell",
+            "p9.units_sold=50",
             "--timeout-ms",
             "30000",
             "--protocol",

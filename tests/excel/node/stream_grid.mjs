@@ -31,6 +31,8 @@ import { GridService } from "../../../excel/dist/gen/aerogrid/v1/grid_pb.js";
 const USAGE = `usage: node stream_grid.mjs --base-url URL --app A --grid G
   [--until-rows N]   stop once the grid has at least N rows (after the snapshot)
   [--updates N]      stop once N deltas were applied after the snapshot
+  [--until-cell K.C=V]  stop once row K's column C reads V (a row's full total, whatever
+                     number of commits brought it)
                      (neither: stop when the snapshot is complete; both: when both hold)
   [--timeout-ms T]   give up after T ms in all (default 30000)
   [--token T]        bearer token (default: $AEROGRID_TOKEN, else none)
@@ -52,6 +54,7 @@ function parseCli(argv) {
         grid: { type: "string" },
         "until-rows": { type: "string" },
         updates: { type: "string" },
+        "until-cell": { type: "string" },
         "timeout-ms": { type: "string", default: "30000" },
         token: { type: "string" },
         protocol: { type: "string", default: "connect" },
@@ -96,6 +99,7 @@ function parseCli(argv) {
     grid: values.grid,
     untilRows: count("until-rows"),
     updates: count("updates"),
+    untilCell: cellCondition(values["until-cell"]),
     timeoutMs: count("timeout-ms"),
     token: values.token ?? process.env.AEROGRID_TOKEN ?? "",
     protocol: values.protocol,
@@ -212,8 +216,19 @@ class Grid {
   }
 }
 
+function cellCondition(raw) {
+  if (raw === undefined) return undefined;
+  const match = /^([^.=]+)\.([^=]+)=(.*)$/.exec(raw);
+  if (!match) throw new UsageError(`--until-cell must read KEY.COLUMN=VALUE, got ${raw}`);
+  return { key: match[1], column: match[2], value: match[3] };
+}
+
 function done(grid, opts) {
   if (!grid.snapshotComplete) return false;
+  if (opts.untilCell !== undefined) {
+    const row = grid.rows.get(opts.untilCell.key);
+    if (row === undefined || String(row[opts.untilCell.column]) !== opts.untilCell.value) return false;
+  }
   if (opts.untilRows !== undefined && grid.rows.size < opts.untilRows) return false;
   if (opts.updates !== undefined && grid.updates < opts.updates) return false;
   return true;
