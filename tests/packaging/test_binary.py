@@ -171,8 +171,13 @@ def test_the_tui_runs_from_the_binary(binary: Path, tmp_path: Path) -> None:
         return True
 
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and "units_sold" not in strip_ansi(screen):
+        # Wait for a product's row, not only the grid's header: the demo's producer may
+        # still be starting when the (empty) grid is first drawn.
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not (
+            "units_sold" in (drawn := strip_ansi(screen))
+            and any(product in drawn for product in MENU)
+        ):
             read_for(0.5)
         drawn = strip_ansi(screen)
         assert "product_sum" in drawn and "units_sold" in drawn, drawn[-3000:]
