@@ -9,20 +9,36 @@
 sequence it applied, so an update stream survives a server restart or a network blip;
 and after the server dropped it for not reading (RESOURCE_EXHAUSTED mid-stream), from
 a fresh snapshot.
+
+Several targets (the replicas of an app) are spread over and failed over between:
+
+    GridClient("shop-0:50051,shop-1:50051")   # or a list, or a name with several addresses
+
+(`aerogrid.client_targets`). Replicas agree on (epoch, seq), so a stream that moves to
+another replica resumes with the deltas it missed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal, TypeVar
 
 import grpc
 from grpc import aio
 
 from aerogrid.backoff import Backoff
+from aerogrid.client_targets import (
+    Resolver,
+    RetryPacing,
+    TargetAddress,
+    Targets,
+    parse_targets,
+    resolve_host,
+)
 from aerogrid.routing import APP_HEADER, TENANT_HEADER
 from aerogrid.server.errors import Code
 from aerogrid.server.messages import value_to_cell
@@ -32,6 +48,12 @@ log = logging.getLogger("aerogrid.client")
 
 #: A row as clients see it: column → int, float, str, bool, None, Decimal or datetime.
 ClientRow = dict[str, Any]
+
+#: How a server answered a subscription that resumed from (epoch, seq): with the deltas
+#: it missed (or nothing yet, when it was up to date), or with a fresh snapshot.
+ResumeKind = Literal["delta", "snapshot"]
+
+_T = TypeVar("_T")
 
 
 #: Failures a subscription recovers from by reconnecting: the status table's (`Code.retryable`).
@@ -108,24 +130,30 @@ class AppSummary:
 
 
 class GridClient:
-    """An async client of the grid and catalog services.
+    """An async client of the grid and catalog services, at one target or several.
 
-    Retries wait `reconnect_delay`, doubling up to `reconnect_max`, each delay jittered
-    (`aerogrid.backoff`): clients that lost the same server do not all come back at the
-    same instant.
+    `target` is "host:port", several of them comma-separated or in a list (replicas of
+    one app), or a name with several addresses; each counts as a replica to spread over
+    and fail over to. Retries wait `reconnect_delay`, doubling up to `reconnect_max`, each
+    delay jittered (`aerogrid.backoff`): clients that lost the same server do not all come
+    back at the same instant. With several addresses, the next one is tried at once and
+    the backoff applies once all of them failed in a row.
     """
 
     def __init__(
         self,
-        target: str,
+        target: str | Sequence[str],
         token: str | None = None,
         *,
         credentials: grpc.ChannelCredentials | None = None,
         reconnect_delay: float = 0.2,
         reconnect_max: float = 5.0,
         tenant: str | None = None,
+        resolver: Resolver = resolve_host,
     ) -> None:
-        self.target = target
+        self.targets = parse_targets(target)
+        #: The targets as given (several: comma-separated).
+        self.target = target if isinstance(target, str) else ",".join(self.targets)
         self.token = token
         #: Through a cluster's gateway, the tenant whose apps grid calls go to (apps are
         #: named per tenant); local and single-app endpoints ignore it.
@@ -133,26 +161,66 @@ class GridClient:
         self.credentials = credentials
         self.reconnect_delay = reconnect_delay
         self.reconnect_max = reconnect_max
-        self._channel: aio.Channel | None = None
+        #: Times a stream or call moved to another address after the one it was on failed.
+        self.failovers = 0
+        #: Subscriptions resumed from (epoch, seq), by how the server answered.
+        self.resumes: Counter[ResumeKind] = Counter()
+        self._targets = Targets(self.targets, resolver=resolver)
+        self._channels: dict[TargetAddress, aio.Channel] | None = None
+
+    @property
+    def endpoint(self) -> str | None:
+        """The address the client is on (None before its first call)."""
+        current = self._targets.current
+        return None if current is None else str(current)
 
     async def __aenter__(self) -> GridClient:
-        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-        if self.credentials is not None:
-            self._channel = aio.secure_channel(self.target, self.credentials, options=options)
-        else:
-            self._channel = aio.insecure_channel(self.target, options=options)
+        self._channels = {}
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close(grace=None)
-            self._channel = None
+        channels, self._channels = self._channels, None
+        for channel in (channels or {}).values():
+            await channel.close(grace=None)
 
     def _backoff(self) -> Backoff:
         return Backoff(initial=self.reconnect_delay, maximum=self.reconnect_max)
+
+    def _open_channels(self) -> dict[TargetAddress, aio.Channel]:
+        if self._channels is None:
+            raise RuntimeError("use GridClient as `async with GridClient(...) as client`")
+        return self._channels
+
+    def _channel(self, address: TargetAddress) -> aio.Channel:
+        """The channel to an address, opened at its first use and kept until `close`."""
+        channels = self._open_channels()
+        channel = channels.get(address)
+        if channel is None:
+            options: list[tuple[str, Any]] = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+            if address.authority is not None:
+                options.append(("grpc.default_authority", address.authority))
+            if self.credentials is not None:
+                channel = aio.secure_channel(address.address, self.credentials, options=options)
+            else:
+                channel = aio.insecure_channel(address.address, options=options)
+            channels[address] = channel
+        return channel
+
+    async def _connect(self) -> tuple[TargetAddress, aio.Channel]:
+        """The address to call now (names resolved again) and its channel."""
+        self._open_channels()
+        address = await self._targets.refresh()
+        return address, self._channel(address)
+
+    def _move_on(self, failed: TargetAddress) -> bool:
+        """After a call on `failed` broke: move to the next address; whether there is one."""
+        moved = self._targets.move_on(failed) != failed
+        if moved:
+            self.failovers += 1
+        return moved
 
     # -- calls ---------------------------------------------------------------------
 
@@ -172,18 +240,27 @@ class GridClient:
                 metadata.append((TENANT_HEADER, self.tenant))
         return tuple(metadata)
 
-    def _require_channel(self) -> aio.Channel:
-        if self._channel is None:
-            raise RuntimeError("use GridClient as `async with GridClient(...) as client`")
-        return self._channel
+    async def _unary(self, call: Callable[[aio.Channel], Awaitable[_T]]) -> _T:
+        """A unary call on the current address, then on each other one in turn while it
+        fails with a retryable status (no waiting: `snapshot` is what waits)."""
+        tried = 0
+        while True:
+            address, channel = await self._connect()
+            try:
+                return await call(channel)
+            except aio.AioRpcError as exc:
+                tried += 1
+                if exc.code() not in _RETRYABLE or tried >= len(self._targets.addresses):
+                    raise GridClientError(exc.code(), exc.details() or "") from None
+                self._move_on(address)
 
     async def apps(self) -> list[AppSummary]:
         """The apps this endpoint reaches that the caller may see."""
-        stub = catalog_pb2_grpc.CatalogServiceStub(self._require_channel())
-        try:
-            response = await stub.ListApps(catalog_pb2.ListAppsRequest(), metadata=self._metadata())
-        except aio.AioRpcError as exc:
-            raise GridClientError(exc.code(), exc.details() or "") from None
+        response = await self._unary(
+            lambda channel: catalog_pb2_grpc.CatalogServiceStub(channel).ListApps(
+                catalog_pb2.ListAppsRequest(), metadata=self._metadata()
+            )
+        )
         return [
             AppSummary(
                 name=a.name,
@@ -196,13 +273,11 @@ class GridClient:
         ]
 
     async def grids(self, app: str = "") -> list[GridSummary]:
-        stub = grid_pb2_grpc.GridServiceStub(self._require_channel())
-        try:
-            response = await stub.ListGrids(
+        response = await self._unary(
+            lambda channel: grid_pb2_grpc.GridServiceStub(channel).ListGrids(
                 grid_pb2.ListGridsRequest(app=app), metadata=self._metadata(app)
             )
-        except aio.AioRpcError as exc:
-            raise GridClientError(exc.code(), exc.details() or "") from None
+        )
         return [_grid_summary(g) for g in response.grids]
 
     async def snapshot(
@@ -223,7 +298,7 @@ class GridClient:
 
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        backoff = self._backoff()
+        pacing = RetryPacing(self._backoff())
         while True:
             remaining = None if deadline is None else deadline - loop.time()
             try:
@@ -231,7 +306,8 @@ class GridClient:
             except GridClientError as exc:
                 if exc.code not in _RETRYABLE:
                     raise
-                delay = backoff.next_delay()
+                # `subscribe` moved on to the next address already.
+                delay = pacing.next_delay(len(self._targets.addresses))
                 if deadline is not None:
                     # The last attempt keeps at least `reconnect_delay` before the deadline,
                     # however long the backoff has grown.
@@ -257,15 +333,19 @@ class GridClient:
         reconnect: bool = True,
         heartbeats: bool = False,
     ) -> AsyncIterator[GridUpdate]:
-        """Live updates of a grid: a snapshot, then deltas (see GridUpdate)."""
-        stub = grid_pb2_grpc.GridServiceStub(self._require_channel())
+        """Live updates of a grid: a snapshot, then deltas (see GridUpdate).
+
+        A broken stream resumes from the last (epoch, seq) it received, on the next
+        address when there are several (counted in `failovers` and `resumes`).
+        """
         epoch, seq = resume_epoch, resume_seq
         #: Why the app's data is stale (None: it is not), as of the last message, and as
         #: the last update yielded said (a change is yielded at once).
         stale: str | None = None
         told: str | None = None
-        backoff = self._backoff()
+        pacing = RetryPacing(self._backoff())
         while True:
+            address, channel = await self._connect()
             request = grid_pb2.SubscribeRequest(
                 app=app,
                 grid=grid,
@@ -276,14 +356,21 @@ class GridClient:
                 resume_epoch=epoch,
                 resume_seq=seq,
             )
-            call = stub.Subscribe(request, metadata=self._metadata(request.app))
+            call = grid_pb2_grpc.GridServiceStub(channel).Subscribe(
+                request, metadata=self._metadata(request.app)
+            )
+            resuming = bool(epoch)
+            delivered = False
             column_names: list[str] = []
             pending: dict[str, ClientRow] = {}
             try:
                 async for response in call:
                     event = response.WhichOneof("event")
-                    if event != "schema":
-                        backoff.reset()  # this (re)subscription delivers: retry fast again
+                    if event != "schema" and not delivered:
+                        delivered = True
+                        pacing.succeeded()  # this (re)subscription delivers: retry fast again
+                        if resuming:
+                            self.resumes["snapshot" if event == "snapshot" else "delta"] += 1
                     if event == "schema":
                         column_names = [c.name for c in response.schema.columns]
                         epoch = response.schema.epoch
@@ -326,19 +413,25 @@ class GridClient:
                             )
                 return
             except aio.AioRpcError as exc:
-                dropped = exc.code() == _DROPPED and bool(column_names)
-                if not reconnect or (exc.code() not in _RETRYABLE and not dropped):
-                    raise GridClientError(exc.code(), exc.details() or "") from None
+                code = exc.code()
+                dropped = code == _DROPPED and bool(column_names)
+                # A server that failed (not one that dropped a slow reader) is left for the
+                # next address, also by a single attempt: `snapshot` retries there.
+                moved = code in _RETRYABLE and self._move_on(address)
+                if not reconnect or (code not in _RETRYABLE and not dropped):
+                    raise GridClientError(code, exc.details() or "") from None
                 log.info(
-                    "grid stream %s/%s lost (%s); resuming after seq %d",
+                    "grid stream %s/%s lost on %s (%s); resuming after seq %d on %s",
                     app,
                     grid,
-                    exc.code().name,
+                    address,
+                    code.name,
                     seq,
+                    self.endpoint,
                 )
             finally:
                 call.cancel()
-            await asyncio.sleep(backoff.next_delay())
+            await asyncio.sleep(pacing.next_delay(len(self._targets.addresses) if moved else 1))
 
 
 def _stale_reason(message: grid_pb2.Schema | grid_pb2.Heartbeat) -> str | None:
