@@ -163,7 +163,13 @@ def run(
 @click.argument("app")
 @click.argument("grid")
 @click.option(
-    "--target", default="localhost:50051", show_default=True, help="Endpoint (host:port)."
+    "--endpoint",
+    "--target",
+    "endpoints",
+    multiple=True,
+    metavar="HOST:PORT[,...]",
+    help="Endpoint; several (comma-separated or the option repeated) are the app's replicas, "
+    "spread over and failed over between [default: localhost:50051].",
 )
 @click.option("--token", envvar="AEROGRID_TOKEN", help="Bearer token [env AEROGRID_TOKEN].")
 @click.option("--tenant", help="Through a cluster's endpoint: the app's tenant.")
@@ -172,28 +178,45 @@ def run(
 @click.option(
     "--timeout", default=30.0, show_default=True, help="Seconds to wait for the grid (with --once)."
 )
+@click.option(
+    "--verbose", "-v", is_flag=True, help="Say on stderr which endpoint serves, and each failover."
+)
 def watch(
     app: str,
     grid: str,
-    target: str,
+    endpoints: tuple[str, ...],
     token: str | None,
     tenant: str | None,
     once: bool,
     as_json: bool,
     timeout: float,
+    verbose: bool,
 ) -> None:
     """Print a grid live (or once)."""
     from aerogrid.client import GridClient, GridClientError
 
+    targets = list(endpoints) or ["localhost:50051"]
+    if verbose:
+        _configure_logging("INFO")
+
     async def main_loop() -> None:
-        async with GridClient(target, token=token, tenant=tenant) as client:
+        async with GridClient(targets, token=token, tenant=tenant) as client:
             if once:
                 rows = await client.snapshot(app, grid, timeout=timeout)
                 _print_grid(rows, as_json)
                 return
             state: dict[str, dict[str, Any]] = {}
             stale: str | None = None
+            serving: str | None = None
             async for update in client.subscribe(app, grid):
+                if verbose and client.endpoint != serving:
+                    serving = client.endpoint
+                    resumes = ", ".join(f"{n} from {k}s" for k, n in client.resumes.items())
+                    click.echo(
+                        f"-- on {serving} (failovers {client.failovers}; resumes: "
+                        f"{resumes or 'none'})",
+                        err=True,
+                    )
                 if update.stale_reason != stale:
                     # Said on stderr with --json, so stdout stays one grid per line.
                     stale = update.stale_reason
@@ -216,7 +239,10 @@ def watch(
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except TimeoutError:
-        click.echo(f"error: no snapshot of {app}/{grid} from {target} within {timeout}s", err=True)
+        click.echo(
+            f"error: no snapshot of {app}/{grid} from {', '.join(targets)} within {timeout}s",
+            err=True,
+        )
         sys.exit(1)
     except KeyboardInterrupt:
         pass
