@@ -41,6 +41,7 @@ from aerogrid_cloud.kube import (
 from aerogrid_cloud.model import (
     APP_LABEL,
     MANAGED_BY,
+    MAX_REPLICAS,
     AppSpec,
     EnvVar,
     ResourceRequirements,
@@ -778,7 +779,7 @@ def test_the_schema_refuses_malformed_apps(cluster: Cluster, tenant: str) -> Non
 
     good: dict[str, Any] = {"files": {"app.py": APP_PY}, "runtimeVersion": "0.1.0"}
     assert "files must hold app.py" in refused("nocode", {**good, "files": {"x.py": "1"}})
-    assert "spec.replicas" in refused("two", {**good, "replicas": 2})
+    assert "spec.replicas" in refused("many", {**good, "replicas": MAX_REPLICAS + 1})
     assert "spec.runtimeVersion" in refused("noversion", {"files": good["files"]})
     assert "spec.env[0].name" in refused("badenv", {**good, "env": [{"name": "1X"}]})
     assert "DNS label" in refused("dotted.name", good)
@@ -882,6 +883,8 @@ _APP_KINDS: Final = [
     ("apps/v1", "Deployment"),
     ("v1", "Service"),
     ("networking.istio.io/v1", "VirtualService"),
+    ("networking.istio.io/v1", "DestinationRule"),
+    ("policy/v1", "PodDisruptionBudget"),
     ("v1", "ResourceQuota"),
     ("v1", "LimitRange"),
     ("networking.k8s.io/v1", "NetworkPolicy"),

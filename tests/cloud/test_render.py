@@ -25,6 +25,7 @@ from aerogrid_cloud.model import (
     APP_KIND,
     APP_LABEL,
     MANAGED_BY,
+    MAX_REPLICAS,
     TENANT_LABEL,
     AppSpec,
     AppStatus,
@@ -288,8 +289,10 @@ def test_app_objects_are_labelled_and_owned_by_the_app() -> None:
         "ServiceAccount",
         "ConfigMap",
         "Deployment",
+        "PodDisruptionBudget",
         "Service",
         "VirtualService",
+        "DestinationRule",
     }
     for obj in objects.values():
         meta = obj["metadata"]
@@ -376,7 +379,7 @@ def test_env_from_spec_broker_and_platform() -> None:
         broker=BrokerRef(bootstrap="kafka.corp:9092"),
     )
     (container,) = pod_spec(render_app(app_spec))["containers"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["REGION"] == "eu"
     assert env["AEROGRID_BROKER"] == "kafka.corp:9092"
     assert env["AEROGRID_TENANT"] == "acme"
@@ -419,7 +422,6 @@ def test_deployment_selects_its_own_pods_and_rolls_on_new_code() -> None:
     selector = deployment["selector"]["matchLabels"]
     assert selector == {APP_LABEL: "orders", TENANT_LABEL: "acme"}
     assert deployment["template"]["metadata"]["labels"].items() >= selector.items()
-    assert deployment["strategy"] == {"type": "Recreate"}  # one instance per app name
     before = deployment["template"]["metadata"]["annotations"]
     changed = render_app(spec(files={"app.py": APP_PY + "# v2\n"}))["Deployment"]
     assert changed["spec"]["template"]["metadata"]["annotations"] != before
@@ -678,7 +680,8 @@ def test_app_schema_accepts_rendered_apps_and_statuses() -> None:
     ("change", "error"),
     [
         (lambda s: s.pop("runtimeVersion"), "runtimeVersion is required"),
-        (lambda s: s.update(replicas=2), "out of range"),
+        (lambda s: s.update(replicas=MAX_REPLICAS + 1), "out of range"),
+        (lambda s: s.update(replicas=-1), "out of range"),
         (lambda s: s.update(replicas="one"), "not integer"),
         (lambda s: s.update(env=[{"name": "1BAD", "value": "x"}]), "does not match"),
         (lambda s: s.update(files={"app.py": 3}), "not string"),

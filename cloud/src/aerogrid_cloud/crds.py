@@ -192,6 +192,8 @@ def app_crd() -> dict[str, Any]:
         schema=app_schema(),
         columns=[
             _column("Phase", ".status.phase"),
+            _column("Ready", ".status.readyReplicas", "integer"),
+            _column("Replicas", ".status.replicas", "integer"),
             _column("Image", ".status.image"),
             _column("Endpoint", ".status.endpoint"),
             _column("Message", ".status.message", priority=1),

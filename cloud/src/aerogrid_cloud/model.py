@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -29,6 +29,11 @@ TENANT_LABEL = "aerogrid.io/tenant"
 #: An App's files live in a ConfigMap, which the API server caps at 1 MiB in all; keep
 #: room for the object's metadata.
 MAX_FILES_BYTES = 900 * 1024
+#: The most replicas any App may ask for: the schema's bound (a tenant's quota,
+#: `Quotas.max_replicas_per_app`, is at most this and usually lower).
+MAX_REPLICAS: Final = 20
+#: A tenant's replicas per app when its Tenant does not say.
+DEFAULT_REPLICAS_PER_APP: Final = 3
 #: A Kubernetes DNS label (names of apps, tenants, namespaces).
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 #: File names inside an app: no folders, nothing hidden, what a ConfigMap key accepts.
@@ -93,7 +98,10 @@ class AppSpec(_Model):
     #: The app's folder: app.py, requirements.txt and any other file, by name.
     files: dict[str, str]
     runtime_version: Annotated[str, Field(alias="runtimeVersion", min_length=1)]
-    replicas: Annotated[int, Field(ge=0, le=1)] = 1
+    #: Processes of the app: one active, the rest standbys that serve the grids too
+    #: (0 stops it, like `stopped`). At most the tenant's `maxReplicasPerApp`, which the
+    #: operator checks (the schema knows only the platform's ceiling).
+    replicas: Annotated[int, Field(ge=0, le=MAX_REPLICAS)] = 1
     stopped: bool = False
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
     env: list[EnvVar] = Field(default_factory=list)
@@ -143,6 +151,9 @@ class Condition(_Model):
 
 class AppStatus(_Model):
     phase: Phase = Phase.PENDING
+    #: Replicas the Deployment should run now (0 when stopped) and how many are ready.
+    replicas: int = 0
+    ready_replicas: Annotated[int, Field(alias="readyReplicas")] = 0
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: Annotated[int | None, Field(alias="observedGeneration")] = None
     #: Where clients reach the app's grids (the gateway's host for this app).
@@ -219,6 +230,11 @@ class Quotas(_Model):
     cpu: str = "4"
     memory: str = "8Gi"
     pods: Annotated[int, Field(ge=0)] = 20
+    #: Replicas one App may ask for; a rolling update runs one pod more for a while, so
+    #: `pods` should leave room for it.
+    max_replicas_per_app: Annotated[
+        int, Field(alias="maxReplicasPerApp", ge=1, le=MAX_REPLICAS)
+    ] = DEFAULT_REPLICAS_PER_APP
 
 
 class TenantSpec(_Model):

@@ -1,7 +1,9 @@
 """Apps: an App becomes its image (built if needed), Deployment, Service and routes.
 
 Each pass renders the wanted objects from the App as it is now and applies them; the
-App's phase then comes from its Deployment's rollout (`deployment_phase`).
+App's phase then comes from its Deployment's rollout (`deployment_phase`). An App asking
+for more replicas than its tenant allows is refused before anything is applied, so its
+running replicas stay as they were.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from aerogrid_cloud.kube import (
     NotFound,
     Unreachable,
 )
-from aerogrid_cloud.model import AppSpec, AppStatus, Phase, check_name, namespace_for
+from aerogrid_cloud.model import (
+    AppSpec,
+    AppStatus,
+    Phase,
+    Quotas,
+    check_name,
+    namespace_for,
+)
 from aerogrid_cloud.operator.builds import ensure_image, recorded
 from aerogrid_cloud.operator.status import (
     TENANTS,
@@ -78,6 +87,9 @@ class _Outcome:
     endpoint: str = ""
     image_ready: tuple[bool | None, str, str] = (None, "Pending", "")
     available: tuple[bool | None, str, str] = (None, "Pending", "")
+    #: Replicas the Deployment should run, and how many of its pods are ready.
+    replicas: int = 0
+    ready_replicas: int = 0
 
 
 async def reconcile_app(cluster: Cluster, name: str, namespace: str) -> dict[str, Any]:
@@ -111,6 +123,8 @@ def _status(obj: Mapping[str, Any], outcome: _Outcome) -> dict[str, Any]:
         endpoint=outcome.endpoint,
         image=outcome.image,
         message=outcome.message,
+        replicas=outcome.replicas,
+        ready_replicas=outcome.ready_replicas,
     ).model_dump(by_alias=True, mode="json")
 
 
@@ -138,7 +152,11 @@ async def _outcome(cluster: Cluster, obj: Mapping[str, Any]) -> _Outcome:
         return _Outcome(Phase.FAILED, "TenantMissing", f"tenant {tenant} does not exist")
     except KubeError as exc:
         raise Transient(str(exc)) from exc
-    groups = list((tenant_obj.get("spec") or {}).get("groups") or [])
+    tenant_spec = tenant_obj.get("spec") or {}
+    groups = list(tenant_spec.get("groups") or [])
+    over = _over_quota(tenant, tenant_spec, spec)
+    if over is not None:
+        return over
     endpoint = f"{platform.app_host(name, tenant)}:{platform.endpoint_port}"
     build = build_for(spec, platform)
     image = platform.runtime_image_for(spec.runtime_version)
@@ -196,4 +214,28 @@ async def _outcome(cluster: Cluster, obj: Mapping[str, Any]) -> _Outcome:
         endpoint=endpoint,
         image_ready=image_ready,
         available=(phase is Phase.RUNNING, reason, message),
+        replicas=wanted,
+        ready_replicas=int((deployment.get("status") or {}).get("readyReplicas") or 0),
+    )
+
+
+def _over_quota(tenant: str, tenant_spec: Mapping[str, Any], spec: AppSpec) -> _Outcome | None:
+    """A Failed outcome when the App asks for more replicas than its tenant allows.
+
+    Checked whether or not the App is stopped, so starting it later cannot fail on it.
+    """
+    try:
+        quotas = Quotas.model_validate(tenant_spec.get("quotas") or {})
+    except ValidationError as exc:
+        message = f"tenant {tenant}'s quotas are invalid: {validation_message(exc)}"
+        return _Outcome(Phase.FAILED, "TenantInvalid", message)
+    allowed = quotas.max_replicas_per_app
+    if spec.replicas <= allowed:
+        return None
+    return _Outcome(
+        Phase.FAILED,
+        "ReplicasOverQuota",
+        f"spec.replicas {spec.replicas} is above tenant {tenant}'s quota of {allowed} "
+        "replicas per app (the Tenant's spec.quotas.maxReplicasPerApp); nothing was "
+        "changed: the app runs as it did before",
     )

@@ -1,8 +1,9 @@
 """An App's objects: its code, identity, Deployment, Service and Istio route.
 
-The code ships as a ConfigMap mounted at /app; the Deployment runs `aerogrid run` on it
-with the platform's auth settings (which an App's `env` may not override), rolls when
-the files' hash changes, and routes by host or by the x-aerogrid headers.
+The code ships as a ConfigMap mounted at /app; the Deployment runs `spec.replicas`
+processes of `aerogrid run` on it with the platform's auth settings (which an App's `env`
+may not override), rolls when the files' hash changes, and routes by host or by the
+x-aerogrid headers; `replicas` says how the replicas roll, are disrupted and balanced.
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ from aerogrid_cloud.render.common import (
     restricted_pod,
     stable_hash,
 )
+from aerogrid_cloud.render.replicas import (
+    REPLICA_ID_ENV,
+    TERMINATION_GRACE_SECONDS,
+    destination_rule,
+    pod_disruption_budget,
+    replica_id_env,
+    rolling_update,
+)
 from aerogrid_cloud.settings import PlatformSettings
 
 __all__ = [
@@ -63,6 +72,7 @@ RESERVED_ENV: Final = frozenset(
         "AEROGRID_OIDC_GROUPS_CLAIM",
         "AEROGRID_GROUP_TENANTS",
         "AEROGRID_AUTH_TOKENS_FILE",
+        REPLICA_ID_ENV,
     }
 )
 
@@ -102,7 +112,8 @@ def app_objects(
     image: str | None = None,
     tenant_groups: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    """ServiceAccount, code ConfigMap, Deployment, Service and VirtualService of an App.
+    """ServiceAccount, code ConfigMap, Deployment, disruption budget, Service, VirtualService
+    and DestinationRule of an App.
 
     `image` is the one the Deployment runs (default: `app_image`); `tenant_groups` map the
     tenant's IdP groups to it for the runtime's own token check.
@@ -129,6 +140,7 @@ def app_objects(
             data=dict(spec.files),
         ),
         _deployment(name, namespace, tenant, spec, settings, labels, owner, image, tenant_groups),
+        pod_disruption_budget(name, namespace, labels, _selector(name, tenant), owner),
         api_object(
             "v1",
             "Service",
@@ -155,6 +167,7 @@ def app_objects(
             },
         ),
         _virtual_service(name, namespace, tenant, settings, labels, owner),
+        destination_rule(name, namespace, labels, owner),
     ]
 
 
@@ -184,6 +197,7 @@ def _app_env(
     }
     user = {var["name"] for var in env}
     env.extend({"name": k, "value": v} for k, v in platform.items() if k not in user)
+    env.append(replica_id_env())
     return env
 
 
@@ -235,6 +249,7 @@ def _deployment(
     pod: dict[str, Any] = {
         "serviceAccountName": name,
         "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "enableServiceLinks": False,
         "securityContext": restricted_pod(),
         "containers": [container],
@@ -252,9 +267,9 @@ def _deployment(
         spec={
             "replicas": 0 if spec.stopped else spec.replicas,
             "revisionHistoryLimit": 3,
-            # One instance per app name: its transactional id fences an older one, so a
-            # rolling update would only fight; replace instead.
-            "strategy": {"type": "Recreate"},
+            # Replicas of one app cooperate (one active, the others standbys), so old and
+            # new pods may overlap: roll one at a time, never below the wanted count.
+            "strategy": rolling_update(),
             "selector": {"matchLabels": _selector(name, tenant)},
             "template": {
                 "metadata": {

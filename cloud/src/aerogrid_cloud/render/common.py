@@ -217,6 +217,7 @@ _TYPES: Final = {
         ResourceType("", "v1", "limitranges", "LimitRange"),
         ResourceType("apps", "v1", "deployments", "Deployment"),
         ResourceType("batch", "v1", "jobs", "Job"),
+        ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
         ResourceType("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
         ResourceType(
             "rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False
@@ -238,6 +239,7 @@ _TYPES: Final = {
             namespaced=False,
         ),
         ResourceType("networking.istio.io", "v1", "virtualservices", "VirtualService"),
+        ResourceType("networking.istio.io", "v1", "destinationrules", "DestinationRule"),
         ResourceType("networking.istio.io", "v1", "gateways", "Gateway"),
         ResourceType("security.istio.io", "v1", "requestauthentications", "RequestAuthentication"),
         ResourceType("security.istio.io", "v1", "authorizationpolicies", "AuthorizationPolicy"),

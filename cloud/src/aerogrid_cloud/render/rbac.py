@@ -49,13 +49,16 @@ OPERATOR_RULES: Final = [
         ["get", "create", "patch"],
     ),
     _rule(["apps"], ["deployments"], ["get", "list", "watch", "create", "patch"]),
+    _rule(["policy"], ["poddisruptionbudgets"], ["get", "create", "patch"]),
     _rule(["networking.k8s.io"], ["networkpolicies"], ["get", "create", "patch"]),
     _rule(
         ["security.istio.io"],
         ["requestauthentications", "authorizationpolicies"],
         ["get", "create", "patch"],
     ),
-    _rule(["networking.istio.io"], ["virtualservices"], ["get", "create", "patch"]),
+    _rule(
+        ["networking.istio.io"], ["virtualservices", "destinationrules"], ["get", "create", "patch"]
+    ),
     # Each tenant's RoleBinding of its groups to the developer role: binding a role needs
     # `bind` on it (the operator does not hold the role's rights itself).
     _rule(["rbac.authorization.k8s.io"], ["rolebindings"], ["get", "create", "patch"]),
