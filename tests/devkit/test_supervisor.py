@@ -187,7 +187,7 @@ async def test_its_temporary_folder_goes_on_stop_and_a_killed_ones_at_the_next_s
     await supervisor.start()
     try:
         await wait_for(lambda: supervisor.apps["app"].status == "running")
-        assert (supervisor.workdir / "app.ready.json").exists()
+        assert (supervisor.workdir / "app-1.ready.json").exists()
         assert not left.exists() and alive.exists() and unknown.exists()
     finally:
         await supervisor.stop()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -35,6 +35,7 @@ class DevLoop:
         python_for: Callable[[Path], str] = envs.python_for,
         backoff_start: float = 0.5,
         app_env: dict[str, str] | None = None,
+        replicas: Mapping[str, int] | None = None,
     ) -> None:
         self.broker_uri = broker_uri
         #: Log sinks called with (app or LOOP_LOG, line), on the event loop.
@@ -48,6 +49,7 @@ class DevLoop:
             python_for=python_for,
             backoff_start=backoff_start,
             env=app_env,
+            replicas=replicas,
         )
         self.local_server = LocalServer(self.supervisor, host=endpoint_host, port=endpoint_port)
 

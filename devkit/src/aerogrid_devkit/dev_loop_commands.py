@@ -126,7 +126,11 @@ def dev(workspace: Path, mode: str | None) -> None:
 
     async def run() -> None:
         loop = DevLoop(
-            ws.apps, broker.uri, endpoint_port=ws.endpoint_port, app_env=broker.app_env()
+            ws.apps,
+            broker.uri,
+            endpoint_port=ws.endpoint_port,
+            app_env=broker.app_env(),
+            replicas=ws.replicas,
         )
         loop.log_sinks.append(show)
         stop = asyncio.Event()
@@ -139,11 +143,24 @@ def dev(workspace: Path, mode: str | None) -> None:
             await loop.stop()
             _fail(str(exc))
         click.echo(f"aerogrid dev: {len(ws.apps)} app(s) on {broker.uri}; Ctrl-C stops them")
+        for line in replica_lines(ws):
+            click.echo(f"aerogrid dev: {line}")
         await stop.wait()
         click.echo("aerogrid dev: stopping the apps")
         await loop.stop()
 
     asyncio.run(run())
+
+
+def replica_lines(ws: Workspace) -> list[str]:
+    """A line per app that runs several processes, naming them (their roles are logged)."""
+    lines = []
+    for name in ws.apps:
+        count = ws.replicas.get(name, 1)
+        if count > 1:
+            ids = ", ".join(f"{name}-{k}" for k in range(1, count + 1))
+            lines.append(f"{name} runs {count} replicas: {ids} (one active, the others standby)")
+    return lines
 
 
 @click.command()
@@ -169,7 +186,11 @@ def tui(workspace: Path, mode: str | None) -> None:
 
     async def run() -> None:
         loop = DevLoop(
-            ws.apps, broker.uri, endpoint_port=ws.endpoint_port, app_env=broker.app_env()
+            ws.apps,
+            broker.uri,
+            endpoint_port=ws.endpoint_port,
+            app_env=broker.app_env(),
+            replicas=ws.replicas,
         )
         try:
             await loop.start()

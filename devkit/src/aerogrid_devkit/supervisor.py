@@ -1,9 +1,12 @@
-"""The supervisor of the local loop: every app of a workspace in its own process.
+"""The supervisor of the local loop: every app of a workspace in its own processes.
 
 Each app runs as `python -m aerogrid run app.py` (so a crash, a leak or a blocking call
-in one app touches no other), is restarted with exponential backoff when it dies, and
-is restarted when one of its files is saved. Its output is kept per app (and passed to
-`on_log`), and its status is one of starting, running, crashed, reloading, stopped.
+in one app touches no other), `[apps.NAME] replicas` times (each replica with its own
+ports, ready file and `AEROGRID_REPLICA_ID=NAME-<k>`; the runtime makes one of them the
+active and the others standbys). Each replica is restarted with exponential backoff
+when it dies, and all are restarted when one of the app's files is saved. The output is
+kept per app (and passed to `on_log`), and each replica's status is one of starting,
+running, crashed, reloading, stopped (`app_process` has the app's, taken together).
 
 The apps' ready files live in a temporary `aerogrid-dev-*` folder, removed by `stop()`
 (`aerogrid dev` stops on SIGINT and SIGTERM). A supervisor killed outright (SIGKILL)
@@ -22,65 +25,47 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import watchfiles
-from prometheus_client.parser import text_string_to_metric_families
 
 from aerogrid.backoff import Backoff
-from aerogrid.net import LOOPBACK_HOST
+from aerogrid_devkit.app_process import AppProcess, AppStats, ReplicaProcess
 from aerogrid_devkit.embedded import signal_on_parent_death
 from aerogrid_devkit.frozen import child_env, runtime_command
+from aerogrid_devkit.replica_probe import http_get, probe_replica
+
+__all__ = [
+    "OWNER_FILE",
+    "WORKDIR_PREFIX",
+    "AppProcess",
+    "AppStats",
+    "ChangeSink",
+    "LogSink",
+    "ReplicaProcess",
+    "Supervisor",
+    "http_get",
+    "remove_stale_workdirs",
+]
 
 WORKDIR_PREFIX = "aerogrid-dev-"
 #: Holds the pid of the supervisor that owns a workdir (see `remove_stale_workdirs`).
 OWNER_FILE = "supervisor.pid"
 
 LogSink = Callable[[str, str], None]
-ChangeSink = Callable[["AppProcess"], None]
-
-
-@dataclass
-class AppStats:
-    """What an app's /metrics said last (totals since it started, rate over the last poll)."""
-
-    records_in: float = 0.0
-    records_per_s: float = 0.0
-    errors: float = 0.0
-    dead_lettered: float = 0.0
-    #: What a serving app's /readyz says it lacks (degraded, a weaker guarantee), or "".
-    health: str = ""
-
-
-@dataclass
-class AppProcess:
-    """One supervised app and what is known about it."""
-
-    name: str
-    path: Path
-    status: str = "stopped"
-    restarts: int = 0
-    exit_code: int | None = None
-    ports: dict[str, int] = field(default_factory=dict)
-    logs: deque[str] = field(default_factory=lambda: deque(maxlen=5000))
-    process: asyncio.subprocess.Process | None = None
-    reload_requested: bool = False
-    #: Stopped by the user (`stop_app`): not restarted until `start_app`.
-    held: bool = False
-    stats: AppStats = field(default_factory=AppStats)
+ChangeSink = Callable[[AppProcess], None]
 
 
 class Supervisor:
-    """Runs, restarts and reloads the apps of a workspace against one broker."""
+    """Runs, restarts and reloads the apps of a workspace (and their replicas) on one broker."""
 
     def __init__(
         self,
         apps: dict[str, Path],
         broker: str,
         *,
+        replicas: Mapping[str, int] | None = None,
         on_log: LogSink | None = None,
         python_for: Callable[[Path], str] | None = None,
         backoff_start: float = 0.5,
@@ -89,7 +74,11 @@ class Supervisor:
         metrics_interval: float = 1.0,
         env: dict[str, str] | None = None,
     ) -> None:
-        self.apps = {name: AppProcess(name, path.resolve()) for name, path in apps.items()}
+        counts = replicas or {}
+        self.apps = {
+            name: AppProcess(name, path.resolve(), counts.get(name, 1))
+            for name, path in apps.items()
+        }
         self.broker = broker
         self.on_log = on_log or (lambda app, line: None)
         #: The interpreter of each app folder (its own virtualenv when it has requirements).
@@ -102,7 +91,8 @@ class Supervisor:
         self.env = dict(env or {})
         #: Called (on the event loop) whenever an app's status, ports or counters change.
         self.on_change: list[ChangeSink] = []
-        self._app_tasks: dict[str, asyncio.Task[None]] = {}
+        #: One task per replica, by replica id.
+        self._replica_tasks: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
@@ -122,119 +112,129 @@ class Supervisor:
 
     def _spawn(self, app: AppProcess) -> None:
         app.held = False
-        task = self._app_tasks.get(app.name)
-        if task is None or task.done():
-            self._app_tasks[app.name] = asyncio.create_task(
-                self._keep_running(app), name=f"app:{app.name}"
-            )
+        for replica in app.replicas:
+            task = self._replica_tasks.get(replica.id)
+            if task is None or task.done():
+                self._replica_tasks[replica.id] = asyncio.create_task(
+                    self._keep_running(app, replica), name=f"app:{replica.id}"
+                )
+
+    def _running_tasks(self, app: AppProcess) -> list[asyncio.Task[None]]:
+        tasks = (self._replica_tasks.get(replica.id) for replica in app.replicas)
+        return [task for task in tasks if task is not None and not task.done()]
 
     async def stop_app(self, name: str, timeout: float = 10.0) -> None:
-        """Stop one app and keep it stopped (until `start_app`)."""
+        """Stop one app (every replica) and keep it stopped (until `start_app`)."""
         app = self.apps[name]
         app.held = True
-        _signal(app, signal.SIGTERM)
-        task = self._app_tasks.get(name)
-        if task is not None:
+        _signal_all(app.replicas, signal.SIGTERM)
+        tasks = self._running_tasks(app)
+        if tasks:
             try:
-                await asyncio.wait_for(asyncio.shield(task), timeout)
+                await asyncio.wait_for(asyncio.shield(asyncio.gather(*tasks)), timeout)
             except TimeoutError:
-                _signal(app, signal.SIGKILL)
-                await task
-        self._set_status(app, "stopped")
+                _signal_all(app.replicas, signal.SIGKILL)
+                await asyncio.gather(*tasks)
+        for replica in app.replicas:
+            self._set_status(app, replica, "stopped")
         self._log(app, f"[aerogrid dev] {name} stopped")
 
     def start_app(self, name: str) -> None:
-        """Start an app that was stopped (a running app is left alone)."""
+        """Start an app that was stopped (running replicas are left alone)."""
         self._spawn(self.apps[name])
 
     def restart_app(self, name: str) -> None:
         """Restart an app now, as a save would (a stopped app is started)."""
         app = self.apps[name]
-        if app.held or name not in self._app_tasks or self._app_tasks[name].done():
+        if app.held or not self._running_tasks(app):
             self.start_app(name)
         else:
             self.reload(name)
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM every app (they commit and exit within seconds), then SIGKILL."""
+        """SIGTERM every replica (they commit and exit within seconds), then SIGKILL."""
         self._stopping = True
-        for app in self.apps.values():
-            _signal(app, signal.SIGTERM)
-        waits = [app.process.wait() for app in self.apps.values() if app.process is not None]
+        replicas = [r for app in self.apps.values() for r in app.replicas]
+        _signal_all(replicas, signal.SIGTERM)
+        waits = [r.process.wait() for r in replicas if r.process is not None]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*waits), timeout)
-        for app in self.apps.values():
-            _signal(app, signal.SIGKILL)
-        tasks = [*self._tasks, *self._app_tasks.values()]
+        _signal_all(replicas, signal.SIGKILL)
+        tasks = [*self._tasks, *self._replica_tasks.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for app in self.apps.values():
-            self._set_status(app, "stopped")
+            for replica in app.replicas:
+                self._set_status(app, replica, "stopped")
         await asyncio.to_thread(shutil.rmtree, self._workdir, ignore_errors=True)
 
     def reload(self, name: str) -> None:
+        """Restart every replica of an app with its saved files (a stopped app stays so)."""
         app = self.apps[name]
         if app.held:
             return
-        app.reload_requested = True
-        self._set_status(app, "reloading")
-        _signal(app, signal.SIGTERM)
+        for replica in app.replicas:
+            replica.reload_requested = True
+            self._set_status(app, replica, "reloading")
+        _signal_all(app.replicas, signal.SIGTERM)
 
-    # -- one app's life ------------------------------------------------------------------
+    # -- one replica's life --------------------------------------------------------------
 
-    async def _keep_running(self, app: AppProcess) -> None:
-        """Restart `app` when it dies, after a delay growing from `backoff_start` to
+    async def _keep_running(self, app: AppProcess, replica: ReplicaProcess) -> None:
+        """Restart `replica` when it dies, after a delay growing from `backoff_start` to
         `backoff_max` (jittered, `aerogrid.backoff`); a reload or a long run starts over."""
         backoff = Backoff(initial=self.backoff_start, maximum=self.backoff_max)
         loop = asyncio.get_running_loop()
         while not self._stopping and not app.held:
             started = loop.time()
-            await self._run_once(app)
+            await self._run_once(app, replica)
             if self._stopping or app.held:
                 return
-            if app.reload_requested:
-                app.reload_requested = False
+            if replica.reload_requested:
+                replica.reload_requested = False
                 backoff.reset()
                 continue
-            app.restarts += 1
-            self._set_status(app, "crashed")
+            replica.restarts += 1
+            self._set_status(app, replica, "crashed")
             if loop.time() - started > self.stable_after:
                 backoff.reset()
             delay = backoff.next_delay()
-            why = f"exited with {app.exit_code}"
-            self._log(app, f"[aerogrid dev] {app.name} {why}; restarting in {delay:.1f}s")
+            why = f"exited with {replica.exit_code}"
+            self._log(app, f"[aerogrid dev] {app.label(replica)} {why}; restarting in {delay:.1f}s")
             await asyncio.sleep(delay)
 
-    async def _run_once(self, app: AppProcess) -> None:
-        ready = self._workdir / f"{app.name}.ready.json"
+    async def _run_once(self, app: AppProcess, replica: ReplicaProcess) -> None:
+        ready = self._workdir / f"{replica.id}.ready.json"
         ready.unlink(missing_ok=True)
-        app.ports = {}
-        app.stats = AppStats()
-        self._set_status(app, "starting" if app.status != "reloading" else "reloading")
+        replica.forget_report()
+        status = "starting" if replica.status != "reloading" else "reloading"
+        self._set_status(app, replica, status)
         env = {
             **os.environ,
             **self.env,
             "AEROGRID_BROKER": self.broker,
+            "AEROGRID_REPLICA_ID": replica.id,
             "PYTHONUNBUFFERED": "1",
         }
         try:
             python = await asyncio.to_thread(self.python_for, app.path.parent)
         except Exception as exc:  # a bad requirements.txt: say why, retry with backoff
-            self._log(app, f"[aerogrid dev] {app.name}: {exc}")
-            app.exit_code = None
+            self._log(app, f"[aerogrid dev] {app.label(replica)}: {exc}")
+            replica.exit_code = None
             return
         try:
-            app.process = await self._start_process(app, python, ready, env)
+            replica.process = await self._start_process(app, python, ready, env)
         except (OSError, subprocess.SubprocessError) as exc:  # retried with backoff, said why
-            self._log(app, f"[aerogrid dev] {app.name}: cannot start {python}: {exc}")
-            app.exit_code = None
+            self._log(app, f"[aerogrid dev] {app.label(replica)}: cannot start {python}: {exc}")
+            replica.exit_code = None
             return
-        watcher = asyncio.create_task(self._notice_ready(app, ready))
-        assert app.process.stdout is not None
-        async for raw in app.process.stdout:
-            self._log(app, raw.decode(errors="replace").rstrip())
-        app.exit_code = await app.process.wait()
+        watcher = asyncio.create_task(self._notice_ready(app, replica, ready))
+        prefix = f"{replica.id}: " if len(app.replicas) > 1 else ""
+        assert replica.process.stdout is not None
+        async for raw in replica.process.stdout:
+            self._log(app, prefix + raw.decode(errors="replace").rstrip())
+        replica.exit_code = await replica.process.wait()
         watcher.cancel()
 
     async def _start_process(
@@ -261,13 +261,15 @@ class Supervisor:
             preexec_fn=signal_on_parent_death(signal.SIGTERM),
         )
 
-    async def _notice_ready(self, app: AppProcess, ready: Path) -> None:
+    async def _notice_ready(self, app: AppProcess, replica: ReplicaProcess, ready: Path) -> None:
         # The runner writes the file atomically once it serves; a tiny local file, polled.
         while not ready.exists():  # noqa: ASYNC110, ASYNC240
             await asyncio.sleep(0.05)
         info = json.loads(ready.read_text())  # noqa: ASYNC240
-        app.ports = {"grpc": info["grpc_port"], "http": info["http_port"]}
-        self._set_status(app, "running")
+        replica.ports = {"grpc": info["grpc_port"], "http": info["http_port"]}
+        if len(app.replicas) > 1 and replica.process is not None:
+            self._log(app, f"[aerogrid dev] {replica.id} ready (pid {replica.process.pid})")
+        self._set_status(app, replica, "running")
 
     async def _watch_files(self) -> None:
         folders = {app.path.parent for app in self.apps.values()}
@@ -283,33 +285,28 @@ class Supervisor:
                     self.reload(app.name)
 
     async def _poll_metrics(self) -> None:
-        """Scrape each running app's /metrics for the counters a developer watches."""
+        """Read each running replica's counters and role (`replica_probe`), all at once."""
         while True:
             await asyncio.sleep(self.metrics_interval)
-            for app in list(self.apps.values()):
-                if app.status != "running" or "http" not in app.ports:
+            running = [
+                (app, replica)
+                for app in list(self.apps.values())
+                for replica in app.running()
+                if "http" in replica.ports
+            ]
+            roles = [replica.role for _, replica in running]
+            answered = await asyncio.gather(
+                *(probe_replica(replica, self.metrics_interval) for _, replica in running)
+            )
+            for (app, replica), role, ok in zip(running, roles, answered, strict=True):
+                if not ok:
                     continue
-                try:
-                    text = await http_get(LOOPBACK_HOST, app.ports["http"], "/metrics")
-                    ready = await http_get(LOOPBACK_HOST, app.ports["http"], "/readyz")
-                except (OSError, ValueError):
-                    continue
-                totals = _totals(text)
-                previous = app.stats.records_in
-                records_in = totals.get("aerogrid_records_in", 0.0)
-                app.stats = AppStats(
-                    records_in=records_in,
-                    records_per_s=max(0.0, records_in - previous) / self.metrics_interval,
-                    errors=totals.get("aerogrid_decode_errors", 0.0)
-                    + totals.get("aerogrid_handler_errors", 0.0)
-                    + totals.get("aerogrid_task_errors", 0.0),
-                    dead_lettered=totals.get("aerogrid_dead_lettered", 0.0),
-                    health=ready.strip().removeprefix("ready").removeprefix(":").strip(),
-                )
+                if replica.role != role and len(app.replicas) > 1:
+                    self._log(app, f"[aerogrid dev] {replica.id} is {replica.role}")
                 self._changed(app)
 
-    def _set_status(self, app: AppProcess, status: str) -> None:
-        app.status = status
+    def _set_status(self, app: AppProcess, replica: ReplicaProcess, status: str) -> None:
+        replica.status = status
         self._changed(app)
 
     def _changed(self, app: AppProcess) -> None:
@@ -352,32 +349,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _signal(app: AppProcess, sig: signal.Signals) -> None:
-    if app.process is not None and app.process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(app.process.pid, sig)
-
-
-async def http_get(host: str, port: int, path: str, timeout: float = 2.0) -> str:
-    """A tiny HTTP/1.0 GET for loopback scrapes (no client library in the loop for this)."""
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    try:
-        writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
-        raw = await asyncio.wait_for(reader.read(), timeout)
-    finally:
-        writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.") or b" 200 " not in head.split(b"\r\n", 1)[0]:
-        raise ValueError(f"GET {path}: {head[:80]!r}")
-    return body.decode()
-
-
-def _totals(metrics_text: str) -> dict[str, float]:
-    """Each counter/gauge family summed over its labels (`_total` samples for counters)."""
-    totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(metrics_text):
-        for sample in family.samples:
-            if family.type == "counter" and not sample.name.endswith("_total"):
-                continue
-            totals[family.name] = totals.get(family.name, 0.0) + sample.value
-    return totals
+def _signal_all(replicas: list[ReplicaProcess], sig: signal.Signals) -> None:
+    """Signal each running replica's process group (the app's own children too)."""
+    for replica in replicas:
+        if replica.process is not None and replica.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(replica.process.pid, sig)

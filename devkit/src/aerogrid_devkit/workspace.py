@@ -66,6 +66,9 @@ DEFAULT_DOCKER_IMAGE = "apache/kafka:4.4.0"
 DEFAULT_PASSWORD_ENV = "AEROGRID_SASL_PASSWORD"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+#: `[apps.NAME] replicas`: a desktop runs a few processes of an app, not a fleet.
+MAX_REPLICAS = 16
+
 _Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 _NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 _DockerName = Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")]
@@ -115,6 +118,8 @@ class _Endpoint(msgspec.Struct, frozen=True):
 class _App(msgspec.Struct, frozen=True):
     #: The app's folder, relative to the workspace (default: the app's name).
     path: _NonEmpty | None = None
+    #: How many processes of the app the supervisor runs (one active, the others standby).
+    replicas: Annotated[int, msgspec.Meta(ge=1, le=MAX_REPLICAS)] = 1
 
 
 class _Manifest(msgspec.Struct, frozen=True):
@@ -140,6 +145,9 @@ _NAME_RULE = "[broker.docker] {key} {value!r}: use letters, digits, '_', '.' or 
 _RULES = {
     "apps.*": "[{where}] must be a table with the app's path",
     "apps.*.path": "[{table}] path must be a folder name",
+    "apps.*.replicas": (
+        f"[{{table}}] replicas {{value!r}} must be a whole number from 1 to {MAX_REPLICAS}"
+    ),
     "broker.mode": f"broker mode {{value!r}} is not one of {', '.join(BROKER_MODES)}",
     "broker.port": _PORT_RULE,
     "broker.bootstrap": '[broker] bootstrap must be a string: "host:port[,...]"',
@@ -236,6 +244,8 @@ def settings_uri(settings: BrokerSettings) -> str:
 class Workspace:
     root: Path
     apps: dict[str, Path] = field(default_factory=dict)
+    #: `[apps.NAME] replicas`: processes per app (an app not listed runs one).
+    replicas: dict[str, int] = field(default_factory=dict)
     #: auto | embedded | kafka | docker | external.
     broker_mode: str = "embedded"
     #: For broker mode "external": the URI apps connect with (no password: see ExternalConfig).
@@ -283,6 +293,7 @@ class Workspace:
         return cls(
             root=root,
             apps=apps,
+            replicas={name: app.replicas for name, app in app_tables.items()},
             broker_mode=broker.mode,
             broker_uri=external.uri if external is not None else None,
             endpoint_port=declared.endpoint.port,

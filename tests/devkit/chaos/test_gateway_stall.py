@@ -38,7 +38,8 @@ async def gateway_target(tmp_path: Path) -> AsyncIterator[tuple[str, GridService
         gateway = LocalGateway(supervisor, "127.0.0.1:0", relay_stall_seconds=RELAY_STALL)
         gateway.start()
         process = supervisor.apps[APP]
-        process.status, process.ports = "running", {"grpc": app_server.listeners.grpc_port}
+        (replica,) = process.replicas
+        replica.status, replica.ports = "running", {"grpc": app_server.listeners.grpc_port}
         for notify in supervisor.on_change:
             notify(process)
         server = aio.server(options=GRPC_SERVER_OPTIONS)

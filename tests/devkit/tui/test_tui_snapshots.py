@@ -98,10 +98,12 @@ def app_process(
     exit_code: int | None = None,
     logs: Sequence[str] = (),
 ) -> AppProcess:
-    process = AppProcess(name, Path(f"/work/apps/{name}/app.py"), status=status)
-    process.stats = stats or AppStats()
-    process.restarts = restarts
-    process.exit_code = exit_code
+    process = AppProcess(name, Path(f"/work/apps/{name}/app.py"))
+    (replica,) = process.replicas
+    replica.status = status
+    replica.stats = stats or AppStats()
+    replica.restarts = restarts
+    replica.exit_code = exit_code
     process.logs.extend(logs)
     return process
 

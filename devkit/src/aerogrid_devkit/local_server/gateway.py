@@ -12,11 +12,22 @@ the TUI, scripts) know one address. The gateway is what serves there:
 * `ListGrids` and `Subscribe` are routed by that name to the app's process, and the
   `Subscribe` stream is passed through as the bytes the app encoded: one delta is
   never decoded or re-encoded here.
-* when an app's process goes away (a reload on save, a crash, a stop), its streams
-  end with UNAVAILABLE at once; GridClient and connect-es clients retry on that and
-  resume, from a fresh snapshot, on the app's next process.
-* `app_readiness` says which apps are served now, for the endpoint's gRPC health (a
-  service name equal to an app's name), told of each change by `on_change`.
+* an app with `replicas` > 1 runs several processes (`supervisor`): each running one
+  has its own channel (`members.Member`), and each new call goes to the ready replica
+  with the fewest subscriptions (`members.Spreader`).
+* when a process goes away (a reload on save, a crash, a SIGKILL, a stop), its streams
+  end with UNAVAILABLE at once; GridClient, `aerogrid watch`, the add-in and the TUI
+  retry on that and resume from their last (epoch, seq), which the gateway routes like
+  any new call: to another ready replica of the app, whose (epoch, seq) mean the same
+  grid state, so the client gets only the deltas it missed.
+  Why fail the stream rather than re-subscribe inside the gateway: the gateway passes
+  the app's bytes through and never decodes a delta, so it does not know the client's
+  last seq; re-subscribing exactly would mean decoding every message (the cost the
+  pass-through avoids) and re-sending a schema the client already has. The clients'
+  resume already exists, is tested against every transport, and is exact.
+* `app_readiness` says which apps are served now (any replica ready), for the
+  endpoint's gRPC health (a service name equal to an app's name), told of each change
+  by `on_change`.
 
 Callers are authenticated by the transports in front (the runtime's rules); the
 gateway filters by tenant like the runtime does and reaches the apps as an anonymous
@@ -42,6 +53,8 @@ from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.identity import Caller
 from aerogrid.server.service import PacedStream
 from aerogrid.v1 import catalog_pb2, catalog_pb2_grpc, grid_pb2, grid_pb2_grpc
+from aerogrid_devkit.app_process import ReplicaProcess
+from aerogrid_devkit.local_server.members import Member, Spreader
 from aerogrid_devkit.supervisor import AppProcess, Supervisor
 
 __all__ = ["LocalGateway"]
@@ -133,15 +146,32 @@ def _status_message(app: AppProcess) -> str:
 
 @dataclass(eq=False)
 class _Upstream:
-    """One supervised app: the channel to its current process and its last known catalog."""
+    """One supervised app: its replicas' channels and its last known catalog."""
 
     process: AppProcess
-    #: The gRPC port of the process the channel is connected to (None: not running).
-    port: int | None = None
-    channel: aio.Channel | None = None
+    #: Each replica, by replica id.
+    members: dict[str, Member] = field(default_factory=dict)
     #: The app's own catalog entries (declared name, tenant, grids), kept across restarts.
     catalog: list[catalog_pb2.AppInfo] = field(default_factory=list)
-    fetch: asyncio.Task[None] | None = None
+
+    def member(self, replica: ReplicaProcess) -> Member:
+        found = self.members.get(replica.id)
+        if found is None or found.replica is not replica:
+            found = self.members[replica.id] = Member(replica)
+        return found
+
+    def serving(self) -> list[Member]:
+        return [m for m in self.members.values() if m.serving]
+
+    def source(self) -> Member | None:
+        """The replica whose catalog is the app's: the first serving one that told it."""
+        return next((m for m in self.serving() if m.catalog), None)
+
+    def current_catalog(self) -> list[catalog_pb2.AppInfo]:
+        source = self.source()
+        if source is not None and source.catalog:
+            self.catalog = source.catalog
+        return self.catalog
 
 
 class LocalGateway:
@@ -164,6 +194,7 @@ class LocalGateway:
         #: A subscriber whose send waited this long is dropped (see `subscribe`).
         self.relay_stall_seconds = relay_stall_seconds
         self._upstreams = {key: _Upstream(app) for key, app in supervisor.apps.items()}
+        self._spreader = Spreader()
         self._shapes: dict[str, bytes] = {}
         self._changed = asyncio.Event()
         self._closing: set[asyncio.Task[None]] = set()
@@ -183,9 +214,10 @@ class LocalGateway:
         if self._on_change in self.supervisor.on_change:
             self.supervisor.on_change.remove(self._on_change)
         self._closed = True
-        fetches = [up.fetch for up in self._upstreams.values() if up.fetch is not None]
-        for upstream in self._upstreams.values():
-            self._detach(upstream)
+        members = [m for up in self._upstreams.values() for m in up.members.values()]
+        fetches = [m.fetch for m in members if m.fetch is not None]
+        for member in members:
+            self._detach(member)
         self._notify()
         await asyncio.gather(*fetches, *self._closing, return_exceptions=True)
 
@@ -195,37 +227,42 @@ class LocalGateway:
             upstream = self._upstreams.get(app.name)
             if upstream is None:  # an app the supervisor gained after we started
                 upstream = self._upstreams[app.name] = _Upstream(app)
-            port = app.ports.get("grpc") if app.status == "running" else None
-            if port != upstream.port:
-                # A new process (or none): the old one's streams end now, with UNAVAILABLE.
-                self._detach(upstream)
-                if port is not None and not self._closed:
-                    self._attach(upstream, port)
+            for replica in app.replicas:
+                member = upstream.member(replica)
+                port = replica.ports.get("grpc") if replica.status == "running" else None
+                if port != member.port:
+                    # A new process (or none): the old one's streams end now, UNAVAILABLE.
+                    self._detach(member)
+                    if port is not None and not self._closed:
+                        self._attach(upstream, member, port)
             self._notify_if_changed(upstream)
         except Exception:  # never break the supervisor's loop over a catalog update
             log.exception("local endpoint: following %s failed", app.name)
 
-    def _attach(self, upstream: _Upstream, port: int) -> None:
+    def _attach(self, upstream: _Upstream, member: Member, port: int) -> None:
         channel = aio.insecure_channel(f"{LOOPBACK_HOST}:{port}", options=_CHANNEL_OPTIONS)
-        upstream.port = port
-        upstream.channel = channel
-        upstream.fetch = asyncio.create_task(
-            self._fetch_catalog(upstream, channel), name=f"catalog:{upstream.process.name}"
+        member.port = port
+        member.channel = channel
+        member.fetch = asyncio.create_task(
+            self._fetch_catalog(upstream, member, channel), name=f"catalog:{member.replica.id}"
         )
 
-    def _detach(self, upstream: _Upstream) -> None:
-        """Forget the current process: cancel its catalog fetch, close its channel."""
-        if upstream.fetch is not None and not upstream.fetch.done():
-            upstream.fetch.cancel()
-        upstream.fetch = None
-        channel, upstream.channel, upstream.port = upstream.channel, None, None
+    def _detach(self, member: Member) -> None:
+        """Forget a replica's current process: cancel its catalog fetch, close its channel."""
+        if member.fetch is not None and not member.fetch.done():
+            member.fetch.cancel()
+        member.fetch = None
+        member.catalog = None
+        channel, member.channel, member.port = member.channel, None, None
         if channel is not None:
             # Closing cancels the calls on it: their streams end (see `subscribe`).
             task = asyncio.create_task(channel.close(grace=None))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
-    async def _fetch_catalog(self, upstream: _Upstream, channel: aio.Channel) -> None:
+    async def _fetch_catalog(
+        self, upstream: _Upstream, member: Member, channel: aio.Channel
+    ) -> None:
         """Follow a running app's catalog (retrying briefly while it settles).
 
         WatchApps, not one ListApps: an app's status message changes while it runs (a
@@ -238,18 +275,18 @@ class LocalGateway:
             followed = False
             try:
                 async for response in stub.WatchApps(catalog_pb2.WatchAppsRequest()):
-                    if upstream.channel is not channel:
+                    if member.channel is not channel:
                         return
                     followed = True
-                    upstream.catalog = _merged(upstream.catalog, response)
+                    member.catalog = _merged(member.catalog or [], response)
                     self._notify_if_changed(upstream)
                 return
             except aio.AioRpcError as exc:
-                if upstream.channel is not channel or followed:
+                if member.channel is not channel or followed:
                     return  # a process that went away: the supervisor attaches the next one
                 log.warning(
                     "local endpoint: cannot read the catalog of %s (attempt %d): %s",
-                    upstream.process.name,
+                    member.replica.id,
                     attempt + 1,
                     exc.details() or exc.code().name,
                 )
@@ -257,7 +294,7 @@ class LocalGateway:
         log.error(
             "local endpoint: %s does not tell its catalog; it is listed under its workspace "
             "name until it restarts",
-            upstream.process.name,
+            member.replica.id,
         )
 
     def _notify_if_changed(self, upstream: _Upstream) -> None:
@@ -278,7 +315,7 @@ class LocalGateway:
         """The AppInfos of one app: its own catalog with the supervisor's status."""
         app = upstream.process
         running = app.status == "running"
-        known = upstream.catalog or [catalog_pb2.AppInfo(name=app.name)]
+        known = upstream.current_catalog() or [catalog_pb2.AppInfo(name=app.name)]
         infos = []
         for entry in known:
             info = catalog_pb2.AppInfo()
@@ -293,10 +330,10 @@ class LocalGateway:
         return infos
 
     def app_readiness(self) -> dict[str, bool]:
-        """Each app's declared name: whether a process of it runs (restored and serving)."""
+        """Each app's declared name: whether a process of it (any replica) is ready."""
         ready: dict[str, bool] = {}
         for upstream in self._upstreams.values():
-            running = upstream.process.status == "running" and upstream.channel is not None
+            running = bool(upstream.serving())
             for info in self._infos_of(upstream):
                 ready[info.name] = ready.get(info.name, False) or running
         return ready
@@ -316,18 +353,23 @@ class LocalGateway:
         so a caller about to see them (`list_apps`, a new `watch_apps`) asks first.
         """
 
-        async def one(upstream: _Upstream, channel: aio.Channel) -> None:
+        async def one(upstream: _Upstream, member: Member, channel: aio.Channel) -> None:
             stub = catalog_pb2_grpc.CatalogServiceStub(channel)
             with contextlib.suppress(aio.AioRpcError):
                 response = await stub.ListApps(
                     catalog_pb2.ListAppsRequest(), timeout=REFRESH_TIMEOUT
                 )
-                if upstream.channel is channel and response.apps:
-                    upstream.catalog = list(response.apps)
+                if member.channel is channel and response.apps:
+                    member.catalog = list(response.apps)
                     self._notify_if_changed(upstream)
 
+        sources = [(up, up.source()) for up in self._upstreams.values()]
         await asyncio.gather(
-            *(one(up, up.channel) for up in self._upstreams.values() if up.channel is not None)
+            *(
+                one(up, member, member.channel)
+                for up, member in sources
+                if member is not None and member.channel is not None
+            )
         )
 
     async def list_apps(
@@ -373,8 +415,8 @@ class LocalGateway:
         found.sort(key=lambda pair: pair[0].process.status != "running")
         return found[0] if found else None
 
-    async def _route(self, name: str, caller: Caller) -> tuple[str, aio.Channel]:
-        """The channel to the process serving app `name`, or the ServiceError saying why not.
+    async def _route(self, name: str, caller: Caller) -> tuple[str, Member, aio.Channel]:
+        """The replica to call for app `name` (`Spreader`), or the ServiceError saying why not.
 
         Another tenant's app gets the very answer an app that does not exist gets, so
         names cannot be probed; the refusal is counted (`cross_tenant`).
@@ -383,9 +425,10 @@ class LocalGateway:
         if found is None:
             # An app that just started may be the one: its catalog is on its way.
             pending = [
-                up.fetch
+                m.fetch
                 for up in self._upstreams.values()
-                if up.fetch is not None and not up.fetch.done()
+                for m in up.members.values()
+                if m.fetch is not None and not m.fetch.done()
             ]
             if pending:
                 await asyncio.wait(pending, timeout=CATALOG_TIMEOUT)
@@ -399,7 +442,7 @@ class LocalGateway:
             starting = sorted(
                 up.process.name
                 for up in self._upstreams.values()
-                if not up.catalog
+                if not up.current_catalog()
                 and (
                     up.process.status in ("reloading", "running")
                     or (up.process.status == "starting" and up.process.restarts == 0)
@@ -416,43 +459,47 @@ class LocalGateway:
                 f"no app named {name!r} in this workspace; apps: {', '.join(known) or 'none'}",
             )
         upstream, _ = found
-        channel = upstream.channel
-        if upstream.process.status != "running" or channel is None:
+        member = self._spreader.pick(upstream.members.values())
+        channel = None if member is None else member.channel
+        if member is None or channel is None:
             raise ServiceError(
                 Code.UNAVAILABLE,
                 f"app {name!r} is not running: {_status_message(upstream.process)}",
             )
-        return upstream.process.name, channel
+        return upstream.process.name, member, channel
 
-    def _cancelled_by_us(self, key: str, channel: aio.Channel) -> bool:
+    def _cancelled_by_us(self, member: Member, channel: aio.Channel) -> bool:
         """Whether a CancelledError out of a call is `_detach` closing its channel.
 
         grpc.aio ends the calls of a closed channel with CancelledError, not a status;
         a cancellation of the task itself (the caller left) is counted by `cancelling()`.
         """
         task = asyncio.current_task()
-        return (
-            self._upstreams[key].channel is not channel
-            and task is not None
-            and task.cancelling() == 0
-        )
+        return member.channel is not channel and task is not None and task.cancelling() == 0
 
-    def _gone(self, key: str, name: str) -> ServiceError:
+    def _gone(self, key: str, member: Member, name: str) -> ServiceError:
         if self._closed:
             return ServiceError(Code.UNAVAILABLE, "the local endpoint is stopping")
         app = self._upstreams[key].process
+        if len(app.replicas) > 1:
+            left = len(self._upstreams[key].serving())
+            return ServiceError(
+                Code.UNAVAILABLE,
+                f"replica {member.replica.id} of app {name!r} went away "
+                f"({member.replica.status}; {left} other(s) ready); call again to resume",
+            )
         status = _status_message(app) or app.status
         return ServiceError(
             Code.UNAVAILABLE, f"app {name!r} went away ({status}); call again to resume"
         )
 
     def _upstream_error(
-        self, key: str, channel: aio.Channel, name: str, exc: aio.AioRpcError
+        self, key: str, member: Member, channel: aio.Channel, name: str, exc: aio.AioRpcError
     ) -> ServiceError:
         """An app's error as the caller should see it."""
         code = exc.code()
-        if self._upstreams[key].channel is not channel:
-            return self._gone(key, name)
+        if member.channel is not channel:
+            return self._gone(key, member, name)
         passed_on = Code.from_grpc(code)
         if passed_on in _PASSED_ON:
             return ServiceError(passed_on, exc.details() or code.name)
@@ -468,23 +515,25 @@ class LocalGateway:
         self, request: grid_pb2.ListGridsRequest, caller: Caller
     ) -> grid_pb2.ListGridsResponse:
         if request.app:
-            key, channel = await self._route(request.app, caller)
+            key, member, channel = await self._route(request.app, caller)
             try:
                 return await grid_pb2_grpc.GridServiceStub(channel).ListGrids(
                     request, timeout=CATALOG_TIMEOUT
                 )
             except aio.AioRpcError as exc:
-                raise self._upstream_error(key, channel, request.app, exc) from None
+                raise self._upstream_error(key, member, channel, request.app, exc) from None
             except asyncio.CancelledError:
-                if self._cancelled_by_us(key, channel):
-                    raise self._gone(key, request.app) from None
+                if self._cancelled_by_us(member, channel):
+                    raise self._gone(key, member, request.app) from None
                 raise
         # Every grid of every running app the caller may see; an app that fails to
         # answer is left out rather than failing the whole list.
         tenants = {
             info.name: info.tenant for up in self._upstreams.values() for info in self._infos_of(up)
         }
-        channels = [up.channel for up in self._upstreams.values() if up.channel is not None]
+        # One replica per app: they serve the same grids.
+        serving = [up.serving() for up in self._upstreams.values()]
+        channels = [members[0].channel for members in serving if members and members[0].channel]
         answers = await asyncio.gather(
             *(
                 grid_pb2_grpc.GridServiceStub(ch).ListGrids(
@@ -516,20 +565,22 @@ class LocalGateway:
     async def _relay(
         self, request: grid_pb2.SubscribeRequest, caller: Caller
     ) -> AsyncGenerator[bytes, None]:
-        key, channel = await self._route(request.app, caller)
+        key, member, channel = await self._route(request.app, caller)
         call = channel.unary_stream(
             _SUBSCRIBE, request_serializer=_identity, response_deserializer=_identity
         )(request.SerializeToString())
+        member.subscriptions += 1
         try:
             async for message in call:
                 yield message
         except aio.AioRpcError as exc:
-            raise self._upstream_error(key, channel, request.app, exc) from None
+            raise self._upstream_error(key, member, channel, request.app, exc) from None
         except asyncio.CancelledError:
-            if self._cancelled_by_us(key, channel):
-                raise self._gone(key, request.app) from None
+            if self._cancelled_by_us(member, channel):
+                raise self._gone(key, member, request.app) from None
             raise
         finally:
+            member.subscriptions -= 1
             call.cancel()
         # A subscription never ends on its own: the app's server is going away.
         raise ServiceError(

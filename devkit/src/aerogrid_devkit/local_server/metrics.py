@@ -5,8 +5,9 @@ the one local endpoint should see them. So a GET of `/metrics` is answered by th
 runtime's app as usual (which decides who may read metrics), and when it answers 200
 its body is merged with each running app's `/metrics`, scraped over loopback with a
 short timeout (an app that does not answer in time is left out of this scrape). Each
-sample gets an `app` label (the app's workspace key) where it has none, the same
-series is never listed twice, and a metric without samples is not listed.
+sample gets an `app` label (the app's workspace key) where it has none, and a `replica`
+label (NAME-<k>) when the app runs several processes, so their series stay apart; the
+same series is never listed twice, and a metric without samples is not listed.
 Parsing and writing the text format is prometheus_client's.
 """
 
@@ -42,12 +43,16 @@ class _Families(Collector):
         return self._families
 
 
-def merge_metrics(own: str, apps: dict[str, str]) -> bytes:
-    """`own` and each app's exposition (by app key) as one, in the text format."""
+def merge_metrics(own: str, apps: dict[str, str], replicas: dict[str, str] | None = None) -> bytes:
+    """`own` and each app's exposition (by app or replica id) as one, in the text format.
+
+    `replicas` maps a key of `apps` that is a replica's id to its app's key.
+    """
+    replica_of = replicas or {}
     merged: dict[str, Metric] = {}
     seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
 
-    def add(families: Iterable[Metric], app: str | None) -> None:
+    def add(families: Iterable[Metric], source: str | None) -> None:
         for family in families:
             target = merged.get(family.name)
             if target is None:
@@ -56,8 +61,10 @@ def merge_metrics(own: str, apps: dict[str, str]) -> bytes:
                 )
             for sample in family.samples:
                 labels = dict(sample.labels)
-                if app is not None:
-                    labels.setdefault("app", app)
+                if source is not None:
+                    labels.setdefault("app", replica_of.get(source, source))
+                    if source in replica_of:
+                        labels.setdefault("replica", source)
                 series = (sample.name, tuple(sorted(labels.items())))
                 if series in seen:
                     continue
@@ -65,11 +72,11 @@ def merge_metrics(own: str, apps: dict[str, str]) -> bytes:
                 target.samples.append(sample._replace(labels=labels))
 
     add(text_string_to_metric_families(own), None)
-    for app, text in apps.items():
+    for source, text in apps.items():
         try:
-            add(text_string_to_metric_families(text), app)
+            add(text_string_to_metric_families(text), source)
         except ValueError as exc:
-            log.warning("local endpoint: the metrics of %s do not parse: %s", app, exc)
+            log.warning("local endpoint: the metrics of %s do not parse: %s", source, exc)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families([family for family in merged.values() if family.samples]))
     return generate_latest(registry)
@@ -102,7 +109,7 @@ class WorkspaceMetrics:
         if start is None:
             return
         if start["status"] == 200:
-            merged = merge_metrics(body.decode(), await self._scrape())
+            merged = merge_metrics(body.decode(), await self._scrape(), self._replica_apps())
             headers = [
                 (name, value)
                 for name, value in start.get("headers", [])
@@ -117,12 +124,23 @@ class WorkspaceMetrics:
         await send(start)
         await send({"type": "http.response.body", "body": bytes(body)})
 
-    async def _scrape(self) -> dict[str, str]:
-        """Each running app's /metrics, fetched at once; those that fail are left out."""
-        ports = {
-            app.name: app.ports["http"]
+    def _replica_apps(self) -> dict[str, str]:
+        """Each replica's id to its app's key, for the apps that run several."""
+        return {
+            replica.id: app.name
             for app in self._supervisor.apps.values()
-            if app.status == "running" and "http" in app.ports
+            if len(app.replicas) > 1
+            for replica in app.replicas
+        }
+
+    async def _scrape(self) -> dict[str, str]:
+        """Each running replica's /metrics (by app key, or replica id when several), at once;
+        those that fail are left out."""
+        ports = {
+            app.label(replica): replica.ports["http"]
+            for app in self._supervisor.apps.values()
+            for replica in app.running()
+            if "http" in replica.ports
         }
         answers = await asyncio.gather(
             *(http_get(LOOPBACK_HOST, port, "/metrics", SCRAPE_TIMEOUT) for port in ports.values()),
