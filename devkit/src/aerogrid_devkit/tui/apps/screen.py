@@ -1,7 +1,9 @@
 """The apps section: every supervised app with its status and counters, and its controls.
 
 The table redraws at most four times a second, and only when the supervisor reported a
-change since the last redraw, however many changes arrive in between.
+change since the last redraw, however many changes arrive in between. An app that runs
+several replicas also shows each one (id, pid, status, role, lag) under the table, and
+`K` kills its active replica (after a yes), a demonstration of failover.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar
 
+from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
-from aerogrid_devkit.supervisor import AppProcess
+from aerogrid_devkit.app_process import AppProcess, ReplicaProcess, kill_process_group
+from aerogrid_devkit.tui.screens.confirm import ConfirmScreen
 from aerogrid_devkit.tui.screens.section import SectionScreen
 from aerogrid_devkit.tui.widgets.filter_table import FilterableTable, TableRow
 
@@ -27,6 +31,13 @@ STATUS_STYLES = {
     "reloading": "cyan",
     "crashed": "bold red",
     "stopped": "dim",
+}
+
+ROLE_STYLES = {
+    "active": "bold green",
+    "standby": "cyan",
+    "serve-only": "blue",
+    "starting": "yellow",
 }
 
 COLUMNS = (
@@ -87,6 +98,8 @@ def app_row(app: AppProcess) -> TableRow:
         info = Text(f"⚠ {stats.health}", style="yellow")
     else:
         info = short_path(app.path)
+        if len(app.replicas) > 1:
+            info += f" · {len(app.running())}/{len(app.replicas)} replicas"
     return TableRow(
         app.name,
         (
@@ -107,6 +120,29 @@ def short_path(path: Path) -> str:
     return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
 
+def replica_table(app: AppProcess) -> Table:
+    """Each replica of `app`: id, pid, status, role (from its `/replica`), lag, restarts."""
+    table = Table(box=None, expand=True, pad_edge=False, header_style="bold")
+    for header in ("Replica", "Pid", "Status", "Role", "Lag", "Restarts"):
+        table.add_column(header, justify="right" if header in ("Pid", "Lag") else "left")
+    for replica in app.replicas:
+        lag = "–" if replica.lag is None else f"{replica.lag:,}"
+        table.add_row(
+            replica.id,
+            str(replica.pid or "–"),
+            status_text(replica.status),
+            Text(replica.role, style=ROLE_STYLES.get(replica.role, "dim")),
+            Text(lag, style="yellow" if replica.lag else ""),
+            _count(float(replica.restarts), "red"),
+        )
+    return table
+
+
+def active_replica(app: AppProcess) -> ReplicaProcess | None:
+    """The replica that reports itself active and runs (None while none does)."""
+    return next((r for r in app.replicas if r.role == "active" and r.pid is not None), None)
+
+
 def _count(value: float, style: str) -> Text:
     return Text(f"{value:,.0f}", style=style if value else "", justify="right")
 
@@ -125,10 +161,18 @@ class AppsScreen(SectionScreen):
         Binding("l", "logs", "Logs", tooltip="The selected app's logs"),
         Binding("g", "grids", "Grids", tooltip="Open its grid (a pick when several)"),
         Binding("p", "promote", "Promote", tooltip="Promote to a cloud target (aerogrid.toml)"),
+        Binding(
+            "K",
+            "kill_active",
+            "Kill active",
+            show=False,
+            tooltip="SIGKILL its active replica (asks first): a failover demo",
+        ),
     ]
 
     def compose_body(self) -> ComposeResult:
         yield FilterableTable(COLUMNS, title="Apps", empty="no apps in this workspace")
+        yield Static(classes="app-replicas panel")
         yield Static(classes="app-tail panel")
 
     def on_mount(self) -> None:
@@ -145,11 +189,21 @@ class AppsScreen(SectionScreen):
         self._seen = version
         apps = self.aero.devloop.supervisor.apps
         self.query_one(FilterableTable).set_rows([app_row(apps[n]) for n in sorted(apps)])
+        self._show_replicas()
         self._show_tail()
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self) -> None:
+        self._show_replicas()
         self._show_tail()
+
+    def _show_replicas(self) -> None:
+        panel = self.query_one(".app-replicas", Static)
+        app = self._selected()
+        panel.display = app is not None and len(app.replicas) > 1
+        if app is not None and panel.display:
+            panel.update(replica_table(app))
+            panel.border_title = f"{app.name} · replicas (K kills the active one)"
 
     def _show_tail(self) -> None:
         self._seen_logs = self.aero.logbook.total
@@ -197,6 +251,35 @@ class AppsScreen(SectionScreen):
     def action_grids(self) -> None:
         if name := self._selected_name():
             self.aero.open_grids(name)
+
+    def action_kill_active(self) -> None:
+        """SIGKILL the selected app's active replica, once the user says yes."""
+        app = self._selected()
+        if app is None:
+            self.notify("no app selected", severity="warning")
+            return
+        active = active_replica(app)
+        if active is None or active.pid is None:
+            roles = ", ".join(f"{r.id} {r.role}" for r in app.replicas)
+            self.notify(f"{app.name} has no active replica now ({roles})", severity="warning")
+            return
+        pid = active.pid
+        after = (
+            "A standby becomes active after the failover timeout; its subscribers resume "
+            "on another replica. The supervisor restarts the killed one."
+            if len(app.replicas) > 1
+            else "It is the app's only replica: the supervisor restarts it."
+        )
+
+        def confirmed(yes: bool | None) -> None:
+            if yes and active.pid == pid:  # still the same process
+                kill_process_group(pid)
+                self.notify(f"killed {active.id} (pid {pid})")
+
+        self.app.push_screen(
+            ConfirmScreen(f"SIGKILL {active.id}, the active replica (pid {pid})?", after),
+            confirmed,
+        )
 
     def action_promote(self) -> None:
         if name := self._selected_name():
