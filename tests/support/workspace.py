@@ -36,11 +36,13 @@ async def supervised_endpoint(
     bootstrap: str,
     *,
     running: Iterable[str],
+    replicas: Mapping[str, int] | None = None,
     **endpoint_options: Any,
 ) -> AsyncIterator[tuple[Supervisor, LocalServer]]:
-    """`files` run by a Supervisor (fast restarts) behind a LocalServer on a free port,
-    once the apps named in `running` run; both stopped on the way out."""
-    supervisor = Supervisor(dict(files), bootstrap, backoff_start=0.5)
+    """`files` run by a Supervisor (fast restarts; `replicas` processes per app) behind a
+    LocalServer on a free port, once the apps named in `running` run; both stopped on the
+    way out."""
+    supervisor = Supervisor(dict(files), bootstrap, replicas=replicas, backoff_start=0.5)
     endpoint = LocalServer(supervisor, port=0, **endpoint_options)
     await endpoint.start()
     try:

@@ -1,0 +1,193 @@
+"""`[apps.NAME] replicas = N` on a desktop: the file, the supervisor and the local endpoint.
+
+The supervisor runs N real `aerogrid run` processes of an app (each with its own ports,
+ready file and AEROGRID_REPLICA_ID) and restarts one that is killed; the local endpoint
+spreads subscribers over the ready replicas and, when the replica under a subscription
+is SIGKILLed, the client resumes through the same endpoint on another one and ends with
+the exact grid. The last test needs the runtime's replica sets (one active, standbys,
+(epoch, seq) shared by every replica: the "Replicas core" commit) and Apache Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from aerogrid.client import ClientRow, GridClient
+from aerogrid.errors import ConfigurationError
+from aerogrid.net import LOOPBACK_HOST
+from aerogrid_devkit.app_process import ReplicaProcess
+from aerogrid_devkit.supervisor import Supervisor, http_get
+from aerogrid_devkit.workspace import Workspace
+from support.apps import produce, write_orders_app
+from support.brokers import Broker
+from support.workspace import supervised_endpoint, wait_for
+
+pytestmark = pytest.mark.timeout(300)
+
+GRID = "product_sum"
+Rows = dict[str, ClientRow]
+Records = list[tuple[bytes | None, bytes | None]]
+
+
+# -- aerogrid.toml ------------------------------------------------------------------------
+
+
+def workspace(folder: Path, apps: str) -> Workspace:
+    for name in ("shop", "prices"):
+        (folder / name).mkdir(exist_ok=True)
+        (folder / name / "app.py").write_text("import aerogrid\n")
+    (folder / "aerogrid.toml").write_text(apps)
+    return Workspace.load(folder)
+
+
+def test_replicas_are_read_per_app_with_one_by_default(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, "[apps.shop]\nreplicas = 3\n\n[apps.prices]\n")
+    assert ws.replicas == {"shop": 3, "prices": 1}
+
+
+@pytest.mark.parametrize("value", ["0", "17", "-1", '"two"', "1.5"])
+def test_replicas_out_of_range_is_one_sentence_naming_where(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigurationError) as error:
+        workspace(tmp_path, f"[apps.shop]\nreplicas = {value}\n")
+    message = str(error.value)
+    assert "[apps.shop] replicas" in message and "must be a whole number from 1 to 16" in message
+    assert "at apps.shop.replicas" in message
+
+
+# -- the supervisor -----------------------------------------------------------------------
+
+
+def environment(pid: int) -> list[bytes]:
+    return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+
+
+async def test_supervisor_runs_each_replica_and_restarts_a_killed_one(
+    tansu: Broker, unique_name: str, tmp_path: Path
+) -> None:
+    app_file = write_orders_app(tmp_path, f"{unique_name}-shop", f"{unique_name}-orders")
+    lines: list[str] = []
+    supervisor = Supervisor(
+        {"shop": app_file},
+        tansu.bootstrap,
+        replicas={"shop": 2},
+        on_log=lambda app, line: lines.append(line),
+        backoff_start=0.2,
+    )
+    app = supervisor.apps["shop"]
+    await supervisor.start()
+    try:
+        await wait_for(lambda: len(app.running()) == 2, 90)
+        first, second = app.replicas
+        assert [first.id, second.id] == ["shop-1", "shop-2"]
+        assert first.ports["grpc"] != second.ports["grpc"]
+        for replica in app.replicas:
+            assert replica.process is not None
+            assert f"AEROGRID_REPLICA_ID={replica.id}".encode() in environment(replica.process.pid)
+            assert (supervisor.workdir / f"{replica.id}.ready.json").exists()
+        assert first.process is not None and second.process is not None
+        kept, killed = first.process.pid, second.process.pid
+
+        os.killpg(killed, signal.SIGKILL)
+        await wait_for(lambda: second.restarts == 1 and second.status == "running", 90)
+        assert second.process.pid != killed
+        assert first.process.pid == kept and first.restarts == 0 and app.restarts == 1
+        assert any(line.startswith("[aerogrid dev] shop-2 exited with -9") for line in lines)
+    finally:
+        await supervisor.stop()
+    assert [r.status for r in app.replicas] == ["stopped", "stopped"]
+    assert all(r.process is not None and r.process.returncode is not None for r in app.replicas)
+    assert not supervisor.workdir.exists()
+
+
+# -- the local endpoint -------------------------------------------------------------------
+
+
+def orders(prefix: str, count: int) -> Records:
+    return [
+        (
+            f"{prefix}-o{i}".encode(),
+            json.dumps({"product": f"p{i % 4}", "quantity": i % 5 + 1}).encode(),
+        )
+        for i in range(count)
+    ]
+
+
+def totals(records: Records) -> Rows:
+    rows: Rows = {}
+    for _, value in records:
+        assert value is not None
+        order = json.loads(value)
+        row = rows.setdefault(order["product"], {"units_sold": 0, "orders": 0})
+        row["units_sold"] += order["quantity"]
+        row["orders"] += 1
+    return rows
+
+
+async def subscribers_of(replica: ReplicaProcess) -> float:
+    """The replica's open subscriptions (its `aerogrid_subscribers` gauge)."""
+    text = await http_get(LOOPBACK_HOST, replica.ports["http"], "/metrics")
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "aerogrid_subscribers"
+        for sample in family.samples
+    )
+
+
+async def test_endpoint_spreads_subscribers_and_resumes_a_killed_replicas_on_the_other(
+    apache_kafka: Broker, unique_name: str, tmp_path: Path
+) -> None:
+    name, topic = f"{unique_name}-shop", f"{unique_name}-orders"
+    app_file = write_orders_app(tmp_path, name, topic, partitions=2)
+    sent = orders("a", 40)
+    await produce(apache_kafka.bootstrap, topic, sent)
+    async with supervised_endpoint(
+        {"shop": app_file}, apache_kafka.bootstrap, running=["shop"], replicas={"shop": 2}
+    ) as (supervisor, endpoint):
+        app = supervisor.apps["shop"]
+        await wait_for(lambda: len(app.running()) == 2, 90)
+        # Each replica's role, from its GET /replica: one active, one standby.
+        await wait_for(lambda: sorted(r.role for r in app.replicas) == ["active", "standby"], 60)
+
+        clients = [GridClient(endpoint.address) for _ in range(4)]
+        views: list[Rows] = [{} for _ in clients]
+
+        async def follow(index: int) -> None:
+            async for update in clients[index].subscribe(name, GRID):
+                views[index] = update.apply_to(views[index])
+
+        tasks = [asyncio.create_task(follow(i)) for i in range(len(clients))]
+        try:
+            want = totals(sent)
+            await wait_for(lambda: all(view == want for view in views), 60)
+            # Spread: two subscriptions on each replica.
+            counts = [await subscribers_of(r) for r in app.replicas]
+            assert counts == [2, 2], counts
+
+            (active,) = [r for r in app.replicas if r.role == "active"]
+            assert active.process is not None
+            os.killpg(active.process.pid, signal.SIGKILL)
+            more = orders("b", 40)
+            await produce(apache_kafka.bootstrap, topic, more)
+            want = totals(sent + more)
+            await wait_for(lambda: all(view == want for view in views), 90)
+            assert not [task for task in tasks if task.done()], "a subscription ended"
+            # The two on the killed replica resumed on the other from (epoch, seq): deltas.
+            resumes = sum((c.resumes for c in clients), start=type(clients[0].resumes)())
+            assert resumes["delta"] >= 2 and resumes["snapshot"] == 0, resumes
+            # The survivor took over, and the killed one came back as a standby.
+            await wait_for(lambda: sorted(r.role for r in app.replicas) == ["active", "standby"])
+            assert active.restarts == 1
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for client in clients:
+                await client.close()
