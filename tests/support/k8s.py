@@ -69,12 +69,14 @@ TESTBED_SOURCES = REPO_ROOT / "cloud" / "testbed"
 
 #: The controllers kube-controller-manager runs: what the operator, catalog and promote tests
 #: rely on (workloads, owner-reference cascades, namespaces, quotas, service accounts, RBAC's
-#: aggregated admin/edit/view roles), and nothing that needs nodes or a cloud.
+#: aggregated admin/edit/view roles, disruption budgets' status), and nothing that needs
+#: nodes or a cloud.
 CONTROLLERS: Final = (
     "namespace-controller",
     "garbage-collector-controller",
     "deployment-controller",
     "replicaset-controller",
+    "disruption-controller",
     "job-controller",
     "resourcequota-controller",
     "serviceaccount-controller",
