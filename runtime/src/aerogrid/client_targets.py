@@ -46,6 +46,10 @@ DEFAULT_PORT: Final = 443
 #: one in the same millisecond.
 HOP_SECONDS: Final = 0.05
 
+#: How long a name's lookup may take before the name is dialed as given (gRPC resolves it
+#: then): a slow DNS server must not hold up a failover.
+RESOLVE_SECONDS: Final = 2.0
+
 #: Resolves a host name to its IP addresses (the port is what getaddrinfo takes too).
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 
@@ -116,16 +120,16 @@ async def _addresses(target: str, resolver: Resolver) -> list[TargetAddress]:
     """What a target stands for: itself, or each address of a name that has several.
 
     IP literals, loopback names (one machine) and targets gRPC must resolve itself are
-    dialed as given, and so is a name that resolves to one address or not at all (gRPC
-    then reports why it cannot connect).
+    dialed as given, and so is a name that resolves to one address, or not at all within
+    `RESOLVE_SECONDS` (gRPC then reports why it cannot connect).
     """
     split = split_host_port(target)
     if split is None or is_loopback(split[0]) or _is_ip(split[0]):
         return [TargetAddress(target)]
     host, port = split
     try:
-        ips = list(dict.fromkeys(await resolver(host, port)))
-    except (OSError, UnicodeError):
+        ips = list(dict.fromkeys(await asyncio.wait_for(resolver(host, port), RESOLVE_SECONDS)))
+    except (OSError, UnicodeError, TimeoutError):
         return [TargetAddress(target)]
     if len(ips) <= 1:
         return [TargetAddress(target)]
