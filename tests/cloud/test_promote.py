@@ -127,8 +127,9 @@ def test_build_app_reads_the_folder_and_names_the_app_after_its_declaration(
     assert spec.runtime_version == version("aerogrid")
     assert spec.requirements == ["httpx==0.28.1"]
     assert spec.files["rates.csv"] == "usd,1\n"
-    # stop/start own spec.stopped: promote never sets it (see kube.STATE_MANAGER).
-    assert "stopped" not in app["spec"]
+    # stop/start own spec.stopped, scale spec.replicas: promote sets neither (see
+    # kube.STATE_MANAGER, SCALE_MANAGER).
+    assert "stopped" not in app["spec"] and "replicas" not in app["spec"]
     # The path of app.py itself works as well as its folder.
     assert build_app(folder / "app.py", "acme") == app
 
@@ -273,6 +274,7 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
         invoke(cloud_cli.promote, [str(folder), "--tenant", "acme", "--kubeconfig", str(missing)])
     )
     assert "add --cloud" in _one_error_line(invoke(cloud_cli.stop, ["shop", "--tenant", "acme"]))
+    assert "add --cloud" in _one_error_line(invoke(cloud_cli.scale, ["shop", "2", "--tenant", "x"]))
     assert "go with --cloud" in _one_error_line(invoke(cloud_cli.apps, ["--tenant", "acme"]))
 
 
@@ -661,7 +663,7 @@ def test_stop_start_delete_and_apps_listing(
         listing = cli(cloud_cli.apps, "--cloud", *target)
         assert listing.exit_code == 0, listing.output
         header, *rows = listing.stdout.splitlines()
-        assert header.split() == ["TENANT", "APP", "PHASE", "IMAGE", "ENDPOINT", "AGE"]
+        assert header.split() == ["TENANT", "APP", "PHASE", "READY", "IMAGE", "ENDPOINT", "AGE"]
         assert [row.split()[:2] for row in rows] == [[tenant, "other"], [tenant, "shop"]]
         assert rows[1].split()[2] == "Running"
         wait_for(
@@ -699,6 +701,23 @@ def test_stop_start_delete_and_apps_listing(
         assert started.exit_code == 0, started.output
         assert admin.get(APPS, "shop", namespace)["spec"]["stopped"] is False
         assert "more.py" in admin.get(APPS, "shop", namespace)["spec"]["files"]
+
+        # Scale: spec.replicas under its own manager; promoting again keeps the count.
+        assert admin.get(APPS, "shop", namespace)["spec"]["replicas"] == 1  # the default
+        scaled = cli(cloud_cli.scale, "shop", "3", "--cloud", *target)
+        assert scaled.exit_code == 0, scaled.output
+        assert scaled.stdout.startswith(f"scaling App shop of tenant {tenant} to 3 replicas")
+        stored = admin.get(APPS, "shop", namespace)
+        assert stored["spec"]["replicas"] == 3
+        owners = {m["manager"] for m in stored["metadata"]["managedFields"]}
+        assert "aerogrid-scale" in owners
+        (folder / "more.py").write_text("Z = 4\n")
+        assert cli(cloud_cli.promote, str(folder), *target).exit_code == 0
+        assert admin.get(APPS, "shop", namespace)["spec"]["replicas"] == 3
+        as_json = json.loads(cli(cloud_cli.apps, "--cloud", *target, "--json").stdout)
+        assert as_json[1]["replicas"] == 3
+        over = cli(cloud_cli.scale, "shop", "99", "--cloud", *target)
+        assert over.exit_code == 2 and "99 is not in the range 0<=x<=20" in over.stderr
 
     deleted = cli(cloud_cli.delete, "shop", "--cloud", *target)
     assert deleted.exit_code == 0, deleted.output

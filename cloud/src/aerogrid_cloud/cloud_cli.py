@@ -22,7 +22,7 @@ import yaml
 
 from aerogrid.errors import ConfigurationError
 from aerogrid_cloud.kube import Kube, KubeError, connect
-from aerogrid_cloud.model import AppState, Phase, namespace_for
+from aerogrid_cloud.model import MAX_REPLICAS, AppState, Phase, namespace_for
 from aerogrid_cloud.promote import (
     PromoteError,
     PromoteTimeout,
@@ -30,6 +30,7 @@ from aerogrid_cloud.promote import (
     delete_app,
     list_apps,
     read_app_folder,
+    set_replicas,
     set_stopped,
 )
 from aerogrid_cloud.promote import (
@@ -37,7 +38,7 @@ from aerogrid_cloud.promote import (
 )
 from aerogrid_cloud.targets import find_workspace, load_targets
 
-__all__ = ["apps", "delete", "promote", "start", "stop"]
+__all__ = ["apps", "delete", "promote", "scale", "start", "stop"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _T = TypeVar("_T")
@@ -179,6 +180,8 @@ def _state_json(state: AppState) -> dict[str, Any]:
         "app": state.name,
         "phase": state.phase,
         "stopped": state.stopped,
+        "replicas": state.spec_replicas,
+        "readyReplicas": state.ready_replicas,
         "image": state.image,
         "endpoint": state.endpoint,
         "message": state.message,
@@ -353,13 +356,14 @@ def apps(
             s.tenant or s.namespace,
             s.name,
             s.phase + (" (stopped)" if s.stopped and s.phase != Phase.STOPPED else ""),
+            f"{s.ready_replicas}/{0 if s.stopped else s.spec_replicas}",
             s.image,
             s.endpoint,
             _age(s.created),
         ]
         for s in states
     ]
-    click.echo(_table(["TENANT", "APP", "PHASE", "IMAGE", "ENDPOINT", "AGE"], rows))
+    click.echo(_table(["TENANT", "APP", "PHASE", "READY", "IMAGE", "ENDPOINT", "AGE"], rows))
 
 
 def _local_apps(endpoint: str, token: str | None, as_json: bool) -> None:
@@ -443,3 +447,36 @@ start = _life_cycle("start", "Start APP again in the cluster after aerogrid stop
 delete = _life_cycle(
     "delete", "Delete APP from the cluster, with everything the platform made for it."
 )
+
+
+@click.command()
+@click.argument("app")
+@click.argument("replicas", type=click.IntRange(0, MAX_REPLICAS))
+@click.option("--cloud", is_flag=True, help="The app in the cluster (required).")
+@_cluster_options
+def scale(
+    app: str,
+    replicas: int,
+    cloud: bool,
+    tenant: str | None,
+    context: str | None,
+    kubeconfig: Path | None,
+    target: str | None,
+) -> None:
+    """Run REPLICAS processes of APP in the cluster: one active, the others standbys.
+
+    At most the tenant's quota (its Tenant's quotas.maxReplicasPerApp, 3 unless the
+    admin says otherwise): more is refused in the App's status. Promote keeps the count.
+    """
+    if not cloud:
+        _fail(
+            "aerogrid scale acts on the cluster: add --cloud "
+            "(local apps take replicas = N in aerogrid.toml)"
+        )
+    tenant, context, _ = _resolve_target(target, tenant, context, Path.cwd())
+    tenant = _need_tenant(tenant)
+    kube = _connect(kubeconfig, context)
+    state = _with_cluster(kube, lambda kube: set_replicas(kube, tenant, app, replicas))
+    click.echo(
+        f"scaling App {app} of tenant {tenant} to {replicas} replicas (phase now: {state.phase})"
+    )

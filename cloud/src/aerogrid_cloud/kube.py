@@ -48,6 +48,7 @@ from aerogrid_cloud.model import APP_KIND, APP_PLURAL, GROUP, VERSION
 __all__ = [
     "APPS",
     "PROMOTE_MANAGER",
+    "SCALE_MANAGER",
     "STATE_MANAGER",
     "ConfigError",
     "Conflict",
@@ -72,6 +73,9 @@ PROMOTE_MANAGER: Final = "aerogrid-promote"
 #: server-side apply removes the fields a manager owned and leaves out of its next apply:
 #: `stop` applying only `stopped` as aerogrid-promote would drop the app's files.
 STATE_MANAGER: Final = "aerogrid-start-stop"
+#: The field manager `scale` applies `spec.replicas` under (its own, for the same reason:
+#: and so that `stop`, `start` and promote never put the count back to its default).
+SCALE_MANAGER: Final = "aerogrid-scale"
 
 #: Seconds to connect and to wait for an answer to an ordinary request.
 DEFAULT_TIMEOUT: Final = 30.0

@@ -178,6 +178,10 @@ class AppState:
     endpoint: str = ""
     image: str = ""
     stopped: bool = False
+    #: Replicas asked for (spec), and the operator's count of wanted and ready ones.
+    spec_replicas: int = 1
+    replicas: int = 0
+    ready_replicas: int = 0
     generation: int = 0
     observed_generation: int | None = None
     created: str = ""
@@ -199,6 +203,9 @@ class AppState:
             endpoint=str(status.get("endpoint") or ""),
             image=str(status.get("image") or ""),
             stopped=bool(spec.get("stopped", False)),
+            spec_replicas=int(spec.get("replicas", 1)),
+            replicas=int(status.get("replicas") or 0),
+            ready_replicas=int(status.get("readyReplicas") or 0),
             generation=int(metadata.get("generation") or 0),
             observed_generation=int(observed) if isinstance(observed, int) else None,
             created=str(metadata.get("creationTimestamp") or ""),

@@ -31,6 +31,7 @@ from aerogrid.backoff import Backoff
 from aerogrid_cloud.kube import (
     APPS,
     PROMOTE_MANAGER,
+    SCALE_MANAGER,
     STATE_MANAGER,
     Gone,
     Kube,
@@ -66,6 +67,7 @@ __all__ = [
     "promote",
     "read_app_folder",
     "runtime_version",
+    "set_replicas",
     "set_stopped",
     "wait_for_app",
 ]
@@ -264,8 +266,9 @@ def build_app(
 ) -> dict[str, Any]:
     """The App object for the app in `app_dir`, for `tenant`, checked against the model.
 
-    `spec.stopped` is left out on purpose: stop and start own it (see kube.STATE_MANAGER),
-    so promoting new code into a stopped app leaves it stopped.
+    `spec.stopped` and `spec.replicas` are left out on purpose: stop/start and scale own
+    them (see kube.STATE_MANAGER, SCALE_MANAGER), so promoting new code into a stopped app
+    leaves it stopped, and into a scaled one leaves its replicas (a new App gets 1).
     """
     try:
         check_name("tenant", tenant)
@@ -293,6 +296,7 @@ def build_app(
     app = resource(APP_KIND, found.name, spec, namespace=namespace_for(tenant))
     app["metadata"]["labels"] = {APP_LABEL: found.name, TENANT_LABEL: tenant}
     app["spec"].pop("stopped", None)
+    app["spec"].pop("replicas", None)
     return app
 
 
@@ -423,19 +427,30 @@ async def get_app(kube: Kube, tenant: str, name: str, *, namespace: str | None =
 
 
 async def set_stopped(kube: Kube, tenant: str, name: str, stopped: bool) -> AppState:
-    """Stop (scale to zero) or start an App: `spec.stopped` by server-side apply.
+    """Stop (scale to zero) or start an App: `spec.stopped` by server-side apply."""
+    return await _apply_spec_field(kube, tenant, name, {"stopped": stopped}, STATE_MANAGER)
 
-    Applied under its own field manager, so promote's fields stay as they are; the App
-    must exist (an apply would otherwise try to create one with no code).
+
+async def set_replicas(kube: Kube, tenant: str, name: str, replicas: int) -> AppState:
+    """Scale an App: `spec.replicas` by server-side apply (the operator checks the quota)."""
+    return await _apply_spec_field(kube, tenant, name, {"replicas": replicas}, SCALE_MANAGER)
+
+
+async def _apply_spec_field(
+    kube: Kube, tenant: str, name: str, fields: dict[str, Any], manager: str
+) -> AppState:
+    """Apply `fields` of an App's spec under `manager` alone, so promote's fields stay.
+
+    The App must exist (an apply would otherwise try to create one with no code).
     """
     current = await get_app(kube, tenant, name)
     patch = {
         "apiVersion": API_VERSION,
         "kind": APP_KIND,
         "metadata": {"name": name, "namespace": current.namespace},
-        "spec": {"stopped": stopped},
+        "spec": fields,
     }
-    applied = await kube.apply(APPS, patch, field_manager=STATE_MANAGER)
+    applied = await kube.apply(APPS, patch, field_manager=manager)
     return AppState.from_object(applied)
 
 
