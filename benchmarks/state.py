@@ -332,21 +332,30 @@ async def _read_only(bootstrap: str, topic: str, rows: int) -> dict[str, Any]:
 
 
 async def _engine_restore(bootstrap: str, app_name: str) -> float:
-    from aerogrid.engine.kafka import KafkaEngine
+    from aerogrid.engine.follower import ChangelogFollower
     from aerogrid.runner.loader import load_app
     from aerogrid.settings import BrokerSettings
 
     os.environ["BENCH_APP"] = app_name
     os.environ["BENCH_TOPIC"] = f"{app_name}.trades"
     app = load_app(POSITIONS_APP)
-    engine = KafkaEngine(app, settings=BrokerSettings.parse(bootstrap))
+    follower = ChangelogFollower(
+        app,
+        BrokerSettings.parse(bootstrap),
+        checkpointed=False,
+        publish=lambda grid, changes, seq: None,
+        state_lock=asyncio.Lock(),
+    )
     started = time.perf_counter()
-    await engine._restore()
+    try:
+        await follower.restore()
+    finally:
+        await follower.close()
     return time.perf_counter() - started
 
 
 def profile_restore(bootstrap: str, app_name: str, top: int = 18) -> dict[str, Any]:
-    """The engine's own `_restore` in this process, under cProfile."""
+    """The engine's own restore (`ChangelogFollower.restore`) in this process, under cProfile."""
     profiler = cProfile.Profile()
     profiler.enable()
     seconds = asyncio.run(_engine_restore(bootstrap, app_name))

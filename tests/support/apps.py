@@ -9,6 +9,7 @@ when the object is collected or the test process exits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -98,7 +99,7 @@ class RunningApp:
         self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
 
-    def start(self, timeout: float = 60.0) -> Self:
+    def start(self, timeout: float = 60.0, *, wait_active: bool = True) -> Self:
         self._dir.mkdir(exist_ok=True)  # started again after its `with` block
         self.ready_file.unlink(missing_ok=True)
         log = self.log_file.open("ab")
@@ -131,7 +132,32 @@ class RunningApp:
                 raise RuntimeError(f"app not ready in {timeout}s:\n{self.log_tail()}")
             time.sleep(0.05)
         self.info = json.loads(self.ready_file.read_text())
+        if wait_active:
+            self.wait_for_active(max(1.0, deadline - time.monotonic()))
         return self
+
+    def replica(self) -> dict[str, Any]:
+        """The process's `GET /replica`: its role, the active's id, each grid's epoch and seq."""
+        answer: dict[str, Any] = httpx.get(f"{self.http}/replica", timeout=5).json()
+        return answer
+
+    def wait_for_active(self, timeout: float = 30.0) -> str:
+        """Wait until this process knows an active replica (itself or another); its id.
+
+        A process is ready once restored, a moment before the replica group has elected
+        the active: tests that count cycles wait for processing to start.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                active = self.replica().get("active")
+                if active and (
+                    self.replica().get("role") != "standby" or active != self.info.get("replica")
+                ):
+                    return str(active)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no active replica in {timeout}s:\n{self.log_tail()}")
+            time.sleep(0.05)
 
     @property
     def target(self) -> str:

@@ -111,6 +111,16 @@ def main(ctx: click.Context) -> None:
     show_default=True,
     help="Merge commits published within this many ms into one update for subscribers.",
 )
+@click.option(
+    "--serve-only",
+    is_flag=True,
+    help="Never process: restore, follow the changelogs and serve (a pure serving replica).",
+)
+@click.option(
+    "--replica-id",
+    help="This process's name among the app's replicas [default: AEROGRID_REPLICA_ID or "
+    "HOST-PID].",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def run(
     app_file: Path,
@@ -122,9 +132,16 @@ def run(
     exactly_once: str,
     tokens_file: Path | None,
     coalesce_ms: int,
+    serve_only: bool,
+    replica_id: str | None,
     log_level: str,
 ) -> None:
-    """Run an app: restore its grids, consume its topics, serve its grids live."""
+    """Run an app: restore its grids, consume its topics, serve its grids live.
+
+    Several processes of one app (same name, same brokers) are its replicas: one is the
+    active and processes, every one serves its grids, and a standby takes over when the
+    active stops or dies.
+    """
     from dataclasses import replace
 
     from aerogrid.runner.loader import load_app
@@ -155,6 +172,8 @@ def run(
         exactly_once=exactly_once,  # type: ignore[arg-type]
         auth=auth,
         coalesce_ms=coalesce_ms,
+        serve_only=serve_only,
+        replica_id=replica_id,
     )
     sys.exit(asyncio.run(serve_app(app, settings, options)))
 

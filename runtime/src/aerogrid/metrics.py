@@ -133,3 +133,27 @@ COMMIT_RETRIES = Counter(
     ["app"],
     registry=REGISTRY,
 )
+REPLICA_ROLE = Gauge(
+    "aerogrid_replica_role",
+    "1 for the role this process holds now (active, standby, serve-only, starting), 0 others",
+    ["app", "role"],
+    registry=REGISTRY,
+)
+REPLICA_LAG = Gauge(
+    "aerogrid_replica_lag_records",
+    "Changelog records this process's copy of a grid is behind (0 on the active)",
+    ["app", "grid"],
+    registry=REGISTRY,
+)
+FAILOVERS = Counter(
+    "aerogrid_failovers",
+    "Times this process became the active replica after another had been",
+    ["app"],
+    registry=REGISTRY,
+)
+RESUMES = Counter(
+    "aerogrid_resumes",
+    "Subscriptions that asked to resume, by how they were answered (delta or snapshot)",
+    ["app", "grid", "kind"],
+    registry=REGISTRY,
+)

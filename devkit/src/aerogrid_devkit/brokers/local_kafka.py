@@ -164,6 +164,8 @@ class LocalKafka:
             "share.coordinator.state.topic.min.isr": "1",
             # A developer's consumer group starts at once rather than after 3 s.
             "group.initial.rebalance.delay.ms": "0",
+            # Replicas ask for a 3 s session timeout (failover); Kafka's default minimum is 6 s.
+            "group.min.session.timeout.ms": "1000",
         }
 
     def _jvm(self, *options: str) -> list[str]:

@@ -85,8 +85,12 @@ async def choose_producer(
     mode: ExactlyOnce,
     *,
     on_wait: Callable[[str], None] = lambda message: None,
+    transactional_id: str | None = None,
 ) -> ChosenProducer:
     """Start the app's producer: transactional when the broker has transactions.
+
+    `transactional_id` (default: the app's name, which fences the app's previous producer)
+    lets a replica probe for transactions without fencing the active.
 
     Waits (reporting through `on_wait` and the log) while the coordinator is slow;
     cancel the call to give up. Raises BrokerConnectionError when no broker answers,
@@ -97,7 +101,9 @@ async def choose_producer(
     backoff = Backoff(initial=0.5, maximum=10.0)
     while True:
         producer = AIOKafkaProducer(
-            transactional_id=app_name, **_PRODUCER_OPTIONS, **settings.client_options()
+            transactional_id=transactional_id or app_name,
+            **_PRODUCER_OPTIONS,
+            **settings.client_options(),
         )
         try:
             await _start_reporting(producer, settings, on_wait)

@@ -1,8 +1,10 @@
-"""The Kafka half of the engine: topics, restore, the consume–process–commit loop.
+"""The active replica's work: the consume–process–commit loop.
 
 Each cycle reads a batch, runs it through the Processor, writes the changed rows to the
 grids' changelogs (plus dead letters and records the app sent), commits the input
-offsets, and only then publishes the changes to subscribers.
+offsets, and only then publishes the changes to subscribers, under the cycle's number
+(`cycles`). `engine.replica` decides when this replica is the active; until then the
+engine only watches the broker.
 
 Two guarantees, chosen when the engine starts:
 
@@ -16,6 +18,10 @@ Two guarantees, chosen when the engine starts:
   (with the input positions) is acknowledged; see `checkpoints`. After any crash the
   grids hold the effect of every input record exactly once; dead letters and records
   the app sent are at-least-once (a cycle cut short is replayed).
+
+A replica becoming the active fences the previous one by starting the app's transactional
+producer (same transactional id); a fenced engine's commit fails with `Fenced` and it
+never retries with a new producer once it is no longer the group's active.
 """
 
 from __future__ import annotations
@@ -30,26 +36,27 @@ from collections.abc import Awaitable, Callable
 from enum import StrEnum
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
+    InvalidProducerEpoch,
     InvalidTxnState,
     KafkaError,
     KafkaTimeoutError,
     OutOfOrderSequenceNumber,
-    TopicAlreadyExistsError,
+    ProducerFenced,
     UnknownProducerId,
 )
 
 from aerogrid import metrics
 from aerogrid.app import App
 from aerogrid.backoff import Backoff
-from aerogrid.engine import changelog, checkpoints
+from aerogrid.engine import changelog, checkpoints, cycles
 from aerogrid.engine.crash_journal import CrashJournal
+from aerogrid.engine.follower import ChangelogFollower
 from aerogrid.engine.guarantee import ExactlyOnce, Guarantee, choose_producer
 from aerogrid.engine.health import BrokerWatch
 from aerogrid.engine.inputs import Batch, InputReader, InputsLost
 from aerogrid.engine.processor import Processor, RawRecord, RecordLike, StopProcessing
-from aerogrid.engine.restore import restore_grids
+from aerogrid.engine.topic_admin import ensure_topics
 from aerogrid.errors import AeroGridError, BrokerConnectionError
 from aerogrid.grids import Grid, RowKey, RowTuple
 from aerogrid.settings import BrokerSettings
@@ -57,7 +64,8 @@ from aerogrid.topics import OutgoingRecord
 
 log = logging.getLogger("aerogrid.engine")
 
-Publish = Callable[[Grid, dict[RowKey, RowTuple | None]], None]
+#: Called with a grid, its committed changes and the seq (cycle number) they bring it to.
+Publish = Callable[[Grid, dict[RowKey, RowTuple | None], int], None]
 GridChanges = tuple[Grid, dict[RowKey, RowTuple | None]]
 
 
@@ -89,6 +97,10 @@ class CrashedTwice(AeroGridError):
     """The process died twice while a handler ran this record."""
 
 
+class Fenced(AeroGridError):
+    """Another replica became the active: this one may not commit any more."""
+
+
 class UnreadableRecord(AeroGridError):
     """The Kafka client cannot parse these records (so no decoder ever sees them)."""
 
@@ -116,7 +128,7 @@ class KafkaEngine:
     ) -> None:
         self.app = app
         self.settings = settings or app.broker
-        self.publish: Publish = publish or (lambda grid, changes: None)
+        self.publish: Publish = publish or (lambda grid, changes, seq: None)
         self.exactly_once = exactly_once
         self.max_batch = max_batch
         #: Held from processing a batch to publishing it (see GridHub.state_lock).
@@ -149,26 +161,38 @@ class KafkaEngine:
         #: Tests only: AEROGRID_FAULT_INJECTION=crash-after-outputs=N SIGKILLs the process in
         #: its Nth cycle after the outputs are acknowledged and before the commit.
         self._crash_cycle = _crash_cycle_from_env()
+        #: The changelogs' numbering (see `cycles`), from the follower at activation.
+        self.lineage = ""
+        self.cycle = 0
+        self._follower: ChangelogFollower | None = None
+        #: Whether this replica still holds the active role (the replica group says).
+        self.holding: Callable[[], bool] = lambda: True
+        #: Held for the length of a cycle: a revocation waits for the cycle in flight.
+        self.cycle_lock = asyncio.Lock()
         self.on_status: Callable[[Status], None] = lambda status: None
         #: Called when the broker becomes unreachable (with why) or reachable again (None).
         self.on_outage: Callable[[str | None], None] = lambda outage: None
 
     # -- lifecycle -------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Create missing topics, start the producer, restore every grid, subscribe."""
-        self._producer = await self._start_producer()
-        await self._ensure_topics()
-        self._set_status(Status.RESTORING)
-        await self._restore()
-        if self.app.streams:
-            self._journal = CrashJournal.open(self.app.name)
-            self._inputs = InputReader(
-                self.app.name, self.app.input_topics(), self.settings, self.max_batch
-            )
-            last = self._checkpoints.last
-            checkpointed = self.guarantee is Guarantee.CHECKPOINTED
-            await self._inputs.start(dict(last.inputs) if checkpointed and last else None)
+    async def prepare(self) -> None:
+        """Choose the guarantee (without fencing a running active), create missing topics,
+        and watch the broker. Every replica does this; only the active then processes."""
+        chosen = await choose_producer(
+            self.app.name,
+            self.settings,
+            self.exactly_once,
+            on_wait=lambda message: self.set_status(self.status, message),
+            transactional_id=f"{self.app.name}.probe",
+        )
+        await _stop_producer(chosen.producer)
+        self.guarantee = chosen.guarantee
+        self.downgrade_reason = chosen.downgrade_reason
+        metrics.GUARANTEE.labels(self.app.name, chosen.guarantee.value).set(1)
+        self.set_status(self.status, "")
+        await ensure_topics(
+            self.app, self.settings, checkpointed=self.guarantee is Guarantee.CHECKPOINTED
+        )
         self._watch = BrokerWatch(
             self.app.name,
             self.settings,
@@ -179,6 +203,37 @@ class KafkaEngine:
             on_partitions_added=self._partitions_grew,
         )
         self._watch.start()
+
+    async def activate(self, follower: ChangelogFollower) -> None:
+        """Become the active: fence the previous one, catch up, then consume from its commit."""
+        exactly_once = self.guarantee is Guarantee.EXACTLY_ONCE
+        chosen = await choose_producer(
+            self.app.name, self.settings, "on" if exactly_once else "off"
+        )
+        self._producer = chosen.producer
+        self._transaction_open = False
+        # The previous active is fenced now: everything it committed can be read.
+        await follower.catch_up()
+        follower.take_over()
+        self._follower = follower
+        self.lineage = follower.lineage or cycles.new_lineage()
+        self.cycle = follower.cycle
+        resume: dict[str, int] | None = None
+        if not exactly_once:
+            # A new generation before the first cycle, so a crash in that cycle can never be
+            # mistaken for a later run's (same generation, same batch number).
+            self._checkpoints = follower.checkpoints
+            self._generation = self._checkpoints.next_generation()
+            self._batch = 0
+            last = self._checkpoints.last
+            resume = dict(last.inputs) if last else {}
+            await self._write_checkpoint(self._producer, resume)
+        if self.app.streams:
+            self._journal = CrashJournal.open(self.app.name)
+            self._inputs = InputReader(
+                self.app.name, self.app.input_topics(), self.settings, self.max_batch
+            )
+            await self._inputs.start(resume)
         self.processor.start()
         for timer in self.app.timers:
             self._background.append(
@@ -186,13 +241,31 @@ class KafkaEngine:
             )
         for task in self.app.tasks:
             self._background.append(asyncio.create_task(self._run_task(task.name, task.handler)))
-        self._set_status(Status.RUNNING)
         log.info(
-            "app %s running on %s with %s processing",
+            "app %s active on %s with %s processing, from cycle %d",
             self.app.name,
             self.settings.bootstrap,
             self.guarantee.value if self.guarantee else "?",
+            self.cycle,
         )
+
+    async def deactivate(self, timeout: float = 3.0) -> None:
+        """Stop processing (another replica is the active now); the grids stay as committed."""
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background.clear()
+        await self.processor.stop()
+        if self._inputs is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self._inputs.stop(), timeout)
+            self._inputs = None
+        if self._producer is not None:
+            await _stop_producer(self._producer, timeout)
+            self._producer = None
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
 
     def request_stop(self) -> None:
         """Finish the cycle in flight, commit it, then let `run()` return."""
@@ -205,13 +278,22 @@ class KafkaEngine:
             return self._watch.describe_outage()
         return self._commit_stall
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     async def run(self) -> None:
-        """The consume–process–commit loop, until `request_stop()`."""
+        """The consume–process–commit loop, until `request_stop()` or the role is lost."""
         try:
-            while not self._stopping.is_set():
-                await self._apply_broker_changes()
-                await self._cycle()
-            await self._cycle(final=True)
+            while not self._stopping.is_set() and self.holding():
+                async with self.cycle_lock:
+                    if not self.holding():
+                        break
+                    await self._apply_broker_changes()
+                    await self._cycle()
+            if self._stopping.is_set() and self.holding():
+                async with self.cycle_lock:
+                    await self._cycle(final=True)
         except StoppedUncommitted as exc:
             log.warning(
                 "app %s stopped with a batch not committed (%s); it is read again on the next "
@@ -219,11 +301,11 @@ class KafkaEngine:
                 self.app.name,
                 exc,
             )
-        except StopProcessing as exc:
-            self._set_status(Status.FAILED, str(exc))
+        except (StopProcessing, Fenced) as exc:
+            self.set_status(Status.FAILED, str(exc))
             raise
         except Exception as exc:
-            self._set_status(Status.FAILED, f"{type(exc).__name__}: {exc}")
+            self.set_status(Status.FAILED, f"{type(exc).__name__}: {exc}")
             raise
 
     async def close(self, timeout: float = 3.0) -> None:
@@ -233,20 +315,9 @@ class KafkaEngine:
         if self._group_commit is not None:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(self._group_commit, timeout)
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
-        await self.processor.stop()
-        if self._inputs is not None:
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(self._inputs.stop(), timeout)
-        if self._producer is not None:
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(self._producer.stop(), timeout)
-        if self._journal is not None:
-            self._journal.close()
+        await self.deactivate(timeout)
         if self.status is not Status.FAILED:
-            self._set_status(Status.STOPPED)
+            self.set_status(Status.STOPPED)
 
     # -- one cycle -------------------------------------------------------------------
 
@@ -280,7 +351,9 @@ class KafkaEngine:
                 self._inputs.positions.update(batch.offsets)
             for grid, grid_changes in changes:
                 if grid_changes:
-                    self.publish(grid, grid_changes)
+                    if self._follower is not None:
+                        self._follower.note_committed(grid, self.lineage, self.cycle)
+                    self.publish(grid, grid_changes, self.cycle)
                     metrics.GRID_ROWS.labels(self.app.name, grid.name).set(len(grid))
         self._update_lag()
 
@@ -391,6 +464,11 @@ class KafkaEngine:
         cannot reset them. InitProducerId under the same transactional id bumps the epoch,
         aborts the old transaction and fences the old producer.
         """
+        if not self.holding():
+            raise Fenced(
+                f"app {self.app.name}: another replica is the active now; this one stops "
+                "processing (its batch in flight is processed by the active)"
+            )
         old, self._producer = self._producer, None
         if old is not None:
             with contextlib.suppress(BaseException):
@@ -415,6 +493,11 @@ class KafkaEngine:
                     self._commit_stall = None
                     self.on_outage(None)
                 return
+            except (ProducerFenced, InvalidProducerEpoch) as exc:
+                raise Fenced(
+                    f"app {self.app.name}: fenced by another replica that became the active "
+                    f"({type(exc).__name__}); this one's uncommitted batch is processed there"
+                ) from exc
             except Exception as exc:
                 if not is_transient(exc):
                     raise
@@ -445,22 +528,36 @@ class KafkaEngine:
         self._checkpoints.add(checkpoint)
 
     def _drain_outputs(
-        self, cycle: tuple[str, bytes] | None = None
+        self, checkpoint: tuple[str, bytes] | None = None
     ) -> tuple[list[GridChanges], list[OutgoingRecord]]:
-        """The batch's grid changes, and every record to write for it (encoded once)."""
-        headers = (cycle,) if cycle else ()
+        """The batch's grid changes, and every record to write for it (encoded once).
+
+        Every changelog record carries the cycle's number; a grid's last one says so.
+        """
         outputs: list[OutgoingRecord] = []
         changes: list[GridChanges] = []
-        for grid in self.app.grids.values():
-            grid_changes = grid.drain_changes()
+        drained = [(grid, grid.drain_changes()) for grid in self.app.grids.values()]
+        if any(grid_changes for _, grid_changes in drained):
+            self.cycle += 1
+        for grid, grid_changes in drained:
             changes.append((grid, grid_changes))
+            if not grid_changes:
+                continue
             topic = self.app.changelog_topic(grid.name)
-            outputs.extend(
+            mark = cycles.header(self.lineage, self.cycle, last=False)
+            headers = (checkpoint, mark) if checkpoint else (mark,)
+            records = [
                 OutgoingRecord(
                     topic, changelog.encode_key(key), changelog.encode_row(grid, row), headers
                 )
                 for key, row in grid_changes.items()
+            ]
+            last = cycles.header(self.lineage, self.cycle, last=True)
+            final = records[-1]
+            records[-1] = OutgoingRecord(
+                final.topic, final.key, final.value, (checkpoint, last) if checkpoint else (last,)
             )
+            outputs.extend(records)
         outputs += self.processor.drain_dead_letters()
         outputs += self.processor.outbox.drain()
         return changes, outputs
@@ -513,7 +610,9 @@ class KafkaEngine:
             "; input is read again from the start of the recreated topics" if reread_inputs else "",
         )
         metrics.RESYNCS.labels(self.app.name).inc()
-        await self._ensure_topics()
+        await ensure_topics(
+            self.app, self.settings, checkpointed=self.guarantee is Guarantee.CHECKPOINTED
+        )
         async with self.state_lock:
             for grid in self.app.grids.values():
                 for key in grid:
@@ -531,79 +630,6 @@ class KafkaEngine:
             log.debug("group offsets not committed (tools may show lag): %r", exc)
 
     # -- start-up --------------------------------------------------------------------
-
-    async def _ensure_topics(self) -> None:
-        admin = AIOKafkaAdminClient(**self.settings.client_options())
-        await admin.start()
-        try:
-            existing = set(await admin.list_topics())
-            wanted: list[tuple[str, int, dict[str, str]]] = [
-                (t.name, t.partitions, t.config) for t in self.app.topics.values()
-            ]
-            if self.app.streams:
-                wanted.append((self.app.dlq_topic, 1, {}))
-            for grid in self.app.grids.values():
-                wanted.append(
-                    (self.app.changelog_topic(grid.name), 1, {"cleanup.policy": "compact"})
-                )
-            if self.guarantee is Guarantee.CHECKPOINTED:
-                # Keyed by generation: compaction keeps each generation's last checkpoint.
-                wanted.append((self.app.checkpoint_topic, 1, {"cleanup.policy": "compact"}))
-            for name, partitions, config in wanted:
-                if name in existing:
-                    continue
-                await self._create_topic(admin, name, partitions, config)
-        finally:
-            await admin.close()
-
-    async def _create_topic(
-        self, admin: AIOKafkaAdminClient, name: str, partitions: int, config: dict[str, str]
-    ) -> None:
-        attempts: list[dict[str, str]] = [config, {}] if config else [{}]
-        last_error: Exception | None = None
-        for topic_config in attempts:
-            try:
-                response = await admin.create_topics([_new_topic(name, partitions, topic_config)])
-            except TopicAlreadyExistsError:
-                return
-            except KafkaError as exc:
-                last_error = exc
-                continue
-            errors = [e for e in getattr(response, "topic_errors", ()) if e[1] not in (0, 36)]
-            if not errors:
-                if topic_config != config:
-                    log.info("broker refused config %s for %s; created without it", config, name)
-                log.info("created topic %s (%d partitions)", name, partitions)
-                return
-            last_error = RuntimeError(f"cannot create topic {name}: {errors}")
-        raise RuntimeError(f"cannot create topic {name!r}: {last_error}")
-
-    async def _start_producer(self) -> AIOKafkaProducer:
-        chosen = await choose_producer(
-            self.app.name,
-            self.settings,
-            self.exactly_once,
-            on_wait=lambda message: self._set_status(self.status, message),
-        )
-        self.guarantee = chosen.guarantee
-        self.downgrade_reason = chosen.downgrade_reason
-        metrics.GUARANTEE.labels(self.app.name, chosen.guarantee.value).set(1)
-        self._set_status(self.status, "")
-        return chosen.producer
-
-    async def _restore(self) -> None:
-        """Rebuild every grid (see `restore`); checkpointed, claim this run's generation."""
-        checkpointed = self.guarantee is Guarantee.CHECKPOINTED
-        await restore_grids(self.app, self.settings, self._checkpoints, checkpointed=checkpointed)
-        if checkpointed:
-            # Claim a new generation before the first cycle, so a crash in that cycle can
-            # never be mistaken for a later run's (same generation, same batch number).
-            self._generation = self._checkpoints.next_generation()
-            self._batch = 0
-            last = self._checkpoints.last
-            await self._write_checkpoint(
-                self._require_producer(), dict(last.inputs) if last else {}
-            )
 
     # -- timers and tasks ----------------------------------------------------------------
 
@@ -646,7 +672,7 @@ class KafkaEngine:
             raise RuntimeError("engine not started")
         return self._producer
 
-    def _set_status(self, status: Status, message: str = "") -> None:
+    def set_status(self, status: Status, message: str = "") -> None:
         self.status = status
         self.status_message = message
         self.on_status(status)
@@ -656,17 +682,9 @@ class KafkaEngine:
             self._inputs.update_lag()
 
 
-def _new_topic(name: str, partitions: int, config: dict[str, str]) -> NewTopic:
-    """A topic with the broker's default replication factor (-1, Kafka 2.4+).
-
-    Its `default.replication.factor` is what the cluster's operators chose (3 on a real
-    cluster); a fixed 1 would leave the app's changelog on one broker, so losing that
-    broker would stop the app. aiokafka's constructor refuses -1 without an explicit
-    assignment, so it is set after construction.
-    """
-    topic = NewTopic(name, partitions, 1, topic_configs=config or None)
-    topic.replication_factor = -1
-    return topic
+async def _stop_producer(producer: AIOKafkaProducer, timeout: float = 5.0) -> None:
+    with contextlib.suppress(BaseException):
+        await asyncio.wait_for(producer.stop(), timeout)
 
 
 def _crash_cycle_from_env() -> int | None:

@@ -1,4 +1,4 @@
-"""Run one app: engine, gRPC and HTTP servers, signals, a clean stop within seconds.
+"""Run one app's replica: engine, gRPC and HTTP servers, signals, a clean stop within seconds.
 
 Ready (`/readyz`, gRPC health) once every grid is restored, until SIGTERM: while the batch
 in flight drains, load balancers and Kubernetes already send new callers elsewhere.
@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -18,9 +19,12 @@ from typing import Any, Literal
 
 from aerogrid.app import App
 from aerogrid.engine.guarantee import TransactionsRefused
-from aerogrid.engine.kafka import KafkaEngine, Status
+from aerogrid.engine.kafka import Fenced, Status
 from aerogrid.engine.processor import StopProcessing
+from aerogrid.engine.replica import Replica
+from aerogrid.engine.replica_group import Role
 from aerogrid.errors import BrokerConnectionError
+from aerogrid.grids import Grid
 from aerogrid.server.app_service import AppService, HostedApp
 from aerogrid.server.auth import Authenticator, AuthSettings
 from aerogrid.server.hub import GridHub
@@ -54,6 +58,10 @@ class ServeOptions:
     auth: AuthSettings | None = None
     #: Merge commits published within this many ms into one update for subscribers.
     coalesce_ms: int = 50
+    #: Never process: restore, follow the changelogs and serve (a pure serving replica).
+    serve_only: bool = False
+    #: This process's name among the app's replicas (None: AEROGRID_REPLICA_ID or host-pid).
+    replica_id: str | None = None
 
 
 async def serve_app(app: App, settings: BrokerSettings, options: ServeOptions) -> int:
@@ -64,20 +72,31 @@ async def serve_app(app: App, settings: BrokerSettings, options: ServeOptions) -
     hosted = HostedApp(app.name, app.tenant)
     service = AppService(hub, [hosted])
     authenticator = Authenticator(options.auth or AuthSettings.from_env())
-    engine = KafkaEngine(
+
+    def set_position(grid: Grid, epoch: str, seq: int) -> None:
+        channel = hub.channel(app.name, grid.name)
+        if channel is not None:
+            channel.set_position(epoch, seq)
+
+    engine = Replica(
         app,
         settings=settings,
-        publish=lambda grid, changes: hub.publish(app.name, grid, changes),
+        publish=lambda grid, changes, seq: hub.publish(app.name, grid, changes, seq),
+        set_position=set_position,
         exactly_once=options.exactly_once,
         state_lock=hub.state_lock,
+        serve_only=options.serve_only,
+        replica_id=options.replica_id,
     )
-
     stop_requested = asyncio.Event()
 
     def is_ready() -> tuple[bool, str]:
         if stop_requested.is_set():
             return False, "stopping"
-        return engine.status is Status.RUNNING, status_message(engine)
+        return engine.status is Status.RUNNING, replica_line(engine)
+
+    def describe() -> dict[str, Any]:
+        return describe_replica(engine, hub)
 
     def report(*_: object) -> None:
         hosted.set_status(_APP_STATUS[engine.status], status_message(engine))
@@ -99,6 +118,7 @@ async def serve_app(app: App, settings: BrokerSettings, options: ServeOptions) -
         port=options.port,
         http_port=http_port,
         is_ready=is_ready,
+        describe=describe,
     )
     grpc_port, http_port = listeners.grpc_port, listeners.http_port
     log.info(
@@ -175,8 +195,9 @@ async def _until_stopped(
         stopper.cancel()
 
 
-def status_message(engine: KafkaEngine) -> str:
+def status_message(replica: Replica) -> str:
     """The app's status line for WatchApps and the TUI: the one thing to know now."""
+    engine = replica.engine
     if engine.status is Status.FAILED:
         return engine.status_message
     if engine.outage:
@@ -188,13 +209,40 @@ def status_message(engine: KafkaEngine) -> str:
     return ""
 
 
+def replica_line(replica: Replica) -> str:
+    """`/readyz`'s detail: the role (and lag), then the status message if there is one."""
+    line = replica.role.value
+    if replica.role in (Role.STANDBY, Role.SERVE_ONLY):
+        line += f", lag {sum(replica.lag().values())}"
+    message = status_message(replica)
+    return f"{line}; {message}" if message else line
+
+
+def describe_replica(replica: Replica, hub: GridHub) -> dict[str, Any]:
+    """`GET /replica`: this process's role among the app's replicas, and each grid's place."""
+    lags = replica.lag()
+    grids: dict[str, Any] = {}
+    for channel in hub.channels(replica.app.name):
+        name = channel.grid.name
+        grids[name] = {"epoch": channel.epoch, "seq": channel.seq, "lag": lags.get(name, 0)}
+    return {
+        "app": replica.app.name,
+        "replica": replica.replica_id,
+        "pid": os.getpid(),
+        "role": replica.role.value,
+        "active": replica.active_replica,
+        "failovers": replica.failovers,
+        "grids": grids,
+    }
+
+
 def _is_expected(exc: Exception) -> bool:
     """Failures whose message says it all (no traceback needed in the log)."""
-    return isinstance(exc, StopProcessing | BrokerConnectionError | TransactionsRefused)
+    return isinstance(exc, StopProcessing | BrokerConnectionError | TransactionsRefused | Fenced)
 
 
 def _write_ready_file(
-    path: Path, app: App, grpc_port: int, http_port: int, engine: KafkaEngine
+    path: Path, app: App, grpc_port: int, http_port: int, engine: Replica
 ) -> None:
     """Announce the bound ports for supervisors and tests (written atomically)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -204,7 +252,8 @@ def _write_ready_file(
                 "app": app.name,
                 "grpc_port": grpc_port,
                 "http_port": http_port,
-                "guarantee": engine.guarantee.value if engine.guarantee else None,
+                "guarantee": engine.engine.guarantee.value if engine.engine.guarantee else None,
+                "replica": engine.replica_id,
                 "grids": list(app.grids),
             }
         )

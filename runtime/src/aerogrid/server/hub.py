@@ -1,14 +1,16 @@
 """The grid hub: sequence numbers, recent changes and the cursors of every subscriber.
 
-Each grid has a channel. The engine publishes each committed batch of row changes as
-one entry with the next sequence number. Each subscriber has a `SubscriptionCursor`,
-which keeps only the last sequence it sent: when it wakes up it merges the entries
-after that, so a slow subscriber gets the latest value of every changed row at its own
-pace and its memory stays bounded. The channel keeps a bounded window of entries (of
-about twice the grid's rows in changes, beyond which a snapshot is cheaper); a
-subscriber that falls behind it gets a fresh snapshot instead. The common case — a
-subscriber that is caught up and wants every column — shares one encoded delta per
-entry with all others.
+Each grid has a channel. The engine publishes each committed batch of row changes as one
+entry, under the cycle number it was committed in (`engine.cycles`): every replica of
+the app publishes the same state under the same seq and epoch, so seqs grow but skip
+numbers, and a subscriber resumes on any replica from the (epoch, seq) it was last sent.
+Each subscriber has a `SubscriptionCursor`, which keeps only the last sequence it sent:
+when it wakes up it merges the entries after that, so a slow subscriber gets the latest
+value of every changed row at its own pace and its memory stays bounded. The channel
+keeps a bounded window of entries (of about twice the grid's rows in changes, beyond
+which a snapshot is cheaper); a subscriber that falls behind it gets a fresh snapshot
+instead. The common case — a subscriber that is caught up and wants every column —
+shares one encoded delta per entry with all others.
 
 Once a grid is served, its channel keeps the wire image of every row (the row encoded
 once, when it changes), so deltas and snapshots for full-column subscribers are joins
@@ -23,6 +25,7 @@ filters, stale flags, heartbeats); every message it sends is built by messages.p
 from __future__ import annotations
 
 import asyncio
+import bisect
 import secrets
 import time
 from collections import deque
@@ -58,6 +61,9 @@ MERGES_MAX_BYTES = 16 * 1024 * 1024
 SNAPSHOT_CHUNK_ROWS = 5000
 #: How often an idle subscription hears from the server, unless it asks otherwise.
 DEFAULT_HEARTBEAT_SECONDS = 5.0
+#: How long a resume from a seq this replica has not reached yet waits for it (a client
+#: moving from a replica a little further along); then it gets a snapshot.
+RESUME_AHEAD_WAIT_SECONDS = 5.0
 
 
 @dataclass
@@ -96,6 +102,9 @@ class GridChannel:
         self.grid = grid
         self.epoch = epoch
         self.seq = 0
+        #: The seq just before the window's first entry: resumes reach back to it.
+        self._base = 0
+        self._pending_seq = 0
         self.max_entries = max_entries
         self.max_rows = max_rows
         self._entries: deque[Entry] = deque()
@@ -135,18 +144,36 @@ class GridChannel:
         wakeup, self._wakeup = self._wakeup, asyncio.Event()
         wakeup.set()
 
-    def publish(self, changes: Changes) -> None:
-        """Record a committed batch of changes and wake every waiting subscriber.
+    def set_position(self, epoch: str, seq: int) -> None:
+        """The grid's epoch and seq as restored (before it is served), or a new numbering."""
+        self.epoch = epoch
+        self.seq = self._base = self._pending_seq = seq
+        self._entries.clear()
+        self._rows_in_window = 0
+        self._merges.clear()
+        self._merges_bytes = 0
+        self._snapshot = None
+
+    def publish(self, changes: Changes, seq: int | None = None) -> None:
+        """Record a committed batch of changes at `seq` (None: the next number) and wake
+        every waiting subscriber.
 
         With coalescing, batches arriving within `coalesce_ms` of the last publication
         are merged into the next one (the first after a quiet spell goes out at once).
         """
         if not changes:
             return
+        # Seqs only grow: a seq at or below the last (which the engine never gives) would
+        # make a resuming subscriber skip these changes, so it takes the next number.
+        if seq is None:  # numbered here: the next number when released
+            seq = max(self.seq + 1, self._pending_seq if self._pending else 0)
+        else:
+            seq = max(seq, self.seq + 1, self._pending_seq + 1 if self._pending else 0)
         if not self.coalesce:
-            self._release(changes)
+            self._release(changes, seq)
             return
         self._pending.update(changes)
+        self._pending_seq = seq
         if self._flush_handle is not None:
             return
         loop = asyncio.get_running_loop()
@@ -161,11 +188,11 @@ class GridChannel:
         self._last_flush = asyncio.get_running_loop().time()
         pending, self._pending = self._pending, {}
         if pending:
-            self._release(pending)
+            self._release(pending, self._pending_seq)
 
-    def _release(self, changes: Changes) -> None:
-        self.seq += 1
-        entry = Entry(self.seq, changes)
+    def _release(self, changes: Changes, seq: int) -> None:
+        self.seq = self._pending_seq = seq
+        entry = Entry(seq, changes)
         if self._image is not None:
             for key, encoded in entry.wire_fields().items():
                 if changes[key] is None:
@@ -178,7 +205,9 @@ class GridChannel:
         while self._entries and (
             len(self._entries) > self.max_entries or self._rows_in_window > max_rows
         ):
-            self._rows_in_window -= len(self._entries.popleft().changes)
+            dropped = self._entries.popleft()
+            self._rows_in_window -= len(dropped.changes)
+            self._base = dropped.seq
         wakeup, self._wakeup = self._wakeup, asyncio.Event()
         wakeup.set()
 
@@ -231,19 +260,31 @@ class GridChannel:
             return self.seq > seq
         return True
 
+    async def wait_reached(self, seq: int, timeout: float) -> bool:
+        """Wait until this grid is at `seq` or beyond; False on timeout."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.seq < seq:
+                    await self._wakeup.wait()
+        except TimeoutError:
+            return False
+        return True
+
     def reaches(self, seq: int) -> bool:
-        """Whether the window still holds every entry after `seq` (a subscriber there resumes)."""
-        if seq == self.seq:
-            return True
-        return bool(self._entries) and self._entries[0].seq <= seq + 1 and seq < self.seq
+        """Whether the window still holds every entry after `seq` (a subscriber there resumes).
+
+        `seq` need not be one this replica published (another replica's, between two of
+        ours): the entries after it bring a subscriber there to the same state.
+        """
+        return self._base <= seq <= self.seq
 
     def entries_after(self, seq: int) -> list[Entry] | None:
         """The entries after `seq`, or None when the window no longer reaches back there."""
         if seq == self.seq:
             return []
-        if seq > self.seq or not self._entries or self._entries[0].seq > seq + 1:
+        if not self.reaches(seq):
             return None
-        first = seq + 1 - self._entries[0].seq
+        first = bisect.bisect_right(self._entries, seq, key=lambda entry: entry.seq)
         return [self._entries[i] for i in range(first, len(self._entries))]
 
     def shared_delta(self, entry: Entry) -> bytes:
@@ -342,12 +383,22 @@ class SubscriptionCursor:
         #: The staleness this subscriber was last told (the schema tells it first).
         told = channel.stale
         try:
-            yield schema_message(channel.app, channel.grid.name, self.columns, channel.epoch, told)
+            # The epoch is known once the grid is restored (it names the changelog's numbering).
             await channel.wait_ready()
+            told = channel.stale
+            yield schema_message(channel.app, channel.grid.name, self.columns, channel.epoch, told)
             epoch, resume_seq = self._resume
-            if epoch == channel.epoch and channel.entries_after(resume_seq) is not None:
+            resumes = epoch == channel.epoch
+            if resumes and resume_seq > channel.seq:
+                # From a replica a little further along: wait for this one to get there.
+                resumes = await channel.wait_reached(resume_seq, RESUME_AHEAD_WAIT_SECONDS)
+            if resumes and channel.entries_after(resume_seq) is not None:
                 seq = self.seq = resume_seq
+                if epoch:
+                    metrics.RESUMES.labels(*labels, "delta").inc()
             else:
+                if epoch:
+                    metrics.RESUMES.labels(*labels, "snapshot").inc()
                 seq, chunks = await self._snapshot()
                 for chunk in chunks:
                     sent.inc()
@@ -501,8 +552,8 @@ class GridHub:
     def channels(self, app: str | None = None) -> list[GridChannel]:
         return [c for (a, _), c in self._channels.items() if app is None or a == app]
 
-    def publish(self, app: str, grid: Grid, changes: Changes) -> None:
+    def publish(self, app: str, grid: Grid, changes: Changes, seq: int | None = None) -> None:
         channel = self._channels.get((app, grid.name))
         if channel is not None:
-            channel.publish(changes)
+            channel.publish(changes, seq)
             metrics.GRID_ROWS.labels(app, grid.name).set(len(grid))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from grpc import aio
 
@@ -52,6 +53,7 @@ async def start_listeners(
     http_port: int,
     is_ready: Callable[[], Readiness],
     is_loopback: Callable[[str], bool] | None = None,
+    describe: Callable[[], dict[str, Any]] | None = None,
 ) -> Listeners:
     """Serve `service` over gRPC on `port` and HTTP on `http_port`; OSError if either is taken.
 
@@ -66,7 +68,9 @@ async def start_listeners(
     if grpc_port == 0:
         raise OSError(f"cannot listen for gRPC on {host}:{port}")
     http_socket = bind_socket(host, http_port)
-    http_app = create_http_app(service, authenticator, is_ready=is_ready, is_loopback=is_loopback)
+    http_app = create_http_app(
+        service, authenticator, is_ready=is_ready, is_loopback=is_loopback, describe=describe
+    )
     await health.start()
     await grpc_server.start()
     http_server = await serve_http(http_app, http_socket)

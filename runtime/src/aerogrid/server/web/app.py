@@ -46,6 +46,7 @@ def create_http_app(
     allowed_origins: Collection[str] | None = None,
     is_loopback: Callable[[str], bool] | None = None,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    describe: Callable[[], dict[str, Any]] | None = None,
 ) -> ASGIApp:
     """The ASGI app serving `service` over Connect and gRPC-Web, plus health and metrics.
 
@@ -68,6 +69,7 @@ def create_http_app(
         allowed_origins=allowed_origins,
         is_loopback=is_loopback,
         max_request_bytes=max_request_bytes,
+        describe=describe,
     )
 
 
@@ -79,6 +81,7 @@ def create_rpc_app(
     allowed_origins: Collection[str] | None = None,
     is_loopback: Callable[[str], bool] | None = None,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    describe: Callable[[], dict[str, Any]] | None = None,
 ) -> ASGIApp:
     """The same app for any procedures (by URL path), e.g. the Connect conformance service.
 
@@ -90,7 +93,7 @@ def create_rpc_app(
     return _WebApp(
         methods,
         cors,
-        Probes(is_ready, authentication),
+        Probes(is_ready, authentication, describe),
         CallRunner(authentication, max_request_bytes),
     )
 

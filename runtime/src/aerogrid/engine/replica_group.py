@@ -1,0 +1,274 @@
+"""Which replica of an app is the active one: Kafka's group coordinator decides.
+
+Every replica that may process (not `--serve-only`) joins the consumer group
+`<app>.replicas` on the one-partition topic of the same name, once its grids are restored;
+the member assigned that partition is the active. The broker's coordinator keeps the
+membership: a replica that stops leaves the group at once (SIGTERM hands over in well
+under a second), and one that dies is dropped after the session timeout
+(`AEROGRID_FAILOVER_SECONDS`, default 3 s, raised to the broker's
+`group.min.session.timeout.ms` if that is higher: 6 s on a default Apache Kafka).
+
+The assignment is ours (`ActiveAssignor`, run by the group's leader): the partition stays
+with the member that holds it, so a replica joining or leaving never moves the active;
+when no member holds it, it goes to the member whose copy is furthest along. Each
+handover raises the term, which every member learns from its assignment.
+
+Election is not fencing: an active that was paused past the session timeout (a zombie)
+may still believe it is active. On Apache Kafka the new active's transactional producer
+(the app's one transactional id) fences it, so its next commit fails; see `engine.kafka`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from enum import StrEnum
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from aiokafka.coordinator.protocol import (
+    ConsumerProtocolMemberAssignment,
+    ConsumerProtocolMemberMetadata,
+)
+from aiokafka.errors import InvalidSessionTimeoutError
+
+from aerogrid.settings import BrokerSettings
+
+log = logging.getLogger("aerogrid.engine")
+
+DEFAULT_FAILOVER_SECONDS = 3.0
+
+
+class Role(StrEnum):
+    STARTING = "starting"
+    ACTIVE = "active"
+    STANDBY = "standby"
+    SERVE_ONLY = "serve-only"
+
+
+def failover_seconds() -> float:
+    """The session timeout the replicas ask for (`AEROGRID_FAILOVER_SECONDS`)."""
+    try:
+        return max(0.5, float(os.environ.get("AEROGRID_FAILOVER_SECONDS", "")))
+    except ValueError:
+        return DEFAULT_FAILOVER_SECONDS
+
+
+class ReplicaGroup:
+    """One replica's membership of its app's replica group."""
+
+    def __init__(
+        self,
+        app_name: str,
+        settings: BrokerSettings,
+        replica_id: str,
+        *,
+        progress: Callable[[], int],
+        on_revoked: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.topic = self.group_id = f"{app_name}.replicas"
+        self.settings = settings
+        self.replica_id = replica_id
+        #: This replica's progress (its highest cycle): the furthest along is elected.
+        self._progress = progress
+        self._on_revoked = on_revoked
+        #: Whether this replica holds the partition (is the active) now.
+        self.active = False
+        #: The term of the current active, and its replica id, from the last assignment.
+        self.term = 0
+        self.active_replica: str | None = None
+        #: This replica's own term while it is the active (0: not the active).
+        self._held_term = 0
+        self._decided = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._poller: asyncio.Task[None] | None = None
+
+    async def join(self) -> None:
+        """Join the group (the session timeout falls back to 6 s, then 10 s, if refused)."""
+        wanted = failover_seconds()
+        for seconds in dict.fromkeys((wanted, max(wanted, 6.0), max(wanted, 10.0))):
+            consumer = self._new_consumer(seconds)
+            consumer.subscribe([self.topic], listener=_Listener(self))
+            await consumer.start()
+            poller = asyncio.create_task(self._poll(consumer))
+            try:
+                decided = asyncio.create_task(self._decided.wait())
+                await asyncio.wait((poller, decided), return_when=asyncio.FIRST_COMPLETED)
+                decided.cancel()
+                if poller.done():
+                    poller.result()  # raises what the group answered
+            except InvalidSessionTimeoutError:
+                poller.cancel()
+                await self._stop(consumer)
+                log.warning(
+                    "the broker refused a %.1f s session timeout for the replica group "
+                    "(its group.min.session.timeout.ms is higher); failover takes longer",
+                    seconds,
+                )
+                continue
+            except BaseException:
+                poller.cancel()
+                await self._stop(consumer)
+                raise
+            self._consumer = consumer
+            self._poller = poller
+            log.info(
+                "replica %s joined group %s (failover after %.1f s)",
+                self.replica_id,
+                self.group_id,
+                seconds,
+            )
+            return
+        raise RuntimeError(f"the broker refused every session timeout for {self.group_id}")
+
+    async def wait_elected(self) -> None:
+        while not self.active:
+            self._decided.clear()
+            await self._decided.wait()
+
+    async def wait_decided(self) -> bool:
+        """After a revocation: wait for the next assignment; whether this replica is active."""
+        await self._decided.wait()
+        return self.active
+
+    async def leave(self) -> None:
+        """Leave the group now (the next active is chosen at once)."""
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(BaseException):
+                await self._poller
+        if self._consumer is not None:
+            await self._stop(self._consumer)
+            self._consumer = None
+        self.active = False
+
+    # -- what the group says -------------------------------------------------------------
+
+    def claim(self) -> bytes:
+        """This member's metadata for the leader's assignment."""
+        return json.dumps(
+            {
+                "replica": self.replica_id,
+                "term": self._held_term,
+                "seen": self.term,
+                "progress": self._progress(),
+            }
+        ).encode()
+
+    def note_assignment(self, user_data: bytes) -> None:
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            decided = json.loads(user_data or b"{}")
+            self.term = int(decided.get("term", 0))
+            self.active_replica = decided.get("active")
+
+    async def revoked(self, partitions: Iterable[TopicPartition]) -> None:
+        self._decided.clear()
+        if self.active and list(partitions):
+            self.active = False
+            await self._on_revoked()
+
+    def set_assigned(self, partitions: Iterable[TopicPartition]) -> None:
+        self.active = bool(list(partitions))
+        self._held_term = self.term if self.active else 0
+        self._decided.set()
+
+    # -- the consumer ------------------------------------------------------------------
+
+    def _new_consumer(self, session_seconds: float) -> AIOKafkaConsumer:
+        session_ms = int(session_seconds * 1000)
+        return AIOKafkaConsumer(
+            group_id=self.group_id,
+            client_id=f"aerogrid-replica-{self.replica_id}",
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            session_timeout_ms=session_ms,
+            heartbeat_interval_ms=max(100, session_ms // 6),
+            partition_assignment_strategy=(_assignor_for(self),),
+            **self.settings.client_options(),
+        )
+
+    @staticmethod
+    async def _poll(consumer: AIOKafkaConsumer) -> None:
+        """Keep polling: aiokafka counts a consumer that does not poll as failed."""
+        while True:
+            await consumer.getmany(timeout_ms=1000)
+
+    @staticmethod
+    async def _stop(consumer: AIOKafkaConsumer) -> None:
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(consumer.stop(), 5)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, group: ReplicaGroup) -> None:
+        self._group = group
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self._group.revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self._group.set_assigned(assigned)
+
+
+def choose_active(claims: Mapping[str, dict[str, Any]]) -> tuple[str, int]:
+    """The member to hold the partition, and its term.
+
+    The member with the highest claimed term keeps it (a stale claim from a zombie has a
+    lower term than its successor's). With no claim, the member furthest along takes it,
+    under a term above every term any member has seen.
+    """
+    holders = [(int(c.get("term", 0)), member) for member, c in claims.items()]
+    term, member = max(holders)
+    if term > 0:
+        return member, term
+    seen = max(int(c.get("seen", 0)) for c in claims.values())
+    _, _, member = max((int(c.get("progress", 0)), _negated(m), m) for m, c in claims.items())
+    return member, seen + 1
+
+
+def _negated(member: str) -> tuple[int, ...]:
+    """Ties go to the smallest member id."""
+    return tuple(-ord(ch) for ch in member)
+
+
+def _assignor_for(group: ReplicaGroup) -> type[AbstractPartitionAssignor]:
+    """An assignor class bound to `group` (aiokafka calls assignors' class methods)."""
+
+    class ActiveAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
+        name = "aerogrid-active-v1"
+        version = 0
+
+        @classmethod
+        def metadata(cls, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
+            return ConsumerProtocolMemberMetadata(cls.version, sorted(topics), group.claim())
+
+        @classmethod
+        def assign(
+            cls, cluster: ClusterMetadata, members: Mapping[str, ConsumerProtocolMemberMetadata]
+        ) -> dict[str, ConsumerProtocolMemberAssignment]:
+            claims: dict[str, dict[str, Any]] = {}
+            for member, metadata in members.items():
+                try:
+                    claims[member] = json.loads(metadata.user_data or b"{}")
+                except ValueError:
+                    claims[member] = {}
+            active, term = choose_active(claims)
+            decided = json.dumps({"term": term, "active": claims[active].get("replica")}).encode()
+            return {
+                member: ConsumerProtocolMemberAssignment(
+                    cls.version, [(group.topic, [0])] if member == active else [], decided
+                )
+                for member in members
+            }
+
+        @classmethod
+        def on_assignment(cls, assignment: ConsumerProtocolMemberAssignment) -> None:
+            group.note_assignment(assignment.user_data)
+
+    return ActiveAssignor
