@@ -245,18 +245,27 @@ class ChangelogFollower:
 
     def _apply(self, m: Any) -> None:
         grid = self._by_topic[m.topic]
+        mark = cycles.mark_of(m.headers)
+        if mark is not None:
+            if mark.lineage != self.lineage:
+                if self.lineage is not None:
+                    # The numbering started over (a changelog written anew): count afresh.
+                    self.seqs = dict.fromkeys(self.seqs, 0)
+                    self.cycle = 0
+                self.lineage = mark.lineage
+                if self._publishing:
+                    self.on_lineage()
+            elif mark.number <= self.seqs[grid.name]:
+                # A cycle this copy holds already: its own, written while it was the active
+                # (read again after it stepped down), or a cycle written twice (checkpointed).
+                return
         key = changelog.decode_key(m.key)
         row = self._decoders[m.topic](m.value)
         grid.load(key, row)
         self.dropped.discard((grid, key))
         self._changes[grid.name][key] = row
-        mark = cycles.mark_of(m.headers)
         if mark is None:
             return
-        if mark.lineage != self.lineage:
-            self.lineage = mark.lineage
-            if self._publishing:
-                self.on_lineage()
         self.cycle = max(self.cycle, mark.number)
         if mark.last:
             if self._publishing:

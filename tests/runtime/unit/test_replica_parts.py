@@ -1,0 +1,157 @@
+"""The parts of replication that need no broker: cycle marks, the election rule, the
+follower's ordering rules and the hub's seqs that skip numbers."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aerogrid import App
+from aerogrid.engine import checkpoints, cycles
+from aerogrid.engine.follower import ChangelogFollower
+from aerogrid.engine.replica_group import choose_active
+from aerogrid.grids import Grid, RowKey, RowTuple
+from aerogrid.server.hub import GridHub
+from aerogrid.settings import BrokerSettings
+
+
+def test_cycle_marks_round_trip_and_say_where_a_grid_s_cycle_ends() -> None:
+    name, value = cycles.header("ab12cd34", 42, last=True)
+    assert cycles.mark_of([(name, value)]) == cycles.CycleMark("ab12cd34", 42, True)
+    assert cycles.mark_of([cycles.header("ab12cd34", 7, last=False)]) == ("ab12cd34", 7, False)
+    assert cycles.mark_of([("other", b"x")]) is None
+    assert cycles.mark_of([(cycles.HEADER, b"garbage")]) is None
+
+
+def test_an_epoch_is_the_same_on_every_replica_and_changes_with_the_columns() -> None:
+    assert cycles.epoch("L1", ["a", "b"]) == cycles.epoch("L1", ["a", "b"])
+    assert cycles.epoch("L1", ["a", "b"]) != cycles.epoch("L1", ["a", "c"])
+    assert cycles.epoch("L1", ["a"]) != cycles.epoch("L2", ["a"])
+    # Before a lineage exists, each process has its own: a client moving gets a snapshot.
+    assert cycles.epoch(None, ["a"]) != cycles.epoch(None, ["a"])
+
+
+def test_the_active_keeps_the_role_and_a_zombie_s_stale_claim_loses() -> None:
+    claims = {
+        "m-a": {"replica": "a", "term": 0, "seen": 3, "progress": 10},
+        "m-b": {"replica": "b", "term": 4, "seen": 4, "progress": 9},
+        "m-c": {"replica": "c", "term": 3, "seen": 3, "progress": 12},  # paused, then back
+    }
+    assert choose_active(claims) == ("m-b", 4)
+    # Nobody holds it: the furthest along takes it under a term above any seen.
+    free = {
+        "m-a": {"term": 0, "seen": 4, "progress": 10},
+        "m-b": {"term": 0, "seen": 4, "progress": 12},
+    }
+    assert choose_active(free) == ("m-b", 5)
+    # A tie goes to the smallest member id, the same on every leader.
+    tie = {"m-b": {"progress": 1}, "m-a": {"progress": 1}}
+    assert choose_active(tie) == ("m-a", 1)
+
+
+@dataclass
+class _Message:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    offset: int = 0
+
+
+def _app() -> tuple[App, Grid]:
+    app = App("repl", broker="localhost:9")
+    grid = app.Grid("sums", columns=["n"], default=lambda: {"n": 0})
+    return app, grid
+
+
+Published = list[tuple[int, dict[RowKey, RowTuple | None]]]
+
+
+def _follower(app: App, *, checkpointed: bool) -> tuple[ChangelogFollower, Published]:
+    published: Published = []
+    follower = ChangelogFollower(
+        app,
+        BrokerSettings.parse("localhost:9"),
+        checkpointed=checkpointed,
+        publish=lambda grid, changes, seq: published.append((seq, dict(changes))),
+        state_lock=asyncio.Lock(),
+    )
+    follower._publishing = True  # as after restore
+    return follower, published
+
+
+def _row(
+    app: App,
+    key: str,
+    n: int,
+    cycle: int,
+    *,
+    last: bool,
+    extra: list[tuple[str, bytes]] | None = None,
+) -> _Message:
+    return _Message(
+        app.changelog_topic("sums"),
+        f'"{key}"'.encode(),
+        b'{"n": %d}' % n,
+        [*(extra or []), cycles.header("L", cycle, last=last)],
+    )
+
+
+def test_the_follower_publishes_whole_cycles_under_their_numbers_and_skips_held_ones() -> None:
+    app, grid = _app()
+    follower, published = _follower(app, checkpointed=False)
+    follower._take(_row(app, "a", 1, 5, last=False))
+    assert published == []  # the cycle is not complete yet
+    follower._take(_row(app, "b", 2, 5, last=True))
+    assert published == [(5, {"a": (1,), "b": (2,)})]
+    # Its own cycles, read again after a step-down, are not applied twice.
+    follower.note_committed(grid, "L", 9)
+    follower._take(_row(app, "a", 100, 8, last=True))
+    assert grid.row_tuple("a") == (1,)
+    follower._take(_row(app, "a", 7, 10, last=True))
+    assert published[-1] == (10, {"a": (7,)}) and follower.cycle == 10
+
+
+def test_checkpointed_records_wait_for_their_checkpoint_and_dead_cycles_are_dropped() -> None:
+    app, grid = _app()
+    follower, published = _follower(app, checkpointed=True)
+    gen1 = [checkpoints.header(1, 1)]
+    follower._take(_row(app, "a", 1, 1, last=True, extra=gen1))
+    assert published == [] and "a" not in grid  # no checkpoint for (1, 1) yet
+    follower._take(
+        _Message(app.checkpoint_topic, b"1", checkpoints.encode(checkpoints.Checkpoint(1, 1, {})))
+    )
+    assert published == [(1, {"a": (1,)})]
+    # Generation 1's cycle 2 is cut short by a crash; generation 2 starts over from cycle 2.
+    follower._take(_row(app, "a", 99, 2, last=True, extra=[checkpoints.header(1, 2)]))
+    follower._take(_row(app, "b", 5, 2, last=True, extra=[checkpoints.header(2, 1)]))
+    follower._take(
+        _Message(app.checkpoint_topic, b"2", checkpoints.encode(checkpoints.Checkpoint(2, 0, {})))
+    )
+    assert grid.row_tuple("a") == (1,)  # the dead cycle's row never counted
+    assert (grid, "a") in follower.dropped  # and is written again by the next active
+    follower._take(
+        _Message(app.checkpoint_topic, b"2", checkpoints.encode(checkpoints.Checkpoint(2, 1, {})))
+    )
+    assert published[-1] == (2, {"b": (5,)})
+
+
+async def test_the_hub_resumes_from_any_seq_in_its_window_even_one_it_never_published() -> None:
+    _, grid = _app()
+    channel = GridHub().add_grid("repl", grid)
+    channel.set_position("E", 10)
+    channel.publish({"a": (1,)}, 12)
+    channel.publish({"b": (2,)}, 15)
+    assert channel.seq == 15
+    # Another replica's seq 13 lies between two of ours: the entries after it are exact.
+    after = channel.entries_after(13)
+    assert after is not None and [e.seq for e in after] == [15]
+    assert [e.seq for e in channel.entries_after(10) or []] == [12, 15]
+    assert channel.entries_after(9) is None  # before the window: a snapshot
+    assert channel.entries_after(15) == []
+    # A seq it has not reached yet: it waits for it, then resumes.
+    waiter = asyncio.create_task(channel.wait_reached(16, timeout=2))
+    await asyncio.sleep(0)
+    channel.publish({"c": (3,)}, 16)
+    assert await waiter
+    assert not await channel.wait_reached(99, timeout=0.05)
