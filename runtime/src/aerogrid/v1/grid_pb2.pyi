@@ -4,8 +4,10 @@ isort:skip_file
 The grid streaming contract: how any client (Excel, the TUI, a script) reads an
 app's grids live. A subscription is: Schema, then a Snapshot (possibly in several
 chunks) consistent at a sequence number, then Deltas with increasing sequence
-numbers, with Heartbeats when idle. Sequence numbers are per grid and per server
-epoch: a client resumes with (epoch, seq) and gets either deltas or a fresh snapshot.
+numbers, with Heartbeats when idle. Sequence numbers are per grid and per epoch, and
+mean the same grid state on every replica of an app (they are the numbers of the
+app's commit cycles): a client resumes with (epoch, seq) on any replica and gets
+either deltas or a fresh snapshot.
 While the app cannot refresh its grids (its broker is unreachable, say), its Schema
 and every Heartbeat carry `stale`; a Heartbeat is sent at once when that changes.
 """
@@ -249,7 +251,9 @@ class Schema(_message.Message):
     app: _builtins.str
     grid: _builtins.str
     epoch: _builtins.str
-    """Identifies this server incarnation's sequence numbering (for resume)."""
+    """Identifies the grid's sequence numbering (for resume): the same on every replica of
+    the app; it changes when the app's changelog starts over or the grid's columns change.
+    """
     @_builtins.property
     def columns(self) -> _containers.RepeatedCompositeFieldContainer[Global___Column]: ...
     @_builtins.property

@@ -4,8 +4,10 @@ isort:skip_file
 The grid streaming contract: how any client (Excel, the TUI, a script) reads an
 app's grids live. A subscription is: Schema, then a Snapshot (possibly in several
 chunks) consistent at a sequence number, then Deltas with increasing sequence
-numbers, with Heartbeats when idle. Sequence numbers are per grid and per server
-epoch: a client resumes with (epoch, seq) and gets either deltas or a fresh snapshot.
+numbers, with Heartbeats when idle. Sequence numbers are per grid and per epoch, and
+mean the same grid state on every replica of an app (they are the numbers of the
+app's commit cycles): a client resumes with (epoch, seq) on any replica and gets
+either deltas or a fresh snapshot.
 While the app cannot refresh its grids (its broker is unreachable, say), its Schema
 and every Heartbeat carry `stale`; a Heartbeat is sent at once when that changes.
 """

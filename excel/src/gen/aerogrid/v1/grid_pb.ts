@@ -1,8 +1,10 @@
 // The grid streaming contract: how any client (Excel, the TUI, a script) reads an
 // app's grids live. A subscription is: Schema, then a Snapshot (possibly in several
 // chunks) consistent at a sequence number, then Deltas with increasing sequence
-// numbers, with Heartbeats when idle. Sequence numbers are per grid and per server
-// epoch: a client resumes with (epoch, seq) and gets either deltas or a fresh snapshot.
+// numbers, with Heartbeats when idle. Sequence numbers are per grid and per epoch, and
+// mean the same grid state on every replica of an app (they are the numbers of the
+// app's commit cycles): a client resumes with (epoch, seq) on any replica and gets
+// either deltas or a fresh snapshot.
 // While the app cannot refresh its grids (its broker is unreachable, say), its Schema
 // and every Heartbeat carry `stale`; a Heartbeat is sent at once when that changes.
 
@@ -283,7 +285,8 @@ export type Schema = Message<"aerogrid.v1.Schema"> & {
   columns: Column[];
 
   /**
-   * Identifies this server incarnation's sequence numbering (for resume).
+   * Identifies the grid's sequence numbering (for resume): the same on every replica of
+   * the app; it changes when the app's changelog starts over or the grid's columns change.
    *
    * @generated from field: string epoch = 4;
    */
