@@ -149,6 +149,8 @@ class RunningApp:
         """
         deadline = time.monotonic() + timeout
         while True:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"app exited with {self.proc.returncode}:\n{self.log_tail()}")
             with contextlib.suppress(httpx.HTTPError, ValueError):
                 active = self.replica().get("active")
                 if active and (
