@@ -36,7 +36,7 @@ from aiokafka.coordinator.protocol import (
     ConsumerProtocolMemberAssignment,
     ConsumerProtocolMemberMetadata,
 )
-from aiokafka.errors import InvalidSessionTimeoutError
+from aiokafka.errors import InvalidSessionTimeoutError, KafkaError
 
 from aerogrid.settings import BrokerSettings
 
@@ -193,11 +193,20 @@ class ReplicaGroup:
             **self.settings.client_options(),
         )
 
-    @staticmethod
-    async def _poll(consumer: AIOKafkaConsumer) -> None:
-        """Keep polling: aiokafka counts a consumer that does not poll as failed."""
+    async def _poll(self, consumer: AIOKafkaConsumer) -> None:
+        """Keep polling: aiokafka counts a consumer that does not poll as failed.
+
+        A group error while joining ends the poll (`join` raises it); after that, errors
+        (a broker away for a while) are logged and polling goes on: the client rejoins.
+        """
         while True:
-            await consumer.getmany(timeout_ms=1000)
+            try:
+                await consumer.getmany(timeout_ms=1000)
+            except KafkaError as exc:
+                if not self._decided.is_set() and self._consumer is None:
+                    raise
+                log.debug("replica group %s: %r (rejoining)", self.group_id, exc)
+                await asyncio.sleep(1)
 
     @staticmethod
     async def _stop(consumer: AIOKafkaConsumer) -> None:
