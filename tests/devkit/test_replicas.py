@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from aerogrid.client import ClientRow, GridClient
 from aerogrid.errors import ConfigurationError
 from aerogrid.net import LOOPBACK_HOST
-from aerogrid_devkit.app_process import ReplicaProcess
+from aerogrid_devkit.app_process import AppProcess, ReplicaProcess
 from aerogrid_devkit.supervisor import Supervisor, http_get
 from aerogrid_devkit.workspace import Workspace
 from support.apps import produce, write_orders_app
@@ -130,6 +131,22 @@ def totals(records: Records) -> Rows:
     return rows
 
 
+def roles(app: AppProcess) -> list[str]:
+    return sorted(r.role for r in app.replicas)
+
+
+async def settled(
+    app: AppProcess, condition: Callable[[], bool], what: str, timeout: float
+) -> None:
+    """`wait_for`, failing with each replica's state and the app's last lines."""
+    try:
+        await wait_for(condition, timeout)
+    except AssertionError:
+        states = [(r.id, r.status, r.role, r.lag, r.restarts) for r in app.replicas]
+        tail = "\n".join(list(app.logs)[-30:])
+        raise AssertionError(f"not within {timeout:.0f} s: {what}; {states}\n{tail}") from None
+
+
 async def subscribers_of(replica: ReplicaProcess) -> float:
     """The replica's open subscriptions (its `aerogrid_subscribers` gauge)."""
     text = await http_get(LOOPBACK_HOST, replica.ports["http"], "/metrics")
@@ -146,15 +163,15 @@ async def test_endpoint_spreads_subscribers_and_resumes_a_killed_replicas_on_the
 ) -> None:
     name, topic = f"{unique_name}-shop", f"{unique_name}-orders"
     app_file = write_orders_app(tmp_path, name, topic, partitions=2)
-    sent = orders("a", 40)
-    await produce(apache_kafka.bootstrap, topic, sent)
     async with supervised_endpoint(
         {"shop": app_file}, apache_kafka.bootstrap, running=["shop"], replicas={"shop": 2}
     ) as (supervisor, endpoint):
         app = supervisor.apps["shop"]
-        await wait_for(lambda: len(app.running()) == 2, 90)
+        await settled(app, lambda: len(app.running()) == 2, "both replicas run", 90)
         # Each replica's role, from its GET /replica: one active, one standby.
-        await wait_for(lambda: sorted(r.role for r in app.replicas) == ["active", "standby"], 60)
+        await settled(app, lambda: roles(app) == ["active", "standby"], "roles", 60)
+        sent = orders("a", 40)
+        await produce(apache_kafka.bootstrap, topic, sent)
 
         clients = [GridClient(endpoint.address) for _ in range(4)]
         views: list[Rows] = [{} for _ in clients]
@@ -166,7 +183,7 @@ async def test_endpoint_spreads_subscribers_and_resumes_a_killed_replicas_on_the
         tasks = [asyncio.create_task(follow(i)) for i in range(len(clients))]
         try:
             want = totals(sent)
-            await wait_for(lambda: all(view == want for view in views), 60)
+            await settled(app, lambda: all(view == want for view in views), "converged", 60)
             # Spread: two subscriptions on each replica.
             counts = [await subscribers_of(r) for r in app.replicas]
             assert counts == [2, 2], counts
@@ -177,13 +194,13 @@ async def test_endpoint_spreads_subscribers_and_resumes_a_killed_replicas_on_the
             more = orders("b", 40)
             await produce(apache_kafka.bootstrap, topic, more)
             want = totals(sent + more)
-            await wait_for(lambda: all(view == want for view in views), 90)
+            await settled(app, lambda: all(view == want for view in views), "failed over", 90)
             assert not [task for task in tasks if task.done()], "a subscription ended"
             # The two on the killed replica resumed on the other from (epoch, seq): deltas.
             resumes = sum((c.resumes for c in clients), start=type(clients[0].resumes)())
             assert resumes["delta"] >= 2 and resumes["snapshot"] == 0, resumes
             # The survivor took over, and the killed one came back as a standby.
-            await wait_for(lambda: sorted(r.role for r in app.replicas) == ["active", "standby"])
+            await settled(app, lambda: roles(app) == ["active", "standby"], "roles again", 60)
             assert active.restarts == 1
         finally:
             for task in tasks:
