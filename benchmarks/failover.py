@@ -1,0 +1,463 @@
+"""Failover gap: how long subscribers go without an update when a process of an app dies.
+
+Issue 14's measure, on Apache Kafka: three `aerogrid run` processes of the orders app
+(`tests/support/apps.ORDERS_TEMPLATE`), orders at `--rate` (1,000/s) over 100 products,
+`--subscribers` `GridClient` subscriptions (90), each its own client given all three
+targets, so they spread over the processes the way real clients do (a random start).
+Then:
+
+1. SIGKILL the active. For subscribers on the two surviving processes: the longest time
+   any goes without an update (the gap spanning the kill), and how many lost their
+   stream (must be 0). For those on the killed one: time to their next update.
+   The server side: time until a survivor reports itself active (`GET /replica`).
+2. SIGKILL the standby. Its subscribers reconnect (GridClient moves to the next target at
+   once) and resume from (epoch, seq): time to their next update, and whether the
+   resume was served from deltas or a snapshot.
+3. Side by side, one process today: SIGKILL and restart at once on the same ports (what
+   a supervisor does, with no backoff), its subscribers retrying with GridClient's
+   backoff: the gap until they get updates again, restore included.
+
+Each at `AEROGRID_FAILOVER_SECONDS` 3 (the default) and 2 (`--failover`). At the end
+every replica's grid is compared with the feed's sums (exact: nothing lost or counted
+twice) and every subscriber's copy with its server's.
+
+    .venv/bin/python -m benchmarks.failover                 # about 3 minutes
+    .venv/bin/python -m benchmarks.failover --failover 3 --repeat 1 --skip-single
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import multiprocessing as mp
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import REPO, recv_message, write_result
+from benchmarks._procstats import source_state
+from benchmarks._replicas import (
+    GRID,
+    Feed,
+    FeedConfig,
+    ReplicaSet,
+    broker_min_session_ms,
+    grid_rows,
+    wait_exact,
+)
+
+#: One update a subscriber received: (monotonic time, target index, resumes by delta so
+#: far, resumes by snapshot so far, whether it carried data: a snapshot or changed rows;
+#: a resume at the server's seq gets an empty delta, which says the stream is back but
+#: is not an update).
+Event = tuple[float, int, int, int, bool]
+
+
+# -- subscribers (one process) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    targets: tuple[str, ...]
+    app: str
+    count: int
+
+
+async def _watch(
+    config: WatchConfig, events: list[Event], final: dict[str, Any], errors: list[str]
+) -> None:
+    from aerogrid.client import GridClient
+
+    index = {t: i for i, t in enumerate(config.targets)}
+    rows: dict[str, Any] = {}
+    try:
+        async with GridClient(list(config.targets), reconnect_delay=0.2) as client:
+            async for update in client.subscribe(config.app, GRID):
+                rows = update.apply_to(rows)
+                final["rows"] = rows
+                events.append(
+                    (
+                        time.monotonic(),
+                        index.get(client.endpoint or "", -1),
+                        client.resumes["delta"],
+                        client.resumes["snapshot"],
+                        update.snapshot or bool(update.upserts or update.deletes),
+                    )
+                )
+                final.setdefault("epochs", set()).add(update.epoch)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        errors.append(f"{type(exc).__name__}: {exc}"[:300])
+
+
+async def _watch_all(config: WatchConfig, conn: Connection) -> None:
+    loop = asyncio.get_running_loop()
+    events: list[list[Event]] = [[] for _ in range(config.count)]
+    finals: list[dict[str, Any]] = [{} for _ in range(config.count)]
+    errors: list[list[str]] = [[] for _ in range(config.count)]
+    tasks = [
+        asyncio.create_task(_watch(config, events[i], finals[i], errors[i]))
+        for i in range(config.count)
+    ]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(events):  # noqa: ASYNC110 (polls lists)
+        await asyncio.sleep(0.05)
+    conn.send(("ready", [e[-1][1] if e else -1 for e in events]))
+    await loop.run_in_executor(None, conn.recv)  # "stop"
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    result = [
+        {
+            "events": events[i],
+            "rows": {
+                k: (int(v["units_sold"]), int(v["orders"]))
+                for k, v in finals[i].get("rows", {}).items()
+            },
+            "errors": errors[i],
+            "epochs": len(finals[i].get("epochs", ())),
+        }
+        for i in range(config.count)
+    ]
+    conn.send(("result", result))
+
+
+def watch_main(config: WatchConfig, conn: Connection) -> None:
+    try:
+        asyncio.run(_watch_all(config, conn))
+    except Exception:
+        conn.send(("error", traceback.format_exc()))
+
+
+class Watchers:
+    """The subscriber process: started, then stopped with every subscriber's events."""
+
+    def __init__(self, ctx: Any, config: WatchConfig) -> None:
+        self._conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=watch_main, args=(config, child), daemon=True)
+
+    def start(self) -> list[int]:
+        self.proc.start()
+        spread: list[int] = recv_message(self._conn, 90, "subscribers")[1]
+        return spread
+
+    def stop(self) -> list[dict[str, Any]]:
+        self._conn.send("stop")
+        result: list[dict[str, Any]] = recv_message(self._conn, 60, "subscribers")[1]
+        self.proc.join(10)
+        return result
+
+
+# -- analysis ------------------------------------------------------------------------
+
+
+def _at(events: list[Event], when: float) -> Event | None:
+    """The last event before `when`."""
+    before = [e for e in events if e[0] < when]
+    return before[-1] if before else None
+
+
+def gap_after(events: list[Event], kill: float, until: float) -> float | None:
+    """The longest time without an update (data) from the last one before `kill` to `until`."""
+    data = [e for e in events if e[4]]
+    last = _at(data, kill)
+    if last is None:
+        return None
+    times = [last[0], *(e[0] for e in data if kill <= e[0] <= until)]
+    if len(times) == 1:
+        return round(until - last[0], 3)
+    return round(max(b - a for a, b in itertools.pairwise(times)), 3)
+
+
+def first_after(events: list[Event], kill: float, *, data: bool) -> Event | None:
+    """The first event (with `data`: the first update carrying data) at or after `kill`."""
+    return next((e for e in events if e[0] >= kill and (e[4] or not data)), None)
+
+
+def summarize_kill(
+    subs: list[dict[str, Any]], victim: int, kill: float, until: float
+) -> dict[str, Any]:
+    """What the subscribers saw of one SIGKILL: survivors' gap, the victim's resume."""
+    survivors: list[float] = []
+    moved: list[float] = []
+    updated: list[float] = []
+    victim_gaps: list[float] = []
+    disconnects = 0
+    resumed = {"delta": 0, "snapshot": 0}
+    steady: list[float] = []
+    for sub in subs:
+        events: list[Event] = sub["events"]
+        last = _at(events, kill)
+        if last is None:
+            continue
+        before = [e[0] for e in events if e[4] and kill - 3 <= e[0] < kill]
+        steady.extend(b - a for a, b in itertools.pairwise(before))
+        after = [e for e in events if kill <= e[0] <= until]
+        end = after[-1] if after else last
+        reconnected = (end[2] + end[3]) - (last[2] + last[3])
+        if last[1] != victim:
+            gap = gap_after(events, kill, until)
+            if gap is not None:
+                survivors.append(gap)
+            disconnects += reconnected > 0
+            continue
+        back = first_after(events, kill, data=False)
+        moved.append(round((back[0] - kill) if back else until - kill, 3))
+        first = first_after(events, kill, data=True)
+        updated.append(round((first[0] - kill) if first else until - kill, 3))
+        gap = gap_after(events, kill, until)
+        if gap is not None:
+            victim_gaps.append(gap)
+        resumed["delta"] += end[2] - last[2]
+        resumed["snapshot"] += end[3] - last[3]
+    return {
+        "steady_gap_p50_ms": round(1000 * statistics.median(steady), 1) if steady else None,
+        "steady_gap_max_ms": round(1000 * max(steady), 1) if steady else None,
+        "survivor_subscribers": len(survivors),
+        "survivor_gap_max_s": max(survivors) if survivors else None,
+        "survivor_gap_p50_s": round(statistics.median(survivors), 3) if survivors else None,
+        "survivor_disconnects": disconnects,
+        "victim_subscribers": len(moved),
+        "victim_stream_back_after_max_s": max(moved) if moved else None,
+        "victim_stream_back_after_p50_s": round(statistics.median(moved), 3) if moved else None,
+        "victim_updates_again_after_max_s": max(updated) if updated else None,
+        "victim_updates_again_after_p50_s": round(statistics.median(updated), 3)
+        if updated
+        else None,
+        "victim_gap_max_s": max(victim_gaps) if victim_gaps else None,
+        "victim_gap_p50_s": round(statistics.median(victim_gaps), 3) if victim_gaps else None,
+        "victim_resumes": resumed,
+    }
+
+
+def check_copies(subs: list[dict[str, Any]], server: dict[str, Any]) -> dict[str, Any]:
+    copies = [s["rows"] == server for s in subs]
+    return {
+        "subscribers_equal_server": f"{sum(copies)}/{len(subs)}",
+        "subscriber_errors": sorted({e for s in subs for e in s["errors"]})[:3],
+        "subscribers_that_saw_two_epochs": sum(s["epochs"] > 1 for s in subs),
+    }
+
+
+# -- runs ------------------------------------------------------------------------------
+
+
+def _wait_role(members: list[Any], role: str, since: float, timeout: float) -> float | None:
+    """Seconds from `since` until one of `members` reports `role` (GET /replica)."""
+    deadline = since + timeout
+    while time.monotonic() < deadline:
+        for member in members:
+            try:
+                if member.replica().get("role") == role:
+                    return round(time.monotonic() - since, 3)
+            except Exception:
+                pass
+        time.sleep(0.02)
+    return None
+
+
+def run_replicas(broker: Any, options: Options, failover: float, folder: Path) -> dict[str, Any]:
+    """Three processes: SIGKILL the active, then the standby."""
+    ctx = mp.get_context("spawn")
+    app = f"fo{uuid.uuid4().hex[:6]}"
+    env = {"AEROGRID_FAILOVER_SECONDS": str(failover)}
+    print(f"\n== 3 processes, AEROGRID_FAILOVER_SECONDS={failover:g}", flush=True)
+    with ReplicaSet(folder, broker.bootstrap, app, env=env) as replicas:
+        for _ in range(3):
+            replicas.add()
+        after_active = failover + options.settle
+        duration = options.warmup + after_active + options.settle + 2
+        feed = Feed(ctx, FeedConfig(broker.bootstrap, replicas.topic, options.rate, duration))
+        feed.start()
+        feed.go()
+        watchers = Watchers(ctx, WatchConfig(tuple(replicas.targets), app, options.subscribers))
+        spread = watchers.start()
+        time.sleep(options.warmup)
+        roles = [replicas.role(m) for m in replicas.members]
+        active = roles.index("active")
+        kill1 = time.monotonic()
+        replicas.members[active].kill()
+        survivors = [m for i, m in enumerate(replicas.members) if i != active]
+        elected_after = _wait_role(survivors, "active", kill1, after_active + 10)
+        time.sleep(max(0.0, kill1 + after_active - time.monotonic()))
+        standby = next(
+            i
+            for i, m in enumerate(replicas.members)
+            if i != active and replicas.role(m) == "standby"
+        )
+        kill2 = time.monotonic()
+        replicas.members[standby].kill()
+        time.sleep(options.settle)
+        end2 = time.monotonic()
+        produced = feed.result()
+        last = next(m for i, m in enumerate(replicas.members) if i not in (active, standby))
+        exact = wait_exact(last.target, app, produced["sums"], 60)
+        time.sleep(1.5)
+        subs = watchers.stop()
+        server = asyncio.run(grid_rows(last.target, app))
+    result = {
+        "processes": 3,
+        "failover_seconds": failover,
+        "spread_over_processes": [spread.count(i) for i in range(3)],
+        "feed": {k: v for k, v in produced.items() if k != "sums"},
+        "kill_active": {
+            "new_active_reported_after_s": elected_after,
+            **summarize_kill(subs, active, kill1, kill2),
+        },
+        "kill_standby": summarize_kill(subs, standby, kill2, end2),
+        "grid_exact": exact,
+        **check_copies(subs, server),
+    }
+    print(f"   {result}", flush=True)
+    return result
+
+
+def run_single(broker: Any, options: Options, failover: float, folder: Path) -> dict[str, Any]:
+    """One process: SIGKILL, restart at once on the same ports, restore, serve again."""
+    from support.brokers import free_port
+
+    ctx = mp.get_context("spawn")
+    app = f"fo{uuid.uuid4().hex[:6]}"
+    env = {"AEROGRID_FAILOVER_SECONDS": str(failover)}
+    port = free_port()
+    http = free_port()
+    print(f"\n== 1 process, restart at once, AEROGRID_FAILOVER_SECONDS={failover:g}", flush=True)
+    ports = ("--port", str(port), "--http-port", str(http))
+    with ReplicaSet(folder, broker.bootstrap, app, env=env) as replicas:
+        only = replicas.add(extra_args=ports)
+        duration = options.warmup + options.single_wait + failover + 2
+        feed = Feed(ctx, FeedConfig(broker.bootstrap, replicas.topic, options.rate, duration))
+        feed.start()
+        feed.go()
+        watchers = Watchers(ctx, WatchConfig((only.target,), app, options.subscribers))
+        watchers.start()
+        time.sleep(options.warmup)
+        kill = time.monotonic()
+        only.kill()
+        only.start(120, wait_active=False)
+        ready_after = round(time.monotonic() - kill, 3)
+        active_after = _wait_role([only], "active", kill, 60)
+        time.sleep(max(0.0, kill + options.single_wait + failover - time.monotonic()))
+        end = time.monotonic()
+        produced = feed.result()
+        exact = wait_exact(only.target, app, produced["sums"], 60)
+        time.sleep(1.5)
+        subs = watchers.stop()
+        server = asyncio.run(grid_rows(only.target, app))
+    result = {
+        "processes": 1,
+        "failover_seconds": failover,
+        "feed": {k: v for k, v in produced.items() if k != "sums"},
+        "kill_restart": {
+            "restarted_ready_after_s": ready_after,
+            "active_again_after_s": active_after,
+            **summarize_kill(subs, 0, kill, end),
+        },
+        "grid_exact": exact,
+        **check_copies(subs, server),
+    }
+    print(f"   {result}", flush=True)
+    return result
+
+
+@dataclass(frozen=True)
+class Options:
+    rate: int = 1000
+    subscribers: int = 90
+    warmup: float = 5.0
+    #: Seconds watched after the election (and after the standby's kill).
+    settle: float = 6.0
+    #: One process: seconds watched after the kill, beyond the failover timeout.
+    single_wait: float = 12.0
+
+
+def _median_of(results: list[dict[str, Any]], path: tuple[str, str]) -> float | None:
+    values = [r[path[0]][path[1]] for r in results if r.get(path[0], {}).get(path[1]) is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--failover", default="3,2", help="AEROGRID_FAILOVER_SECONDS values [3,2]")
+    parser.add_argument("--rate", type=int, default=1000, help="orders/s [1000]")
+    parser.add_argument("--subscribers", type=int, default=90, help="GridClient subscriptions")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each case [2]")
+    parser.add_argument("--skip-single", action="store_true", help="no one-process comparison")
+    parser.add_argument("--out", default="replicas/failover", help="results/NAME.json")
+    args = parser.parse_args(argv)
+    options = Options(rate=args.rate, subscribers=args.subscribers)
+    from support.brokers import ApacheKafka
+
+    folder = Path(tempfile.mkdtemp(prefix="aerogrid-bench-failover-"))
+    runs: list[dict[str, Any]] = []
+    try:
+        with ApacheKafka(heap="1g") as broker:
+            min_session = broker_min_session_ms(broker)
+            for _ in range(args.repeat):
+                for value in (float(v) for v in args.failover.split(",")):
+                    for case in (run_replicas, *(() if args.skip_single else (run_single,))):
+                        try:
+                            runs.append(case(broker, options, value, folder))
+                        except Exception as exc:
+                            traceback.print_exc()
+                            runs.append(
+                                {
+                                    "case": case.__name__,
+                                    "failover_seconds": value,
+                                    "error": repr(exc),
+                                }
+                            )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    summary = {}
+    for value in {r["failover_seconds"] for r in runs}:
+        three = [r for r in runs if r["failover_seconds"] == value and r.get("processes") == 3]
+        one = [r for r in runs if r["failover_seconds"] == value and r.get("processes") == 1]
+        summary[f"{value:g}s"] = {
+            "active_kill_survivor_gap_max_s": _median_of(
+                three, ("kill_active", "survivor_gap_max_s")
+            ),
+            "active_kill_victim_updates_again_max_s": _median_of(
+                three, ("kill_active", "victim_updates_again_after_max_s")
+            ),
+            "standby_kill_victim_updates_again_max_s": _median_of(
+                three, ("kill_standby", "victim_updates_again_after_max_s")
+            ),
+            "active_kill_victim_gap_max_s": _median_of(three, ("kill_active", "victim_gap_max_s")),
+            "standby_kill_survivor_gap_max_s": _median_of(
+                three, ("kill_standby", "survivor_gap_max_s")
+            ),
+            "one_process_updates_again_max_s": _median_of(
+                one, ("kill_restart", "victim_updates_again_after_max_s")
+            ),
+            "one_process_gap_max_s": _median_of(one, ("kill_restart", "victim_gap_max_s")),
+            "runs": len(three) + len(one),
+        }
+    path = write_result(
+        args.out,
+        {
+            "benchmark": "failover",
+            "source": source_state(),
+            "broker": "Apache Kafka (tests/support/brokers.ApacheKafka)",
+            "broker_group_min_session_timeout_ms": min_session,
+            "command": " ".join(["python -m benchmarks.failover", *(argv or sys.argv[1:])]),
+            "summary_medians": summary,
+            "runs": runs,
+        },
+    )
+    print(f"\nsummary (medians over repeats): {summary}")
+    print(f"wrote {path.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
