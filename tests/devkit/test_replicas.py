@@ -16,14 +16,18 @@ import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
+from grpc import aio
 from prometheus_client.parser import text_string_to_metric_families
 
 from aerogrid.client import ClientRow, GridClient
 from aerogrid.errors import ConfigurationError
 from aerogrid.net import LOOPBACK_HOST
 from aerogrid_devkit.app_process import AppProcess, ReplicaProcess
+from aerogrid_devkit.local_server.members import Member, Spreader
+from aerogrid_devkit.replica_probe import readiness_detail
 from aerogrid_devkit.supervisor import Supervisor, http_get
 from aerogrid_devkit.workspace import Workspace
 from support.apps import produce, write_orders_app
@@ -60,6 +64,39 @@ def test_replicas_out_of_range_is_one_sentence_naming_where(tmp_path: Path, valu
     message = str(error.value)
     assert "[apps.shop] replicas" in message and "must be a whole number from 1 to 16" in message
     assert "at apps.shop.replicas" in message
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ("ready: active", ""),
+        ("ready: standby, lag 12", ""),
+        ("ready: active; degraded: Kafka unreachable", "degraded: Kafka unreachable"),
+        ("ready: checkpointed, not exactly-once: x", "checkpointed, not exactly-once: x"),
+        ("ready", ""),
+    ],
+)
+def test_the_apps_health_is_what_readyz_says_beyond_the_role(body: str, detail: str) -> None:
+    assert readiness_detail(body) == detail
+
+
+def test_new_subscriptions_go_to_the_serving_replica_with_fewest_ties_in_turn() -> None:
+    def member(index: int, status: str = "running") -> Member:
+        replica = ReplicaProcess("shop", index, status=status)
+        return Member(replica, port=index, channel=cast(aio.Channel, object()))
+
+    one, two, three, down = member(1), member(2), member(3), member(4, "crashed")
+    spreader = Spreader()
+    picked = []
+    for _ in range(6):
+        chosen = spreader.pick([one, two, three, down])
+        assert chosen is not None
+        chosen.subscriptions += 1
+        picked.append(chosen.replica.id)
+    assert sorted(picked) == ["shop-1", "shop-1", "shop-2", "shop-2", "shop-3", "shop-3"]
+    two.subscriptions = 0  # its subscribers left: the next ones go there
+    assert spreader.pick([one, two, three]) is two
+    assert spreader.pick([down]) is None
 
 
 # -- the supervisor -----------------------------------------------------------------------
