@@ -27,10 +27,14 @@ from benchmarks._common import RESULTS, recv_message
 from support.apps import RunningApp, write_orders_app
 
 GRID = "product_sum"
-#: Where the replica benchmarks' results go: write_result("replicas/NAME", ...).
-(RESULTS / "replicas").mkdir(parents=True, exist_ok=True)
 #: Quantities 1..9: a product's units_sold and orders identify exactly which orders counted.
 MAX_QUANTITY = 9
+
+
+def result_name(name: str) -> str:
+    """The replica benchmarks' results go to benchmarks/results/replicas/NAME.json."""
+    (RESULTS / "replicas").mkdir(parents=True, exist_ok=True)
+    return f"replicas/{name}"
 
 
 def broker_min_session_ms(broker: Any) -> int | None:

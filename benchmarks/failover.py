@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import itertools
 import multiprocessing as mp
+import os
 import shutil
 import statistics
 import sys
@@ -52,6 +53,7 @@ from benchmarks._replicas import (
     ReplicaSet,
     broker_min_session_ms,
     grid_rows,
+    result_name,
     wait_exact,
 )
 
@@ -167,16 +169,16 @@ def _at(events: list[Event], when: float) -> Event | None:
     return before[-1] if before else None
 
 
-def gap_after(events: list[Event], kill: float, until: float) -> float | None:
-    """The longest time without an update (data) from the last one before `kill` to `until`."""
+def gap_after(events: list[Event], kill: float, until: float) -> tuple[float, float] | None:
+    """The longest time without an update (data) from the last one before `kill` to `until`,
+    and when (after `kill`) that gap began."""
     data = [e for e in events if e[4]]
     last = _at(data, kill)
     if last is None:
         return None
-    times = [last[0], *(e[0] for e in data if kill <= e[0] <= until)]
-    if len(times) == 1:
-        return round(until - last[0], 3)
-    return round(max(b - a for a, b in itertools.pairwise(times)), 3)
+    times = [last[0], *(e[0] for e in data if kill <= e[0] <= until), until]
+    gap, began = max((b - a, a) for a, b in itertools.pairwise(times))
+    return round(gap, 3), round(began - kill, 3)
 
 
 def first_after(events: list[Event], kill: float, *, data: bool) -> Event | None:
@@ -188,10 +190,10 @@ def summarize_kill(
     subs: list[dict[str, Any]], victim: int, kill: float, until: float
 ) -> dict[str, Any]:
     """What the subscribers saw of one SIGKILL: survivors' gap, the victim's resume."""
-    survivors: list[float] = []
+    survivors: list[tuple[float, float]] = []
     moved: list[float] = []
     updated: list[float] = []
-    victim_gaps: list[float] = []
+    victim_gaps: list[tuple[float, float]] = []
     disconnects = 0
     resumed = {"delta": 0, "snapshot": 0}
     steady: list[float] = []
@@ -224,8 +226,11 @@ def summarize_kill(
         "steady_gap_p50_ms": round(1000 * statistics.median(steady), 1) if steady else None,
         "steady_gap_max_ms": round(1000 * max(steady), 1) if steady else None,
         "survivor_subscribers": len(survivors),
-        "survivor_gap_max_s": max(survivors) if survivors else None,
-        "survivor_gap_p50_s": round(statistics.median(survivors), 3) if survivors else None,
+        "survivor_gap_max_s": max(survivors)[0] if survivors else None,
+        "survivor_gap_max_began_after_kill_s": max(survivors)[1] if survivors else None,
+        "survivor_gap_p50_s": round(statistics.median(g for g, _ in survivors), 3)
+        if survivors
+        else None,
         "survivor_disconnects": disconnects,
         "victim_subscribers": len(moved),
         "victim_stream_back_after_max_s": max(moved) if moved else None,
@@ -234,8 +239,11 @@ def summarize_kill(
         "victim_updates_again_after_p50_s": round(statistics.median(updated), 3)
         if updated
         else None,
-        "victim_gap_max_s": max(victim_gaps) if victim_gaps else None,
-        "victim_gap_p50_s": round(statistics.median(victim_gaps), 3) if victim_gaps else None,
+        "victim_gap_max_s": max(victim_gaps)[0] if victim_gaps else None,
+        "victim_gap_max_began_after_kill_s": max(victim_gaps)[1] if victim_gaps else None,
+        "victim_gap_p50_s": round(statistics.median(g for g, _ in victim_gaps), 3)
+        if victim_gaps
+        else None,
         "victim_resumes": resumed,
     }
 
@@ -317,6 +325,7 @@ def run_replicas(broker: Any, options: Options, failover: float, folder: Path) -
         "kill_standby": summarize_kill(subs, standby, kill2, end2),
         "grid_exact": exact,
         **check_copies(subs, server),
+        "machine_load_1m_at_end": round(os.getloadavg()[0], 1),
     }
     print(f"   {result}", flush=True)
     return result
@@ -365,6 +374,7 @@ def run_single(broker: Any, options: Options, failover: float, folder: Path) -> 
         },
         "grid_exact": exact,
         **check_copies(subs, server),
+        "machine_load_1m_at_end": round(os.getloadavg()[0], 1),
     }
     print(f"   {result}", flush=True)
     return result
@@ -393,7 +403,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--subscribers", type=int, default=90, help="GridClient subscriptions")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each case [2]")
     parser.add_argument("--skip-single", action="store_true", help="no one-process comparison")
-    parser.add_argument("--out", default="replicas/failover", help="results/NAME.json")
+    parser.add_argument("--out", default="failover", help="results/replicas/NAME.json")
     args = parser.parse_args(argv)
     options = Options(rate=args.rate, subscribers=args.subscribers)
     from support.brokers import ApacheKafka
@@ -444,7 +454,7 @@ def main(argv: list[str] | None = None) -> None:
             "runs": len(three) + len(one),
         }
     path = write_result(
-        args.out,
+        result_name(args.out),
         {
             "benchmark": "failover",
             "source": source_state(),
