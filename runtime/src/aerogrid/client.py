@@ -370,7 +370,17 @@ class GridClient:
                         delivered = True
                         pacing.succeeded()  # this (re)subscription delivers: retry fast again
                         if resuming:
-                            self.resumes["snapshot" if event == "snapshot" else "delta"] += 1
+                            kind: ResumeKind = "snapshot" if event == "snapshot" else "delta"
+                            self.resumes[kind] += 1
+                            log.info(
+                                "grid stream %s/%s resumed on %s from (%s, %d): %s",
+                                app,
+                                grid,
+                                address,
+                                request.resume_epoch,
+                                request.resume_seq,
+                                f"a snapshot (epoch {epoch})" if kind == "snapshot" else "deltas",
+                            )
                     if event == "schema":
                         column_names = [c.name for c in response.schema.columns]
                         epoch = response.schema.epoch
@@ -421,11 +431,12 @@ class GridClient:
                 if not reconnect or (code not in _RETRYABLE and not dropped):
                     raise GridClientError(code, exc.details() or "") from None
                 log.info(
-                    "grid stream %s/%s lost on %s (%s); resuming after seq %d on %s",
+                    "grid stream %s/%s lost on %s (%s: %s); resuming after seq %d on %s",
                     app,
                     grid,
                     address,
                     code.name,
+                    exc.details(),
                     seq,
                     self.endpoint,
                 )

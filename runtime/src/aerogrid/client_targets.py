@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import math
 import random
 import socket
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -46,6 +48,10 @@ DEFAULT_PORT: Final = 443
 #: one in the same millisecond.
 HOP_SECONDS: Final = 0.05
 
+#: How long an address that failed is passed over while another one has not failed as
+#: recently: a replica that died is not tried again at each failover of the client's
+#: streams (a dead pod's address can take a whole connect timeout to fail).
+AVOID_SECONDS: Final = 10.0
 #: How long a name's lookup may take before the name is dialed as given (gRPC resolves it
 #: then): a slow DNS server must not hold up a failover.
 RESOLVE_SECONDS: Final = 2.0
@@ -139,7 +145,8 @@ async def _addresses(target: str, resolver: Resolver) -> list[TargetAddress]:
 class Targets:
     """A client's targets, the addresses they stand for now, and the one it is on.
 
-    The first address is drawn at random; `move_on` goes to the next in order. Shared by a
+    The first address is drawn at random; `move_on` goes to the next in order that has not
+    failed in the last `AVOID_SECONDS` (the next in order when all have). Shared by a
     client's calls: when several of them lose the same address, it moves on once.
     """
 
@@ -149,6 +156,7 @@ class Targets:
         *,
         resolver: Resolver = resolve_host,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.targets = tuple(targets)
         #: The addresses as last resolved (each target itself, before the first resolve).
@@ -156,7 +164,10 @@ class Targets:
         self.current: TargetAddress | None = None
         self._resolver = resolver
         self._rng = rng or random.Random()
+        self._clock = clock
         self._position = 0
+        #: When each address last failed a call.
+        self._failed_at: dict[TargetAddress, float] = {}
 
     async def refresh(self) -> TargetAddress:
         """Resolve the targets again and return the address to dial now."""
@@ -174,9 +185,15 @@ class Targets:
     def move_on(self, failed: TargetAddress) -> TargetAddress:
         """After a call on `failed` broke: the address to try next (the same when it is the
         only one; the current one when another call already moved away from `failed`)."""
+        now = self._clock()
+        self._failed_at[failed] = now
         if self.current == failed and failed in self.addresses:
-            self._position = (self.addresses.index(failed) + 1) % len(self.addresses)
-            self.current = self.addresses[self._position]
+            start, count = self.addresses.index(failed), len(self.addresses)
+            # The others in order, then `failed` itself.
+            order = [self.addresses[(start + k) % count] for k in range(1, count + 1)]
+            fresh = [a for a in order if now - self._failed_at.get(a, -math.inf) >= AVOID_SECONDS]
+            self.current = (fresh or order)[0]
+            self._position = self.addresses.index(self.current)
         return self.current or failed
 
 

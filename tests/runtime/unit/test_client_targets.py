@@ -155,6 +155,22 @@ async def test_move_on_walks_the_addresses_in_order_and_once_per_failure() -> No
     assert targets.move_on(order[2]) == now
 
 
+async def test_an_address_that_failed_lately_is_passed_over() -> None:
+    now = [0.0]
+    targets = Targets(["a:1", "b:1", "c:1"], resolver=fake_resolver({}), clock=lambda: now[0])
+    x0 = await targets.refresh()
+    i = targets.addresses.index(x0)
+    x1, x2 = targets.addresses[(i + 1) % 3], targets.addresses[(i + 2) % 3]
+    assert targets.move_on(x0) == x1
+    now[0] = 15.0  # x0 failed long enough ago
+    assert targets.move_on(x2) == x1  # another call failed on x2: noted, the client stays
+    now[0] = 16.0
+    assert targets.move_on(x1) == x0  # x2, next in order, failed a second ago: skipped
+    now[0] = 17.0
+    # Every address failed lately: the next in order, as without the memory.
+    assert targets.move_on(x0) == x1
+
+
 async def test_a_single_address_stays() -> None:
     targets = Targets(["a:1"], resolver=fake_resolver({}))
     only = await targets.refresh()
