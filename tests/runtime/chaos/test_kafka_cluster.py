@@ -326,5 +326,5 @@ async def test_a_changelog_away_longer_than_the_request_timeout_stalls_then_comm
         await asyncio.to_thread(cluster.restart, victim)
         await cluster.wait_in_sync()
         await fed.settle(cluster.bootstrap, topic, 60)
-        assert httpx.get(f"{app.http}/readyz", timeout=5).text.strip() == "ready"
+        assert httpx.get(f"{app.http}/readyz", timeout=5).text.strip() == "ready: active"
         assert app.metric("aerogrid_commit_retries_total", {"app": name}) >= 1

@@ -88,8 +88,8 @@ async def test_outage_is_visible_quiet_and_processing_resumes(
         assert any("reachable again" in line for line in app_lines(app))
         assert app.metric("aerogrid_broker_outages_total", {"app": unique_name}) == 1
         assert httpx.get(f"{app.http}/readyz", timeout=5).text.strip() in (
-            "ready",
-            "ready: checkpointed, not exactly-once: the broker refused a transactional "
+            "ready: active",
+            "ready: active; checkpointed, not exactly-once: the broker refused a transactional "
             "producer (UnknownError: [Error -1] UnknownError)",
         )
         await produce(broker.bootstrap, topic, second)

@@ -184,10 +184,10 @@ class ChangelogFollower:
         self.cycle = max(self.cycle, number)
         self.seqs[grid.name] = number
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 3.0) -> None:
         if self._consumer is not None:
             with contextlib.suppress(BaseException):
-                await asyncio.wait_for(self._consumer.stop(), 3)
+                await asyncio.wait_for(self._consumer.stop(), timeout)
             self._consumer = None
 
     def lag(self) -> dict[str, int]:

@@ -185,11 +185,13 @@ class Replica:
             join.cancel()
 
     async def close(self, timeout: float = 3.0) -> None:
-        if self.group is not None:
-            await self.group.leave()
-        await self.engine.close(timeout)
-        if self.follower is not None:
-            await self.follower.close()
+        """Leave the group (a standby takes over at once), stop the engine and the follower,
+        together: each client gets `timeout` seconds (the broker may be down)."""
+        await asyncio.gather(
+            self.group.leave(timeout) if self.group else asyncio.sleep(0),
+            self.engine.close(timeout),
+            self.follower.close(timeout) if self.follower else asyncio.sleep(0),
+        )
 
     # -- helpers -------------------------------------------------------------------------
 

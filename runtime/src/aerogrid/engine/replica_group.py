@@ -137,14 +137,14 @@ class ReplicaGroup:
         await self._decided.wait()
         return self.active
 
-    async def leave(self) -> None:
+    async def leave(self, timeout: float = 5.0) -> None:
         """Leave the group now (the next active is chosen at once)."""
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(BaseException):
                 await self._poller
         if self._consumer is not None:
-            await self._stop(self._consumer)
+            await self._stop(self._consumer, timeout)
             self._consumer = None
         self.active = False
 
@@ -209,9 +209,9 @@ class ReplicaGroup:
                 await asyncio.sleep(1)
 
     @staticmethod
-    async def _stop(consumer: AIOKafkaConsumer) -> None:
+    async def _stop(consumer: AIOKafkaConsumer, timeout: float = 5.0) -> None:
         with contextlib.suppress(BaseException):
-            await asyncio.wait_for(consumer.stop(), 5)
+            await asyncio.wait_for(consumer.stop(), timeout)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
