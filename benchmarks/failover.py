@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import REPO, recv_message, write_result
-from benchmarks._procstats import source_state
+from benchmarks._procstats import source_state, wait_quiet
 from benchmarks._replicas import (
     GRID,
     Feed,
@@ -182,8 +182,14 @@ def gap_after(events: list[Event], kill: float, until: float) -> tuple[float, fl
 
 
 def first_after(events: list[Event], kill: float, *, data: bool) -> Event | None:
-    """The first event (with `data`: the first update carrying data) at or after `kill`."""
-    return next((e for e in events if e[0] >= kill and (e[4] or not data)), None)
+    """The first event of the stream resumed after `kill` (with `data`: the first that
+    carries data). Messages already in flight from the killed process do not count."""
+    last = _at(events, kill)
+    resumes = (last[2] + last[3]) if last else 0
+    return next(
+        (e for e in events if e[0] >= kill and e[2] + e[3] > resumes and (e[4] or not data)),
+        None,
+    )
 
 
 def summarize_kill(
@@ -292,17 +298,17 @@ def run_replicas(broker: Any, options: Options, failover: float, folder: Path) -
         spread = watchers.start()
         time.sleep(options.warmup)
         roles = [replicas.role(m) for m in replicas.members]
+        failovers_before = sum(_failovers(m) for m in replicas.members)
         active = roles.index("active")
         kill1 = time.monotonic()
         replicas.members[active].kill()
         survivors = [m for i, m in enumerate(replicas.members) if i != active]
         elected_after = _wait_role(survivors, "active", kill1, after_active + 10)
         time.sleep(max(0.0, kill1 + after_active - time.monotonic()))
-        standby = next(
-            i
-            for i, m in enumerate(replicas.members)
-            if i != active and replicas.role(m) == "standby"
-        )
+        roles2 = [
+            replicas.role(m) if i != active else "killed" for i, m in enumerate(replicas.members)
+        ]
+        standby = roles2.index("standby")
         kill2 = time.monotonic()
         replicas.members[standby].kill()
         time.sleep(options.settle)
@@ -317,6 +323,9 @@ def run_replicas(broker: Any, options: Options, failover: float, folder: Path) -
         "processes": 3,
         "failover_seconds": failover,
         "spread_over_processes": [spread.count(i) for i in range(3)],
+        "roles_at_first_kill": roles,
+        "roles_at_second_kill": roles2,
+        "failovers_before_first_kill": failovers_before,
         "feed": {k: v for k, v in produced.items() if k != "sums"},
         "kill_active": {
             "new_active_reported_after_s": elected_after,
@@ -329,6 +338,14 @@ def run_replicas(broker: Any, options: Options, failover: float, folder: Path) -
     }
     print(f"   {result}", flush=True)
     return result
+
+
+def _failovers(member: Any) -> int:
+    """How often this process became the active after another (GET /replica)."""
+    try:
+        return int(member.replica().get("failovers", 0))
+    except Exception:
+        return 0
 
 
 def run_single(broker: Any, options: Options, failover: float, folder: Path) -> dict[str, Any]:
@@ -403,6 +420,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--subscribers", type=int, default=90, help="GridClient subscriptions")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each case [2]")
     parser.add_argument("--skip-single", action="store_true", help="no one-process comparison")
+    parser.add_argument(
+        "--broker-min-session-ms",
+        type=int,
+        default=0,
+        help="set the broker's group.min.session.timeout.ms (6000: Apache Kafka's default; "
+        "0: the test bed's 500)",
+    )
     parser.add_argument("--out", default="failover", help="results/replicas/NAME.json")
     args = parser.parse_args(argv)
     options = Options(rate=args.rate, subscribers=args.subscribers)
@@ -411,13 +435,21 @@ def main(argv: list[str] | None = None) -> None:
     folder = Path(tempfile.mkdtemp(prefix="aerogrid-bench-failover-"))
     runs: list[dict[str, Any]] = []
     try:
-        with ApacheKafka(heap="1g") as broker:
+        extra = (
+            {"group.min.session.timeout.ms": str(args.broker_min_session_ms)}
+            if args.broker_min_session_ms
+            else {}
+        )
+        with ApacheKafka(heap="1g", extra_config=extra) as broker:
             min_session = broker_min_session_ms(broker)
             for _ in range(args.repeat):
                 for value in (float(v) for v in args.failover.split(",")):
                     for case in (run_replicas, *(() if args.skip_single else (run_single,))):
+                        others = wait_quiet([broker.pid] if broker.pid else [], 0.5, 90)
                         try:
-                            runs.append(case(broker, options, value, folder))
+                            runs.append(
+                                {**case(broker, options, value, folder), "others_cores": others}
+                            )
                         except Exception as exc:
                             traceback.print_exc()
                             runs.append(

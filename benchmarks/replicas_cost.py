@@ -195,6 +195,10 @@ def run_replicas_ingest(bench: Bench, run: Run, processes: int) -> None:
             sampler.percent(f"p{i}", first[0], last[0]) for i in range(1, processes)
         ]
         run.extra["first_record_after_commit_s"] = round(first[0] - committed, 3)
+        ours = [sampler.percent(name, first[0], last[0]) for name in (*pids, "broker", "bench")]
+        machine = sampler.percent("machine", first[0], last[0])
+        if machine is not None and None not in ours:
+            run.others_cpu_percent = round(machine - sum(v or 0.0 for v in ours), 1)
         problems = []
         for i, member in enumerate(members):
             sums = _units(asyncio.run(grid_rows(member.target, app)))
