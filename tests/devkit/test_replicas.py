@@ -4,16 +4,18 @@ The supervisor runs N real `aerogrid run` processes of an app (each with its own
 ready file and AEROGRID_REPLICA_ID) and restarts one that is killed; the local endpoint
 spreads subscribers over the ready replicas and, when the replica under a subscription
 is SIGKILLed, the client resumes through the same endpoint on another one and ends with
-the exact grid. The last test needs the runtime's replica sets (one active, standbys,
-(epoch, seq) shared by every replica: the "Replicas core" commit) and Apache Kafka.
+the exact grid, on Apache Kafka and on the embedded broker (a SIGKILL, unlike a pause,
+is exact on both).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
@@ -196,52 +198,59 @@ async def subscribers_of(replica: ReplicaProcess) -> float:
 
 
 async def test_endpoint_spreads_subscribers_and_resumes_a_killed_replicas_on_the_other(
-    apache_kafka: Broker, unique_name: str, tmp_path: Path
+    broker: Broker, unique_name: str, tmp_path: Path
 ) -> None:
     name, topic = f"{unique_name}-shop", f"{unique_name}-orders"
     app_file = write_orders_app(tmp_path, name, topic, partitions=2)
     async with supervised_endpoint(
-        {"shop": app_file}, apache_kafka.bootstrap, running=["shop"], replicas={"shop": 2}
+        {"shop": app_file}, broker.bootstrap, running=["shop"], replicas={"shop": 2}
     ) as (supervisor, endpoint):
         app = supervisor.apps["shop"]
         await settled(app, lambda: len(app.running()) == 2, "both replicas run", 90)
         # Each replica's role, from its GET /replica: one active, one standby.
         await settled(app, lambda: roles(app) == ["active", "standby"], "roles", 60)
         sent = orders("a", 40)
-        await produce(apache_kafka.bootstrap, topic, sent)
+        await produce(broker.bootstrap, topic, sent)
 
-        clients = [GridClient(endpoint.address) for _ in range(4)]
-        views: list[Rows] = [{} for _ in clients]
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [
+                await stack.enter_async_context(GridClient(endpoint.address)) for _ in range(4)
+            ]
+            views: list[Rows] = [{} for _ in clients]
 
-        async def follow(index: int) -> None:
-            async for update in clients[index].subscribe(name, GRID):
-                views[index] = update.apply_to(views[index])
+            async def follow(index: int) -> None:
+                async for update in clients[index].subscribe(name, GRID):
+                    views[index] = update.apply_to(views[index])
 
-        tasks = [asyncio.create_task(follow(i)) for i in range(len(clients))]
-        try:
-            want = totals(sent)
-            await settled(app, lambda: all(view == want for view in views), "converged", 60)
-            # Spread: two subscriptions on each replica.
-            counts = [await subscribers_of(r) for r in app.replicas]
-            assert counts == [2, 2], counts
+            tasks = [asyncio.create_task(follow(i)) for i in range(len(clients))]
 
-            (active,) = [r for r in app.replicas if r.role == "active"]
-            assert active.process is not None
-            os.killpg(active.process.pid, signal.SIGKILL)
-            more = orders("b", 40)
-            await produce(apache_kafka.bootstrap, topic, more)
-            want = totals(sent + more)
-            await settled(app, lambda: all(view == want for view in views), "failed over", 90)
-            assert not [task for task in tasks if task.done()], "a subscription ended"
-            # The two on the killed replica resumed on the other from (epoch, seq): deltas.
-            resumes = sum((c.resumes for c in clients), start=type(clients[0].resumes)())
-            assert resumes["delta"] >= 2 and resumes["snapshot"] == 0, resumes
-            # The survivor took over, and the killed one came back as a standby.
-            await settled(app, lambda: roles(app) == ["active", "standby"], "roles again", 60)
-            assert active.restarts == 1
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            for client in clients:
-                await client.close()
+            def holds(want: Rows) -> bool:
+                for task in tasks:
+                    if task.done():
+                        raise AssertionError(f"a subscription ended: {task.exception()!r}")
+                return all(view == want for view in views)
+
+            try:
+                want = totals(sent)
+                await settled(app, lambda: holds(want), "converged", 60)
+                # Spread: two subscriptions on each replica.
+                counts = [await subscribers_of(r) for r in app.replicas]
+                assert counts == [2, 2], counts
+
+                (active,) = [r for r in app.replicas if r.role == "active"]
+                assert active.process is not None
+                os.killpg(active.process.pid, signal.SIGKILL)
+                more = orders("b", 40)
+                await produce(broker.bootstrap, topic, more)
+                want = totals(sent + more)
+                await settled(app, lambda: holds(want), "failed over", 90)
+                # The two on the killed replica resumed on the other from (epoch, seq): deltas.
+                resumes = sum((c.resumes for c in clients), start=Counter[str]())
+                assert resumes["delta"] >= 2 and resumes["snapshot"] == 0, resumes
+                # The survivor took over, and the killed one came back as a standby.
+                await settled(app, lambda: roles(app) == ["active", "standby"], "roles again", 60)
+                assert active.restarts == 1
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
