@@ -29,6 +29,12 @@ async def produce_to_partitions(
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
+        # Partitions just added reach every broker's metadata a moment later.
+        for _ in range(100):
+            if len(await producer.partitions_for(topic)) >= partitions:
+                break
+            await producer.client.force_metadata_update()
+            await asyncio.sleep(0.1)
         sent = [
             await producer.send(topic, key=k, value=v, partition=i % partitions)
             for i, (k, v) in enumerate(records)
