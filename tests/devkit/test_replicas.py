@@ -28,6 +28,7 @@ from aerogrid.client import ClientRow, GridClient
 from aerogrid.errors import ConfigurationError
 from aerogrid.net import LOOPBACK_HOST
 from aerogrid_devkit.app_process import AppProcess, ReplicaProcess
+from aerogrid_devkit.dev_loop_commands import replica_lines
 from aerogrid_devkit.local_server.members import Member, Spreader
 from aerogrid_devkit.replica_probe import readiness_detail
 from aerogrid_devkit.supervisor import Supervisor, http_get
@@ -66,6 +67,13 @@ def test_replicas_out_of_range_is_one_sentence_naming_where(tmp_path: Path, valu
     message = str(error.value)
     assert "[apps.shop] replicas" in message and "must be a whole number from 1 to 16" in message
     assert "at apps.shop.replicas" in message
+
+
+def test_aerogrid_dev_names_the_replicas_of_each_replicated_app(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, "[apps.shop]\nreplicas = 3\n\n[apps.prices]\n")
+    assert replica_lines(ws) == [
+        "shop runs 3 replicas: shop-1, shop-2, shop-3 (one active, the others standby)"
+    ]
 
 
 @pytest.mark.parametrize(
