@@ -24,13 +24,23 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, TypeVar
 
 import grpc
 from grpc import aio
 
 from aerogrid.backoff import Backoff
+from aerogrid.client_results import (
+    AppSummary,
+    ClientRow,
+    GridClientError,
+    GridSummary,
+    GridUpdate,
+    ResumeKind,
+    grid_summary,
+    rows_of,
+    stale_reason,
+)
 from aerogrid.client_targets import (
     Resolver,
     RetryPacing,
@@ -41,17 +51,19 @@ from aerogrid.client_targets import (
 )
 from aerogrid.routing import APP_HEADER, TENANT_HEADER
 from aerogrid.server.errors import Code
-from aerogrid.server.messages import value_to_cell
 from aerogrid.v1 import catalog_pb2, catalog_pb2_grpc, grid_pb2, grid_pb2_grpc
 
+__all__ = [
+    "AppSummary",
+    "ClientRow",
+    "GridClient",
+    "GridClientError",
+    "GridSummary",
+    "GridUpdate",
+    "ResumeKind",
+]
+
 log = logging.getLogger("aerogrid.client")
-
-#: A row as clients see it: column → int, float, str, bool, None, Decimal or datetime.
-ClientRow = dict[str, Any]
-
-#: How a server answered a subscription that resumed from (epoch, seq): with the deltas
-#: it missed (or nothing yet, when it was up to date), or with a fresh snapshot.
-ResumeKind = Literal["delta", "snapshot"]
 
 _T = TypeVar("_T")
 
@@ -63,70 +75,6 @@ _RETRYABLE: Final = frozenset(code.grpc_status for code in Code if code.retryabl
 #: updates it keeps: once the stream has started (a request too big gets it at once).
 #: The subscription resumes, from a fresh snapshot.
 _DROPPED: Final = Code.RESOURCE_EXHAUSTED.grpc_status
-
-
-class GridClientError(Exception):
-    """A call failed; `code` is the gRPC status code."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(f"{code.name}: {message}")
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True)
-class GridUpdate:
-    """One update of a subscription.
-
-    When `snapshot` is True, `upserts` is the whole grid and replaces what the client
-    had; otherwise `upserts` and `deletes` change it. `stale_reason` is set while the
-    app serves its last state but cannot update it (its broker is unreachable, say):
-    keep the values, but show that they may be out of date (`stale`). A change of it
-    comes as a heartbeat update, yielded even without `heartbeats=True`.
-    """
-
-    seq: int
-    snapshot: bool
-    upserts: dict[str, ClientRow]
-    deletes: list[str]
-    epoch: str
-    conflated: int = 0
-    heartbeat: bool = False
-    stale_reason: str | None = None
-
-    @property
-    def stale(self) -> bool:
-        return self.stale_reason is not None
-
-    def apply_to(self, rows: dict[str, ClientRow]) -> dict[str, ClientRow]:
-        """Apply this update to a client's copy of the grid; returns the new copy.
-
-        A snapshot replaces the copy; a delta changes it in place.
-        """
-        if self.snapshot:
-            return dict(self.upserts)
-        rows.update(self.upserts)
-        for key in self.deletes:
-            rows.pop(key, None)
-        return rows
-
-
-@dataclass(frozen=True)
-class GridSummary:
-    app: str
-    name: str
-    columns: list[str]
-    rows: int
-    ready: bool
-
-
-@dataclass(frozen=True)
-class AppSummary:
-    name: str
-    tenant: str
-    status: str
-    grids: list[GridSummary] = field(default_factory=list)
-    message: str = ""
 
 
 class GridClient:
@@ -266,7 +214,7 @@ class GridClient:
                 name=a.name,
                 tenant=a.tenant,
                 status=catalog_pb2.AppStatus.Name(a.status).removeprefix("APP_STATUS_").lower(),
-                grids=[_grid_summary(g) for g in a.grids],
+                grids=[grid_summary(g) for g in a.grids],
                 message=a.message,
             )
             for a in response.apps
@@ -278,7 +226,7 @@ class GridClient:
                 grid_pb2.ListGridsRequest(app=app), metadata=self._metadata(app)
             )
         )
-        return [_grid_summary(g) for g in response.grids]
+        return [grid_summary(g) for g in response.grids]
 
     async def snapshot(
         self, app: str, grid: str, *, timeout: float | None = 30.0
@@ -384,10 +332,10 @@ class GridClient:
                     if event == "schema":
                         column_names = [c.name for c in response.schema.columns]
                         epoch = response.schema.epoch
-                        stale = _stale_reason(response.schema)
+                        stale = stale_reason(response.schema)
                     elif event == "snapshot":
                         snap = response.snapshot
-                        pending.update(_rows(snap.rows, column_names))
+                        pending.update(rows_of(snap.rows, column_names))
                         if snap.complete:
                             seq = snap.seq
                             rows, pending = pending, {}
@@ -400,7 +348,7 @@ class GridClient:
                         yield GridUpdate(
                             seq,
                             False,
-                            _rows(delta.upserts, column_names),
+                            rows_of(delta.upserts, column_names),
                             list(delta.deletes),
                             epoch,
                             conflated=delta.conflated,
@@ -409,7 +357,7 @@ class GridClient:
                     elif event == "heartbeat":
                         # A key-filtered stream moves on without deltas: resume from here.
                         seq = max(seq, response.heartbeat.seq)
-                        stale = _stale_reason(response.heartbeat)
+                        stale = stale_reason(response.heartbeat)
                         if heartbeats or stale != told:
                             told = stale
                             yield GridUpdate(
@@ -443,24 +391,3 @@ class GridClient:
             finally:
                 call.cancel()
             await asyncio.sleep(pacing.next_delay(len(self._targets.addresses) if moved else 1))
-
-
-def _stale_reason(message: grid_pb2.Schema | grid_pb2.Heartbeat) -> str | None:
-    return message.stale.reason if message.HasField("stale") else None
-
-
-def _rows(rows: Sequence[grid_pb2.Row], columns: list[str]) -> dict[str, ClientRow]:
-    return {
-        row.key: {name: value_to_cell(v) for name, v in zip(columns, row.cells, strict=False)}
-        for row in rows
-    }
-
-
-def _grid_summary(info: grid_pb2.GridInfo) -> GridSummary:
-    return GridSummary(
-        app=info.app,
-        name=info.name,
-        columns=[c.name for c in info.columns],
-        rows=info.rows,
-        ready=info.ready,
-    )
