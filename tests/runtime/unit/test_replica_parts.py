@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import pytest
+
 from aerogrid import App
 from aerogrid.engine import checkpoints, cycles
 from aerogrid.engine.follower import ChangelogFollower
 from aerogrid.engine.replica_group import choose_active
 from aerogrid.grids import Grid, RowKey, RowTuple
+from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.hub import GridHub
 from aerogrid.settings import BrokerSettings
+from aerogrid.v1 import grid_pb2
 
 
 def test_cycle_marks_round_trip_and_say_where_a_grid_s_cycle_ends() -> None:
@@ -155,3 +159,25 @@ async def test_the_hub_resumes_from_any_seq_in_its_window_even_one_it_never_publ
     channel.publish({"c": (3,)}, 16)
     assert await waiter
     assert not await channel.wait_reached(99, timeout=0.05)
+
+
+async def test_a_new_numbering_ends_subscriptions_so_they_resume_under_it() -> None:
+    """A new app's replicas each start with their own epoch; the first commit names the
+    shared one, and a subscriber that kept the old epoch would never resume by deltas."""
+    hub = GridHub()
+    _, grid = _app()
+    grid.ready = True
+    channel = hub.add_grid("repl", grid)
+    channel.set_position("new-1234", 0)
+    cursor = hub.open_cursor(channel, grid_pb2.SubscribeRequest(app="repl", grid="sums"))
+    messages = cursor.messages()
+    schema = grid_pb2.SubscribeResponse.FromString(await anext(messages))
+    assert schema.schema.epoch == "new-1234"
+    await anext(messages)  # the (empty) snapshot
+    pending = asyncio.ensure_future(anext(messages))
+    await asyncio.sleep(0.01)
+    channel.set_position("L-abc", 0)
+    with pytest.raises(ServiceError) as raised:
+        await pending
+    assert raised.value.code is Code.UNAVAILABLE
+    await messages.aclose()

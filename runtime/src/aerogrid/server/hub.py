@@ -145,7 +145,12 @@ class GridChannel:
         wakeup.set()
 
     def set_position(self, epoch: str, seq: int) -> None:
-        """The grid's epoch and seq as restored (before it is served), or a new numbering."""
+        """The grid's epoch and seq as restored (before it is served), or a new numbering.
+
+        A new numbering ends every subscription on the grid (`SubscriptionCursor`): a
+        subscriber keeps the epoch its schema said, and resumes with it on any replica.
+        """
+        renumbered = epoch != self.epoch
         self.epoch = epoch
         self.seq = self._base = self._pending_seq = seq
         self._entries.clear()
@@ -153,6 +158,9 @@ class GridChannel:
         self._merges.clear()
         self._merges_bytes = 0
         self._snapshot = None
+        if renumbered:
+            wakeup, self._wakeup = self._wakeup, asyncio.Event()
+            wakeup.set()
 
     def publish(self, changes: Changes, seq: int | None = None) -> None:
         """Record a committed batch of changes at `seq` (None: the next number) and wake
@@ -386,7 +394,8 @@ class SubscriptionCursor:
             # The epoch is known once the grid is restored (it names the changelog's numbering).
             await channel.wait_ready()
             told = channel.stale
-            yield schema_message(channel.app, channel.grid.name, self.columns, channel.epoch, told)
+            numbering = channel.epoch
+            yield schema_message(channel.app, channel.grid.name, self.columns, numbering, told)
             epoch, resume_seq = self._resume
             resumes = epoch == channel.epoch
             if resumes and resume_seq > channel.seq:
@@ -417,6 +426,13 @@ class SubscriptionCursor:
                     last_heard = time.monotonic()
                     yield heartbeat_message(seq, told)
                     continue
+                if channel.epoch != numbering:
+                    # A new app's first commit names its numbering (before it, each replica
+                    # had its own epoch): the subscriber resumes under the one all share.
+                    raise ServiceError(
+                        Code.UNAVAILABLE,
+                        f"grid {channel.app}.{channel.grid.name} has a new epoch; resume",
+                    )
                 if channel.stale != told:
                     continue
                 if self.min_interval:
