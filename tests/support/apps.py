@@ -152,11 +152,18 @@ class RunningApp:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"app exited with {self.proc.returncode}:\n{self.log_tail()}")
             with contextlib.suppress(httpx.HTTPError, ValueError):
-                active = self.replica().get("active")
-                if active and (
-                    self.replica().get("role") != "standby" or active != self.info.get("replica")
-                ):
-                    return str(active)
+                answer = httpx.get(f"{self.http}/replica", timeout=5)
+                if answer.status_code in (401, 403):
+                    # A tokens file guards /replica as it guards /metrics; /readyz is open.
+                    if httpx.get(f"{self.http}/readyz", timeout=5).text.startswith("ready: active"):
+                        return str(self.info.get("replica"))
+                else:
+                    state = answer.json()
+                    active = state.get("active")
+                    if active and (
+                        state.get("role") != "standby" or active != self.info.get("replica")
+                    ):
+                        return str(active)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no active replica in {timeout}s:\n{self.log_tail()}")
             time.sleep(0.05)
