@@ -95,16 +95,18 @@ class ReplicaGroup:
         for seconds in dict.fromkeys((wanted, max(wanted, 6.0), max(wanted, 10.0))):
             consumer = self._new_consumer(seconds)
             consumer.subscribe([self.topic], listener=_Listener(self))
-            await consumer.start()
-            poller = asyncio.create_task(self._poll(consumer))
+            poller: asyncio.Task[None] | None = None
             try:
+                await consumer.start()  # aiokafka raises a refused session timeout here
+                poller = asyncio.create_task(self._poll(consumer))
                 decided = asyncio.create_task(self._decided.wait())
                 await asyncio.wait((poller, decided), return_when=asyncio.FIRST_COMPLETED)
                 decided.cancel()
                 if poller.done():
                     poller.result()  # raises what the group answered
             except InvalidSessionTimeoutError:
-                poller.cancel()
+                if poller is not None:
+                    poller.cancel()
                 await self._stop(consumer)
                 log.warning(
                     "the broker refused a %.1f s session timeout for the replica group "
@@ -113,7 +115,8 @@ class ReplicaGroup:
                 )
                 continue
             except BaseException:
-                poller.cancel()
+                if poller is not None:
+                    poller.cancel()
                 await self._stop(consumer)
                 raise
             self._consumer = consumer
