@@ -62,6 +62,10 @@ class CheckpointLog:
     last: Checkpoint | None = None
 
     def add(self, checkpoint: Checkpoint) -> None:
+        if checkpoint.generation < max(self.completed, default=0):
+            # Written after a newer generation began: by a paused active that woke up
+            # (nothing fences it without transactions). Its cycle counts for no one.
+            return
         if checkpoint.batch > self.completed.get(checkpoint.generation, -1):
             self.completed[checkpoint.generation] = checkpoint.batch
         if self.last is None or (checkpoint.generation, checkpoint.batch) > (
