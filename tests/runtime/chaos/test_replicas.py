@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,12 +77,10 @@ async def lose(
     survivors = [app for app in replicas.alive() if app is not victim]
     served = {app.target: {k: resumes(app, k) for k in KINDS} for app in survivors}
     losses.dying.add(victim.target)
-    t0 = time.monotonic()
     if kill:
         victim.kill()
     else:
         assert await asyncio.to_thread(victim.terminate) == 0, victim.log_tail()
-    print(f"TIMING stop {time.monotonic() - t0:.1f}")
 
     def resumed(s: Subscriber) -> bool:
         return s.endpoint != victim.target and s.moves[1].total() > before[s][1].total()
@@ -162,9 +159,7 @@ async def test_three_replicas_and_300_subscribers_survive_kills_and_a_rolling_re
                 losses.dying -= {first.target, standby.target}
                 for app in replicas.apps:
                     moves.append(await lose(replicas, app, subscribers, losses, kill=False))
-                    t0 = time.monotonic()
                     await replicas.start(app)
-                    print(f"TIMING start {time.monotonic() - t0:.1f}")
                     losses.dying.discard(app.target)
             finally:
                 await feed.stop()
