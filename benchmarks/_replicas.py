@@ -140,7 +140,7 @@ async def _feed(config: FeedConfig, conn: Connection) -> dict[str, Any]:
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)
         total = int(config.rate * config.duration)
         started = time.monotonic()
-        while sent < total:
+        while sent < total and not conn.poll():  # until its duration, or told to stop
             due = min(total, int((time.monotonic() - started) * config.rate)) - sent
             if due > 0:
                 batches = {p: producer.create_batch() for p in partitions}
@@ -203,6 +203,10 @@ class Feed:
 
     def go(self) -> None:
         self._conn.send("go")
+
+    def stop(self) -> None:
+        """End the feed now (before its duration)."""
+        self._conn.send("stop")
 
     def result(self) -> dict[str, Any]:
         result: dict[str, Any] = recv_message(self._conn, self.config.duration + 120, "feed")[1]

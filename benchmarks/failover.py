@@ -290,8 +290,7 @@ def run_replicas(broker: Any, options: Options, failover: float, folder: Path) -
         for _ in range(3):
             replicas.add()
         after_active = failover + options.settle
-        duration = options.warmup + after_active + options.settle + 2
-        feed = Feed(ctx, FeedConfig(broker.bootstrap, replicas.topic, options.rate, duration))
+        feed = Feed(ctx, FeedConfig(broker.bootstrap, replicas.topic, options.rate, 300))
         feed.start()
         feed.go()
         watchers = Watchers(ctx, WatchConfig(tuple(replicas.targets), app, options.subscribers))
@@ -313,6 +312,7 @@ def run_replicas(broker: Any, options: Options, failover: float, folder: Path) -
         replicas.members[standby].kill()
         time.sleep(options.settle)
         end2 = time.monotonic()
+        feed.stop()
         produced = feed.result()
         last = next(m for i, m in enumerate(replicas.members) if i not in (active, standby))
         exact = wait_exact(last.target, app, produced["sums"], 60)
@@ -361,8 +361,7 @@ def run_single(broker: Any, options: Options, failover: float, folder: Path) -> 
     ports = ("--port", str(port), "--http-port", str(http))
     with ReplicaSet(folder, broker.bootstrap, app, env=env) as replicas:
         only = replicas.add(extra_args=ports)
-        duration = options.warmup + options.single_wait + failover + 2
-        feed = Feed(ctx, FeedConfig(broker.bootstrap, replicas.topic, options.rate, duration))
+        feed = Feed(ctx, FeedConfig(broker.bootstrap, replicas.topic, options.rate, 300))
         feed.start()
         feed.go()
         watchers = Watchers(ctx, WatchConfig((only.target,), app, options.subscribers))
@@ -375,6 +374,7 @@ def run_single(broker: Any, options: Options, failover: float, folder: Path) -> 
         active_after = _wait_role([only], "active", kill, 60)
         time.sleep(max(0.0, kill + options.single_wait + failover - time.monotonic()))
         end = time.monotonic()
+        feed.stop()
         produced = feed.result()
         exact = wait_exact(only.target, app, produced["sums"], 60)
         time.sleep(1.5)

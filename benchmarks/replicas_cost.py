@@ -33,6 +33,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +213,16 @@ def run_replicas_ingest(bench: Bench, run: Run, processes: int) -> None:
         run.error = "; ".join(problems) or None
 
 
+def _per_cpu_second(runs: list[Run]) -> float | None:
+    """Median records per CPU second of the consuming process over the verified runs."""
+    values = [
+        r.records_per_s / (r.cpu_percent / 100)
+        for r in runs
+        if r.ok and r.records_per_s and r.cpu_percent
+    ]
+    return round(statistics.median(values)) if values else None
+
+
 def _units(rows: dict[str, tuple[int, int]]) -> dict[str, int]:
     return {k: v[0] for k, v in rows.items()}
 
@@ -243,13 +254,27 @@ def ingest(broker: Any, folder: Path, records: int, repeat: int) -> dict[str, An
             "ok": len(good) == len(mine),
             "errors": [r.error for r in mine if r.error],
             "cpu_percent_median": statistics.median([r.cpu_percent or 0 for r in mine]),
+            # Records per CPU second of the consuming process: what other jobs on the
+            # shared cores change least (they take its CPU, not its cost per record).
+            "records_per_cpu_second_median": _per_cpu_second(mine),
+            "others_cpu_percent": [r.others_cpu_percent for r in mine],
             "standbys_cpu_percent": [r.extra.get("standbys_cpu_percent") for r in mine],
         }
     bare = summary["bare-json"]["records_per_s_median"]
+    bare_cpu = summary["bare-json"]["records_per_cpu_second_median"]
     for name in ("aerogrid-1-process", "aerogrid-3-processes"):
         mine = summary[name]["records_per_s_median"]
         summary[name]["vs_bare_json"] = round(mine / bare, 2) if mine and bare else None
-    return {"records": records, "repeat": repeat, "summary": summary}
+        per_cpu = summary[name]["records_per_cpu_second_median"]
+        summary[name]["per_cpu_second_vs_bare_json"] = (
+            round(per_cpu / bare_cpu, 2) if per_cpu and bare_cpu else None
+        )
+    return {
+        "records": records,
+        "repeat": repeat,
+        "summary": summary,
+        "runs": [asdict(r) for r in runs],
+    }
 
 
 def _guarded(run: Run, body: Callable[[], None]) -> None:
