@@ -37,8 +37,10 @@ def resumes(app: RunningApp, kind: str) -> float:
 
 
 async def same_epoch(replicas: ReplicaSet, timeout: float = 30.0) -> str:
-    """Wait until every live process names one epoch for the grid (the app's first cycle
-    is committed and followed: before it, each process has an epoch of its own)."""
+    """Wait until every live process names one epoch for the grid: the app's first cycle is
+    committed and followed. Before it each process has an epoch of its own, and a stream
+    opened then keeps it (the server does not announce the new one), so its next resume
+    on another process is a snapshot: the subscribers here start once the app has run."""
     epochs: set[str] = set()
 
     def agreed() -> bool:
