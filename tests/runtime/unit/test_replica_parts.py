@@ -181,3 +181,21 @@ async def test_a_new_numbering_ends_subscriptions_so_they_resume_under_it() -> N
         await pending
     assert raised.value.code is Code.UNAVAILABLE
     await messages.aclose()
+
+
+def test_a_lineage_announcement_names_the_numbering_without_a_row() -> None:
+    app, grid = _app()
+    follower, published = _follower(app, checkpointed=False)
+    announced: list[str | None] = []
+    follower.on_lineage = lambda: announced.append(follower.lineage)
+    follower._take(
+        _Message(
+            app.changelog_topic("sums"),
+            cycles.LINEAGE_KEY,
+            b"{}",
+            [cycles.header("N1", 0, last=True)],
+        )
+    )
+    assert announced == ["N1"] and len(grid) == 0 and published == []
+    follower._take(_row(app, "a", 3, 1, last=True))
+    assert published == [(1, {"a": (3,)})]

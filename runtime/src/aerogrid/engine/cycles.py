@@ -20,6 +20,10 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 HEADER = "aerogrid-cycle"
+#: The changelog key of a lineage's announcement: a new active writes one record under it
+#: (cycle 0) to every grid's changelog before its first cycle, so standbys share the epoch
+#: at once. JSON null can never be a row key (rows are keyed by str or int).
+LINEAGE_KEY = b"null"
 
 
 class CycleMark(NamedTuple):

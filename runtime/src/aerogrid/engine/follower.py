@@ -263,6 +263,8 @@ class ChangelogFollower:
                 # A cycle this copy holds already: its own, written while it was the active
                 # (read again after it stepped down), or a cycle written twice (checkpointed).
                 return
+        if m.key == cycles.LINEAGE_KEY:
+            return  # a new numbering's announcement: no row
         key = changelog.decode_key(m.key)
         row = self._decoders[m.topic](m.value)
         grid.load(key, row)

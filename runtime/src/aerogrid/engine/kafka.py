@@ -218,6 +218,8 @@ class KafkaEngine:
         self._follower = follower
         self.lineage = follower.lineage or cycles.new_lineage()
         self.cycle = follower.cycle
+        if follower.lineage is None:
+            await self._announce_lineage(exactly_once)
         resume: dict[str, int] | None = None
         if not exactly_once:
             # A new generation before the first cycle, so a crash in that cycle can never be
@@ -266,6 +268,32 @@ class KafkaEngine:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
+
+    async def _announce_lineage(self, exactly_once: bool) -> None:
+        """A new app's numbering, written to every changelog before its first cycle, so
+        standbys serve under the same epoch from the start (see `cycles.LINEAGE_KEY`)."""
+        mark = (cycles.header(self.lineage, 0, last=True),)
+        records = [
+            OutgoingRecord(self.app.changelog_topic(name), cycles.LINEAGE_KEY, b"{}", mark)
+            for name in self.app.grids
+        ]
+        if not records:
+            return
+
+        async def attempt() -> None:
+            if not exactly_once:
+                await self._send(self._require_producer(), records)
+                return
+            if self._transaction_open:
+                await self._renew_producer()
+            producer = self._require_producer()
+            await producer.begin_transaction()
+            self._transaction_open = True
+            await self._send(producer, records)
+            await producer.commit_transaction()
+            self._transaction_open = False
+
+        await self._until_committed(attempt)
 
     def request_stop(self) -> None:
         """Finish the cycle in flight, commit it, then let `run()` return."""
