@@ -37,10 +37,10 @@ def resumes(app: RunningApp, kind: str) -> float:
 
 
 async def same_epoch(replicas: ReplicaSet, timeout: float = 30.0) -> str:
-    """Wait until every live process names one epoch for the grid: the app's first cycle is
-    committed and followed. Before it each process has an epoch of its own, and a stream
-    opened then keeps it (the server does not announce the new one), so its next resume
-    on another process is a snapshot: the subscribers here start once the app has run."""
+    """Wait until every live process names one epoch for the grid: the active announced
+    the app's lineage and every process read it. Before that each process has an epoch
+    of its own, and a stream opened then keeps it (the server does not tell it the new
+    one), so its next resume on another process is a snapshot."""
     epochs: set[str] = set()
 
     def agreed() -> bool:
