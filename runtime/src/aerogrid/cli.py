@@ -118,8 +118,7 @@ def main(ctx: click.Context) -> None:
 )
 @click.option(
     "--replica-id",
-    help="This process's name among the app's replicas [default: AEROGRID_REPLICA_ID or "
-    "HOST-PID].",
+    help="This process's name among the app's replicas [default: AEROGRID_REPLICA_ID or HOST-PID].",
 )
 @click.option("--log-level", default="INFO", show_default=True)
 def run(

@@ -166,16 +166,17 @@ async def test_on_the_embedded_broker_a_paused_active_writes_on_until_it_hears_o
 
     What holds: once woken, A writes cycles of its own generation to the changelog
     (and their checkpoints) for a moment, interleaved with B's, until the group tells it
-    that B is the active; it then steps down and stays, as a standby. B's grid stays
-    exact, and so does a replica restored afterwards: a checkpoint of an older generation
-    that comes after a newer generation's counts for no one (`engine.checkpoints`), so
-    A's late cycles are dropped like those of a cycle cut short. What does not hold: A
-    published those cycles to its own subscribers, under seqs B used for other states,
-    and its own copy may keep rows of them until they change again.
+    that B is the active; it then exits (code 1, "lost the active role"), since its own
+    copy may hold those cycles, so that its supervisor restarts it from the changelog.
+    B's grid stays exact, and so does a replica restored afterwards: a checkpoint of an
+    older generation that comes after a newer generation's counts for no one
+    (`engine.checkpoints`), so A's late cycles are dropped like those of a cycle cut
+    short. What does not hold: A published those cycles to its own subscribers, under
+    seqs B used for other states, before it exited.
     """
     outcome = await pause_the_active_until_replaced(tansu, unique_name, tmp_path)
-    assert outcome.code is None, outcome.log
-    assert "is a standby again" in outcome.log
+    assert outcome.code == 1, outcome.log
+    assert "lost the active role" in outcome.log, outcome.log
     # (The first record, the app's lineage, belongs to no cycle's generation.)
     generations = [r.generation for r in outcome.changelog if r.generation is not None]
     assert generations[0] == 1 and max(generations) == 2, generations

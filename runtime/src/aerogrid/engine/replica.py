@@ -25,6 +25,7 @@ from typing import Any
 from aerogrid import metrics
 from aerogrid.app import App
 from aerogrid.engine import cycles
+from aerogrid.engine.committer import Fenced
 from aerogrid.engine.follower import ChangelogFollower
 from aerogrid.engine.guarantee import ExactlyOnce, Guarantee
 from aerogrid.engine.kafka import KafkaEngine, Publish, Status
@@ -179,6 +180,14 @@ class Replica:
                     break
             if self._stopping.is_set():
                 break
+            if self.engine.guarantee is Guarantee.CHECKPOINTED:
+                # Nothing fenced this replica: it may have committed cycles after its
+                # successor began (numbers the successor used too), so its copy is suspect.
+                raise Fenced(
+                    f"app {self.app.name}: replica {self.replica_id} lost the active role to "
+                    f"{group.active_replica} on a broker without transactions (no fencing); "
+                    "it exits so that it restarts from the changelog"
+                )
             log.warning("app %s: replica %s is a standby again", self.app.name, self.replica_id)
             await self.engine.deactivate()
         if not join.done():

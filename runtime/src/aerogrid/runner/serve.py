@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aerogrid.app import App
+from aerogrid.engine.committer import Fenced
 from aerogrid.engine.guarantee import TransactionsRefused
-from aerogrid.engine.kafka import Fenced, Status
+from aerogrid.engine.kafka import Status
 from aerogrid.engine.processor import StopProcessing
 from aerogrid.engine.replica import Replica
 from aerogrid.engine.replica_group import Role
