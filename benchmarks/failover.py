@@ -21,7 +21,7 @@ Each at `AEROGRID_FAILOVER_SECONDS` 3 (the default) and 2 (`--failover`). At the
 every replica's grid is compared with the feed's sums (exact: nothing lost or counted
 twice) and every subscriber's copy with its server's.
 
-    .venv/bin/python -m benchmarks.failover                 # about 3 minutes
+    .venv/bin/python -m benchmarks.failover                 # about 10 minutes
     .venv/bin/python -m benchmarks.failover --failover 3 --repeat 1 --skip-single
 """
 

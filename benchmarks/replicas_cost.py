@@ -15,7 +15,7 @@ Two measures, on Apache Kafka (exactly-once), with the orders app (`ReplicaSet`)
    are ready and the active reads them (read_committed) once it commits: the same start
    for 1 and 3 processes. Repeats interleaved; every run checked against the sums.
 
-    .venv/bin/python -m benchmarks.replicas_cost                      # about 5 minutes
+    .venv/bin/python -m benchmarks.replicas_cost                      # about 6 minutes
     .venv/bin/python -m benchmarks.replicas_cost --skip-ingest --rates 10000
 """
 

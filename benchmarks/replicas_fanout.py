@@ -12,7 +12,7 @@ what a deployment with each replica on its own machine multiplies by its cores.
 Every subscriber's copy is compared with its server's snapshot, every server's with the
 producer's last values (exact), as in `benchmarks.fanout`.
 
-    .venv/bin/python -m benchmarks.replicas_fanout                       # about 6 minutes
+    .venv/bin/python -m benchmarks.replicas_fanout                       # about 12 minutes
     .venv/bin/python -m benchmarks.replicas_fanout --points 1000x10000 --servers 1,3
 """
 
