@@ -199,3 +199,16 @@ def test_a_lineage_announcement_names_the_numbering_without_a_row() -> None:
     assert announced == ["N1"] and len(grid) == 0 and published == []
     follower._take(_row(app, "a", 3, 1, last=True))
     assert published == [(1, {"a": (3,)})]
+
+
+def test_restored_cycles_seed_the_window_so_a_restarted_process_resumes_by_deltas() -> None:
+    _, grid = _app()
+    channel = GridHub().add_grid("repl", grid)
+    channel.set_position("E", 12, [(5, 8, {"a": (1,)}), (8, 12, {"b": (2,)})])
+    assert channel.seq == 12
+    assert [e.seq for e in channel.entries_after(5) or []] == [8, 12]
+    assert [e.seq for e in channel.entries_after(9) or []] == [12]
+    assert channel.entries_after(4) is None  # before the restored cycles: a snapshot
+    # Cycles that do not end at the restored seq are not used.
+    channel.set_position("F", 20, [(5, 8, {"a": (1,)})])
+    assert channel.entries_after(8) is None and channel.entries_after(20) == []

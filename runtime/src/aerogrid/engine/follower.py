@@ -37,6 +37,9 @@ from aerogrid.settings import BrokerSettings
 
 log = logging.getLogger("aerogrid.engine")
 
+#: Restored cycles kept per grid to seed the hub's window (see `recent`).
+RECENT_CYCLES = 64
+
 #: Called with a grid, its changes and the seq they bring it to.
 Publish = Callable[[Grid, dict[RowKey, RowTuple | None], int], None]
 
@@ -79,6 +82,12 @@ class ChangelogFollower:
         self._consumer: AIOKafkaConsumer | None = None
         self._partitions: list[TopicPartition] = []
         self._publishing = False
+        #: The last cycles read during restore, per grid: (seq before, seq, changes). They
+        #: seed the hub's window, so a subscriber a few cycles behind a restarted process
+        #: resumes by deltas, not a snapshot.
+        self.recent: dict[str, deque[tuple[int, int, dict[RowKey, RowTuple | None]]]] = {
+            g: deque(maxlen=RECENT_CYCLES) for g in app.grids
+        }
         self._lag: dict[str, int] = dict.fromkeys(app.grids, 0)
 
     # -- restore -------------------------------------------------------------------------
@@ -277,7 +286,8 @@ class ChangelogFollower:
             if self._publishing:
                 self._publish(grid, mark.number)
             else:
-                self._changes[grid.name].clear()
+                changes, self._changes[grid.name] = self._changes[grid.name], {}
+                self.recent[grid.name].append((self.seqs[grid.name], mark.number, changes))
                 self.seqs[grid.name] = mark.number
 
     def _publish(self, grid: Grid, seq: int) -> None:

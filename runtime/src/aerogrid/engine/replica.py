@@ -19,7 +19,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from aerogrid import metrics
@@ -30,13 +30,16 @@ from aerogrid.engine.follower import ChangelogFollower
 from aerogrid.engine.guarantee import ExactlyOnce, Guarantee
 from aerogrid.engine.kafka import KafkaEngine, Publish, Status
 from aerogrid.engine.replica_group import ReplicaGroup, Role
-from aerogrid.grids import Grid
+from aerogrid.grids import Grid, RowKey, RowTuple
 from aerogrid.settings import BrokerSettings
 
 log = logging.getLogger("aerogrid.engine")
 
-#: Called when a grid's epoch is known or changes, with the grid's seq then.
-SetPosition = Callable[[Grid, str, int], None]
+Changes = dict[RowKey, RowTuple | None]
+
+#: Called when a grid's epoch is known or changes, with the grid's seq then and the last
+#: restored cycles (seq before, seq, changes) to seed the window with.
+SetPosition = Callable[[Grid, str, int, Sequence[tuple[int, int, Changes]]], None]
 
 
 def default_replica_id() -> str:
@@ -61,7 +64,7 @@ class Replica:
         self.app = app
         self.settings = settings or app.broker
         self.publish: Publish = publish or (lambda grid, changes, seq: None)
-        self.set_position: SetPosition = set_position or (lambda grid, epoch, seq: None)
+        self.set_position: SetPosition = set_position or (lambda grid, epoch, seq, recent: None)
         self.serve_only = serve_only
         self.replica_id = replica_id or default_replica_id()
         self.engine = KafkaEngine(
@@ -251,7 +254,11 @@ class Replica:
             epoch = cycles.epoch(lineage, grid.columns)
             if self._epochs.get(grid.name) != epoch:
                 self._epochs[grid.name] = epoch
-                self.set_position(grid, epoch, follower.seqs[grid.name])
+                recent = list(follower.recent[grid.name]) if restored else []
+                self.set_position(grid, epoch, follower.seqs[grid.name], recent)
+        if restored:
+            for recent_cycles in follower.recent.values():
+                recent_cycles.clear()
 
     def _set_role(self, role: Role) -> None:
         self.role = role

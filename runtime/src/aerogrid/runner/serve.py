@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -74,10 +74,10 @@ async def serve_app(app: App, settings: BrokerSettings, options: ServeOptions) -
     service = AppService(hub, [hosted])
     authenticator = Authenticator(options.auth or AuthSettings.from_env())
 
-    def set_position(grid: Grid, epoch: str, seq: int) -> None:
+    def set_position(grid: Grid, epoch: str, seq: int, recent: Sequence[Any]) -> None:
         channel = hub.channel(app.name, grid.name)
         if channel is not None:
-            channel.set_position(epoch, seq)
+            channel.set_position(epoch, seq, recent)
 
     engine = Replica(
         app,

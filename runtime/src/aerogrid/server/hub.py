@@ -29,7 +29,7 @@ import bisect
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 
 from aerogrid import metrics
@@ -144,8 +144,13 @@ class GridChannel:
         wakeup, self._wakeup = self._wakeup, asyncio.Event()
         wakeup.set()
 
-    def set_position(self, epoch: str, seq: int) -> None:
+    def set_position(
+        self, epoch: str, seq: int, recent: Sequence[tuple[int, int, Changes]] = ()
+    ) -> None:
         """The grid's epoch and seq as restored (before it is served), or a new numbering.
+
+        `recent` — the last restored cycles as (seq before, seq, changes), ending at `seq` —
+        seeds the window, so a subscriber a few cycles behind a restarted process resumes.
 
         A new numbering ends every subscription on the grid (`SubscriptionCursor`): a
         subscriber keeps the epoch its schema said, and resumes with it on any replica.
@@ -158,6 +163,10 @@ class GridChannel:
         self._merges.clear()
         self._merges_bytes = 0
         self._snapshot = None
+        if recent and recent[-1][1] == seq:
+            self._base = recent[0][0]
+            for _, cycle, changes in recent:
+                self._append(Entry(cycle, changes))
         if renumbered:
             wakeup, self._wakeup = self._wakeup, asyncio.Event()
             wakeup.set()
@@ -207,8 +216,14 @@ class GridChannel:
                     self._image.pop(key, None)
                 else:
                     self._image[key] = encoded
+        self._append(entry)
+        wakeup, self._wakeup = self._wakeup, asyncio.Event()
+        wakeup.set()
+
+    def _append(self, entry: Entry) -> None:
+        """Add `entry` to the window, then trim the window to its bounds."""
         self._entries.append(entry)
-        self._rows_in_window += len(changes)
+        self._rows_in_window += len(entry.changes)
         max_rows = min(self.max_rows, MIN_WINDOW_ROWS + WINDOW_GRID_FACTOR * len(self.grid))
         while self._entries and (
             len(self._entries) > self.max_entries or self._rows_in_window > max_rows
@@ -216,8 +231,6 @@ class GridChannel:
             dropped = self._entries.popleft()
             self._rows_in_window -= len(dropped.changes)
             self._base = dropped.seq
-        wakeup, self._wakeup = self._wakeup, asyncio.Event()
-        wakeup.set()
 
     @property
     def has_image(self) -> bool:
