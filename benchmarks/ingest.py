@@ -43,7 +43,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -157,23 +157,32 @@ async def preload(
     await producer.start()
     began = time.perf_counter()
     try:
-        partitioner = DefaultPartitioner()
-        every = list(range(partitions))
-        batches = {p: producer.create_batch() for p in every}
-        sends: list[asyncio.Future[Any]] = []
-        for key, value in orders:
-            p = partitioner(key, every, every)
-            if batches[p].append(key=key, value=value, timestamp=None) is None:
-                sends.append(await producer.send_batch(batches[p], topic, partition=p))
-                batches[p] = producer.create_batch()
-                batches[p].append(key=key, value=value, timestamp=None)
-        for p, batch in batches.items():
-            if batch.record_count():
-                sends.append(await producer.send_batch(batch, topic, partition=p))
-        await asyncio.gather(*sends)
+        await send_batched(producer, topic, orders, list(range(partitions)))
     finally:
         await producer.stop()
     return time.perf_counter() - began
+
+
+async def send_batched(
+    producer: AIOKafkaProducer,
+    topic: str,
+    orders: Sequence[tuple[bytes, bytes]],
+    partitions: list[int],
+) -> None:
+    """Send `orders` in full batches, each key where Kafka's default partitioner puts it."""
+    partitioner = DefaultPartitioner()
+    batches = {p: producer.create_batch() for p in partitions}
+    sends: list[asyncio.Future[Any]] = []
+    for key, value in orders:
+        p = partitioner(key, partitions, partitions)
+        if batches[p].append(key=key, value=value, timestamp=None) is None:
+            sends.append(await producer.send_batch(batches[p], topic, partition=p))
+            batches[p] = producer.create_batch()
+            batches[p].append(key=key, value=value, timestamp=None)
+    for p, batch in batches.items():
+        if batch.record_count():
+            sends.append(await producer.send_batch(batch, topic, partition=p))
+    await asyncio.gather(*sends)
 
 
 async def topic_size(bootstrap: str, topic: str) -> int:

@@ -39,7 +39,6 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 
 from benchmarks._common import REPO, write_result
 from benchmarks._procstats import RssSampler, Window, mib, source_state
@@ -54,6 +53,7 @@ from benchmarks.ingest import (
     execute,
     make_orders,
     prepare,
+    send_batched,
 )
 
 ROLES = ("active", "standby", "serve-only")
@@ -134,20 +134,8 @@ async def produce_in_one_transaction(
     await producer.start()
     try:
         every = sorted(await producer.partitions_for(topic))
-        partitioner = DefaultPartitioner()
         await producer.begin_transaction()
-        batches = {p: producer.create_batch() for p in every}
-        sends: list[asyncio.Future[Any]] = []
-        for key, value in orders:
-            p = partitioner(key, every, every)
-            if batches[p].append(key=key, value=value, timestamp=None) is None:
-                sends.append(await producer.send_batch(batches[p], topic, partition=p))
-                batches[p] = producer.create_batch()
-                batches[p].append(key=key, value=value, timestamp=None)
-        for p, batch in batches.items():
-            if batch.record_count():
-                sends.append(await producer.send_batch(batch, topic, partition=p))
-        await asyncio.gather(*sends)
+        await send_batched(producer, topic, orders, every)
         await producer.commit_transaction()
         return time.monotonic()
     finally:
