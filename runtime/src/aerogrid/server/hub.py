@@ -102,6 +102,8 @@ class GridChannel:
         self.grid = grid
         self.epoch = epoch
         self.seq = 0
+        #: How often the numbering changed under subscribers (see `set_position`).
+        self.renumberings = 0
         #: The seq just before the window's first entry: resumes reach back to it.
         self._base = 0
         self._pending_seq = 0
@@ -152,10 +154,15 @@ class GridChannel:
         `recent` — the last restored cycles as (seq before, seq, changes), ending at `seq` —
         seeds the window, so a subscriber a few cycles behind a restarted process resumes.
 
-        A new numbering ends every subscription on the grid (`SubscriptionCursor`): a
-        subscriber keeps the epoch its schema said, and resumes with it on any replica.
+        A new numbering of a grid that has shown something ends every subscription on it
+        (`SubscriptionCursor`): a subscriber keeps the epoch its schema said, and resumes
+        with it on any replica. A new app's grid (empty, nothing published) keeps its
+        subscribers: what they hold is the new numbering's start too, and ending their
+        streams would flash "reconnecting" in every sheet at the app's first start.
         """
-        renumbered = epoch != self.epoch
+        renumbered = epoch != self.epoch and (self.seq > 0 or len(self.grid) > 0)
+        if renumbered:
+            self.renumberings += 1
         self.epoch = epoch
         self.seq = self._base = self._pending_seq = seq
         self._entries.clear()
@@ -407,8 +414,8 @@ class SubscriptionCursor:
             # The epoch is known once the grid is restored (it names the changelog's numbering).
             await channel.wait_ready()
             told = channel.stale
-            numbering = channel.epoch
-            yield schema_message(channel.app, channel.grid.name, self.columns, numbering, told)
+            renumberings = channel.renumberings
+            yield schema_message(channel.app, channel.grid.name, self.columns, channel.epoch, told)
             epoch, resume_seq = self._resume
             resumes = epoch == channel.epoch
             if resumes and resume_seq > channel.seq:
@@ -439,9 +446,9 @@ class SubscriptionCursor:
                     last_heard = time.monotonic()
                     yield heartbeat_message(seq, told)
                     continue
-                if channel.epoch != numbering:
-                    # A new app's first commit names its numbering (before it, each replica
-                    # had its own epoch): the subscriber resumes under the one all share.
+                if channel.renumberings != renumberings:
+                    # The numbering started over (the subscriber's epoch means nothing now):
+                    # it resumes under the new one.
                     raise ServiceError(
                         Code.UNAVAILABLE,
                         f"grid {channel.app}.{channel.grid.name} has a new epoch; resume",
