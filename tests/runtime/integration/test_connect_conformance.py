@@ -52,8 +52,10 @@ def test_conformance_suite_passes(tmp_path: Path) -> None:
             f"@{CONFORMANCE / 'known_failing.txt'}",
             "--skip",
             f"@{CONFORMANCE / 'skipped.txt'}",
+            # Not more: on two cores the timeout cases (a deadline of a few hundred ms)
+            # failed once in a clean run with 8 at a time.
             "--parallel",
-            "8",
+            "4",
             "--",
             sys.executable,
             str(CONFORMANCE / "server.py"),
