@@ -289,16 +289,9 @@ async def _read_only(bootstrap: str, topic: str, rows: int) -> dict[str, Any]:
     """aiokafka alone: read the changelog as the engine does, decode nothing."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-        max_poll_records=10_000,
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-    )
+    from aerogrid.engine.follower import READER_OPTIONS
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **READER_OPTIONS)
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)

@@ -37,6 +37,19 @@ from aerogrid.settings import BrokerSettings
 
 log = logging.getLogger("aerogrid.engine")
 
+#: How the changelogs are read: committed records only, from the start, in large fetches.
+READER_OPTIONS: dict[str, Any] = {
+    "group_id": None,
+    "enable_auto_commit": False,
+    "isolation_level": "read_committed",
+    "auto_offset_reset": "earliest",
+    "max_poll_records": 10_000,
+    "fetch_max_bytes": 64 * 1024 * 1024,
+    "max_partition_fetch_bytes": 16 * 1024 * 1024,
+    # Short long-polls: the end check waits for one to come back empty.
+    "fetch_max_wait_ms": 50,
+}
+
 #: Restored cycles kept per grid to seed the hub's window (see `recent`).
 RECENT_CYCLES = 64
 
@@ -100,16 +113,7 @@ class ChangelogFollower:
             topics.append(self.app.checkpoint_topic)
         if topics:
             consumer = self._consumer = AIOKafkaConsumer(
-                group_id=None,
-                enable_auto_commit=False,
-                isolation_level="read_committed",
-                auto_offset_reset="earliest",
-                max_poll_records=10_000,
-                fetch_max_bytes=64 * 1024 * 1024,
-                max_partition_fetch_bytes=16 * 1024 * 1024,
-                # Short long-polls: the end check waits for one to come back empty.
-                fetch_max_wait_ms=50,
-                **self.settings.client_options(),
+                **READER_OPTIONS, **self.settings.client_options()
             )
             await consumer.start()
             # Look every partition up before the first assign(): after it, the consumer's
