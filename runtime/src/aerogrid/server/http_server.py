@@ -15,7 +15,9 @@ what hypercorn lacks and `connections` requires:
 * an ASGI extension, "aerogrid.abort", that cuts a connection whose client stopped
   reading: a response's last bytes would wait behind what it has not read, and a
   graceful close would wait with them (see web/calls.py);
-* `connections`, the open connections (a test and a shutdown wait for them).
+* `connections`, the open connections (a test and a shutdown wait for them);
+* a response head that leaves with its body, and HTTP/2 that survives late request data
+  (`http_protocols`).
 
 What differs from the uvicorn server it replaces: an idle HTTP/1.1 keep-alive connection
 is closed after HEADER_TIMEOUT (10 s, uvicorn's was 5 s), and so is an HTTP/2 connection
@@ -31,18 +33,16 @@ import socket
 import ssl
 from typing import Any, Final
 
-import h2.events
 import h11
-import hypercorn.protocol
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
-from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.utils import wrap_app
 
 from aerogrid.net import LISTEN_BACKLOG
 from aerogrid.server.connections import HEADER_TIMEOUT, refused
+from aerogrid.server.http_protocols import install
 
 __all__ = ["ABORT_EXTENSION", "ALPN_PROTOCOLS", "HttpServer", "serve_http"]
 
@@ -63,30 +63,6 @@ def _config() -> Config:
     config.alpn_protocols = list(ALPN_PROTOCOLS)
     config.include_server_header = False
     return config
-
-
-class _H2Protocol(H2Protocol):
-    """hypercorn's HTTP/2, not crashing on request data for a stream already answered.
-
-    hypercorn 0.18.0 looks the stream of every DATA frame up without checking that it is
-    still open, so a client still sending a body we answered early (an error) kills the
-    whole connection with a KeyError (pgjones/hypercorn#329; fixes #312, #334 unmerged).
-    Such data is dropped, its flow-control window given back.
-    """
-
-    async def _handle_events(self, events: list[h2.events.Event]) -> None:
-        for event in events:
-            if isinstance(event, h2.events.DataReceived) and event.stream_id not in self.streams:
-                self.connection.acknowledge_received_data(
-                    event.flow_controlled_length, event.stream_id
-                )
-                await self._flush()
-            else:
-                await super()._handle_events([event])
-
-
-# ProtocolWrapper picks its HTTP/2 class by this module global; there is no other hook.
-hypercorn.protocol.H2Protocol = _H2Protocol  # type: ignore[attr-defined]
 
 
 class _Connection(TCPServer):
@@ -126,6 +102,7 @@ class HttpServer:
     """Serves one ASGI app on listening sockets until `stop()`."""
 
     def __init__(self, app: Any, *, tls: ssl.SSLContext | None = None) -> None:
+        install()  # hypercorn's protocols with our changes (http_protocols.py)
         self._app = app
         self._tls = tls
         self._config = _config()
