@@ -267,6 +267,55 @@ class Kubelet:
             },
         )
 
+    def fail_init(
+        self, namespace: str, pod: Mapping[str, Any], container: str, message: str
+    ) -> None:
+        """An init container exited 1 with `message` as its termination message."""
+        now = _now()
+        ended = {
+            "exitCode": 1,
+            "reason": "Error",
+            "message": message,
+            "startedAt": now,
+            "finishedAt": now,
+        }
+        waiting = {"waiting": {"reason": "PodInitializing"}}
+        self._status(
+            namespace,
+            pod,
+            {
+                "phase": "Failed",
+                "startTime": now,
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+                    {"type": "Initialized", "status": "False", "lastTransitionTime": now},
+                    {"type": "Ready", "status": "False", "lastTransitionTime": now},
+                ],
+                "initContainerStatuses": [
+                    {
+                        "name": c["name"],
+                        "ready": False,
+                        "restartCount": 0,
+                        "image": c["image"],
+                        "imageID": "",
+                        "state": {"terminated": ended} if c["name"] == container else waiting,
+                    }
+                    for c in pod["spec"].get("initContainers") or []
+                ],
+                "containerStatuses": [
+                    {
+                        "name": c["name"],
+                        "ready": False,
+                        "restartCount": 0,
+                        "image": c["image"],
+                        "imageID": "",
+                        "state": waiting,
+                    }
+                    for c in pod["spec"]["containers"]
+                ],
+            },
+        )
+
 
 class OperatorThread:
     """The operator (kopf) in a thread of this process, as the operator's service account."""
@@ -663,8 +712,8 @@ def test_requirements_build_once_then_deploy_the_built_image(
     assert [ref["uid"] for ref in context["metadata"]["ownerReferences"]] == [
         job["metadata"]["uid"]
     ]
-    (kaniko,) = job["spec"]["template"]["spec"]["containers"]
-    assert f"--destination={build.image}" in kaniko["args"]
+    (builder,) = job["spec"]["template"]["spec"]["containers"]
+    assert {"name": "IMAGE", "value": build.image} in builder["env"]
 
     # The same requirements (another order) wait for the same build: no second Job.
     cluster.apply_app(
@@ -674,9 +723,9 @@ def test_requirements_build_once_then_deploy_the_built_image(
     label = f"aerogrid.io/build={build.digest[:20]}"
     assert len(cluster.res(JOBS).list(builds, label_selector=label).items) == 1
 
-    # Playing the kubelet: kaniko's pod ran to completion; the Job controller marks the
+    # Playing the kubelet: the build's pod ran to completion; the Job controller marks the
     # Job complete, and both apps deploy the built image.
-    pod = wait(lambda: cluster.owned_by(job["metadata"]["uid"], PODS, builds), "kaniko's pod")[0]
+    pod = wait(lambda: cluster.owned_by(job["metadata"]["uid"], PODS, builds), "the build's pod")[0]
     Kubelet(cluster.kube).succeed(builds, pod)
     for name in ("first", "second"):
         deploying = cluster.wait_app(name, tenant, "Deploying")
@@ -712,7 +761,7 @@ def test_a_recorded_image_is_not_built_again(
 def test_a_failed_build_lands_in_status(
     kube: KubeTestbed, cluster: Cluster, installed: PlatformSettings, label: str, k8s_name: str
 ) -> None:
-    # Builds here time out after a second (kaniko never runs: no kubelet).
+    # Builds here time out after a second (nothing runs the build's pod: no kubelet).
     impatient = installed.model_copy(update={"build_timeout_seconds": 1})
     with OperatorThread(kube, impatient, label):
         name = k8s_name
@@ -728,6 +777,37 @@ def test_a_failed_build_lands_in_status(
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Ready"]["reason"] == "BuildFailed"
     assert conditions["ImageReady"]["status"] == "False"
+
+
+def test_a_failed_build_names_the_failing_steps_own_error(
+    cluster: Cluster, tenant: str, installed: PlatformSettings
+) -> None:
+    missing = f"no-such-package-{tenant}==1.0"
+    cluster.apply_app("broken", tenant, with_requirements(missing + "\n"))
+    cluster.wait_app("broken", tenant, "Building")
+    build = build_for(with_requirements(missing + "\n"), installed)
+    assert build is not None
+    builds = installed.build_namespace
+    job = wait(lambda: cluster.res(JOBS).get(build.job_name, builds), "the build Job")
+    pod = wait(lambda: cluster.owned_by(job["metadata"]["uid"], PODS, builds), "the build's pod")[0]
+    # Playing the kubelet: pip exits 1; its output (--quiet: errors only) is the message.
+    pip_says = (
+        f"ERROR: Could not find a version that satisfies the requirement {missing}"
+        " (from versions: none)\n"
+        f"ERROR: No matching distribution found for {missing}\n"
+    )
+    Kubelet(cluster.kube).fail_init(builds, pod, "requirements", pip_says)
+    failed = cluster.wait_app("broken", tenant, "Failed")
+    status = failed["status"]
+    # pip's first line, not the Job's "PodFailurePolicy" / "BackoffLimitExceeded"
+    assert status["message"].endswith(
+        f"requirements: ERROR: Could not find a version that satisfies the requirement"
+        f" {missing} (from versions: none)"
+    )
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["reason"] == "BuildFailed"
+    # A pip failure ends the Job at once (podFailurePolicy): one pod, not backoffLimit + 1.
+    assert len(cluster.owned_by(job["metadata"]["uid"], PODS, builds)) == 1
 
 
 def test_a_big_app_stays_out_of_annotations(cluster: Cluster, tenant: str) -> None:

@@ -59,6 +59,7 @@ from aerogrid_cloud.render import (
     tenant_objects,
     tenant_of,
 )
+from aerogrid_cloud.render.build import APP_PACKAGES, BUILD_CONTAINER, REQUIREMENTS_CONTAINER
 from aerogrid_cloud.settings import PlatformSettings, SettingsError
 
 APP_PY = "import aerogrid\napp = aerogrid.App('orders')\n"
@@ -536,7 +537,7 @@ def test_build_tag_is_stable_and_tracks_requirements_and_runtime() -> None:
     assert len(build.job_name) <= 63
 
 
-def test_build_job_runs_kaniko_in_the_build_namespace() -> None:
+def test_build_job_installs_with_pip_unprivileged_then_builds_with_buildah() -> None:
     build = build_for(with_requirements("requests==2.32.3\n"), SETTINGS)
     assert build is not None
     context, job = build_objects(build, SETTINGS)
@@ -546,21 +547,69 @@ def test_build_job_runs_kaniko_in_the_build_namespace() -> None:
         assert obj["metadata"]["labels"].items() >= MANAGED_BY.items()
     assert context["data"]["requirements.txt"] == "requests==2.32.3\n"
     dockerfile = context["data"]["Dockerfile"]
-    assert dockerfile.startswith("FROM ghcr.io/aerogrid/aerogrid-runtime:0.1.0\n")
-    assert "pip install" in dockerfile and dockerfile.rstrip().endswith("USER 10001")
+    assert dockerfile.splitlines() == [
+        "FROM ghcr.io/aerogrid/aerogrid-runtime:0.1.0",
+        f"COPY site-packages/ {APP_PACKAGES}/",
+        f"ENV PYTHONPATH={APP_PACKAGES}",
+    ]  # no RUN: buildah runs nothing, so it needs no runtime, user namespace or mount
     assert "ownerReferences" not in job["metadata"]  # no App in this namespace can own it
     assert "ownerReferences" not in context["metadata"]
     pod = job["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
     assert job["spec"]["template"]["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
-    (kaniko,) = pod["containers"]
-    assert kaniko["image"] == SETTINGS.build_image
-    assert "--dockerfile=/workspace/Dockerfile" in kaniko["args"]
-    assert "--context=dir:///workspace" in kaniko["args"]
-    assert f"--destination={build.image}" in kaniko["args"]
-    assert "--insecure" not in kaniko["args"]
-    assert {m["subPath"] for m in kaniko["volumeMounts"]} == {"Dockerfile", "requirements.txt"}
+
+    # pip runs on the runtime image, as its user, read-only, with no capability.
+    (pip,) = pod["initContainers"]
+    assert pip["name"] == REQUIREMENTS_CONTAINER and pip["image"] == build.base_image
+    assert pip["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    script = pip["command"][-1]
+    assert "--only-binary=:all:" in script and f"--target {APP_PACKAGES}" in script
+    assert "--requirement /context/requirements.txt" in script
+    assert {"name": "PIP_INDEX_URL", "value": "https://pypi.org/simple"} in pip["env"]
+    assert "PIP_TRUSTED_HOST" not in {e["name"] for e in pip["env"]}
+    packages_mount = next(m for m in pip["volumeMounts"] if m["name"] == "workspace")
+    assert APP_PACKAGES.startswith(packages_mount["mountPath"] + "/")
+
+    # buildah: root with the four capabilities that unpacking layers as their owners needs.
+    (buildah,) = pod["containers"]
+    assert buildah["name"] == BUILD_CONTAINER and buildah["image"] == SETTINGS.build_image
+    assert buildah["securityContext"] == {
+        "runAsUser": 0,
+        "runAsGroup": 0,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"]},
+        "readOnlyRootFilesystem": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    script = buildah["command"][-1]
+    assert "--storage-driver=vfs" in script and "--isolation=chroot" in script
+    assert " bud " in script and " push " in script and "--tls-verify=false" not in script
+    assert {"name": "IMAGE", "value": build.image} in buildah["env"]
+    assert "REGISTRY_AUTH_FILE" not in {e["name"] for e in buildah["env"]}
+    for step in (pip, buildah):
+        assert step["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    # Only emptyDirs are written: the ConfigMap is read-only.
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["context"] == {"name": "context", "configMap": {"name": build.job_name}}
+    for step in (pip, buildah):
+        for mount in step["volumeMounts"]:
+            assert mount.get("readOnly") or "emptyDir" in volumes[mount["name"]]
+
+    # A failed pip fails the Job at once; a failed push is tried again.
+    (rule,) = job["spec"]["podFailurePolicy"]["rules"]
+    assert rule["action"] == "FailJob"
+    assert rule["onExitCodes"]["containerName"] == REQUIREMENTS_CONTAINER
+    assert job["spec"]["backoffLimit"] == 2
     assert job["spec"]["ttlSecondsAfterFinished"] == SETTINGS.build_ttl_seconds
     assert job["spec"]["activeDeadlineSeconds"] == SETTINGS.build_timeout_seconds
     # Once the Job exists, it owns its context.
@@ -571,19 +620,36 @@ def test_build_job_runs_kaniko_in_the_build_namespace() -> None:
 
 def test_build_job_options() -> None:
     settings = SETTINGS.model_copy(
-        update={"build_insecure_registry": True, "build_push_secret": "push-creds"}
+        update={
+            "build_registry_insecure": True,
+            "build_push_secret": "push-creds",
+            "package_index": "http://10.0.0.7:8080/simple",
+        }
     )
     build = build_for(with_requirements("requests\n"), settings)
     assert build is not None
     _, job = build_objects(build, settings)
     pod = job["spec"]["template"]["spec"]
-    (kaniko,) = pod["containers"]
-    assert "--insecure" in kaniko["args"] and "--skip-tls-verify" in kaniko["args"]
-    assert {"name": "docker-config", "mountPath": "/kaniko/.docker", "readOnly": True} in (
-        kaniko["volumeMounts"]
-    )
-    secret = next(v for v in pod["volumes"] if v["name"] == "docker-config")["secret"]
-    assert secret["secretName"] == "push-creds"
+    (pip,) = pod["initContainers"]
+    assert {"name": "PIP_INDEX_URL", "value": "http://10.0.0.7:8080/simple"} in pip["env"]
+    # pip ignores a plain-HTTP index unless its host is trusted: configuring it trusts it.
+    assert {"name": "PIP_TRUSTED_HOST", "value": "10.0.0.7"} in pip["env"]
+    (buildah,) = pod["containers"]
+    # The base is pulled and the image pushed over plain HTTP (a test bed's registry).
+    assert buildah["command"][-1].count("--tls-verify=false") == 2
+    auth = next(e["value"] for e in buildah["env"] if e["name"] == "REGISTRY_AUTH_FILE")
+    mount = next(m for m in buildah["volumeMounts"] if m["name"] == "registry-auth")
+    assert auth == f"{mount['mountPath']}/auth.json" and mount["readOnly"] is True
+    secret = next(v for v in pod["volumes"] if v["name"] == "registry-auth")["secret"]
+    assert secret == {
+        "secretName": "push-creds",
+        "items": [{"key": ".dockerconfigjson", "path": "auth.json"}],
+    }
+
+
+def test_a_package_index_must_be_a_url() -> None:
+    with pytest.raises(ValueError, match="must be an http"):
+        PlatformSettings(package_index="pypi.org/simple")
 
 
 # -- CRDs ----------------------------------------------------------------------------------
@@ -873,7 +939,8 @@ def test_build_namespace_and_record() -> None:
     objects = platform_objects(SETTINGS)
     namespaces = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Namespace"}
     build = namespaces[SETTINGS.build_namespace]["metadata"]["labels"]
-    assert build["pod-security.kubernetes.io/enforce"] == "baseline"  # kaniko runs as root
+    # buildah runs as root with four capabilities (render/build.py): baseline, not restricted
+    assert build["pod-security.kubernetes.io/enforce"] == "baseline"
     assert build["istio-injection"] == "disabled"  # a sidecar would keep Jobs from finishing
     system = namespaces[SETTINGS.system_namespace]["metadata"]["labels"]
     assert system["pod-security.kubernetes.io/enforce"] == "restricted"

@@ -48,14 +48,19 @@ class PlatformSettings(BaseModel):
     runtime_image: str = "ghcr.io/aerogrid/aerogrid-runtime"
     #: The image of the operator and the catalog (the aerogrid-cloud distribution).
     platform_image: str = f"ghcr.io/aerogrid/aerogrid-platform:{__version__}"
-    #: Builds an app's image when requirements.txt lists packages; takes kaniko's flags.
-    build_image: str = "gcr.io/kaniko-project/executor:v1.23.2"
+    #: The builder of an app's image when requirements.txt lists packages: buildah (the
+    #: build Job runs `buildah bud` and `buildah push`; see render/build.py).
+    build_image: str = "quay.io/buildah/stable:v1.38.1"
+    #: The package index the build installs requirements from (pip's --index-url); an
+    #: http:// index is trusted as configured (pip's --trusted-host for its host).
+    package_index: str = "https://pypi.org/simple"
     #: Repository the built images are pushed to (tag: hash of requirements + runtime).
     build_registry: str = "registry.aerogrid-system.svc.cluster.local:5000/aerogrid/apps"
-    #: A kubernetes.io/dockerconfigjson Secret in the build namespace kaniko pushes with.
+    #: A kubernetes.io/dockerconfigjson Secret in the build namespace: the credentials
+    #: buildah pulls the runtime image and pushes with (its REGISTRY_AUTH_FILE).
     build_push_secret: str = ""
-    #: Push over plain HTTP (an in-cluster registry without TLS).
-    build_insecure_registry: bool = False
+    #: Pull the runtime image and push over plain HTTP (an in-cluster registry without TLS).
+    build_registry_insecure: bool = False
     build_timeout_seconds: Annotated[int, Field(ge=1)] = 1800
     #: How long a finished build Job stays (its record of the built tag stays for good).
     build_ttl_seconds: Annotated[int, Field(ge=0)] = 86400
@@ -65,7 +70,8 @@ class PlatformSettings(BaseModel):
     # -- namespaces ---------------------------------------------------------------------
     #: The operator, the catalog and their settings.
     system_namespace: str = "aerogrid-system"
-    #: Image builds run here, apart from tenants (kaniko needs root: Pod Security baseline).
+    #: Image builds run here, apart from tenants (buildah unpacks images as root with a few
+    #: capabilities: Pod Security baseline, see render/build.py).
     build_namespace: str = "aerogrid-builds"
 
     # -- Istio ---------------------------------------------------------------------------
@@ -138,7 +144,7 @@ class PlatformSettings(BaseModel):
                 raise ValueError(f"{cidr!r} is not a CIDR (e.g. 10.0.0.0/8)") from None
         return value
 
-    @field_validator("oidc_issuer", "oidc_jwks_uri")
+    @field_validator("oidc_issuer", "oidc_jwks_uri", "package_index")
     @classmethod
     def _https(cls, value: str) -> str:
         if not value.startswith(("https://", "http://")):

@@ -7,7 +7,7 @@ handlers, then a timer every `resync_seconds`), and anything edited or deleted b
 comes back. Status is written whole, through the status subresource, only when changed.
 
 By resource: `tenants` (a Tenant's namespace and policies), `apps` (an App's Deployment
-and routes, its phase), `builds` (kaniko Jobs and the record of built images); `status`
+and routes, its phase), `builds` (build Jobs and the record of built images); `status`
 holds what every pass shares, `registry` registers the kopf handlers, `kopf_config` is
 kopf's settings, and `cli` runs it all (``python -m aerogrid_cloud.operator``).
 """

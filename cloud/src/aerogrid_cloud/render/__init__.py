@@ -4,7 +4,7 @@ Each is a pure function of a spec and the `PlatformSettings`, in one module per 
 
 * `tenant`: a tenant's namespace, quota, limits, default-deny network, identity policy;
 * `app`: an App's code ConfigMap, ServiceAccount, Deployment, Service and VirtualService;
-* `build`: the kaniko Job that bakes an app's requirements into an image;
+* `build`: the Job (pip, then buildah) that bakes an app's requirements into an image;
 * `platform`: CRDs, operator, catalog, Gateway and mesh-wide mTLS;
 
 with `identity` (Istio token check and members-only rule) and `rbac` (who may do what)

@@ -33,7 +33,8 @@ DEVELOPER_RULES: Final = [
     _rule([GROUP], [APP_PLURAL], ["get", "list", "watch", "create", "patch", "delete"]),
 ]
 #: Every API the operator touches, and only the verbs it uses (it never deletes: owner
-#: references and the garbage collector do; it never reads Secrets or Pods).
+#: references and the garbage collector do; it never reads Secrets, nor Pods outside the
+#: build namespace).
 OPERATOR_RULES: Final = [
     _rule([GROUP], [APP_PLURAL, TENANT_PLURAL], ["get", "list", "watch", "patch"]),
     _rule([GROUP], [f"{APP_PLURAL}/status", f"{TENANT_PLURAL}/status"], ["get", "patch"]),
@@ -71,8 +72,12 @@ OPERATOR_RULES: Final = [
     # kopf reports what it did as events on the objects.
     _rule(["", "events.k8s.io"], ["events"], ["create", "patch"]),
 ]
-#: In the build namespace only: the kaniko Jobs (their ConfigMaps are in the rules above).
-OPERATOR_BUILD_RULES: Final = [_rule(["batch"], ["jobs"], ["get", "create", "patch"])]
+#: In the build namespace only: the build Jobs (their ConfigMaps are in the rules above),
+#: and their pods, whose termination message says why a build failed.
+OPERATOR_BUILD_RULES: Final = [
+    _rule(["batch"], ["jobs"], ["get", "create", "patch"]),
+    _rule([""], ["pods"], ["list"]),
+]
 CATALOG_RULES: Final = [_rule([GROUP], [APP_PLURAL, TENANT_PLURAL], ["get", "list", "watch"])]
 
 
