@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Build a real kube-apiserver, kube-controller-manager and etcd from Go modules, once, for the
-# Kubernetes test bed (tests/support/k8s.py), and extract Istio's CRDs next to them.
+# Build a real Kubernetes control plane and node (kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubelet, kube-proxy) and etcd from Go modules, once, for the Kubernetes test
+# bed (tests/support/k8s.py, tests/support/k8s_node.py), and extract Istio's CRDs next to them.
 #
-# Why: the cloud tests need a real API server (admission, RBAC, server-side apply, CRD schemas);
-# no kind/Docker/kubelet runs here, and Debian's etcd 3.4 is too old for current apiservers.
-# The sources are the Go modules in cloud/testbed/ (kube: both Kubernetes mains; etcd: a main
-# calling etcdmain.Main); their go.mod/go.sum pin every version.
+# Why: the cloud tests need a real API server (admission, RBAC, server-side apply, CRD schemas)
+# and a real node that runs pods; no kind/Docker runs here, and Debian's etcd 3.4 is too old for
+# current apiservers. The sources are the Go modules in cloud/testbed/ (kube: upstream's five
+# mains, one release; etcd: a main calling etcdmain.Main); their go.mod/go.sum pin every version.
 #
 # Output: ~/.cache/aerogrid/k8s/<kubernetes version>-<etcd version>/
-#   bin/kube-apiserver, bin/kube-controller-manager, bin/etcd, istio-crds.yaml
+#   bin/{kube-apiserver,kube-controller-manager,kube-scheduler,kubelet,kube-proxy,etcd},
+#   istio-crds.yaml
 # printed as the last line of stdout; everything else goes to stderr.
 # Go's caches live in ~/.cache/aerogrid/go/{build,mod}, so a clean clone (CI keeps ~/.cache)
 # reuses downloads and compiled packages.
@@ -184,7 +186,7 @@ build() {
         [[ -n "$date" ]] && ldflags+=" -X $pkg.buildDate=$date"
     done
 
-    log "building kube-apiserver and kube-controller-manager $kube (a cold build takes many minutes)"
+    log "building kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kube-proxy $kube (a cold build takes many minutes)"
     (cd "$KUBE_MOD" && go build -trimpath -ldflags "$ldflags" -o "$out/bin/" ./cmd/...)
     log "building etcd $etcd"
     (cd "$ETCD_MOD" && go build -trimpath -ldflags "-s -w" -o "$out/bin/etcd" .)
