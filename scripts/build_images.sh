@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Build the container images for real, without a Docker daemon: aerogrid-runtime,
+# aerogrid-platform and aerogrid-builder, from packaging/*.Dockerfile, with buildah.
+#
+# Why: no container registry is reachable here, so the public bases the Dockerfiles name
+# (docker.io/library/python:3.11-slim-bookworm, docker.io/library/debian:bookworm-slim) cannot be
+# pulled. This script makes stand-ins for them from Debian's own packages: a bookworm minbase
+# root file system (debootstrap, from the mirror this machine's apt uses) committed as
+# `debian:bookworm-slim`'s stand-in, and on top of it Debian's python3.11 + python3.11-venv with
+# a `python` in /usr/local/bin (where the public image has its own) as the python image's. Both
+# carry the label org.aerogrid.stand-in-for=<the public image>. The Dockerfiles keep the public
+# image as their default base; the stand-in is passed as the build argument (PYTHON_IMAGE,
+# DEBIAN_IMAGE), so users build from the real one.
+#
+# buildah keeps its own storage under the cache (vfs driver: plain directories, no overlay
+# mounts): ~/.cache/aerogrid/images/storage. RUN steps use chroot isolation (no runc, no network
+# namespace: pip and apt reach PyPI and the Debian mirror as the host does).
+#
+# Output: ~/.cache/aerogrid/images/<stamp>/ with aerogrid-{runtime,platform,builder}.oci.tar and
+# images.json ({"aerogrid-runtime": {"archive", "tag", "size_bytes", "archive_bytes",
+# "base"}, ...}; size_bytes: the image's unpacked size), printed as the last line of stdout;
+# progress goes to stderr.
+#
+# Idempotent, two stamps: the stand-ins are rebuilt when this script changes (cold: a few
+# minutes), the images when a Dockerfile, a requirements file, a wheel in dist/ or a stand-in
+# changes. A warm run takes seconds. A lock serialises concurrent runs.
+#
+# Needs: `make dist` first (dist/aerogrid-*.whl, dist/aerogrid_cloud-*.whl); root; buildah and
+# debootstrap (installed from Debian's packages when missing, with podman for the image tests).
+# Exit 3: not root or no apt-get to install them (the tests skip locally, fail under CI=true).
+# Environment: AEROGRID_CACHE (default ~/.cache/aerogrid).
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE_ROOT="${AEROGRID_CACHE:-$HOME/.cache/aerogrid}"
+HOME_DIR="$CACHE_ROOT/images"
+STORE=(--root "$HOME_DIR/storage" --runroot "$HOME_DIR/runroot" --storage-driver vfs)
+
+SUITE=bookworm
+# The mirror this machine's apt uses (deb822 or one-line sources), else Debian's own.
+MIRROR="$(sed -n 's#^URIs:[[:space:]]*\(http[^[:space:]]*/debian\)/*$#\1#p; s#^deb[[:space:]]\+\(http[^[:space:]]*/debian\)/*[[:space:]]\+bookworm[[:space:]].*#\1#p' \
+    /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | head -n1 || true)"
+MIRROR="${MIRROR:-http://deb.debian.org/debian}"
+
+PUBLIC_DEBIAN=docker.io/library/debian:bookworm-slim
+PUBLIC_PYTHON=docker.io/library/python:3.11-slim-bookworm
+STANDIN_DEBIAN=localhost/aerogrid-stand-in/debian:bookworm-slim
+STANDIN_PYTHON=localhost/aerogrid-stand-in/python:3.11-slim-bookworm
+# Debian's python packages; passwd: groupadd/useradd (the Dockerfiles add the aerogrid user);
+# ca-certificates, netbase, tzdata: what the public python image carries beside Python.
+PYTHON_PACKAGES=(python3.11 python3.11-venv passwd ca-certificates netbase tzdata)
+# What the public slim images leave out of every package, here and in later apt-get installs.
+DPKG_SLIM='path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/locale/*'
+SLIM_CLEANUP='rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/cache/debconf/*-old /var/log/apt \
+  /var/log/dpkg.log /var/log/bootstrap.log /var/log/alternatives.log /usr/share/doc/* \
+  /usr/share/man/* /usr/share/info/* /usr/share/locale/* /usr/share/lintian /tmp/* /var/tmp/*'
+
+log() { echo "build_images.sh: $*" >&2; }
+bah() { buildah "${STORE[@]}" "$@"; }
+
+install_tools() {
+    local tool
+    for tool in buildah debootstrap podman; do
+        bash "$REPO_ROOT/scripts/apt_install_tool.sh" "$tool" "$tool" "AEROGRID_$(tr a-z A-Z <<<"$tool")" \
+            "$tool" >&2 || exit "$?"
+    done
+    if [[ "$(id -u)" != 0 ]]; then
+        log "building images needs root (debootstrap, buildah's vfs storage under $HOME_DIR)"
+        exit 3
+    fi
+}
+
+# sha256 of the given files' contents and names.
+hash_files() { (cd "$REPO_ROOT" && sha256sum "$@") | sha256sum | cut -c1-16; }
+
+# The stand-in bases, cached by this script's hash; prints nothing.
+build_bases() {
+    local stamp="$HOME_DIR/bases.stamp" hash
+    hash="$(hash_files scripts/build_images.sh)"
+    if grep -qxF "script $hash" "$stamp" 2>/dev/null &&
+        bah inspect --type image "$STANDIN_DEBIAN" >/dev/null 2>&1 &&
+        bah inspect --type image "$STANDIN_PYTHON" >/dev/null 2>&1; then
+        return
+    fi
+    rm -f "$stamp"
+    local started=$SECONDS ctr mnt
+    log "debootstrap $SUITE (minbase) from $MIRROR: the stand-in for $PUBLIC_DEBIAN"
+    # A run killed half-way leaves its working containers: start over.
+    bah rm aerogrid-stand-in-debian aerogrid-stand-in-python >/dev/null 2>&1 || true
+    ctr="$(bah from --name aerogrid-stand-in-debian scratch)"
+    mnt="$(bah mount "$ctr")"
+    mkdir -p "$HOME_DIR/debs" "$mnt/etc/dpkg/dpkg.cfg.d"
+    echo "$DPKG_SLIM" >"$mnt/etc/dpkg/dpkg.cfg.d/aerogrid-slim"
+    debootstrap --variant=minbase --cache-dir="$HOME_DIR/debs" "$SUITE" "$mnt" "$MIRROR" >&2
+    echo "deb $MIRROR $SUITE main" >"$mnt/etc/apt/sources.list"
+    chroot "$mnt" /bin/sh -c "apt-get clean && $SLIM_CLEANUP"
+    rm -rf "${mnt:?}"/dev/* "$mnt"/proc/* "$mnt"/sys/* "$mnt"/run/*
+    bah umount "$ctr" >/dev/null
+    bah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        --cmd bash --label "org.aerogrid.stand-in-for=$PUBLIC_DEBIAN" \
+        --label "org.opencontainers.image.description=A stand-in for $PUBLIC_DEBIAN (no registry here): debootstrap --variant=minbase $SUITE, docs and apt lists removed" \
+        "$ctr"
+    bah commit --rm --format oci "$ctr" "$STANDIN_DEBIAN" >/dev/null
+
+    log "Debian's python3.11 on it: the stand-in for $PUBLIC_PYTHON"
+    ctr="$(bah from --name aerogrid-stand-in-python --pull=never "$STANDIN_DEBIAN")"
+    bah run --isolation chroot "$ctr" -- /bin/sh -c "
+        set -e
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${PYTHON_PACKAGES[*]}
+        apt-get clean
+        $SLIM_CLEANUP
+        find /usr/lib/python3.11 -name __pycache__ -prune -exec rm -rf {} +
+        for name in python python3; do ln -sf /usr/bin/python3.11 /usr/local/bin/\$name; done
+        python -m venv --help >/dev/null
+        groupadd --help >/dev/null && useradd --help >/dev/null" >&2
+    bah config --env LANG=C.UTF-8 --cmd python3 \
+        --label "org.aerogrid.stand-in-for=$PUBLIC_PYTHON" \
+        --label "org.opencontainers.image.description=A stand-in for $PUBLIC_PYTHON (no registry here): Debian's python3.11 and python3.11-venv on the debian:bookworm-slim stand-in, python in /usr/local/bin" \
+        "$ctr"
+    bah commit --rm --format oci "$ctr" "$STANDIN_PYTHON" >/dev/null
+    printf 'script %s\n' "$hash" >"$stamp"
+    log "stand-ins built in $((SECONDS - started)) s"
+}
+
+# One image: bud with its stand-in base, export as an OCI archive; prints its images.json entry.
+build_image() {
+    local name=$1 dockerfile=$2 arg=$3 base=$4 version=$5 out=$6
+    local ref="localhost/$name:$version" started=$SECONDS
+    log "buildah bud -f $dockerfile --build-arg $arg=$base"
+    (cd "$REPO_ROOT" && bah bud --isolation chroot --pull=never --layers --format oci \
+        --build-arg "$arg=$base" -f "$dockerfile" -t "$ref" . >&2)
+    rm -f "$out/$name.oci.tar"
+    bah push --quiet "$ref" "oci-archive:$out/$name.oci.tar:$name:$version" >&2
+    local size archive_bytes
+    size="$(bah images --json "$ref" | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["size"])')"
+    archive_bytes="$(stat -c %s "$out/$name.oci.tar")"
+    log "$name:$version: $size bytes unpacked, archive $archive_bytes bytes ($((SECONDS - started)) s)"
+    printf '"%s": {"archive": "%s", "tag": "%s", "size_bytes": %s, "archive_bytes": %s, "base": "%s"}' \
+        "$name" "$out/$name.oci.tar" "$version" "$size" "$archive_bytes" "$base"
+}
+
+build_images() {
+    local wheels=() wheel
+    mapfile -t wheels < <(cd "$REPO_ROOT" && ls dist/aerogrid-*.whl dist/aerogrid_cloud-*.whl 2>/dev/null)
+    if ((${#wheels[@]} != 2)); then
+        log "need exactly one dist/aerogrid-*.whl and one dist/aerogrid_cloud-*.whl (found: ${wheels[*]:-none}): run make dist"
+        exit 1
+    fi
+    wheel="${wheels[0]##*/}"
+    local version="${wheel#aerogrid-}"
+    version="${version%%-*}"
+    local bases hash
+    bases="$(bah inspect --type image --format '{{.FromImageID}}' "$STANDIN_DEBIAN" "$STANDIN_PYTHON" | tr '\n' ' ')"
+    hash="$( (
+        hash_files scripts/build_images.sh packaging/*.Dockerfile .dockerignore packaging/requirements/*.txt "${wheels[@]}"
+        echo "$bases"
+    ) | sha256sum | cut -c1-16)"
+    local out="$HOME_DIR/$hash"
+    if [[ -f "$out/.complete" ]]; then
+        echo "$out"
+        return
+    fi
+    local started=$SECONDS
+    rm -rf "$out" && mkdir -p "$out"
+    {
+        echo "{"
+        build_image aerogrid-runtime packaging/runtime.Dockerfile PYTHON_IMAGE "$STANDIN_PYTHON" "$version" "$out"
+        echo ","
+        build_image aerogrid-platform packaging/platform.Dockerfile PYTHON_IMAGE "$STANDIN_PYTHON" "$version" "$out"
+        echo ","
+        build_image aerogrid-builder packaging/builder.Dockerfile DEBIAN_IMAGE "$STANDIN_DEBIAN" "$version" "$out"
+        echo "}"
+    } >"$out/images.json.partial"
+    python3 -m json.tool "$out/images.json.partial" >"$out/images.json"
+    rm "$out/images.json.partial"
+    touch "$out/.complete"
+    # Older outputs and the layers only they used.
+    find "$HOME_DIR" -mindepth 1 -maxdepth 1 -type d -regex '.*/[0-9a-f]\{16\}' ! -path "$out" -exec rm -rf {} +
+    log "images built in $((SECONDS - started)) s: $out"
+    echo "$out"
+}
+
+install_tools
+mkdir -p "$HOME_DIR"
+exec 9>"$HOME_DIR/.lock"
+flock 9
+build_bases
+build_images
