@@ -20,7 +20,7 @@ ADDIN := $(EXCEL_DIR)/dist/addin/functions.js
 ADDIN_SOURCES := $(shell find $(EXCEL_DIR)/src $(EXCEL_DIR)/pages $(EXCEL_DIR)/scripts -type f 2>/dev/null) \
   $(EXCEL_DIR)/harness.html $(EXCEL_DIR)/package.json $(EXCEL_DIR)/tsconfig.json
 
-.PHONY: help install demo test lint typecheck unit integration bench proto clean node kafka kcat compat-table k8s grpcurl conformance buf excel test-k8s chromium binary dist excel-screenshot
+.PHONY: help install demo test lint typecheck unit integration bench proto clean node kafka kcat compat-table k8s grpcurl conformance buf excel test-k8s k8s-node chromium binary dist excel-screenshot
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -81,8 +81,11 @@ kcat:  ## Debian's kcat (the broker compatibility suite runs it)
 compat-table: install kafka kcat  ## Rewrite the README's client compatibility table (and its data file) from what the suite sees
 	AEROGRID_COMPAT_REFRESH=1 $(BIN)/pytest tests/devkit/compat -q
 
-k8s:  ## Build kube-apiserver, kube-controller-manager and etcd from Go modules (once per version)
+k8s:  ## Build etcd, kube-apiserver, controller-manager, scheduler, kubelet and kube-proxy from Go modules (once per version)
 	bash scripts/build_k8s.sh >/dev/null || [ $$? -eq 3 ]  # 3: no Go; the tests skip (fail if CI=true)
+
+k8s-node: k8s  ## The test bed's node: containerd, runc, CNI, skopeo (Debian), the local registry and pause image (once)
+	bash scripts/build_node.sh >/dev/null || [ $$? -eq 3 ]  # 3: not root / no Go; the tests skip (fail if CI=true)
 
 grpcurl:  ## Build grpcurl from the Go module proxy (once per version; the gRPC interop tests use it)
 	bash scripts/build_grpcurl.sh >/dev/null || [ $$? -eq 3 ]  # 3: no Go; the tests skip (fail if CI=true)
@@ -106,10 +109,10 @@ typecheck: install  ## mypy --strict
 unit: install  ## Fast tests, no broker
 	$(BIN)/pytest tests/runtime/unit -q
 
-test: install node kafka kcat k8s grpcurl conformance buf excel chromium binary lint typecheck  ## Everything: lint, types, unit and integration tests on real brokers
+test: install node kafka kcat k8s k8s-node grpcurl conformance buf excel chromium binary lint typecheck  ## Everything: lint, types, unit and integration tests on real brokers
 	$(BIN)/pytest -q -ra
 
-test-k8s: install k8s  ## The cloud tests against a real kube-apiserver, etcd and controllers
+test-k8s: install k8s k8s-node  ## The cloud tests against a real kube-apiserver, etcd and controllers
 	$(BIN)/pytest tests/cloud -q -ra
 
 bench: install kafka k8s dist  ## Benchmarks against Faust and a bare aiokafka loop (see benchmarks/README.md)
