@@ -3,10 +3,13 @@
 # runc, CNI plugins, iptables and skopeo installed; a local image registry built from
 # github.com/distribution/distribution/v3 (the Go module cloud/testbed/registry/); a static
 # `pause` binary compiled from the Kubernetes module's own build/pause/linux/pause.c and made
-# into an OCI image with buildah (from scratch), since no public registry is reachable here.
+# into an OCI image with buildah (from scratch), since no public registry is reachable here; and
+# Debian's busybox-static as a second image (a shell, nc and httpd for pods that must do
+# something: serve behind a Service, reach the API server).
 #
 # Output: ~/.cache/aerogrid/node/<kubernetes version>-<distribution version>/
-#   bin/registry, bin/pause, pause.oci.tar (image aerogrid/pause:<kubernetes version>)
+#   bin/registry, bin/pause, pause.oci.tar (image aerogrid/pause:<kubernetes version>),
+#   busybox.oci.tar (image aerogrid/busybox:<busybox version>)
 # printed as the last line of stdout; everything else goes to stderr.
 #
 # Idempotent: packages are installed only when missing; the build does nothing when the stamp
@@ -34,6 +37,7 @@ PACKAGES=(
     buildah:buildah
     gcc:gcc
     /usr/lib/x86_64-linux-gnu/libc.a:libc6-dev
+    /bin/busybox:busybox-static
 )
 
 export GOCACHE="$CACHE_ROOT/go/build"
@@ -76,6 +80,7 @@ inputs_hash() {
         find cloud/testbed/registry -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
         sha256sum scripts/build_node.sh
         echo "kubernetes $1"
+        dpkg-query -W -f '${Version}' busybox-static 2>/dev/null || true
     ) | sha256sum | cut -d' ' -f1
 }
 
@@ -90,21 +95,27 @@ build_pause() {
     gcc -static -O2 -Wall -Werror -DVERSION="$kube-aerogrid" \
         -o "$out/bin/pause" "$dir/build/pause/linux/pause.c"
     strip "$out/bin/pause"
+    # As upstream's image: nobody's UID, /pause as the entrypoint.
+    image_of "$out" pause "localhost/aerogrid/pause:$kube" "$out/bin/pause" /pause \
+        "k8s.io/kubernetes@$kube build/pause/linux/pause.c"
+}
 
-    local store image="localhost/aerogrid/pause:$kube" ctr
+# image_of OUT NAME REF BINARY PATH SOURCE: a one-file image (from scratch) as OUT/NAME.oci.tar,
+# running BINARY (copied to PATH) as UID 65535, labelled with where it came from.
+image_of() {
+    local out=$1 name=$2 ref=$3 binary=$4 path=$5 source=$6 store ctr
     store="$(mktemp -d "$out/buildah.XXXXXX")"
     # shellcheck disable=SC2064  # expand now: $store is local
     trap "rm -rf '$store'" EXIT
     local bah=(buildah --root "$store/root" --runroot "$store/run" --storage-driver vfs)
     ctr="$("${bah[@]}" from scratch)"
-    "${bah[@]}" copy "$ctr" "$out/bin/pause" /pause >/dev/null
-    # As upstream's image: nobody's UID, /pause as the entrypoint.
-    "${bah[@]}" config --entrypoint '["/pause"]' --user 65535:65535 \
-        --label "org.opencontainers.image.source=k8s.io/kubernetes@$kube build/pause" "$ctr"
-    "${bah[@]}" commit --quiet --format oci "$ctr" "$image" >/dev/null
-    rm -f "$out/pause.oci.tar"
-    "${bah[@]}" push --quiet "$image" "oci-archive:$out/pause.oci.tar.partial:$image" >&2
-    mv "$out/pause.oci.tar.partial" "$out/pause.oci.tar"
+    "${bah[@]}" copy "$ctr" "$binary" "$path" >/dev/null
+    "${bah[@]}" config --entrypoint "[\"$path\"]" --user 65535:65535 \
+        --label "org.opencontainers.image.source=$source" "$ctr"
+    "${bah[@]}" commit --quiet --format oci "$ctr" "$ref" >/dev/null
+    rm -f "$out/$name.oci.tar"
+    "${bah[@]}" push --quiet "$ref" "oci-archive:$out/$name.oci.tar.partial:$ref" >&2
+    mv "$out/$name.oci.tar.partial" "$out/$name.oci.tar"
     "${bah[@]}" rm "$ctr" >/dev/null
     rm -rf "$store"
     trap - EXIT
@@ -135,6 +146,11 @@ main() {
     log "building the registry (distribution $distribution)"
     (cd "$REGISTRY_MOD" && go build -trimpath -ldflags "-s -w" -o "$out/bin/registry" .)
     build_pause "$kube" "$out"
+    local busybox
+    busybox="$(dpkg-query -W -f '${Version}' busybox-static)"
+    log "making an image of Debian's busybox-static $busybox"
+    image_of "$out" busybox "localhost/aerogrid/busybox:${busybox//[^A-Za-z0-9_.-]/_}" \
+        /bin/busybox /bin/busybox "Debian busybox-static $busybox"
     printf 'inputs %s\nkubernetes %s\ndistribution %s\n' "$hash" "$kube" "$distribution" >"$stamp"
     log "built $out in $((SECONDS - started)) s"
     echo "$out"
