@@ -59,7 +59,12 @@ from aerogrid_cloud.render import (
     tenant_objects,
     tenant_of,
 )
-from aerogrid_cloud.render.build import APP_PACKAGES, BUILD_CONTAINER, REQUIREMENTS_CONTAINER
+from aerogrid_cloud.render.build_steps import (
+    APP_PACKAGES,
+    BUILD_CONTAINER,
+    BUILDER_CAPABILITIES,
+    REQUIREMENTS_CONTAINER,
+)
 from aerogrid_cloud.settings import PlatformSettings, SettingsError
 
 APP_PY = "import aerogrid\napp = aerogrid.App('orders')\n"
@@ -537,6 +542,13 @@ def test_build_tag_is_stable_and_tracks_requirements_and_runtime() -> None:
     assert len(build.job_name) <= 63
 
 
+#: What Pod Security `baseline` lets a container add (the Kubernetes documentation's list).
+BASELINE_CAPABILITIES = {
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+    "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+}  # fmt: skip
+
+
 def test_build_job_installs_with_pip_unprivileged_then_builds_with_buildah() -> None:
     build = build_for(with_requirements("requests==2.32.3\n"), SETTINGS)
     assert build is not None
@@ -580,14 +592,16 @@ def test_build_job_installs_with_pip_unprivileged_then_builds_with_buildah() -> 
     packages_mount = next(m for m in pip["volumeMounts"] if m["name"] == "workspace")
     assert APP_PACKAGES.startswith(packages_mount["mountPath"] + "/")
 
-    # buildah: root with the four capabilities that unpacking layers as their owners needs.
+    # buildah: root with the four capabilities that unpacking layers as their owners needs
+    # (all four in Pod Security baseline's list), and no user namespace of its own.
+    assert set(BUILDER_CAPABILITIES) <= BASELINE_CAPABILITIES
     (buildah,) = pod["containers"]
     assert buildah["name"] == BUILD_CONTAINER and buildah["image"] == SETTINGS.build_image
     assert buildah["securityContext"] == {
         "runAsUser": 0,
         "runAsGroup": 0,
         "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"]},
+        "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SYS_CHROOT"]},
         "readOnlyRootFilesystem": True,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
@@ -595,6 +609,7 @@ def test_build_job_installs_with_pip_unprivileged_then_builds_with_buildah() -> 
     assert "--storage-driver=vfs" in script and "--isolation=chroot" in script
     assert " bud " in script and " push " in script and "--tls-verify=false" not in script
     assert {"name": "IMAGE", "value": build.image} in buildah["env"]
+    assert {"name": "_CONTAINERS_ROOTLESS_UID", "value": "10001"} in buildah["env"]
     assert "REGISTRY_AUTH_FILE" not in {e["name"] for e in buildah["env"]}
     for step in (pip, buildah):
         assert step["terminationMessagePolicy"] == "FallbackToLogsOnError"
