@@ -69,10 +69,18 @@ class ReplicaSet:
             todo = todo[1:]
         await asyncio.gather(*(self._start(app, timeout) for app in todo))
 
-    @staticmethod
-    async def _start(app: RunningApp, timeout: float) -> None:
+    async def _start(self, app: RunningApp, timeout: float) -> None:
         serve_only = "--serve-only" in app.extra_args
-        await asyncio.to_thread(app.start, timeout, wait_active=not serve_only)
+        try:
+            await asyncio.to_thread(app.start, timeout, wait_active=not serve_only)
+        except RuntimeError as exc:
+            # A replica that cannot join waits on the others: say what they were doing.
+            others = "\n".join(
+                f"--- {other.info.get('replica', '?')} ---\n{other.log_tail(25)}"
+                for other in self.apps
+                if other is not app
+            )
+            raise RuntimeError(f"{exc}\nthe other replicas' logs:\n{others}") from None
 
     def alive(self) -> list[RunningApp]:
         return [app for app in self.apps if app.proc is not None and app.proc.poll() is None]

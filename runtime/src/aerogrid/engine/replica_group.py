@@ -60,6 +60,12 @@ def failover_seconds() -> float:
         return DEFAULT_FAILOVER_SECONDS
 
 
+def join_patience(session_seconds: float) -> float:
+    """How long a join may take before it is started again: a rebalance waits at most a
+    session timeout for members that died, and one more for the rest to rejoin."""
+    return 3 * session_seconds + 5.0
+
+
 class ReplicaGroup:
     """One replica's membership of its app's replica group."""
 
@@ -90,37 +96,30 @@ class ReplicaGroup:
         self._poller: asyncio.Task[None] | None = None
 
     async def join(self) -> None:
-        """Join the group (the session timeout falls back to 6 s, then 10 s, if refused)."""
+        """Join the group (the session timeout falls back to 6 s, then 10 s, if refused).
+
+        A join the coordinator has not settled within `join_patience` (it waits at most a
+        session timeout for members that died) is started again with a new member: the
+        embedded broker's coordinator was seen to leave a rejoining replica waiting for
+        good after a rolling restart.
+        """
         wanted = failover_seconds()
         for seconds in dict.fromkeys((wanted, max(wanted, 6.0), max(wanted, 10.0))):
-            consumer = self._new_consumer(seconds)
-            consumer.subscribe([self.topic], listener=_Listener(self))
-            poller: asyncio.Task[None] | None = None
             try:
-                await consumer.start()  # aiokafka raises a refused session timeout here
-                poller = asyncio.create_task(self._poll(consumer))
-                decided = asyncio.create_task(self._decided.wait())
-                await asyncio.wait((poller, decided), return_when=asyncio.FIRST_COMPLETED)
-                decided.cancel()
-                if poller.done():
-                    poller.result()  # raises what the group answered
+                while not await self._join_once(seconds, patience := join_patience(seconds)):
+                    log.warning(
+                        "replica %s: group %s did not settle within %.0f s; joining again",
+                        self.replica_id,
+                        self.group_id,
+                        patience,
+                    )
             except InvalidSessionTimeoutError:
-                if poller is not None:
-                    poller.cancel()
-                await self._stop(consumer)
                 log.warning(
                     "the broker refused a %.1f s session timeout for the replica group "
                     "(its group.min.session.timeout.ms is higher); failover takes longer",
                     seconds,
                 )
                 continue
-            except BaseException:
-                if poller is not None:
-                    poller.cancel()
-                await self._stop(consumer)
-                raise
-            self._consumer = consumer
-            self._poller = poller
             log.info(
                 "replica %s joined group %s (failover after %.1f s)",
                 self.replica_id,
@@ -129,6 +128,25 @@ class ReplicaGroup:
             )
             return
         raise RuntimeError(f"the broker refused every session timeout for {self.group_id}")
+
+    async def _join_once(self, seconds: float, patience: float) -> bool:
+        """One member's join: True once assigned (the member stays), False if it took longer
+        than `patience` (the member is dropped)."""
+        consumer = self._new_consumer(seconds)
+        consumer.subscribe([self.topic], listener=_Listener(self))
+        try:
+            async with asyncio.timeout(patience):
+                # Waits for the first assignment; raises a refused session timeout.
+                await consumer.start()
+        except TimeoutError:
+            await self._stop(consumer)
+            return False
+        except BaseException:
+            await self._stop(consumer)
+            raise
+        self._consumer = consumer
+        self._poller = asyncio.create_task(self._poll(consumer))
+        return True
 
     async def wait_elected(self) -> None:
         while not self.active:
@@ -199,15 +217,13 @@ class ReplicaGroup:
     async def _poll(self, consumer: AIOKafkaConsumer) -> None:
         """Keep polling: aiokafka counts a consumer that does not poll as failed.
 
-        A group error while joining ends the poll (`join` raises it); after that, errors
-        (a broker away for a while) are logged and polling goes on: the client rejoins.
+        Errors (a broker away for a while) are logged and polling goes on: the client
+        rejoins.
         """
         while True:
             try:
                 await consumer.getmany(timeout_ms=1000)
             except KafkaError as exc:
-                if not self._decided.is_set() and self._consumer is None:
-                    raise
                 log.debug("replica group %s: %r (rejoining)", self.group_id, exc)
                 await asyncio.sleep(1)
 
