@@ -5,6 +5,12 @@ Go modules (scripts/build_k8s.sh, cached), with Istio's CRDs and Pod Security ad
 kubelet runs, so pods are admitted but never start. Without Go the tests skip on a developer
 machine, and fail under CI=true: CI must never go green by skipping them.
 
+`kube_node` is a `support.k8s_node.KubeNode`: a second control plane bound to a test bridge, with
+a real kubelet, scheduler, kube-proxy, containerd and a local registry (root only). It is its own
+bed, not `kube` with a node added: many tests on `kube` write the pod status a kubelet would and
+rely on pods never starting; a real kubelet and scheduler would fight them over those pods. The
+session ends with the line `real node: kubelet ..., containerd ..., pods ready: N, images built: M`.
+
 `make test` and `make test-k8s` build the binaries before pytest starts. A bare `pytest` on a
 machine with Go but no build does it at the end of collection (outside every test's timeout).
 """
@@ -12,6 +18,7 @@ machine with Go but no build does it at the end of collection (outside every tes
 from __future__ import annotations
 
 import re
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -27,19 +34,22 @@ from support.k8s import (
     build_testbed,
     testbed_built,
 )
+from support.k8s_node import KubeNode, build_node
 
 _build_error: list[Exception] = []
+_node_error: list[Exception] = []
+#: The session's node figures for the terminal summary (filled when `kube_node` stops).
+_node_summary: dict[str, str | int] = {}
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Build the binaries once, before any test starts, when a selected test needs them.
 
-    Done here rather than in the fixture because a cold build takes far longer than a test's
-    timeout; a failure is kept and reported by the `kube` fixture.
+    Done here rather than in the fixtures because a cold build takes far longer than a test's
+    timeout; a failure is kept and reported by the `kube` or `kube_node` fixture.
     """
-    if not any("kube" in getattr(item, "fixturenames", ()) for item in session.items):
-        return
-    if KubeTestbed.unavailable_reason() is not None:
+    fixtures = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    if not fixtures & {"kube", "kube_node"} or KubeTestbed.unavailable_reason() is not None:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None and not testbed_built():
@@ -48,6 +58,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         build_testbed()
     except (KubeUnavailable, KubeStartError) as exc:
         _build_error.append(exc)
+    if "kube_node" in fixtures and KubeNode.unavailable_reason() is None:
+        try:
+            build_node()
+        except (KubeUnavailable, KubeStartError) as exc:
+            _node_error.append(exc)
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +88,54 @@ def kube() -> Iterator[KubeTestbed]:
         yield bed
     finally:
         bed.stop()
+
+
+@pytest.fixture(scope="session")
+def kube_node() -> Iterator[KubeNode]:
+    """A real node (kubelet, containerd, scheduler, kube-proxy, registry) on its own control plane.
+
+    `kube_node.bed` is its `KubeTestbed` (API clients, users, namespaces); see support.k8s_node.
+    """
+    reason = KubeNode.unavailable_reason()
+    if reason is not None:
+        unavailable(reason)
+    for error in _node_error + _build_error:
+        if isinstance(error, KubeUnavailable):
+            unavailable(str(error))
+        raise error
+    node = KubeNode()
+    try:
+        node.start()
+    except KubeUnavailable as exc:
+        unavailable(str(exc))
+    try:
+        yield node
+    finally:
+        if node.bed.running:
+            _node_summary["kubelet"] = node.kubelet_version
+            _node_summary["containerd"] = node.containerd_version
+        _node_summary["pods_ready"] = node.pods_ready
+        node.stop()
+
+
+def _images_built() -> int:
+    """Images support.images built or reused in this session (0 when none were asked for)."""
+    images = sys.modules.get("support.images")
+    built = getattr(images, "built_images", None)
+    cache_info = getattr(built, "cache_info", None)
+    if built is None or cache_info is None or cache_info().currsize == 0:
+        return 0
+    return len(built())
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line of what ran for real on the node (the issue's `make test-k8s` summary)."""
+    if "kubelet" in _node_summary:
+        terminalreporter.write_line(
+            f"real node: kubelet {_node_summary['kubelet']}, "
+            f"containerd {_node_summary['containerd']}, "
+            f"pods ready: {_node_summary['pods_ready']}, images built: {_images_built()}"
+        )
 
 
 @pytest.fixture

@@ -14,9 +14,11 @@ What the bed is, and is not:
 * kube-controller-manager runs the controllers in `CONTROLLERS`: Deployments get ReplicaSets and
   ReplicaSets create Pods, owner references cascade (garbage collector), namespaces terminate,
   ResourceQuotas get a status, each namespace gets its ``default`` ServiceAccount.
-* **No kubelet and no scheduler run**: Pods are admitted and stored but never scheduled or
-  started, so they stay Pending and nothing ever becomes Ready. Deployment ``availableReplicas``
-  stays 0. Test what the API server and the controllers do, not what containers do.
+* **No kubelet and no scheduler run** in this bed alone: Pods are admitted and stored but never
+  scheduled or started, so they stay Pending and nothing ever becomes Ready. Deployment
+  ``availableReplicas`` stays 0. Test what the API server and the controllers do, not what
+  containers do. A real node (kubelet, scheduler, containerd) is `support.k8s_node.KubeNode`,
+  which runs its own bed bound to the node's bridge address (``bind_address``).
 * Istio's CRDs are installed (schemas only): istiod and its validating webhook are absent.
 
 Use it through the ``kube`` fixture in tests/cloud/conftest.py:
@@ -311,8 +313,14 @@ class KubeTestbed:
         istio_crds: bool = True,
         startup_timeout: float = 180.0,
         keep_workdir: bool = False,
+        bind_address: str = HOST,
+        controllers: Sequence[str] = CONTROLLERS,
     ) -> None:
         self.controller_manager = controller_manager
+        self.controllers = tuple(controllers)
+        #: Where the API server listens and what it advertises: loopback, or a node's bridge
+        #: address so pods reach it through the `kubernetes` Service (support.k8s_node).
+        self.bind_address = bind_address
         self.istio_crds = istio_crds
         self.startup_timeout = startup_timeout
         self.keep_workdir = keep_workdir or os.environ.get("AEROGRID_KEEP_KUBE_DIRS") == "1"
@@ -361,8 +369,8 @@ class KubeTestbed:
 
     @property
     def server(self) -> str:
-        """The API server's URL, ``https://127.0.0.1:PORT``."""
-        return f"https://{HOST}:{self.port}"
+        """The API server's URL, ``https://127.0.0.1:PORT`` (or the `bind_address`)."""
+        return f"https://{self.bind_address}:{self.port}"
 
     @property
     def etcd_url(self) -> str:
@@ -403,6 +411,15 @@ class KubeTestbed:
             if key not in self._users:
                 self._users[key] = self._make_user(*key)
             return self._users[key]
+
+    def issue_serving_certificate(self, stem: str, names: Sequence[str]) -> tuple[Path, Path]:
+        """A serving certificate (and key) for `names` signed by the bed's CA (a kubelet's)."""
+        return self._authority().issue(stem, names[0], server_names=names)
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Each running component's process id, by name (for memory figures)."""
+        return {name: proc.pid for name, proc in self._procs.items() if proc.poll() is None}
 
     def user_kubeconfig(self, name: str, groups: Iterable[str] = ()) -> Path:
         """A kubeconfig file (certificates inline) for `name` in `groups`."""
@@ -536,6 +553,7 @@ class KubeTestbed:
             "kube-apiserver",
             server_names=(
                 HOST,
+                *((self.bind_address,) if self.bind_address != HOST else ()),
                 "localhost",
                 str(next(ipaddress.ip_network(SERVICE_CLUSTER_IP_RANGE).hosts())),
                 "kubernetes",
@@ -543,6 +561,10 @@ class KubeTestbed:
                 "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local",
             ),
+        )
+        # How the API server proves itself to kubelets (logs, exec): any user of the CA.
+        kubelet_client_cert, kubelet_client_key = ca.issue(
+            "kube-apiserver-kubelet-client", "kube-apiserver-kubelet-client"
         )
         sa_key = ec.generate_private_key(ec.SECP256R1())
         sa_private, sa_public = pki / "sa.key", pki / "sa.pub"
@@ -580,16 +602,21 @@ class KubeTestbed:
             [
                 self._binary("kube-apiserver"),
                 f"--etcd-servers={self.etcd_url}",
-                f"--bind-address={HOST}",
-                f"--advertise-address={HOST}",
-                # 1.37 refuses a loopback advertise address with the lease reconciler; no pod
-                # reaches the API through the `kubernetes` Service here, so keep its Endpoints off.
-                "--endpoint-reconciler-type=none",
+                f"--bind-address={self.bind_address}",
+                f"--advertise-address={self.bind_address}",
+                # 1.37 refuses a loopback advertise address with the lease reconciler: on loopback
+                # no pod reaches the API through the `kubernetes` Service, so keep its Endpoints
+                # off; on a node's bridge address they point pods (via kube-proxy) at it.
+                f"--endpoint-reconciler-type={'none' if self.bind_address == HOST else 'lease'}",
                 f"--secure-port={self._port}",
                 f"--cert-dir={self.workdir / 'apiserver-certs'}",
                 f"--tls-cert-file={serving_cert}",
                 f"--tls-private-key-file={serving_key}",
                 f"--client-ca-file={ca.cert_path}",
+                f"--kubelet-client-certificate={kubelet_client_cert}",
+                f"--kubelet-client-key={kubelet_client_key}",
+                f"--kubelet-certificate-authority={ca.cert_path}",
+                "--kubelet-preferred-address-types=InternalIP",
                 "--authorization-mode=Node,RBAC",
                 # The defaults plus NodeRestriction, as kubeadm runs it; PodSecurity stays on.
                 "--enable-admission-plugins=NodeRestriction,PodSecurity",
@@ -615,7 +642,7 @@ class KubeTestbed:
                 [
                     self._binary("kube-controller-manager"),
                     f"--kubeconfig={kcm.kubeconfig}",
-                    f"--controllers={','.join(CONTROLLERS)}",
+                    f"--controllers={','.join(self.controllers)}",
                     "--leader-elect=false",
                     "--secure-port=0",  # no health endpoint: nothing to bind, nothing to clash
                     "--use-service-account-credentials=false",
@@ -663,7 +690,7 @@ class KubeTestbed:
         return context
 
     def _apiserver_ready(self) -> bool:
-        status, _ = _http_get(HOST, self.port, "/readyz", self._admin_ssl())
+        status, _ = _http_get(self.bind_address, self.port, "/readyz", self._admin_ssl())
         return status == 200
 
     def _controllers_running(self) -> bool:
