@@ -111,6 +111,9 @@ def test_node_registers_and_is_ready(kube_node: KubeNode) -> None:
     addresses = {a.type: a.address for a in node.status.addresses or []}
     assert addresses["InternalIP"] == kube_node.ip
     assert kube_node.startup_seconds is not None and kube_node.startup_seconds < 120
+    components = {"etcd", "kube-apiserver", "kube-controller-manager", "registry", "containerd"}
+    components |= {"kubelet", "kube-scheduler", "kube-proxy"}
+    assert set(kube_node.memory_mb()) == components  # every component still runs
 
 
 def test_pod_from_the_registry_runs_restricted(

@@ -21,50 +21,39 @@ import ipaddress
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from kubernetes import client, watch
 
-from support.brokers import _spawn, _terminate_groups
 from support.k8s import (
     CONTROLLERS,
     KubeStartError,
     KubeTestbed,
     KubeUnavailable,
     build_testbed,
-    testbed_home,
     wait_for,
 )
 from support.k8s_host import HostSnapshot, NodeLock, shim_pids
+from support.k8s_node_components import NodeComponents, run
 from support.k8s_node_config import (
     NODE_BRIDGE,
+    NODE_IP,
     NODE_NAME,
     NODE_NETWORK,
     POD_BRIDGE,
     POD_NETWORK,
     NodePaths,
-    cni_conflist,
-    containerd_config,
-    kube_proxy_config,
-    kubelet_config,
-    registry_config,
-    registry_hosts_toml,
-    write_json,
 )
 from support.paths import REPO
 
 BUILD_SCRIPT = REPO / "scripts" / "build_node.sh"
-CNI_BIN = Path("/usr/lib/cni")
-NODE_IP = str(next(ipaddress.ip_network(NODE_NETWORK).hosts()))
 #: What a node needs beyond the bed's controllers: the node's not-ready taint lifted once it is
 #: Ready (node lifecycle), Services' endpoints (kube-proxy reads EndpointSlices), pods of a gone
 #: node collected.
@@ -75,8 +64,6 @@ NODE_CONTROLLERS = (
     "endpointslice-mirroring-controller",
     "pod-garbage-collector-controller",
 )
-#: Component stop order: nothing schedules or restarts pods while the rest goes down.
-_STOP_ORDER = ("kube-scheduler", "kube-proxy", "kubelet", "containerd", "registry")
 
 
 def build_node(timeout: float = 1800.0) -> Path:
@@ -89,20 +76,6 @@ def build_node(timeout: float = 1800.0) -> Path:
     if done.returncode != 0 or not done.stdout.strip():
         raise KubeStartError(f"build_node.sh failed ({done.returncode}):\n{done.stderr[-4000:]}")
     return Path(done.stdout.strip().splitlines()[-1])
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _run(argv: list[str]) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
-    if done.returncode != 0:
-        raise KubeStartError(f"{' '.join(argv)} failed: {done.stderr.strip()[-2000:]}")
-    return done.stdout
 
 
 class KubeNode:
@@ -119,7 +92,7 @@ class KubeNode:
         self.cleanup_problems: list[str] = []
         self._home: Path | None = None
         self._paths: NodePaths | None = None
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._components: NodeComponents | None = None
         self._lock = NodeLock()
         self._snapshot: HostSnapshot | None = None
         self._ready_pods: set[str] = set()
@@ -158,12 +131,13 @@ class KubeNode:
         return len(self._ready_pods)
 
     def log_path(self, component: str) -> Path:
+        """A node component's log (registry, containerd, kubelet, kube-scheduler, kube-proxy)."""
         return self.paths.root / f"{component}.log"
 
     def push(self, archive: Path, ref: str) -> str:
         """Copy an OCI archive to the local registry as `ref`; the reference pods pull."""
         target = f"{self.registry}/{ref}"
-        _run(
+        run(
             [
                 "skopeo",
                 "copy",
@@ -194,7 +168,8 @@ class KubeNode:
 
     def memory_mb(self) -> dict[str, float]:
         """Resident memory of each component now (MB), control plane included."""
-        pids = {**self.bed.pids, **{n: p.pid for n, p in self._procs.items()}}
+        procs = self._components.procs if self._components else {}
+        pids = {**self.bed.pids, **{n: p.pid for n, p in procs.items()}}
         result = {}
         for name, pid in pids.items():
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -221,13 +196,12 @@ class KubeNode:
     def stop(self, grace: float = 5.0) -> None:
         """Delete the pods, stop every process, restore the host; idempotent."""
         self._stopping.set()
-        if self._procs.get("kube-scheduler") is not None and self.bed.running:
-            _terminate_groups([self._procs.pop("kube-scheduler")], grace)
-            self._delete_pods()
-        for name in _STOP_ORDER:
-            proc = self._procs.pop(name, None)
-            if proc is not None:
-                _terminate_groups([proc], grace)
+        components, self._components = self._components, None
+        if components is not None:
+            if "kube-scheduler" in components.procs and self.bed.running:
+                components.stop(grace, ("kube-scheduler",))
+                self._delete_pods()
+            components.stop(grace)
         self.bed.stop(grace)
         if self._snapshot is not None and self._paths is not None:
             self.cleanup_problems += self._snapshot.restore(
@@ -262,170 +236,41 @@ class KubeNode:
         assert self._node_info is not None
         return self._node_info
 
-    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        env = dict(os.environ)
-        env["PATH"] = f"{env.get('PATH', '')}:/usr/local/sbin:/usr/sbin:/sbin"
-        proc = _spawn(argv, cwd=self.paths.root, log_path=self.log_path(name), env=env)
-        self._procs[name] = proc
-        return proc
-
-    def _binary(self, name: str) -> str:
-        assert self._home is not None
-        if name in ("registry", "pause"):
-            return str(self._home / "bin" / name)
-        return str(testbed_home() / "bin" / name)
-
-    def _wait(self, name: str, check: object, deadline: float) -> None:
-        proc = self._procs[name]
-
-        def alive_and_ready() -> bool:
-            if proc.poll() is not None:
-                raise self._fail(name, f"{name} exited with {proc.returncode}")
-            return bool(check() if callable(check) else check)
-
-        try:
-            wait_for(alive_and_ready, max(1.0, deadline - time.monotonic()), name)
-        except TimeoutError as exc:
-            raise self._fail(name, str(exc)) from None
-
-    def _fail(self, name: str, message: str) -> KubeStartError:
-        try:
-            tail = "\n".join(self.log_path(name).read_text(errors="replace").splitlines()[-40:])
-        except OSError:
-            tail = "(no log)"
-        return KubeStartError(f"{message}; {self.log_path(name)} ends with:\n{tail}")
-
     def _launch(self) -> None:
         started = time.monotonic()
         deadline = started + self.startup_timeout
         self._make_network()
         self.bed.start()
-        self._start_registry(deadline)
         assert self._home is not None
+        self._components = parts = NodeComponents(self.paths, self._home, self.bed)
+        self.registry = parts.start_registry(deadline)
         sandbox = self.push(self._home / "pause.oci.tar", f"aerogrid/pause:{self.bed.version}")
-        self._start_containerd(sandbox, deadline)
-        self._start_kubelet(deadline)
-        self._start_scheduler()
-        self._start_kube_proxy(deadline)
+        parts.start_containerd(self.registry, sandbox, deadline)
+        parts.start_kubelet(deadline)
+        parts.start_scheduler()
+        parts.start_kube_proxy(deadline)
         self._watcher = threading.Thread(target=self._watch_ready, daemon=True)
         self._watcher.start()
         self.startup_seconds = time.monotonic() - started
 
     def _make_network(self) -> None:
-        taken = _run(["ip", "-4", "-o", "route", "show"])
+        taken = run(["ip", "-4", "-o", "route", "show"])
         for network in (NODE_NETWORK, POD_NETWORK):
             net = ipaddress.ip_network(network)
             for line in taken.splitlines():
                 dest = line.split()[0]
                 if dest != "default" and ipaddress.ip_network(dest, strict=False).overlaps(net):
                     raise KubeStartError(f"{network} clashes with a route of this host: {line}")
-        _run(["ip", "link", "add", NODE_BRIDGE, "type", "bridge"])
-        _run(["ip", "addr", "add", f"{NODE_IP}/24", "dev", NODE_BRIDGE])
-        _run(["ip", "link", "set", NODE_BRIDGE, "up"])
+        run(["ip", "link", "add", NODE_BRIDGE, "type", "bridge"])
+        run(["ip", "addr", "add", f"{NODE_IP}/24", "dev", NODE_BRIDGE])
+        run(["ip", "link", "set", NODE_BRIDGE, "up"])
         # Pods may talk to pods and to the node; whatever else they send is dropped.
         chain = "AEROGRID-NODE"
-        _run(["iptables", "-w", "-N", chain])
+        run(["iptables", "-w", "-N", chain])
         for dest in (POD_NETWORK, NODE_NETWORK):
-            _run(["iptables", "-w", "-A", chain, "-s", POD_NETWORK, "-d", dest, "-j", "RETURN"])
-        _run(["iptables", "-w", "-A", chain, "-s", POD_NETWORK, "-j", "DROP"])
-        _run(["iptables", "-w", "-I", "FORWARD", "1", "-j", chain])
-
-    def _start_registry(self, deadline: float) -> None:
-        self.registry = f"{NODE_IP}:{_free_port(NODE_IP)}"
-        config = write_json(
-            self.paths.root / "registry.json", registry_config(self.paths, self.registry)
-        )
-        self._spawn("registry", [self._binary("registry"), "serve", str(config)])
-
-        def answers() -> bool:
-            with socket.socket() as sock:
-                return sock.connect_ex((NODE_IP, int(self.registry.split(":")[1]))) == 0
-
-        self._wait("registry", answers, deadline)
-
-    def _start_containerd(self, sandbox: str, deadline: float) -> None:
-        paths = self.paths
-        hosts = paths.registry_hosts / self.registry / "hosts.toml"
-        hosts.parent.mkdir(parents=True)
-        hosts.write_text(registry_hosts_toml(self.registry))
-        write_json(paths.cni_conf / "10-aerogrid.conflist", cni_conflist(paths))
-        config = paths.containerd / "config.toml"
-        config.write_text(containerd_config(paths, sandbox, CNI_BIN))
-        self._spawn("containerd", ["containerd", "--config", str(config)])
-        self._wait("containerd", paths.containerd_socket.exists, deadline)
-
-    def _start_kubelet(self, deadline: float) -> None:
-        paths, bed = self.paths, self.bed
-        cert, key = bed.issue_serving_certificate("kubelet-serving", (NODE_NAME, NODE_IP))
-        user = bed.user(f"system:node:{NODE_NAME}", ["system:nodes"])
-        config = kubelet_config(
-            paths,
-            node_ip=NODE_IP,
-            port=_free_port(NODE_IP),
-            healthz_port=_free_port("127.0.0.1"),
-            ca=bed.ca_cert,
-            cert=cert,
-            key=key,
-        )
-        config_path = write_json(paths.root / "kubelet.json", config)
-        self._spawn(
-            "kubelet",
-            [
-                self._binary("kubelet"),
-                f"--config={config_path}",
-                f"--kubeconfig={user.kubeconfig}",
-                f"--root-dir={paths.kubelet}",
-                f"--hostname-override={NODE_NAME}",
-                f"--node-ip={NODE_IP}",
-                "--v=1",
-            ],
-        )
-        self._wait("kubelet", self._node_ready, deadline)
-
-    def _node_ready(self) -> bool:
-        with self.bed.api_client() as api:
-            try:
-                node = client.CoreV1Api(api).read_node(NODE_NAME)
-            except client.ApiException as exc:
-                if exc.status == 404:
-                    return False
-                raise
-        conditions = (node.status.conditions if node.status else None) or []
-        return any(c.type == "Ready" and c.status == "True" for c in conditions)
-
-    def _start_scheduler(self) -> None:
-        user = self.bed.user("system:kube-scheduler")
-        self._spawn(
-            "kube-scheduler",
-            [
-                self._binary("kube-scheduler"),
-                f"--kubeconfig={user.kubeconfig}",
-                "--leader-elect=false",
-                "--secure-port=0",
-                "--v=1",
-            ],
-        )
-
-    def _start_kube_proxy(self, deadline: float) -> None:
-        user = self.bed.user("system:kube-proxy")
-        healthz = _free_port("127.0.0.1")
-        config = kube_proxy_config(
-            user.kubeconfig,
-            node_ip=NODE_IP,
-            healthz_port=healthz,
-            metrics_port=_free_port("127.0.0.1"),
-        )
-        config_path = write_json(self.paths.root / "kube-proxy.json", config)
-        self._spawn("kube-proxy", [self._binary("kube-proxy"), f"--config={config_path}", "--v=1"])
-
-        def healthy() -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{healthz}/healthz", timeout=2):
-                    return True
-            except OSError:
-                return False
-
-        self._wait("kube-proxy", healthy, deadline)
+            run(["iptables", "-w", "-A", chain, "-s", POD_NETWORK, "-d", dest, "-j", "RETURN"])
+        run(["iptables", "-w", "-A", chain, "-s", POD_NETWORK, "-j", "DROP"])
+        run(["iptables", "-w", "-I", "FORWARD", "1", "-j", chain])
 
     def _watch_ready(self) -> None:
         """Count pods seen Ready (for the test summary), until the node stops."""

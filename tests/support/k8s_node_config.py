@@ -6,6 +6,7 @@ stated once, with why: see ../shared/FACTS.md "Found in turn 2" for how they wer
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ NODE_BRIDGE = "agnode0"
 POD_BRIDGE = "agcni0"
 NODE_NETWORK = "10.231.0.0/24"
 POD_NETWORK = "10.231.1.0/24"
+#: The node's address (on `NODE_BRIDGE`): the API server, the kubelet and the registry bind it.
+NODE_IP = str(next(ipaddress.ip_network(NODE_NETWORK).hosts()))
 CNI_NETWORK_NAME = "aerogrid-pods"
 NODE_NAME = "aerogrid-node"
 
