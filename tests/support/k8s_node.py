@@ -184,6 +184,9 @@ class KubeNode:
         self._home = build_node()
         build_testbed()
         self._lock.acquire(timeout=1800.0)
+        # Holding the lock, bridges of ours that exist were left by a session killed outright.
+        for link in (NODE_BRIDGE, POD_BRIDGE):
+            subprocess.run(["ip", "link", "delete", link], capture_output=True, check=False)
         self._snapshot = HostSnapshot.take()
         self._paths = NodePaths(Path(tempfile.mkdtemp(prefix="aerogrid-node-")))
         try:
