@@ -6,6 +6,10 @@
 #
 #   make dist
 #   docker build -f packaging/platform.Dockerfile -t aerogrid-platform:<version> .
+# The base is a build argument whose default is the public image; users build from that one.
+# The test bed cannot pull it (no registry is reachable there), so scripts/build_images.sh
+# (`make images`) passes a stand-in made from Debian's own packages (a debootstrap'd bookworm
+# with Debian's python3.11, labelled org.aerogrid.stand-in-for): --build-arg PYTHON_IMAGE=...
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS install

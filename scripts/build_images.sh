@@ -90,10 +90,11 @@ build_bases() {
         return
     fi
     rm -f "$stamp"
+    # Every image in the storage derives from the old stand-ins: start it afresh (vfs keeps a
+    # full copy of each layer, so stale ones cost gigabytes).
+    rm -rf "$HOME_DIR/storage" "$HOME_DIR/runroot"
     local started=$SECONDS ctr mnt
     log "debootstrap $SUITE (minbase) from $MIRROR: the stand-in for $PUBLIC_DEBIAN"
-    # A run killed half-way leaves its working containers: start over.
-    bah rm aerogrid-stand-in-debian aerogrid-stand-in-python >/dev/null 2>&1 || true
     ctr="$(bah from --name aerogrid-stand-in-debian scratch)"
     mnt="$(bah mount "$ctr")"
     mkdir -p "$HOME_DIR/debs" "$mnt/etc/dpkg/dpkg.cfg.d"
@@ -130,17 +131,30 @@ build_bases() {
     log "stand-ins built in $((SECONDS - started)) s"
 }
 
+# RUN steps see the host's CA bundle (only while they run; the images do not keep it), so pip
+# trusts what this machine trusts, e.g. an egress proxy's CA (Debian's pip reads the system
+# bundle). Only on the python stand-in, which has the file: the builder's apt installs its own.
+PYTHON_RUN_MOUNTS=()
+HOST_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+if [[ -s "$HOST_CA_BUNDLE" ]]; then
+    PYTHON_RUN_MOUNTS=(--volume "$HOST_CA_BUNDLE:$HOST_CA_BUNDLE:ro")
+fi
+
 # One image: bud with its stand-in base, export as an OCI archive; prints its images.json entry.
 build_image() {
     local name=$1 dockerfile=$2 arg=$3 base=$4 version=$5 out=$6
+    local RUN_MOUNTS=()
+    [[ "$arg" == PYTHON_IMAGE ]] && RUN_MOUNTS=("${PYTHON_RUN_MOUNTS[@]}")
     local ref="localhost/$name:$version" started=$SECONDS
     log "buildah bud -f $dockerfile --build-arg $arg=$base"
     (cd "$REPO_ROOT" && bah bud --isolation chroot --pull=never --layers --format oci \
-        --build-arg "$arg=$base" -f "$dockerfile" -t "$ref" . >&2)
+        "${RUN_MOUNTS[@]}" --build-arg "$arg=$base" -f "$dockerfile" -t "$ref" . >&2)
     rm -f "$out/$name.oci.tar"
     bah push --quiet "$ref" "oci-archive:$out/$name.oci.tar:$name:$version" >&2
     local size archive_bytes
-    size="$(bah images --json "$ref" | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["size"])')"
+    # Unpacked size: the sum of the layers, which buildah's storage keeps as uncompressed tars.
+    size="$(bah inspect --type image "$ref" | python3 -c \
+        'import json, sys; print(sum(layer["size"] for layer in json.loads(json.load(sys.stdin)["Manifest"])["layers"]))')"
     archive_bytes="$(stat -c %s "$out/$name.oci.tar")"
     log "$name:$version: $size bytes unpacked, archive $archive_bytes bytes ($((SECONDS - started)) s)"
     printf '"%s": {"archive": "%s", "tag": "%s", "size_bytes": %s, "archive_bytes": %s, "base": "%s"}' \
@@ -157,8 +171,10 @@ build_images() {
     wheel="${wheels[0]##*/}"
     local version="${wheel#aerogrid-}"
     version="${version%%-*}"
-    local bases hash
-    bases="$(bah inspect --type image --format '{{.FromImageID}}' "$STANDIN_DEBIAN" "$STANDIN_PYTHON" | tr '\n' ' ')"
+    local bases base hash
+    bases="$(for base in "$STANDIN_DEBIAN" "$STANDIN_PYTHON"; do
+        bah inspect --type image --format '{{.FromImageID}}' "$base"
+    done)"
     hash="$( (
         hash_files scripts/build_images.sh packaging/*.Dockerfile .dockerignore packaging/requirements/*.txt "${wheels[@]}"
         echo "$bases"
