@@ -17,7 +17,7 @@ Everything runs as root (bridges, iptables, mounts); one node per machine at a t
 
 from __future__ import annotations
 
-import ipaddress
+import atexit
 import os
 import shutil
 import signal
@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -41,14 +42,13 @@ from support.k8s import (
     wait_for,
 )
 from support.k8s_host import HostSnapshot, NodeLock, shim_pids
-from support.k8s_node_components import NodeComponents, run
+from support.k8s_node_components import NodeComponents, create_node_network, run
 from support.k8s_node_config import (
     NODE_BRIDGE,
+    NODE_CHAIN,
     NODE_IP,
     NODE_NAME,
-    NODE_NETWORK,
     POD_BRIDGE,
-    POD_NETWORK,
     NodePaths,
 )
 from support.paths import REPO
@@ -64,6 +64,16 @@ NODE_CONTROLLERS = (
     "endpointslice-mirroring-controller",
     "pod-garbage-collector-controller",
 )
+
+
+_live_nodes: weakref.WeakSet[KubeNode] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    """Backstop: a node nobody stopped still gives the host back its settings at exit."""
+    for node in list(_live_nodes):
+        node.stop(grace=0.0)
 
 
 def build_node(timeout: float = 1800.0) -> Path:
@@ -184,9 +194,17 @@ class KubeNode:
         self._home = build_node()
         build_testbed()
         self._lock.acquire(timeout=1800.0)
-        # Holding the lock, bridges of ours that exist were left by a session killed outright.
-        for link in (NODE_BRIDGE, POD_BRIDGE):
-            subprocess.run(["ip", "link", "delete", link], capture_output=True, check=False)
+        _live_nodes.add(self)
+        # Holding the lock, a bridge or chain of ours that exists was left by a session killed
+        # outright: remove it before recording the host.
+        for argv in (
+            ["ip", "link", "delete", NODE_BRIDGE],
+            ["ip", "link", "delete", POD_BRIDGE],
+            ["iptables", "-w", "-D", "FORWARD", "-j", NODE_CHAIN],
+            ["iptables", "-w", "-F", NODE_CHAIN],
+            ["iptables", "-w", "-X", NODE_CHAIN],
+        ):
+            subprocess.run(argv, capture_output=True, check=False)
         self._snapshot = HostSnapshot.take()
         self._paths = NodePaths(Path(tempfile.mkdtemp(prefix="aerogrid-node-")))
         try:
@@ -217,6 +235,7 @@ class KubeNode:
                 print(f"KubeNode.stop: {problem}", file=sys.stderr)
         self._snapshot = None
         self._lock.release()
+        _live_nodes.discard(self)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -242,7 +261,7 @@ class KubeNode:
     def _launch(self) -> None:
         started = time.monotonic()
         deadline = started + self.startup_timeout
-        self._make_network()
+        create_node_network()
         self.bed.start()
         assert self._home is not None
         self._components = parts = NodeComponents(self.paths, self._home, self.bed)
@@ -255,25 +274,6 @@ class KubeNode:
         self._watcher = threading.Thread(target=self._watch_ready, daemon=True)
         self._watcher.start()
         self.startup_seconds = time.monotonic() - started
-
-    def _make_network(self) -> None:
-        taken = run(["ip", "-4", "-o", "route", "show"])
-        for network in (NODE_NETWORK, POD_NETWORK):
-            net = ipaddress.ip_network(network)
-            for line in taken.splitlines():
-                dest = line.split()[0]
-                if dest != "default" and ipaddress.ip_network(dest, strict=False).overlaps(net):
-                    raise KubeStartError(f"{network} clashes with a route of this host: {line}")
-        run(["ip", "link", "add", NODE_BRIDGE, "type", "bridge"])
-        run(["ip", "addr", "add", f"{NODE_IP}/24", "dev", NODE_BRIDGE])
-        run(["ip", "link", "set", NODE_BRIDGE, "up"])
-        # Pods may talk to pods and to the node; whatever else they send is dropped.
-        chain = "AEROGRID-NODE"
-        run(["iptables", "-w", "-N", chain])
-        for dest in (POD_NETWORK, NODE_NETWORK):
-            run(["iptables", "-w", "-A", chain, "-s", POD_NETWORK, "-d", dest, "-j", "RETURN"])
-        run(["iptables", "-w", "-A", chain, "-s", POD_NETWORK, "-j", "DROP"])
-        run(["iptables", "-w", "-I", "FORWARD", "1", "-j", chain])
 
     def _watch_ready(self) -> None:
         """Count pods seen Ready (for the test summary), until the node stops."""

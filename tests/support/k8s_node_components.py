@@ -1,4 +1,4 @@
-"""The node's processes: the registry, containerd, kubelet, kube-scheduler and kube-proxy.
+"""The node's bridge and processes: the registry, containerd, kubelet, scheduler, kube-proxy.
 
 Each is started from its configuration (support.k8s_node_config) in its own process group with its
 log in the node's folder, and waited for until it serves; a start that fails raises
@@ -7,6 +7,7 @@ log in the node's folder, and waited for until it serves; a start that fails rai
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import subprocess
@@ -20,8 +21,12 @@ from kubernetes import client
 from support.brokers import _spawn, _terminate_groups
 from support.k8s import KubeStartError, KubeTestbed, testbed_home, wait_for
 from support.k8s_node_config import (
+    NODE_BRIDGE,
+    NODE_CHAIN,
     NODE_IP,
     NODE_NAME,
+    NODE_NETWORK,
+    POD_NETWORK,
     NodePaths,
     cni_conflist,
     containerd_config,
@@ -51,6 +56,27 @@ def run(argv: list[str]) -> str:
     if done.returncode != 0:
         raise KubeStartError(f"{' '.join(argv)} failed: {done.stderr.strip()[-2000:]}")
     return done.stdout
+
+
+def create_node_network() -> None:
+    """The bridge carrying the node IP, and the rule keeping pods' traffic on the host."""
+    taken = run(["ip", "-4", "-o", "route", "show"])
+    for network in (NODE_NETWORK, POD_NETWORK):
+        net = ipaddress.ip_network(network)
+        for line in taken.splitlines():
+            dest = line.split()[0]
+            if dest != "default" and ipaddress.ip_network(dest, strict=False).overlaps(net):
+                raise KubeStartError(f"{network} clashes with a route of this host: {line}")
+    run(["ip", "link", "add", NODE_BRIDGE, "type", "bridge"])
+    run(["ip", "addr", "add", f"{NODE_IP}/24", "dev", NODE_BRIDGE])
+    run(["ip", "link", "set", NODE_BRIDGE, "up"])
+    # Pods may talk to pods and to the node; whatever else they send is dropped.
+    chain = NODE_CHAIN
+    run(["iptables", "-w", "-N", chain])
+    for dest in (POD_NETWORK, NODE_NETWORK):
+        run(["iptables", "-w", "-A", chain, "-s", POD_NETWORK, "-d", dest, "-j", "RETURN"])
+    run(["iptables", "-w", "-A", chain, "-s", POD_NETWORK, "-j", "DROP"])
+    run(["iptables", "-w", "-I", "FORWARD", "1", "-j", chain])
 
 
 class NodeComponents:

@@ -23,6 +23,8 @@ POD_NETWORK = "10.231.1.0/24"
 NODE_IP = str(next(ipaddress.ip_network(NODE_NETWORK).hosts()))
 CNI_NETWORK_NAME = "aerogrid-pods"
 NODE_NAME = "aerogrid-node"
+#: The iptables chain (filter, jumped to from FORWARD) that drops what pods send off the host.
+NODE_CHAIN = "AEROGRID-NODE"
 
 
 @dataclass(frozen=True)
