@@ -714,6 +714,11 @@ def test_requirements_build_once_then_deploy_the_built_image(
     ]
     (builder,) = job["spec"]["template"]["spec"]["containers"]
     assert {"name": "IMAGE", "value": build.image} in builder["env"]
+    # Pod Security: the build namespace's level admits the Job's pod (buildah is root with
+    # four capabilities), a tenant's `restricted` would not.
+    cluster.dry_run_pod(builds, job["spec"]["template"])
+    with pytest.raises(KubeError, match="PodSecurity"):
+        cluster.dry_run_pod(ns, job["spec"]["template"])
 
     # The same requirements (another order) wait for the same build: no second Job.
     cluster.apply_app(
