@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -54,6 +55,8 @@ TABLES = ("filter", "nat", "mangle")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 NETNS_DIR = Path("/run/netns")
 LOCK_FILE = Path("/run/lock/aerogrid-kube-node.lock")
+#: The running node's snapshot: a session killed outright leaves it for the next one to restore.
+STATE_FILE = Path("/run/lock/aerogrid-kube-node.json")
 
 
 def _sysctl_path(name: str) -> Path:
@@ -125,16 +128,54 @@ class HostSnapshot:
             cgroups={p for p in CGROUP_ROOT.glob("*/kubepods") if p.exists()},
         )
 
-    def restore(self, workdir: Path, links: Iterable[str], processes: Iterable[int]) -> list[str]:
+    def save(self, workdirs: Sequence[Path]) -> None:
+        """Leave this snapshot (and the node's folders) where `left_behind` finds it."""
+        state = {
+            "sysctls": self.sysctls,
+            "chains": [[b, t, sorted(c)] for (b, t), c in self.chains.items()],
+            "links": sorted(self.links),
+            "netns": sorted(self.netns),
+            "paths": sorted(map(str, self.paths)),
+            "cgroups": sorted(map(str, self.cgroups)),
+            "workdirs": [str(w) for w in workdirs],
+        }
+        STATE_FILE.write_text(json.dumps(state))
+
+    @classmethod
+    def left_behind(cls) -> tuple[HostSnapshot, list[Path]] | None:
+        """The snapshot and folders of a node whose session died without stopping it."""
+        try:
+            state = json.loads(STATE_FILE.read_text())
+        except (OSError, ValueError):
+            return None
+        snapshot = cls(
+            sysctls=state["sysctls"],
+            chains={(b, t): set(c) for b, t, c in state["chains"]},
+            links=set(state["links"]),
+            netns=set(state["netns"]),
+            paths={Path(p) for p in state["paths"]},
+            cgroups={Path(p) for p in state["cgroups"]},
+        )
+        return snapshot, [Path(w) for w in state["workdirs"]]
+
+    @staticmethod
+    def forget() -> None:
+        STATE_FILE.unlink(missing_ok=True)
+
+    def restore(
+        self, workdirs: Sequence[Path], links: Iterable[str], processes: Iterable[int]
+    ) -> list[str]:
         """Undo the node's changes; `links` are ones the bed made, `processes` leftover pids.
 
         Returns what could not be undone (empty when the host is as it was).
         """
         self._kill(processes)
         self._kill_cgroup_members()
-        new_netns = sorted(set(os.listdir(NETNS_DIR)) - self.netns if NETNS_DIR.is_dir() else set())
+        # containerd's CRI names the pods' network namespaces cni-*; podman's are others'.
+        now = set(os.listdir(NETNS_DIR)) if NETNS_DIR.is_dir() else set()
+        new_netns = sorted(n for n in now - self.netns if n.startswith("cni-"))
         new_paths = [p for p in FIXED_PATHS if p.exists() and p not in self.paths]
-        self._unmount([workdir, *new_paths, *(NETNS_DIR / n for n in new_netns)])
+        self._unmount([*workdirs, *new_paths, *(NETNS_DIR / n for n in new_netns)])
         for name in new_netns:
             with contextlib.suppress(OSError):
                 (NETNS_DIR / name).unlink()

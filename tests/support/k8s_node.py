@@ -45,7 +45,6 @@ from support.k8s_host import HostSnapshot, NodeLock, shim_pids
 from support.k8s_node_components import NodeComponents, create_node_network, run
 from support.k8s_node_config import (
     NODE_BRIDGE,
-    NODE_CHAIN,
     NODE_IP,
     NODE_NAME,
     POD_BRIDGE,
@@ -195,18 +194,10 @@ class KubeNode:
         build_testbed()
         self._lock.acquire(timeout=1800.0)
         _live_nodes.add(self)
-        # Holding the lock, a bridge or chain of ours that exists was left by a session killed
-        # outright: remove it before recording the host.
-        for argv in (
-            ["ip", "link", "delete", NODE_BRIDGE],
-            ["ip", "link", "delete", POD_BRIDGE],
-            ["iptables", "-w", "-D", "FORWARD", "-j", NODE_CHAIN],
-            ["iptables", "-w", "-F", NODE_CHAIN],
-            ["iptables", "-w", "-X", NODE_CHAIN],
-        ):
-            subprocess.run(argv, capture_output=True, check=False)
+        self._recover_left_behind()
         self._snapshot = HostSnapshot.take()
         self._paths = NodePaths(Path(tempfile.mkdtemp(prefix="aerogrid-node-")))
+        self._snapshot.save([self._paths.root])
         try:
             self._launch()
         except BaseException:
@@ -226,11 +217,12 @@ class KubeNode:
         self.bed.stop(grace)
         if self._snapshot is not None and self._paths is not None:
             self.cleanup_problems += self._snapshot.restore(
-                self._paths.root,
+                [self._paths.root],
                 links=(POD_BRIDGE, NODE_BRIDGE),
                 processes=shim_pids(self._paths.containerd_socket),
             )
             shutil.rmtree(self._paths.root, ignore_errors=True)
+            HostSnapshot.forget()
             for problem in self.cleanup_problems:
                 print(f"KubeNode.stop: {problem}", file=sys.stderr)
         self._snapshot = None
@@ -250,6 +242,23 @@ class KubeNode:
 
     # - internals -
 
+    def _recover_left_behind(self) -> None:
+        """Restore the host after a node whose session was killed outright (its snapshot)."""
+        left = HostSnapshot.left_behind()
+        if left is None:
+            return
+        snapshot, workdirs = left
+        problems = snapshot.restore(
+            workdirs,
+            links=(POD_BRIDGE, NODE_BRIDGE),
+            processes=shim_pids(NodePaths(workdirs[0]).containerd_socket),
+        )
+        for folder in workdirs:
+            shutil.rmtree(folder, ignore_errors=True)
+        HostSnapshot.forget()
+        for problem in problems:
+            print(f"KubeNode: restoring after a killed session: {problem}", file=sys.stderr)
+
     def _info(self) -> client.V1NodeSystemInfo:
         if self._node_info is None:
             with self.bed.api_client() as api:
@@ -263,6 +272,8 @@ class KubeNode:
         deadline = started + self.startup_timeout
         create_node_network()
         self.bed.start()
+        assert self._snapshot is not None
+        self._snapshot.save([self.paths.root, self.bed.workdir])
         assert self._home is not None
         self._components = parts = NodeComponents(self.paths, self._home, self.bed)
         self.registry = parts.start_registry(deadline)
