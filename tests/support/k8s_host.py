@@ -283,20 +283,26 @@ class NodeLock:
         self._file: IO[str] | None = None
 
     def acquire(self, timeout: float) -> None:
+        """Wait up to `timeout` s for the machine's node lock; the holder's pid goes in the file."""
         LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
-        self._file = LOCK_FILE.open("w")
+        self._file = LOCK_FILE.open("a+")
         deadline = time.monotonic() + timeout
         while True:
             try:
                 fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
+                break
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     self.release()
+                    holder = _read(LOCK_FILE) or "?"
                     raise TimeoutError(
-                        f"another test bed node held {LOCK_FILE} for {timeout:.0f} s"
+                        f"another test bed node (pid {holder}) held {LOCK_FILE} for {timeout:.0f} s"
                     ) from None
                 time.sleep(0.5)
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(str(os.getpid()))
+        self._file.flush()
 
     def release(self) -> None:
         if self._file is not None:

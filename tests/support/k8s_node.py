@@ -192,7 +192,8 @@ class KubeNode:
             raise KubeUnavailable(reason)
         self._home = build_node()
         build_testbed()
-        self._lock.acquire(timeout=1800.0)
+        # Below pytest's 300 s per test: a node held elsewhere is named, not a bare timeout.
+        self._lock.acquire(timeout=240.0)
         _live_nodes.add(self)
         self._recover_left_behind()
         self._snapshot = HostSnapshot.take()
