@@ -115,7 +115,7 @@ unit: install  ## Fast tests, no broker
 test: install node kafka kcat k8s k8s-node grpcurl conformance buf excel chromium binary images lint typecheck  ## Everything: lint, types, unit and integration tests on real brokers
 	$(BIN)/pytest -q -ra
 
-test-k8s: install k8s k8s-node  ## The cloud tests against a real kube-apiserver, etcd and controllers
+test-k8s: install k8s k8s-node  ## The cloud tests against a real control plane (etcd, kube-apiserver, controllers) and a real node
 	$(BIN)/pytest tests/cloud -q -ra
 
 bench: install kafka k8s dist  ## Benchmarks against Faust and a bare aiokafka loop (see benchmarks/README.md)
