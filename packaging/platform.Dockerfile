@@ -17,9 +17,11 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/aerogrid
 COPY packaging/requirements/platform.txt /tmp/requirements.txt
 RUN /opt/aerogrid/bin/pip install --require-hashes --only-binary=:all: -r /tmp/requirements.txt
+# Test suites that packages ship (pip's vendored colorama has one) stay out of the image.
 COPY dist/aerogrid-*.whl dist/aerogrid_cloud-*.whl /tmp/wheels/
 RUN /opt/aerogrid/bin/pip install --no-deps /tmp/wheels/*.whl \
- && /opt/aerogrid/bin/python -c "import aerogrid_cloud.operator, aerogrid_cloud.catalog"
+ && /opt/aerogrid/bin/python -c "import aerogrid_cloud.operator, aerogrid_cloud.catalog" \
+ && find /opt/aerogrid -depth -type d \( -name tests -o -name test \) -exec rm -rf {} +
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 aerogrid \

@@ -20,9 +20,11 @@ RUN python -m venv /opt/aerogrid
 COPY packaging/requirements/runtime.txt /tmp/requirements.txt
 # Third-party packages exactly as uv.lock pins them, hashes checked.
 RUN /opt/aerogrid/bin/pip install --require-hashes --only-binary=:all: -r /tmp/requirements.txt
+# Test suites that packages ship (pip's vendored colorama has one) stay out of the image.
 COPY dist/aerogrid-*.whl /tmp/wheels/
 RUN /opt/aerogrid/bin/pip install --no-deps /tmp/wheels/aerogrid-*.whl \
- && /opt/aerogrid/bin/python -m aerogrid --version
+ && /opt/aerogrid/bin/python -m aerogrid --version \
+ && find /opt/aerogrid -depth -type d \( -name tests -o -name test \) -exec rm -rf {} +
 
 FROM ${PYTHON_IMAGE}
 # The same uid the operator's pods run as (render.APP_UID), whatever the image says.
