@@ -32,8 +32,6 @@ from support.images import (
     RUNTIME,
     STAND_IN_LABEL,
     BuiltImage,
-    ImagesUnavailable,
-    built_images,
 )
 from support.orders import converged, expected_sums, orders
 
@@ -47,15 +45,6 @@ PUBLIC_BASE = {
     PLATFORM: "docker.io/library/python:3.11-slim-bookworm",
     BUILDER: "docker.io/library/debian:bookworm-slim",
 }
-
-
-@pytest.fixture(scope="module")
-def images() -> dict[str, BuiltImage]:
-    try:
-        return built_images()
-    except ImagesUnavailable as exc:
-        unavailable(str(exc))
-        raise
 
 
 @pytest.fixture(scope="module")

@@ -70,6 +70,7 @@ class PodmanSandbox:
             "--cgroup-manager=cgroupfs",
             "--events-backend=file",
             "--runtime=runc",
+            f"--runtime-flag=root={self._dir / 'runc'}",  # runc's state too, not /run/runc
         ]
 
     def podman(
