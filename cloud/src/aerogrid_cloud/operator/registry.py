@@ -9,7 +9,9 @@ and applies what it renders, so a resync that meets a change converges on the sa
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
@@ -29,7 +31,7 @@ from aerogrid_cloud.operator.apps import reconcile_app
 from aerogrid_cloud.operator.status import TENANTS, Cluster, Transient
 from aerogrid_cloud.operator.tenants import apps_of_tenant, reconcile_tenant
 
-__all__ = ["make_registry"]
+__all__ = ["make_registry", "service_account_login"]
 
 log = logging.getLogger("aerogrid_cloud.operator")
 
@@ -173,8 +175,26 @@ def make_registry(
     def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         if login is not None:
             return login
-        return kopf.login_with_service_account(**kwargs)
+        return service_account_login(kopf.login_with_service_account(**kwargs), os.environ)
 
     _register_tenants(registry, cluster, labels)
     _register_apps(registry, cluster, labels)
     return registry
+
+
+def service_account_login(
+    info: kopf.ConnectionInfo | None, environ: Mapping[str, str]
+) -> kopf.ConnectionInfo | None:
+    """kopf's service-account login, aimed where the kubelet says the API server is.
+
+    kopf names the server ``https://kubernetes.default.svc``, which only cluster DNS resolves;
+    client-go and lightkube (the catalog, the operator's own client) use the kubelet's
+    KUBERNETES_SERVICE_HOST/PORT, which every pod has. A real node without cluster DNS left
+    the operator retrying "Temporary failure in name resolution" forever.
+    """
+    host = environ.get("KUBERNETES_SERVICE_HOST")
+    if info is None or not host:
+        return info
+    port = environ.get("KUBERNETES_SERVICE_PORT") or "443"
+    host = f"[{host}]" if ":" in host else host
+    return dataclasses.replace(info, server=f"https://{host}:{port}")
