@@ -160,8 +160,15 @@ build_image() {
     [[ "$arg" == PYTHON_IMAGE ]] && RUN_MOUNTS=("${PYTHON_RUN_MOUNTS[@]}")
     local ref="localhost/$name:$version" started=$SECONDS
     log "buildah bud -f $dockerfile --build-arg $arg=$base"
-    (cd "$REPO_ROOT" && bah bud --isolation chroot --pull=never --layers --format oci \
-        "${RUN_MOUNTS[@]}" --build-arg "$arg=$base" -f "$dockerfile" -t "$ref" . >&2)
+    local bud=(bud --isolation chroot --pull=never --layers --format oci "${RUN_MOUNTS[@]}"
+        --build-arg "$arg=$base" -f "$dockerfile")
+    # Earlier stages (`FROM ... AS install`) are tagged too, so that pruning the images no tag
+    # names keeps their layers: the next build reuses them (pip's downloads and installs).
+    local stage
+    for stage in $(sed -n 's/^FROM[[:space:]].*[[:space:]][Aa][Ss][[:space:]]\+\([A-Za-z0-9_.-]\+\)[[:space:]]*$/\1/p' "$REPO_ROOT/$dockerfile"); do
+        (cd "$REPO_ROOT" && bah "${bud[@]}" --target "$stage" -t "localhost/$name-stage-$stage:cache" . >&2)
+    done
+    (cd "$REPO_ROOT" && bah "${bud[@]}" -t "$ref" . >&2)
     rm -f "$out/$name.oci.tar"
     bah push --quiet "$ref" "oci-archive:$out/$name.oci.tar:$name:$version" >&2
     local size archive_bytes
@@ -215,6 +222,8 @@ build_images() {
     touch "$out/.complete"
     # Older outputs and the layers only they used.
     find "$HOME_DIR" -mindepth 1 -maxdepth 1 -type d -name '????????????????' ! -path "$out" -exec rm -rf {} +
+    # Images a newer build untagged: vfs keeps a full copy of every layer, so they cost gigabytes.
+    bah rmi --prune >/dev/null 2>&1 || true
     log "images built in $((SECONDS - started)) s: $out"
     echo "$out"
 }
