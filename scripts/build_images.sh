@@ -27,7 +27,8 @@
 # serialises concurrent runs.
 #
 # Needs: `make dist` first (dist/aerogrid-*.whl, dist/aerogrid_cloud-*.whl); root; buildah and
-# debootstrap (installed from Debian's packages when missing, with podman for the image tests).
+# debootstrap (installed from Debian's packages when missing, with podman and runc for the
+# image tests).
 # Exit 3: not root or no apt-get to install them (the tests skip locally, fail under CI=true).
 # Environment: AEROGRID_CACHE (default ~/.cache/aerogrid).
 set -euo pipefail
@@ -68,7 +69,8 @@ bah() { buildah "${STORE[@]}" "$@"; }
 
 install_tools() {
     local tool
-    for tool in buildah debootstrap podman; do
+    # podman and runc: the image tests run the images with them (tests/support/containers.py).
+    for tool in buildah debootstrap podman runc; do
         bash "$REPO_ROOT/scripts/apt_install_tool.sh" "$tool" "$tool" "AEROGRID_$(tr a-z A-Z <<<"$tool")" \
             "$tool" >&2 || exit "$?"
     done
