@@ -1,0 +1,523 @@
+"""The platform and the seed app for real on the test bed's node: nothing simulated.
+
+`aerogrid platform install` (the CLI) puts the operator and the catalog on the node as pods of
+the built platform image (support.images; its base a stand-in for the public one, see there),
+pulled from the node's registry, in a namespace enforcing Pod Security `restricted`; their own
+probes make them Ready. A Tenant, then `aerogrid promote --wait` of the design's orders app
+(examples/ordersapp, empty requirements.txt: no build) as the tenant's developer: the kubelet
+runs the runtime image, its gRPC health makes the pod Ready, the operator says Running; orders
+produced to Kafka (a listener on the node's IP) reach the pod; `aerogrid watch` through the
+Service's ClusterIP (kube-proxy) with a tenant member's JWT (its JWKS fetched by the pod over
+HTTP from the node's IP) prints the exact sums. Then stop, start (grids restored from the
+changelog), SIGKILL of the container (the kubelet restarts it), delete.
+
+Istio's data plane does not run here (no Envoy): its objects are applied, not enforced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import kopf
+import pytest
+from kubernetes import client
+
+from aerogrid.client import GridClient
+from aerogrid_cloud.kube import APPS
+from aerogrid_cloud.model import TenantSpec, namespace_for, resource
+from aerogrid_cloud.operator.registry import service_account_login
+from aerogrid_cloud.operator.status import TENANTS
+from support.apps import EXAMPLE_APP, produce
+from support.k8s import wait_for
+from support.k8s_node import KubeNode
+from support.kube_blocking import BlockingKube
+from support.orders import orders
+from support.real_cluster import (
+    NodeImages,
+    NodeKafka,
+    TestIdentity,
+    node_settings,
+    push_platform_images,
+)
+
+pytestmark = pytest.mark.timeout(600)
+
+APP: Final = "ordersapp"
+GRID: Final = "product_sum"
+TOPIC: Final = "orders"
+GRPC_PORT: Final = 50051
+#: Generous for a first pull of the images into containerd on two busy cores.
+READY_TIMEOUT: Final = 240.0
+#: A tenant made right after the install waits for the quota controller to count Apps.
+TENANT_TIMEOUT: Final = 360.0
+#: The labels the operator puts on every object of the app.
+APP_SELECTOR: Final = f"aerogrid.io/app={APP}"
+
+
+def aerogrid_cli(*args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+    """The `aerogrid` command as a user runs it (a process of its own)."""
+    return subprocess.run(
+        [sys.executable, "-m", "aerogrid", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def units_sold(records: list[tuple[bytes | None, bytes | None]]) -> dict[str, dict[str, int]]:
+    """The example app's grid for `records`: units sold per product."""
+    sums: dict[str, int] = {}
+    for _, value in records:
+        order = json.loads(value or b"")
+        sums[order["product"]] = sums.get(order["product"], 0) + order["quantity"]
+    return {product: {"units_sold": units} for product, units in sums.items()}
+
+
+def _container_statuses(pod: client.V1Pod) -> list[client.V1ContainerStatus]:
+    return list((pod.status.container_statuses if pod.status else None) or [])
+
+
+def _ready(pod: client.V1Pod) -> bool:
+    conditions = (pod.status.conditions if pod.status else None) or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
+@dataclass
+class Platform:
+    node: KubeNode
+    images: NodeImages
+    kafka: NodeKafka
+    identity: TestIdentity
+    system_namespace: str
+    install_output: str
+    install_seconds: float
+
+
+@pytest.fixture(scope="module")
+def platform(kube_node: KubeNode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """`aerogrid platform install` on the node, with the images in its registry."""
+    images = push_platform_images(kube_node)
+    with (
+        NodeKafka(kube_node.ip) as kafka,
+        TestIdentity(kube_node.ip) as identity,
+    ):
+        assert kafka.pod_port is not None
+        settings = node_settings(kube_node, images, identity, kafka.pod_port)
+        settings_file = tmp_path_factory.mktemp("platform") / "settings.yaml"
+        settings_file.write_text(settings.to_yaml())
+        # Istio's install makes its namespace (the Gateway and mesh policy go there); the
+        # test bed has Istio's CRDs only.
+        kube_node.bed.create_namespace(settings.gateway_namespace, wait_for_service_account=False)
+        started = time.monotonic()
+        installed = aerogrid_cli(
+            "platform",
+            "install",
+            "--settings",
+            str(settings_file),
+            "--kubeconfig",
+            str(kube_node.bed.admin_kubeconfig),
+        )
+        assert installed.returncode == 0, installed.stderr
+        try:
+            yield Platform(
+                kube_node,
+                images,
+                kafka,
+                identity,
+                settings.system_namespace,
+                installed.stdout,
+                time.monotonic() - started,
+            )
+        finally:
+            namespaces = (
+                settings.system_namespace,
+                settings.build_namespace,
+                settings.gateway_namespace,
+            )
+            with kube_node.bed.api_client() as api:
+                core = client.CoreV1Api(api)
+                for ns in namespaces:
+                    core.delete_namespace(ns)
+                # Gone before the node stops, so no Deployment makes pods again meanwhile.
+                wait_for(
+                    lambda: not any(core.list_namespaced_pod(ns).items for ns in namespaces),
+                    120,
+                    "the platform's pods gone",
+                )
+
+
+def _wait_pods_ready(
+    core: client.CoreV1Api, namespace: str, selector: str, count: int, timeout: float
+) -> list[client.V1Pod]:
+    pods: list[client.V1Pod] = []
+
+    def ready() -> bool:
+        pods[:] = core.list_namespaced_pod(namespace, label_selector=selector).items
+        return len(pods) == count and all(_ready(p) for p in pods)
+
+    try:
+        wait_for(ready, timeout, f"{count} Ready pod(s) {selector} in {namespace}")
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}; pods: {[p.status for p in pods]}") from None
+    return pods
+
+
+def test_platform_install_runs_the_operator_and_catalog_as_restricted_pods(
+    platform: Platform,
+) -> None:
+    node = platform.node
+    assert "platform installed in context" in platform.install_output
+    with node.bed.api_client() as api:
+        core = client.CoreV1Api(api)
+        meta = core.read_namespace(platform.system_namespace).metadata
+        assert meta is not None and meta.labels is not None
+        assert meta.labels["pod-security.kubernetes.io/enforce"] == "restricted"
+        for component in ("aerogrid-operator", "aerogrid-catalog"):
+            (pod,) = _wait_pods_ready(
+                core,
+                platform.system_namespace,
+                f"app.kubernetes.io/name={component}",
+                1,
+                READY_TIMEOUT,
+            )
+            (status,) = _container_statuses(pod)
+            assert status.image == platform.images.platform
+            # Pulled from the node's registry: the digest names it.
+            assert status.image_id.startswith(f"{node.registry}/aerogrid/aerogrid-platform@")
+            assert status.restart_count == 0, f"{component} restarted: {status.last_state}"
+
+
+# -- the seed app, promoted by a tenant's developer ------------------------------------------
+
+
+@dataclass
+class Promoted:
+    """The orders app running on the node, and what its promotion took."""
+
+    tenant: str
+    group: str
+    developer: Path
+    cluster_ip: str
+    token: str
+    expected: dict[str, dict[str, int]]
+    promote_output: str
+    #: Seconds from starting `aerogrid promote --wait` to: the pod Ready, the CLI back
+    #: (status Running), the first snapshot holding the exact sums.
+    to_ready: float
+    to_running: float
+    to_first_grid: float
+
+    @property
+    def namespace(self) -> str:
+        return namespace_for(self.tenant)
+
+    @property
+    def target(self) -> str:
+        return f"{self.cluster_ip}:{GRPC_PORT}"
+
+
+async def _create_topic(bootstrap: str, topic: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
+
+
+def snapshot(target: str, token: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The grid as a client sees it through `target`, or None when it cannot be read yet."""
+
+    async def read() -> dict[str, Any]:
+        async with GridClient([target], token=token) as grids:
+            return dict(await grids.snapshot(APP, GRID, timeout=timeout))
+
+    try:
+        return asyncio.run(asyncio.wait_for(read(), timeout + 1))
+    except Exception:  # not served yet: the caller polls
+        return None
+
+
+def _app_pods(core: client.CoreV1Api, namespace: str) -> list[client.V1Pod]:
+    return core.list_namespaced_pod(namespace, label_selector=APP_SELECTOR).items
+
+
+def _app_status(node: KubeNode, promoted: Promoted) -> dict[str, Any]:
+    with BlockingKube.connect(node.bed.admin_kubeconfig) as admin:
+        status: dict[str, Any] = admin.get(APPS, APP, promoted.namespace).get("status") or {}
+    return status
+
+
+def _make_tenant(node: KubeNode, name: str, group: str) -> None:
+    started = time.monotonic()
+    with BlockingKube.connect(node.bed.admin_kubeconfig) as admin:
+        spec = TenantSpec(display_name=name.title(), groups=[group])
+        admin.apply(TENANTS, resource("Tenant", name, spec), field_manager="aerogrid-tests")
+
+        status: dict[str, Any] = {}
+
+        def ready() -> bool:
+            status.update(admin.get(TENANTS, name).get("status") or {})
+            return bool(status.get("phase") == "Ready")
+
+        try:
+            wait_for(
+                ready, TENANT_TIMEOUT, f"Tenant {name} Ready (the operator's pod reconciles it)"
+            )
+        except TimeoutError as exc:
+            raise AssertionError(
+                f"{exc}; status {status}; operator:\n{_operator_log(node)}"
+            ) from None
+    print(f"\ntenant {name} Ready {time.monotonic() - started:.1f} s after it was applied")
+
+
+def _operator_log(node: KubeNode) -> str:
+    with node.bed.api_client() as api:
+        core = client.CoreV1Api(api)
+        pods = core.list_namespaced_pod(
+            "aerogrid-system", label_selector="app.kubernetes.io/name=aerogrid-operator"
+        ).items
+        names = [str(p.metadata.name) for p in pods if p.metadata is not None]
+        if not names:
+            return "(no operator pod)"
+        return str(core.read_namespaced_pod_log(names[0], "aerogrid-system", tail_lines=30))
+
+
+@pytest.fixture(scope="module")
+def promoted(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Promoted]:
+    """A tenant, then `aerogrid promote --wait` of examples/ordersapp with orders waiting."""
+    node = platform.node
+    tenant = f"t{uuid.uuid4().hex[:6]}"
+    group = f"{tenant}-developers"
+    _make_tenant(node, tenant, group)
+    developer = node.bed.user_kubeconfig(f"dev-{tenant}", [group])
+    folder = tmp_path_factory.mktemp("ordersapp")
+    (folder / "app.py").write_text(EXAMPLE_APP.read_text())
+    (folder / "requirements.txt").write_text("")  # nothing to build: the fast path
+    records = orders(300, seed=1)
+    asyncio.run(_create_topic(platform.kafka.bootstrap, TOPIC))
+    asyncio.run(produce(platform.kafka.bootstrap, TOPIC, records))
+    token = platform.identity.token([group])
+    namespace = namespace_for(tenant)
+    expected = units_sold(records)
+
+    started = time.monotonic()
+    promote = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "aerogrid", "promote", str(folder), "--tenant", tenant),
+            *("--kubeconfig", str(developer), "--broker", platform.kafka.pod_bootstrap),
+            *("--wait", "--timeout", str(READY_TIMEOUT)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    to_ready = to_running = to_first_grid = None
+    cluster_ip = ""
+    with node.bed.api_client() as api:
+        core = client.CoreV1Api(api)
+        while time.monotonic() - started < READY_TIMEOUT + 10:
+            now = time.monotonic() - started
+            if to_running is None and promote.poll() is not None:
+                to_running = now
+            if to_ready is None and any(_ready(p) for p in _app_pods(core, namespace)):
+                to_ready = now
+            if to_ready is not None and not cluster_ip:
+                spec = core.read_namespaced_service(APP, namespace).spec
+                cluster_ip = str(spec.cluster_ip if spec else "")
+            if (
+                cluster_ip
+                and to_first_grid is None
+                and snapshot(f"{cluster_ip}:{GRPC_PORT}", token) == expected
+            ):
+                to_first_grid = time.monotonic() - started
+            if None not in (to_ready, to_running, to_first_grid):
+                break
+            time.sleep(0.1)
+    output = promote.communicate(timeout=30)[0]
+    assert promote.returncode == 0, output
+    assert to_ready is not None and to_running is not None and to_first_grid is not None, (
+        to_ready,
+        to_running,
+        to_first_grid,
+    )
+    print(
+        f"\npromote --wait (no build): pod Ready {to_ready:.1f} s, Running {to_running:.1f} s, "
+        f"first exact grid {to_first_grid:.1f} s"
+    )
+    try:
+        yield Promoted(
+            tenant,
+            group,
+            developer,
+            cluster_ip,
+            token,
+            expected,
+            output,
+            to_ready,
+            to_running,
+            to_first_grid,
+        )
+    finally:
+        with BlockingKube.connect(node.bed.admin_kubeconfig) as admin:
+            admin.delete(TENANTS, tenant)  # its namespace and apps go with it (owner)
+        with node.bed.api_client() as api:
+            core = client.CoreV1Api(api)
+            wait_for(lambda: not _app_pods(core, namespace), 120, "the tenant's pods gone")
+
+
+def test_promote_wait_runs_the_seed_app_and_watch_shows_the_exact_sums(
+    platform: Platform, promoted: Promoted
+) -> None:
+    assert promoted.promote_output.splitlines()[-1] == (
+        f"app {APP} is running at {APP}.{promoted.tenant}.apps.aerogrid.test:80"
+    )
+    with platform.node.bed.api_client() as api:
+        core = client.CoreV1Api(api)
+        (pod,) = _app_pods(core, promoted.namespace)
+    app_status = _app_status(platform.node, promoted)
+    assert app_status["phase"] == "Running"
+    assert app_status["endpoint"] == f"{APP}.{promoted.tenant}.apps.aerogrid.test:80"
+    (status,) = _container_statuses(pod)
+    runtime = f"{platform.images.runtime_repository}:{platform.images.runtime_tag}"
+    assert status.image == runtime and status.ready and status.restart_count == 0
+    # `aerogrid watch` as a tenant member runs it, through the Service (kube-proxy).
+    watched = aerogrid_cli(
+        *("watch", APP, GRID, "--endpoint", promoted.target, "--token", promoted.token),
+        *("--once", "--json"),
+        timeout=60,
+    )
+    assert watched.returncode == 0, watched.stderr
+    assert json.loads(watched.stdout) == promoted.expected
+    # Another tenant's member is refused by the app itself (its JWKS fetched over HTTP).
+    outsider = aerogrid_cli(
+        *("watch", APP, GRID, "--endpoint", promoted.target, "--once", "--json"),
+        *("--token", platform.identity.token(["someone-else"])),
+        timeout=60,
+    )
+    assert outsider.returncode != 0
+    assert platform.identity.fetches >= 1
+    assert promoted.to_ready < 60  # generous: the issue's goal is 10 s on this machine
+
+
+def _cloud(promoted: Promoted, command: str) -> None:
+    """`aerogrid stop|start|delete --cloud` as the tenant's developer."""
+    done = aerogrid_cli(
+        *(command, APP, "--cloud", "--tenant", promoted.tenant),
+        *("--kubeconfig", str(promoted.developer)),
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def _wait_app_phase(node: KubeNode, promoted: Promoted, phase: str) -> None:
+    wait_for(
+        lambda: _app_status(node, promoted).get("phase") == phase, READY_TIMEOUT, f"App {phase}"
+    )
+
+
+def _wait_exact(promoted: Promoted, expected: dict[str, dict[str, int]], what: str) -> None:
+    seen: list[dict[str, Any] | None] = [None]
+
+    def exact() -> bool:
+        seen[0] = snapshot(promoted.target, promoted.token)
+        return seen[0] == expected
+
+    try:
+        wait_for(exact, 60, what)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}; last snapshot: {seen[0]}") from None
+
+
+def test_stop_removes_the_pod_and_start_restores_the_grid_from_the_changelog(
+    platform: Platform, promoted: Promoted
+) -> None:
+    node = platform.node
+    with node.bed.api_client() as api:
+        core = client.CoreV1Api(api)
+        before = {p.metadata.uid for p in _app_pods(core, promoted.namespace) if p.metadata}
+        _cloud(promoted, "stop")
+        _wait_app_phase(node, promoted, "Stopped")
+        wait_for(lambda: not _app_pods(core, promoted.namespace), 60, "the app's pod gone")
+        more = orders(200, seed=2)  # produced while no pod runs: read when it returns
+        asyncio.run(produce(platform.kafka.bootstrap, TOPIC, more))
+        _cloud(promoted, "start")
+        _wait_app_phase(node, promoted, "Running")
+        after = {p.metadata.uid for p in _app_pods(core, promoted.namespace) if p.metadata}
+    assert after and not after & before  # a new pod, not the old one kept
+    promoted.expected = units_sold([*orders(300, seed=1), *more])
+    _wait_exact(promoted, promoted.expected, "the sums of both batches after start")
+
+
+def test_a_sigkilled_container_is_restarted_by_the_kubelet_and_the_grid_is_exact(
+    platform: Platform, promoted: Promoted
+) -> None:
+    node = platform.node
+    with node.bed.api_client() as api:
+        core = client.CoreV1Api(api)
+        (pod,) = _app_pods(core, promoted.namespace)
+        assert pod.metadata is not None and pod.status is not None and pod.status.pod_ip
+        name, pod_ip = str(pod.metadata.name), pod.status.pod_ip
+        killed = time.monotonic()
+        node.kill_container(promoted.namespace, name, "app")
+
+        def restarted_ready() -> bool:
+            fresh = core.read_namespaced_pod(name, promoted.namespace)
+            statuses = _container_statuses(fresh)
+            return bool(statuses) and statuses[0].restart_count == 1 and _ready(fresh)
+
+        wait_for(restarted_ready, READY_TIMEOUT, "the killed container restarted and Ready")
+        back = time.monotonic() - killed
+    print(f"\nSIGKILL to Ready again (kubelet restart + runtime cold start): {back:.1f} s")
+    # The kubelet's own probe said Ready; /readyz on the pod's address says so too.
+    with urllib.request.urlopen(f"http://{pod_ip}:50052/readyz", timeout=10) as answer:
+        assert answer.read().decode().startswith("ready")
+    _wait_exact(promoted, promoted.expected, "the same sums after the restart")
+
+
+def test_delete_removes_everything(platform: Platform, promoted: Promoted) -> None:
+    node = platform.node
+    _cloud(promoted, "delete")
+    with node.bed.api_client() as api:
+        core = client.CoreV1Api(api)
+        apps = client.AppsV1Api(api)
+
+        def gone() -> bool:
+            namespace = promoted.namespace
+            return not (
+                _app_pods(core, namespace)
+                or apps.list_namespaced_deployment(namespace).items
+                or core.list_namespaced_service(namespace).items
+                or core.list_namespaced_config_map(
+                    namespace, label_selector="aerogrid.io/app"
+                ).items
+            )
+
+        wait_for(gone, 120, "the app's Deployment, pods, Service and ConfigMap gone")
+
+
+def test_the_operator_logs_in_where_the_kubelet_says_the_api_server_is() -> None:
+    """kopf's default names kubernetes.default.svc, which needs cluster DNS (none on the node)."""
+    kopf_default = kopf.ConnectionInfo(server="https://kubernetes.default.svc", token="t")
+    pod_env = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    in_pod = service_account_login(kopf_default, pod_env)
+    assert in_pod is not None and in_pod.server == "https://10.96.0.1:443"
+    assert in_pod.token == "t"
+    ipv6 = {"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"}
+    in_ipv6 = service_account_login(kopf_default, ipv6)
+    assert in_ipv6 is not None and in_ipv6.server == "https://[fd00::1]:6443"
+    assert service_account_login(kopf_default, {}) is kopf_default
+    assert service_account_login(None, pod_env) is None
