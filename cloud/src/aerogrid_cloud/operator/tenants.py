@@ -7,9 +7,11 @@ refuses every App in the namespace).
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
-from typing import Any
+from typing import Any, Final
 
 from pydantic import ValidationError
 
@@ -24,7 +26,16 @@ from aerogrid_cloud.operator.status import (
 )
 from aerogrid_cloud.render import Owner, tenant_objects
 
-__all__ = ["apps_of_tenant", "reconcile_tenant"]
+__all__ = ["QUOTA_RENEW_SECONDS", "apps_of_tenant", "reconcile_tenant"]
+
+log = logging.getLogger("aerogrid_cloud.operator")
+
+#: How long a tenant's quota may stay uncounted before the operator has it recounted. The quota
+#: controller counts a resource it discovered after the quota was made (the App CRD of a fresh
+#: install: discovery runs every 30 s) only at its next full resync, 5 minutes by default,
+#: while it counts a new quota at once; a real node saw a tenant made right after
+#: `platform install` refuse every App for minutes.
+QUOTA_RENEW_SECONDS: Final = 40.0
 
 
 async def reconcile_tenant(cluster: Cluster, name: str) -> dict[str, Any]:
@@ -72,13 +83,16 @@ async def _tenant_status(cluster: Cluster, obj: Mapping[str, Any]) -> dict[str, 
     uncounted = _uncounted(applied)
     if uncounted:
         # The API server refuses every App while the quota has no usage for it.
-        return status(
-            "Pending",
-            False,
-            "QuotaPending",
+        message = (
             f"the quota controller has not counted {', '.join(uncounted)} yet: "
-            "apps cannot be created until it does",
+            "apps cannot be created until it does"
         )
+        try:
+            if await _renew_stale_quota(cluster, objects, applied, uncounted):
+                message += " (asked to recount the quota)"
+        except (Unreachable, Conflict, Invalid, Forbidden) as exc:
+            raise Transient(str(exc)) from exc
+        return status("Pending", False, "QuotaPending", message)
     return status("Ready", True, "Applied")
 
 
@@ -101,3 +115,30 @@ def _uncounted(applied: Iterable[Mapping[str, Any]]) -> list[str]:
             used = (obj.get("status") or {}).get("used") or {}
             return sorted(set(hard) - set(used))
     return []
+
+
+async def _renew_stale_quota(
+    cluster: Cluster,
+    rendered: Iterable[Mapping[str, Any]],
+    applied: Iterable[Mapping[str, Any]],
+    uncounted: list[str],
+) -> bool:
+    """Apply the quota once without what stays uncounted; the next pass puts it back.
+
+    The quota controller recounts a quota whose `spec.hard` changes, with every resource it
+    knows by then; it never recounts one that only waits (until its full resync). The
+    operator may not delete quotas (least privilege), so it changes `hard` twice instead.
+    """
+    quotas = [obj for obj in applied if obj.get("kind") == "ResourceQuota"]
+    wanted = [obj for obj in rendered if obj.get("kind") == "ResourceQuota"]
+    if not quotas or not wanted:
+        return False
+    meta = quotas[0]["metadata"]
+    created = dt.datetime.fromisoformat(str(meta["creationTimestamp"]).replace("Z", "+00:00"))
+    age = (dt.datetime.now(dt.UTC) - created).total_seconds()
+    if age < QUOTA_RENEW_SECONDS:
+        return False
+    log.info("quota %s/%s uncounted for %.0f s: recounting", meta["namespace"], meta["name"], age)
+    hard = {k: v for k, v in wanted[0]["spec"]["hard"].items() if k not in uncounted}
+    await cluster.apply({**wanted[0], "spec": {**wanted[0]["spec"], "hard": hard}})
+    return True
