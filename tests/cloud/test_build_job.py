@@ -195,3 +195,16 @@ def test_a_missing_package_fails_the_build_with_pips_line(
         f"requirements: ERROR: Could not find a version that satisfies the requirement"
         f" {missing} (from versions: none)"
     ), state.message
+
+
+def test_a_requirements_syntax_error_fails_the_build_with_pips_line(
+    kube_node: KubeNode, settings: PlatformSettings
+) -> None:
+    broken = f"tabulate {uuid.uuid4().hex[:6]}"  # two words: not a requirement
+    build = _build(settings, broken + "\n")
+    state = _until_done(kube_node, settings, build)
+    assert state.failed and not state.ready
+    assert state.message.endswith(
+        f"requirements: ERROR: Invalid requirement: '{broken}'"
+        " (from line 1 of /context/requirements.txt)"
+    ), state.message
