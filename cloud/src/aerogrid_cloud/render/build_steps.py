@@ -29,7 +29,8 @@ Nothing runs a package's code with privilege:
    containers/storage's mark that the user namespace is already set up, makes it run in
    place. Found by running the builder image with this securityContext under runc and the
    seccomp profile containerd 1.6.20 generates for it, pushing to a registry, and taking
-   away one capability at a time (each one's error is in the issue-15 report).
+   away one capability at a time (each one's error is in the issue-15 report); the Job runs
+   so on the test bed's real node (tests/cloud/test_build_job.py).
 
    Root with capabilities from Pod Security baseline's list is why builds have their own
    namespace at `baseline`: `restricted` admits no root and no capability but
