@@ -94,6 +94,24 @@ class ResourceRequirements(_Model):
     limits: dict[str, str] = Field(default_factory=lambda: {"cpu": "1", "memory": "1Gi"})
 
 
+def _check_requirements(text: str) -> None:
+    """Packages come from the platform's package index only: pip options (another index,
+    find-links, trusted hosts, included files) and direct URLs are refused; anything else
+    is pip's to judge, and a build that fails says pip's own line."""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith("-"):
+            raise ValueError(
+                f"requirements.txt line {number}: pip options ({line.split()[0]}) are not "
+                "allowed: packages come from the platform's package index"
+            )
+        if "://" in line:
+            raise ValueError(
+                f"requirements.txt line {number}: a direct URL is not allowed: packages "
+                "come from the platform's package index"
+            )
+
+
 class AppSpec(_Model):
     #: The app's folder: app.py, requirements.txt and any other file, by name.
     files: dict[str, str]
@@ -121,6 +139,7 @@ class AppSpec(_Model):
             raise ValueError(
                 f"files are {size} bytes: at most {MAX_FILES_BYTES} fit in a ConfigMap"
             )
+        _check_requirements(files.get("requirements.txt", ""))
         return files
 
     @property
