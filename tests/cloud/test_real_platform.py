@@ -238,12 +238,14 @@ async def _create_topic(bootstrap: str, topic: str) -> None:
         await admin.close()
 
 
-def snapshot(target: str, token: str, timeout: float = 2.0) -> dict[str, Any] | None:
+def snapshot(
+    target: str, token: str, timeout: float = 2.0, grid: str = GRID
+) -> dict[str, Any] | None:
     """The grid as a client sees it through `target`, or None when it cannot be read yet."""
 
     async def read() -> dict[str, Any]:
         async with GridClient([target], token=token) as grids:
-            return dict(await grids.snapshot(APP, GRID, timeout=timeout))
+            return dict(await grids.snapshot(APP, grid, timeout=timeout))
 
     try:
         return asyncio.run(asyncio.wait_for(read(), timeout + 1))
@@ -464,11 +466,13 @@ def _wait_app_phase(node: KubeNode, promoted: Promoted, phase: str) -> None:
     )
 
 
-def _wait_exact(promoted: Promoted, expected: dict[str, dict[str, int]], what: str) -> None:
+def _wait_exact(
+    promoted: Promoted, expected: dict[str, dict[str, int]], what: str, grid: str = GRID
+) -> None:
     seen: list[dict[str, Any] | None] = [None]
 
     def exact() -> bool:
-        seen[0] = snapshot(promoted.target, promoted.token)
+        seen[0] = snapshot(promoted.target, promoted.token, grid=grid)
         return seen[0] == expected
 
     try:
@@ -539,6 +543,57 @@ def test_a_sigkilled_container_is_restarted_by_the_kubelet_and_the_grid_is_exact
     with urllib.request.urlopen(f"http://{pod_ip}:50052/readyz", timeout=10) as answer:
         assert answer.read().decode().startswith("ready")
     _wait_exact(promoted, promoted.expected, "the same sums after the restart")
+
+
+#: examples/ordersapp edited: a second grid counting orders per product from now on.
+_HANDLER_LINE: Final = "        product_sum[order.product] = {'units_sold': units_sold}\n"
+EDITED_APP: Final = (
+    EXAMPLE_APP.read_text().replace(
+        _HANDLER_LINE,
+        _HANDLER_LINE + "        order_count[order.product] = "
+        "{'orders': order_count[order.product]['orders'] + 1}\n",
+    )
+    + "\norder_count = app.Grid('order_count', columns=['orders'], "
+    "default=lambda: {'orders': 0})\n"
+)
+
+
+def test_edited_code_promoted_again_serves_with_the_grid_kept(
+    platform: Platform, promoted: Promoted, tmp_path: Path
+) -> None:
+    assert _HANDLER_LINE in EXAMPLE_APP.read_text()  # the edit applies
+    folder = tmp_path / "ordersapp"
+    folder.mkdir()
+    (folder / "app.py").write_text(EDITED_APP)
+    (folder / "requirements.txt").write_text("")
+    started = time.monotonic()
+    done = aerogrid_cli(
+        *("promote", str(folder), "--tenant", promoted.tenant),
+        *("--kubeconfig", str(promoted.developer), "--broker", platform.kafka.pod_bootstrap),
+        *("--wait", "--timeout", str(READY_TIMEOUT)),
+        timeout=READY_TIMEOUT + 30,
+    )
+    to_running = time.monotonic() - started
+    assert done.returncode == 0, done.stdout + done.stderr
+    more = orders(100, seed=3)
+    asyncio.run(produce(platform.kafka.bootstrap, TOPIC, more))
+    counts: dict[str, dict[str, int]] = {}
+    for _, value in more:
+        product = json.loads(value or b"")["product"]
+        counts[product] = {"orders": counts.get(product, {"orders": 0})["orders"] + 1}
+    _wait_exact(promoted, counts, "the new grid counting the new orders", grid="order_count")
+    to_new_code = time.monotonic() - started
+    for product, row in units_sold(more).items():
+        before = promoted.expected.get(product, {"units_sold": 0})["units_sold"]
+        promoted.expected[product] = {"units_sold": before + row["units_sold"]}
+    _wait_exact(promoted, promoted.expected, "the old grid kept (changelog) and the new orders")
+    print(
+        f"\nre-promote of edited code: Running {to_running:.1f} s,"
+        f" the new grid exact {to_new_code:.1f} s"
+    )
+    with platform.node.bed.api_client() as api:
+        core = client.CoreV1Api(api)
+        wait_for(lambda: len(_app_pods(core, promoted.namespace)) == 1, 60, "the old pod gone")
 
 
 def test_delete_removes_everything(platform: Platform, promoted: Promoted) -> None:
