@@ -20,6 +20,7 @@ from support.brokers import ApacheKafka, Broker, BrokerUnavailable, KafkaCluster
 # `tests/` has no __init__.py, so pytest puts tests/ itself on sys.path (for this rootdir conftest)
 # and mypy names these modules `support.*`: import them as `support.brokers` to match both.
 from support.ci import unavailable
+from support.images import BuiltImage, ImagesBuildError, ImagesUnavailable, built_images
 from support.node import NodeUnavailable, ensure_node_client
 
 BROKER_FIXTURES = ("broker", "apache_kafka", "tansu", "kafka_cluster")
@@ -102,3 +103,36 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if any(name in getattr(item, "fixturenames", ()) for name in BROKER_FIXTURES):
             item.add_marker(pytest.mark.kafka)
+
+
+# -- the images (scripts/build_images.sh) ----------------------------------------------------
+
+_images_error: list[Exception] = []
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the images before any test that needs them starts: a cold build takes minutes,
+    more than a test's timeout (tests/cloud/conftest.py does the same for the Kubernetes
+    binaries). `make test` has built them already (`make images`): then a 0.2 s no-op. A
+    failure is kept for the `images` fixture to report."""
+    if not any("images" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    try:
+        built_images()
+    except (ImagesUnavailable, ImagesBuildError) as exc:
+        _images_error.append(exc)
+
+
+@pytest.fixture(scope="session")
+def images() -> dict[str, BuiltImage]:
+    """The built images (aerogrid-runtime, -platform, -builder) by name."""
+    if _images_error:
+        error = _images_error[0]
+        if isinstance(error, ImagesUnavailable):
+            unavailable(str(error))
+        raise error
+    try:
+        return built_images()
+    except ImagesUnavailable as exc:
+        unavailable(str(exc))
+        raise
