@@ -256,7 +256,15 @@ async def test_logs_follow_pause_search_and_one_app(
         assert (log.line_count, log.lines[-1]) == shown
         assert "paused (50 new lines)" in static_text(status)
         await pilot.press("space")
-        await until(lambda: "while paused 49" in log.lines[-1], what="resumed")
+
+        def resumed() -> bool:
+            # the 50 lines that waited, in order (the app may log more after them)
+            waited = [line for line in log.lines[-200:] if "while paused " in line]
+            return len(waited) == 50 and all(
+                line.endswith(f"while paused {i}") for i, line in enumerate(waited)
+            )
+
+        await until(resumed, what="resumed")
 
         # follow off: the view stays where the user put it
         await pilot.press("f")
