@@ -16,6 +16,7 @@ BENCHMARKS = [
     "benchmarks.excel_feed",
     "benchmarks.devkit_loop",
     "benchmarks.promote",
+    "benchmarks.promote_node",
     "benchmarks.binary",
 ]
 

@@ -34,7 +34,7 @@ from kubernetes import client
 
 from aerogrid.client import GridClient
 from aerogrid_cloud.kube import APPS
-from aerogrid_cloud.model import TenantSpec, namespace_for, resource
+from aerogrid_cloud.model import namespace_for
 from aerogrid_cloud.operator.registry import service_account_login
 from aerogrid_cloud.operator.status import TENANTS
 from support.apps import EXAMPLE_APP, produce
@@ -42,12 +42,13 @@ from support.k8s import wait_for
 from support.k8s_node import KubeNode
 from support.kube_blocking import BlockingKube
 from support.orders import orders
-from support.real_cluster import (
-    NodeImages,
-    NodeKafka,
-    TestIdentity,
-    node_settings,
-    push_platform_images,
+from support.real_platform import (
+    Platform,
+    aerogrid_cli,
+    app_pods,
+    installed_platform,
+    make_tenant,
+    pod_ready,
 )
 
 pytestmark = pytest.mark.timeout(600)
@@ -64,17 +65,6 @@ TENANT_TIMEOUT: Final = 360.0
 APP_SELECTOR: Final = f"aerogrid.io/app={APP}"
 
 
-def aerogrid_cli(*args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
-    """The `aerogrid` command as a user runs it (a process of its own)."""
-    return subprocess.run(
-        [sys.executable, "-m", "aerogrid", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 def units_sold(records: list[tuple[bytes | None, bytes | None]]) -> dict[str, dict[str, int]]:
     """The example app's grid for `records`: units sold per product."""
     sums: dict[str, int] = {}
@@ -88,73 +78,11 @@ def _container_statuses(pod: client.V1Pod) -> list[client.V1ContainerStatus]:
     return list((pod.status.container_statuses if pod.status else None) or [])
 
 
-def _ready(pod: client.V1Pod) -> bool:
-    conditions = (pod.status.conditions if pod.status else None) or []
-    return any(c.type == "Ready" and c.status == "True" for c in conditions)
-
-
-@dataclass
-class Platform:
-    node: KubeNode
-    images: NodeImages
-    kafka: NodeKafka
-    identity: TestIdentity
-    system_namespace: str
-    install_output: str
-    install_seconds: float
-
-
 @pytest.fixture(scope="module")
 def platform(kube_node: KubeNode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """`aerogrid platform install` on the node, with the images in its registry."""
-    images = push_platform_images(kube_node)
-    with (
-        NodeKafka(kube_node.ip) as kafka,
-        TestIdentity(kube_node.ip) as identity,
-    ):
-        assert kafka.pod_port is not None
-        settings = node_settings(kube_node, images, identity, kafka.pod_port)
-        settings_file = tmp_path_factory.mktemp("platform") / "settings.yaml"
-        settings_file.write_text(settings.to_yaml())
-        # Istio's install makes its namespace (the Gateway and mesh policy go there); the
-        # test bed has Istio's CRDs only.
-        kube_node.bed.create_namespace(settings.gateway_namespace, wait_for_service_account=False)
-        started = time.monotonic()
-        installed = aerogrid_cli(
-            "platform",
-            "install",
-            "--settings",
-            str(settings_file),
-            "--kubeconfig",
-            str(kube_node.bed.admin_kubeconfig),
-        )
-        assert installed.returncode == 0, installed.stderr
-        try:
-            yield Platform(
-                kube_node,
-                images,
-                kafka,
-                identity,
-                settings.system_namespace,
-                installed.stdout,
-                time.monotonic() - started,
-            )
-        finally:
-            namespaces = (
-                settings.system_namespace,
-                settings.build_namespace,
-                settings.gateway_namespace,
-            )
-            with kube_node.bed.api_client() as api:
-                core = client.CoreV1Api(api)
-                for ns in namespaces:
-                    core.delete_namespace(ns)
-                # Gone before the node stops, so no Deployment makes pods again meanwhile.
-                wait_for(
-                    lambda: not any(core.list_namespaced_pod(ns).items for ns in namespaces),
-                    120,
-                    "the platform's pods gone",
-                )
+    with installed_platform(kube_node, tmp_path_factory.mktemp("platform")) as installed:
+        yield installed
 
 
 def _wait_pods_ready(
@@ -164,7 +92,7 @@ def _wait_pods_ready(
 
     def ready() -> bool:
         pods[:] = core.list_namespaced_pod(namespace, label_selector=selector).items
-        return len(pods) == count and all(_ready(p) for p in pods)
+        return len(pods) == count and all(pod_ready(p) for p in pods)
 
     try:
         wait_for(ready, timeout, f"{count} Ready pod(s) {selector} in {namespace}")
@@ -253,49 +181,10 @@ def snapshot(
         return None
 
 
-def _app_pods(core: client.CoreV1Api, namespace: str) -> list[client.V1Pod]:
-    return core.list_namespaced_pod(namespace, label_selector=APP_SELECTOR).items
-
-
 def _app_status(node: KubeNode, promoted: Promoted) -> dict[str, Any]:
     with BlockingKube.connect(node.bed.admin_kubeconfig) as admin:
         status: dict[str, Any] = admin.get(APPS, APP, promoted.namespace).get("status") or {}
     return status
-
-
-def _make_tenant(node: KubeNode, name: str, group: str) -> None:
-    started = time.monotonic()
-    with BlockingKube.connect(node.bed.admin_kubeconfig) as admin:
-        spec = TenantSpec(display_name=name.title(), groups=[group])
-        admin.apply(TENANTS, resource("Tenant", name, spec), field_manager="aerogrid-tests")
-
-        status: dict[str, Any] = {}
-
-        def ready() -> bool:
-            status.update(admin.get(TENANTS, name).get("status") or {})
-            return bool(status.get("phase") == "Ready")
-
-        try:
-            wait_for(
-                ready, TENANT_TIMEOUT, f"Tenant {name} Ready (the operator's pod reconciles it)"
-            )
-        except TimeoutError as exc:
-            raise AssertionError(
-                f"{exc}; status {status}; operator:\n{_operator_log(node)}"
-            ) from None
-    print(f"\ntenant {name} Ready {time.monotonic() - started:.1f} s after it was applied")
-
-
-def _operator_log(node: KubeNode) -> str:
-    with node.bed.api_client() as api:
-        core = client.CoreV1Api(api)
-        pods = core.list_namespaced_pod(
-            "aerogrid-system", label_selector="app.kubernetes.io/name=aerogrid-operator"
-        ).items
-        names = [str(p.metadata.name) for p in pods if p.metadata is not None]
-        if not names:
-            return "(no operator pod)"
-        return str(core.read_namespaced_pod_log(names[0], "aerogrid-system", tail_lines=30))
 
 
 @pytest.fixture(scope="module")
@@ -304,7 +193,8 @@ def promoted(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> It
     node = platform.node
     tenant = f"t{uuid.uuid4().hex[:6]}"
     group = f"{tenant}-developers"
-    _make_tenant(node, tenant, group)
+    waited = make_tenant(node, tenant, group, TENANT_TIMEOUT)
+    print(f"\ntenant {tenant} Ready {waited:.1f} s after it was applied")
     developer = node.bed.user_kubeconfig(f"dev-{tenant}", [group])
     folder = tmp_path_factory.mktemp("ordersapp")
     (folder / "app.py").write_text(EXAMPLE_APP.read_text())
@@ -335,7 +225,7 @@ def promoted(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> It
             now = time.monotonic() - started
             if to_running is None and promote.poll() is not None:
                 to_running = now
-            if to_ready is None and any(_ready(p) for p in _app_pods(core, namespace)):
+            if to_ready is None and any(pod_ready(p) for p in app_pods(core, namespace, APP)):
                 to_ready = now
             if to_ready is not None and not cluster_ip:
                 spec = core.read_namespaced_service(APP, namespace).spec
@@ -378,7 +268,7 @@ def promoted(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> It
             admin.delete(TENANTS, tenant)  # its namespace and apps go with it (owner)
         with node.bed.api_client() as api:
             core = client.CoreV1Api(api)
-            wait_for(lambda: not _app_pods(core, namespace), 120, "the tenant's pods gone")
+            wait_for(lambda: not app_pods(core, namespace, APP), 120, "the tenant's pods gone")
 
 
 def test_promote_wait_runs_the_seed_app_and_watch_shows_the_exact_sums(
@@ -389,7 +279,7 @@ def test_promote_wait_runs_the_seed_app_and_watch_shows_the_exact_sums(
     )
     with platform.node.bed.api_client() as api:
         core = client.CoreV1Api(api)
-        (pod,) = _app_pods(core, promoted.namespace)
+        (pod,) = app_pods(core, promoted.namespace, APP)
     app_status = _app_status(platform.node, promoted)
     assert app_status["phase"] == "Running"
     assert app_status["endpoint"] == f"{APP}.{promoted.tenant}.apps.aerogrid.test:80"
@@ -487,15 +377,15 @@ def test_stop_removes_the_pod_and_start_restores_the_grid_from_the_changelog(
     node = platform.node
     with node.bed.api_client() as api:
         core = client.CoreV1Api(api)
-        before = {p.metadata.uid for p in _app_pods(core, promoted.namespace) if p.metadata}
+        before = {p.metadata.uid for p in app_pods(core, promoted.namespace, APP) if p.metadata}
         _cloud(promoted, "stop")
         _wait_app_phase(node, promoted, "Stopped")
-        wait_for(lambda: not _app_pods(core, promoted.namespace), 60, "the app's pod gone")
+        wait_for(lambda: not app_pods(core, promoted.namespace, APP), 60, "the app's pod gone")
         more = orders(200, seed=2)  # produced while no pod runs: read when it returns
         asyncio.run(produce(platform.kafka.bootstrap, TOPIC, more))
         _cloud(promoted, "start")
         _wait_app_phase(node, promoted, "Running")
-        after = {p.metadata.uid for p in _app_pods(core, promoted.namespace) if p.metadata}
+        after = {p.metadata.uid for p in app_pods(core, promoted.namespace, APP) if p.metadata}
     assert after and not after & before  # a new pod, not the old one kept
     promoted.expected = units_sold([*orders(300, seed=1), *more])
     _wait_exact(promoted, promoted.expected, "the sums of both batches after start")
@@ -521,7 +411,7 @@ def test_a_sigkilled_container_is_restarted_by_the_kubelet_and_the_grid_is_exact
     node = platform.node
     with node.bed.api_client() as api:
         core = client.CoreV1Api(api)
-        (pod,) = _app_pods(core, promoted.namespace)
+        (pod,) = app_pods(core, promoted.namespace, APP)
         assert pod.metadata is not None and pod.status is not None and pod.status.pod_ip
         name, pod_ip = str(pod.metadata.name), pod.status.pod_ip
         killed = time.monotonic()
@@ -531,7 +421,7 @@ def test_a_sigkilled_container_is_restarted_by_the_kubelet_and_the_grid_is_exact
         def restarted_ready() -> bool:
             fresh = core.read_namespaced_pod(name, promoted.namespace)
             statuses = _container_statuses(fresh)
-            return bool(statuses) and statuses[0].restart_count == 1 and _ready(fresh)
+            return bool(statuses) and statuses[0].restart_count == 1 and pod_ready(fresh)
 
         wait_for(restarted_ready, READY_TIMEOUT, "the killed container restarted and Ready")
         back = time.monotonic() - killed
@@ -593,7 +483,7 @@ def test_edited_code_promoted_again_serves_with_the_grid_kept(
     )
     with platform.node.bed.api_client() as api:
         core = client.CoreV1Api(api)
-        wait_for(lambda: len(_app_pods(core, promoted.namespace)) == 1, 60, "the old pod gone")
+        wait_for(lambda: len(app_pods(core, promoted.namespace, APP)) == 1, 60, "the old pod gone")
 
 
 def test_delete_removes_everything(platform: Platform, promoted: Promoted) -> None:
@@ -606,7 +496,7 @@ def test_delete_removes_everything(platform: Platform, promoted: Promoted) -> No
         def gone() -> bool:
             namespace = promoted.namespace
             return not (
-                _app_pods(core, namespace)
+                app_pods(core, namespace, APP)
                 or apps.list_namespaced_deployment(namespace).items
                 or core.list_namespaced_service(namespace).items
                 or core.list_namespaced_config_map(

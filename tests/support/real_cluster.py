@@ -59,10 +59,18 @@ def push_platform_images(node: KubeNode) -> NodeImages:
 
 
 def node_settings(
-    node: KubeNode, images: NodeImages, identity: TestIdentity, kafka_port: int
+    node: KubeNode,
+    images: NodeImages,
+    identity: TestIdentity,
+    kafka_port: int,
+    *,
+    package_index: str | None = None,
 ) -> PlatformSettings:
-    """The platform's settings for the node: its registry, the test IdP, no Istio data plane."""
+    """The platform's settings for the node: its registry, the test IdP, no Istio data plane,
+    and the package index builds install from (a `support.package_index` one on the node)."""
+    extra: dict[str, Any] = {} if package_index is None else {"package_index": package_index}
     return PlatformSettings(
+        **extra,
         platform_image=images.platform,
         runtime_image=images.runtime_repository,
         build_image=images.builder,
