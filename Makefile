@@ -20,7 +20,7 @@ ADDIN := $(EXCEL_DIR)/dist/addin/functions.js
 ADDIN_SOURCES := $(shell find $(EXCEL_DIR)/src $(EXCEL_DIR)/pages $(EXCEL_DIR)/scripts -type f 2>/dev/null) \
   $(EXCEL_DIR)/harness.html $(EXCEL_DIR)/package.json $(EXCEL_DIR)/tsconfig.json
 
-.PHONY: help install demo test lint typecheck unit integration bench proto clean node kafka kcat compat-table k8s grpcurl conformance buf excel test-k8s k8s-node chromium binary dist excel-screenshot images
+.PHONY: help install demo test lint typecheck unit integration bench proto clean node kafka kcat compat-table k8s grpcurl conformance buf excel test-k8s k8s-node chromium binary dist excel-screenshot images schema-registry
 
 help:  ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ kafka:  ## Fetch the Apache Kafka jars (the broker's, and the console tools') in
 	bash scripts/fetch_kafka.sh >/dev/null
 	bash scripts/fetch_kafka.sh tools >/dev/null
 
+schema-registry:  ## Build the real Apicurio Registry 2.4.2.Final from Maven Central into the cache (once; the registry-format tests run it)
+	bash scripts/build_schema_registry.sh >/dev/null || [ $$? -eq 3 ]  # 3: no Java/Maven; the tests skip (fail if CI=true)
+
 kcat:  ## Debian's kcat (the broker compatibility suite runs it)
 	bash scripts/install_kcat.sh || [ $$? -eq 3 ]  # 3: cannot install here; the tests skip (fail if CI=true)
 
@@ -112,7 +115,7 @@ typecheck: install  ## mypy --strict
 unit: install  ## Fast tests, no broker
 	$(BIN)/pytest tests/runtime/unit -q
 
-test: install node kafka kcat k8s k8s-node grpcurl conformance buf excel chromium binary images lint typecheck  ## Everything: lint, types, unit and integration tests on real brokers
+test: install node kafka schema-registry kcat k8s k8s-node grpcurl conformance buf excel chromium binary images lint typecheck  ## Everything: lint, types, unit and integration tests on real brokers
 	$(BIN)/pytest -q -ra
 
 test-k8s: install k8s k8s-node  ## The cloud tests against a real control plane (etcd, kube-apiserver, controllers) and a real node
