@@ -1,0 +1,250 @@
+"""The Protobuf registry codec: message indexes, the writer schema's message, .proto text.
+
+Records are made the way producers make them: by confluent-kafka's `ProtobufSerializer`
+(the reference client; here with its own in-memory registry client, whose stored
+schema, a base64 descriptor, our codec then reads) and by hand for the bad cases.
+Message classes come from protoc (grpcio-tools) compiling real .proto text.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
+from google.protobuf.message import Message
+from grpc_tools import protoc  # type: ignore[import-untyped]
+
+from aerogrid.errors import ConfigurationError, DecodeError
+from aerogrid.records import Record
+from aerogrid.schemas.protobuf import (
+    ProtobufCodec,
+    encode_indexes,
+    message_indexes,
+    read_indexes,
+)
+from aerogrid.schemas.protobuf_text import message_names, proto_text
+from aerogrid.schemas.subjects import SubjectNamer
+from aerogrid.schemas.wire import frame
+from support.memory_registry import MemoryRegistry
+
+SHOP_PROTO = """
+syntax = "proto3";
+package shop.v1;
+import "google/protobuf/timestamp.proto";
+
+// An order; the comment { must not } confuse the reader.
+message Order {
+  string id = 1;
+  int64 quantity = 2;
+  map<string, int32> tag_counts = 3;
+  message Line { string sku = 1; double price = 2; }
+  repeated Line lines = 4;
+  optional string note = 5;
+  oneof payment { string card = 6; string iban = 7; }
+  enum Status { NEW = 0; PAID = 1; }
+  Status status = 8;
+  google.protobuf.Timestamp at = 9;
+  reserved 20 to 22;
+  reserved "old";
+}
+
+message Refund { string order_id = 1; string reason = 2; }
+"""
+
+
+def compile_proto(tmp_path: Path, name: str, text: str) -> descriptor_pb2.FileDescriptorProto:
+    """protoc's descriptor of `text` (as the file `name`), well-known imports resolved."""
+    (tmp_path / name).write_text(text)
+    out = tmp_path / f"{name}.pb"
+    include = Path(protoc.__file__).parent / "_proto"
+    code = protoc.main(
+        ["protoc", f"-I{tmp_path}", f"-I{include}", f"--descriptor_set_out={out}", name]
+    )
+    assert code == 0, f"protoc failed on {name}"
+    files = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
+    return files.file[0]
+
+
+def message_classes(file: descriptor_pb2.FileDescriptorProto) -> dict[str, type[Message]]:
+    """The message classes of a compiled file, from a pool of their own."""
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(timestamp_pb2.DESCRIPTOR.serialized_pb)
+    pool.Add(file)
+    return {
+        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{file.package}.{name}"))
+        for name in ("Order", "Order.Line", "Refund")
+    }
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> dict[str, type[Message]]:
+    return message_classes(compile_proto(tmp_path, "shop.proto", SHOP_PROTO))
+
+
+def an_order(classes: dict[str, type[Message]]) -> Any:
+    order: Any = classes["Order"](id="o-1", quantity=3, card="4242", status=1, note="")
+    order.tag_counts["rush"] = 2
+    order.lines.add(sku="A", price=1.5)
+    order.at.seconds = 1_700_000_000
+    return order
+
+
+def reference_record(message: Message, registry: SchemaRegistryClient) -> bytes:
+    """The record confluent-kafka's ProtobufSerializer writes for `message`."""
+    serializer = ProtobufSerializer(type(message), registry, {"use.deprecated.format": False})
+    record = serializer(message, SerializationContext("orders", MessageField.VALUE))
+    assert isinstance(record, bytes)
+    return record
+
+
+def codec_for(message_class: type[Message], registry: MemoryRegistry) -> ProtobufCodec:
+    return ProtobufCodec(
+        message_class, registry=registry.client(), subjects=SubjectNamer(topic="orders")
+    )
+
+
+async def loaded(codec: ProtobufCodec, record: bytes) -> ProtobufCodec:
+    schema_id = codec.schema_id_to_load(record)
+    if schema_id is not None:
+        await codec.load(schema_id)
+    assert codec.schema_id_to_load(record) is None
+    return codec
+
+
+def test_message_indexes_count_nested_messages_and_map_entries(shop: dict[str, Any]) -> None:
+    assert message_indexes(shop["Order"].DESCRIPTOR) == [0]
+    # Order's nested types are TagCountsEntry (the map's entry), then Line.
+    assert message_indexes(shop["Order.Line"].DESCRIPTOR) == [0, 1]
+    assert message_indexes(shop["Refund"].DESCRIPTOR) == [1]
+    assert encode_indexes([0]) == b"\x00"
+    assert encode_indexes([0, 1]) == b"\x04\x00\x02"  # zigzag: count 2, then 0 and 1
+    assert encode_indexes([1]) == b"\x02\x02"
+    for indexes in ([0], [1], [0, 1], [3, 70, 200]):
+        raw = encode_indexes(indexes) + b"rest"
+        assert read_indexes(memoryview(raw)) == (indexes, len(raw) - 4)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", "ends inside its message indexes"),
+        (b"\x04\x00", "ends inside its message indexes"),
+        (b"\xff" * 11, "longer than 10 bytes"),
+        (b"\x01", "message index count -1"),
+        (b"\xfe\x03", "message index count 255"),
+        (b"\x02\x01", "message index -1 is negative"),
+    ],
+)
+def test_bad_message_indexes_are_decode_errors(raw: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError, match=reason):
+        read_indexes(memoryview(raw))
+
+
+def test_proto_text_compiles_back_to_the_same_descriptor(tmp_path: Path) -> None:
+    original = compile_proto(tmp_path, "shop.proto", SHOP_PROTO)
+    text = proto_text(original)
+    (tmp_path / "again").mkdir()
+    again = compile_proto(tmp_path / "again", "shop.proto", text)
+    assert again == original, text
+
+
+def test_the_writer_schema_is_read_from_proto_text_and_base64_alike(tmp_path: Path) -> None:
+    original = compile_proto(tmp_path, "shop.proto", SHOP_PROTO)
+    from_text = message_names(SHOP_PROTO)
+    from_base64 = message_names(base64.b64encode(original.SerializeToString()).decode())
+    assert from_text == from_base64
+    package, messages = from_text
+    assert package == "shop.v1"
+    assert [name for name, _ in messages] == ["Order", "Refund"]
+    assert [name for name, _ in messages[0][1]] == ["TagCountsEntry", "Line"]
+
+
+def test_imports_other_than_well_known_types_are_refused(tmp_path: Path) -> None:
+    compile_proto(tmp_path, "money.proto", 'syntax = "proto3"; message Money { int64 cents = 1; }')
+    file = compile_proto(
+        tmp_path,
+        "pay.proto",
+        'syntax = "proto3"; import "money.proto"; message Pay { Money m = 1; }',
+    )
+    with pytest.raises(ConfigurationError, match=r"imports money\.proto: schema references"):
+        proto_text(file)
+
+
+async def test_decodes_what_the_reference_serializer_wrote(shop: dict[str, Any]) -> None:
+    reference_registry = SchemaRegistryClient.new_client({"url": "mock://shop"})
+    order = an_order(shop)
+    record = reference_record(order, reference_registry)
+    assert record[5:6] == b"\x00"  # message indexes [0]
+    # Our registry holds what the reference client registered (a base64 descriptor).
+    stored = reference_registry.get_schema(int.from_bytes(record[1:5], "big"))
+    registry = MemoryRegistry()
+    schema_id = registry.add(str(stored.schema_str), "PROTOBUF", "orders-value")
+    record = frame(schema_id, record[5:])
+    codec = await loaded(codec_for(shop["Order"], registry), record)
+    assert codec.decode(record) == order
+
+    line = shop["Order.Line"](sku="B", price=2.0)
+    nested = reference_record(line, reference_registry)
+    assert nested[5:8] == b"\x04\x00\x02"
+    stored = reference_registry.get_schema(int.from_bytes(nested[1:5], "big"))
+    nested = frame(registry.add(str(stored.schema_str), "PROTOBUF", "lines"), nested[5:])
+    line_codec = await loaded(codec_for(shop["Order.Line"], registry), nested)
+    assert line_codec.decode(nested) == line
+
+
+async def test_send_registers_proto_text_and_frames_what_decode_reads(
+    shop: dict[str, Any],
+) -> None:
+    registry = MemoryRegistry()
+    codec = codec_for(shop["Order"], registry)
+    order = an_order(shop)
+    await codec.prepare_send(order)
+    await codec.prepare_send(order)
+    assert registry.requests == ["POST /subjects/orders-value/versions"]
+    (subject, text), schema_id = next(iter(registry.ids.items()))
+    assert subject == "orders-value"
+    assert "package shop.v1;" in text and 'import "google/protobuf/timestamp.proto";' in text
+    record = codec.encode(order)
+    assert record is not None and record[:6] == frame(schema_id, b"\x00")
+    assert (await loaded(codec_for(shop["Order"], registry), record)).decode(record) == order
+    assert codec.encode(None) is None
+    with pytest.raises(TypeError, match=r"expected shop\.v1\.Order"):
+        codec.encode(shop["Refund"]())
+
+
+async def test_bad_records_are_decode_errors_naming_why(shop: dict[str, Any]) -> None:
+    registry = MemoryRegistry()
+    schema_id = registry.add(SHOP_PROTO, "PROTOBUF", "orders-value")
+    avro_id = registry.add('"string"', "AVRO", "other")
+    codec = codec_for(shop["Order"], registry)
+    payload = an_order(shop).SerializeToString()
+    refund = shop["Refund"](order_id="o-1").SerializeToString()
+    cases = {
+        frame(999, b"\x00" + payload): "schema id 999 is not in the registry",
+        frame(avro_id, b"\x00" + payload): f"schema id {avro_id} is a AVRO schema",
+        frame(schema_id, b"\x02\x04" + payload): r"message index \[2\] is not in the writer",
+        frame(schema_id, b"\x04\x00\x0a" + payload): r"message index \[0, 5\]",
+        frame(schema_id, b"\x02\x02" + refund): "is a shop.v1.Refund .* reads shop.v1.Order",
+        frame(schema_id, b"\x00\xff\xff\xff"): "not a shop.v1.Order",
+        b"\x01" + frame(schema_id, payload)[1:]: "magic byte 0x01 is not 0",
+        b"\x00\x00": "shorter than the 5-byte header",
+    }
+    for record, reason in cases.items():
+        await loaded(codec, record)
+        with pytest.raises(DecodeError, match=reason):
+            codec.decode(record)
+    assert codec.decode(None) is None
+
+
+def test_a_record_type_is_refused_for_protobuf() -> None:
+    class Order(Record):
+        id: str
+
+    with pytest.raises(ConfigurationError, match="generated Protobuf message class"):
+        codec_for(Order, MemoryRegistry())  # type: ignore[arg-type]
