@@ -6,13 +6,18 @@ import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aerogrid.errors import ConfigurationError
 from aerogrid.grids import Grid, Row
+from aerogrid.record_formats import PLAIN_FORMAT
+from aerogrid.schemas.registry_settings import ENV_URL as REGISTRY_ENV
 from aerogrid.settings import BrokerSettings
 from aerogrid.streams import OnError, StreamInput, StreamSpec
 from aerogrid.topics import Topic
+
+if TYPE_CHECKING:
+    from aerogrid.schemas.registry import RegistrySettings
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 _Handler = TypeVar("_Handler", bound=Callable[..., Awaitable[None]])
@@ -37,6 +42,10 @@ class App:
     `broker` is `host:port[,host:port]` or a `kafka://` URI (see BrokerSettings);
     AEROGRID_BROKER is the default. The consumer group and transactional id are the
     app's name, so one instance runs per app name.
+
+    `schema_registry` is the URL of a Confluent-compatible schema registry (or
+    `RegistrySettings`), needed by topics in a registry format (`format="avro"`, ...);
+    AEROGRID_SCHEMA_REGISTRY (and its _USERNAME, _PASSWORD, TLS variables) the default.
     """
 
     def __init__(
@@ -46,6 +55,7 @@ class App:
         *,
         tenant: str | None = None,
         topic_partitions: int = 1,
+        schema_registry: str | RegistrySettings | None = None,
     ) -> None:
         if not isinstance(name, str) or not _NAME.match(name):
             raise ConfigurationError(
@@ -54,6 +64,7 @@ class App:
             )
         self.name = name
         self._broker = broker
+        self._schema_registry = schema_registry
         self.tenant = tenant or os.environ.get("AEROGRID_TENANT") or "default"
         self.topic_partitions = topic_partitions
         self.topics: dict[str, Topic] = {}
@@ -68,6 +79,22 @@ class App:
         if isinstance(self._broker, BrokerSettings):
             return self._broker
         return BrokerSettings.from_env(self._broker)
+
+    @property
+    def schema_registry(self) -> RegistrySettings | None:
+        """The registry settings (resolved now, from the argument or the environment);
+        None when neither names a registry."""
+        from aerogrid.schemas.registry import RegistrySettings
+
+        if isinstance(self._schema_registry, RegistrySettings):
+            return self._schema_registry
+        if not (self._schema_registry or os.environ.get(REGISTRY_ENV)):
+            return None
+        return RegistrySettings.from_env(self._schema_registry)
+
+    def registry_topics(self) -> list[Topic]:
+        """The topics whose keys or values are in a registry format."""
+        return [topic for topic in self.topics.values() if topic.uses_registry]
 
     @property
     def dlq_topic(self) -> str:
@@ -91,13 +118,31 @@ class App:
         value_type: Any = dict,
         partitions: int | None = None,
         config: Mapping[str, str] | None = None,
+        format: str = PLAIN_FORMAT,
+        key_format: str = PLAIN_FORMAT,
+        subject_strategy: str = "topic",
     ) -> Topic:
-        """A topic with typed keys and values; created with `partitions` when missing."""
+        """A topic with typed keys and values; created with `partitions` when missing.
+
+        `format` is the values' record format: "json" (AeroGrid's own: JSON, or text,
+        bytes, decimal integers by the declared type), or, through the app's schema
+        registry in the Confluent wire format, "avro", "protobuf" or "json-schema";
+        `key_format` the same for keys. `subject_strategy` names the registry subject:
+        "topic" (`<topic>-value`), "record" (the record's full name) or "topic-record".
+        """
+        declared = (key_type, value_type, format, key_format, subject_strategy)
         if name in self.topics:
             existing = self.topics[name]
-            if (existing.key_type, existing.value_type) != (key_type, value_type):
+            if declared != (
+                existing.key_type,
+                existing.value_type,
+                existing.format,
+                existing.key_format,
+                existing.subject_strategy,
+            ):
                 raise ConfigurationError(
-                    f"app {self.name!r} declares topic {name!r} twice with different types"
+                    f"app {self.name!r} declares topic {name!r} twice with different types "
+                    "or formats"
                 )
             return existing
         topic = Topic(
@@ -106,6 +151,9 @@ class App:
             value_type=value_type,
             partitions=partitions or self.topic_partitions,
             config=config,
+            format=format,
+            key_format=key_format,
+            subject_strategy=subject_strategy,
         )
         self.topics[name] = topic
         return topic

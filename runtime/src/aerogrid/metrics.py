@@ -157,3 +157,28 @@ RESUMES = Counter(
     ["app", "grid", "kind"],
     registry=REGISTRY,
 )
+SCHEMA_REGISTRY_UP = Gauge(
+    "aerogrid_schema_registry_up",
+    "1 while the app's schema registry answers, 0 while records wait for it (consumption is "
+    "paused, nothing is dead-lettered for it)",
+    ["app"],
+    registry=REGISTRY,
+)
+SCHEMA_REGISTRY_ERRORS = Counter(
+    "aerogrid_schema_registry_errors",
+    "Schema registry requests that failed, by kind (unavailable, auth, not_found, rejected)",
+    ["app", "kind"],
+    registry=REGISTRY,
+)
+SCHEMA_REGISTRY_PAUSES = Counter(
+    "aerogrid_schema_registry_pauses",
+    "Times consumption paused because the schema registry could not be reached",
+    ["app"],
+    registry=REGISTRY,
+)
+RECORDS_WAITING_ON_REGISTRY = Gauge(
+    "aerogrid_records_waiting_on_registry",
+    "Input records read but held back until the registry gives their writer schema",
+    ["app"],
+    registry=REGISTRY,
+)

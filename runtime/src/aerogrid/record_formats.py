@@ -15,7 +15,7 @@ record can stop an app. The bounds cost one length comparison on the common reco
 from __future__ import annotations
 
 import re
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import msgspec.inspect
@@ -23,9 +23,18 @@ import msgspec.inspect
 from aerogrid.errors import ConfigurationError, DecodeError
 from aerogrid.limits import MAX_DEPTH, MAX_RECORD_BYTES
 from aerogrid.records import Record
+from aerogrid.schemas.codec import REGISTRY_FORMATS, RegistryCodec, registry_codec
+from aerogrid.schemas.registry_settings import ENV_URL as REGISTRY_ENV
+
+if TYPE_CHECKING:
+    from aerogrid.schemas.registry import SchemaRegistry
 
 #: The types a topic's key or value may be declared as.
 SUPPORTED_TYPES = "str, bytes, int, dict (JSON) or an aerogrid.Record subclass"
+#: AeroGrid's own format: text, decimal integers, raw bytes or JSON, by the declared type.
+PLAIN_FORMAT = "json"
+#: Every format: ours, then those in the Confluent wire format with a schema registry.
+FORMATS = (PLAIN_FORMAT, *REGISTRY_FORMATS)
 
 # JSON strings (escapes included), and every byte but brackets: what the depth scan skips.
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -237,8 +246,33 @@ class RecordCodec:
         return decoded
 
 
-def codec_for(declared: Any) -> Codec:
-    """The codec of a declared key or value type, or a ConfigurationError."""
+def check_format(format: str) -> None:
+    """A ConfigurationError unless `format` is one a topic's key or value may use."""
+    if format not in FORMATS:
+        raise ConfigurationError(
+            f"unknown record format {format!r}: use {', '.join(repr(f) for f in FORMATS)}"
+        )
+
+
+def codec_for(
+    declared: Any,
+    format: str = PLAIN_FORMAT,
+    *,
+    registry: SchemaRegistry | None = None,
+    topic: str = "",
+    is_key: bool = False,
+    strategy: str = "topic",
+) -> Codec:
+    """The codec of a declared key or value type in `format`, or a ConfigurationError.
+
+    A registry format needs the app's schema registry client: its codec registers and
+    fetches writer schemas (`aerogrid.schemas`), under the subject `strategy` names.
+    """
+    check_format(format)
+    if format != PLAIN_FORMAT:
+        return registry_codec_for(
+            declared, format, registry=registry, topic=topic, is_key=is_key, strategy=strategy
+        )
     if declared is str:
         return StrCodec()
     if declared is bytes:
@@ -250,3 +284,23 @@ def codec_for(declared: Any) -> Codec:
     if isinstance(declared, type) and issubclass(declared, Record):
         return RecordCodec(declared)
     raise ConfigurationError(f"unsupported key or value type {declared!r}: use {SUPPORTED_TYPES}")
+
+
+def registry_codec_for(
+    declared: Any,
+    format: str,
+    *,
+    registry: SchemaRegistry | None,
+    topic: str,
+    is_key: bool = False,
+    strategy: str = "topic",
+) -> RegistryCodec:
+    """The codec of a registry format (`aerogrid.schemas`), or a ConfigurationError."""
+    if registry is None:
+        raise ConfigurationError(
+            f"topic {topic!r} uses format {format!r}, which needs a schema registry: "
+            f"App(..., schema_registry='https://host:port') or {REGISTRY_ENV}"
+        )
+    return registry_codec(
+        format, declared, registry=registry, topic=topic, is_key=is_key, strategy=strategy
+    )

@@ -9,25 +9,36 @@
 
 The same processor as in production decodes the records and runs the handlers, so
 decode errors, dead letters and handler rollbacks behave exactly as they do on Kafka.
+Topics in a registry format (`format="avro"`, ...) use the app's schema registry (or
+`AppTester(app, schema_registry=URL)`): values are framed and registered as `send()`
+does in production, and their writer schemas loaded before the batch is decoded; a
+registry that does not answer raises RegistryUnavailable here instead of pausing.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aerogrid.app import App
 from aerogrid.engine.processor import Counts, Processor, RawRecord
+from aerogrid.engine.schema_loading import SchemaLoader
 from aerogrid.grids import Grid, RowKey, RowTuple
 from aerogrid.topics import OutgoingRecord, Topic
+
+if TYPE_CHECKING:
+    from aerogrid.schemas.registry import RegistrySettings
 
 
 class AppTester:
     """Runs an app's stream handlers in-process over records a test sends."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, *, schema_registry: str | RegistrySettings | None = None) -> None:
         self.app = app
+        self._registry_settings = schema_registry
+        #: The app's schema registry, bound on entry when a topic uses a registry format.
+        self.schemas: SchemaLoader | None = None
         self.processor = Processor(app)
         #: Dead letters produced so far (topic `<app>.dlq`, with the error headers).
         self.dead_letters: list[OutgoingRecord] = []
@@ -42,11 +53,14 @@ class AppTester:
     async def __aenter__(self) -> AppTester:
         for grid in self.app.grids.values():
             grid.ready = True
+        self.schemas = await SchemaLoader.open(self.app, self._registry_settings)
         self.processor.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.processor.stop()
+        if self.schemas is not None:
+            await self.schemas.close()
 
     @property
     def counts(self) -> Counts:
@@ -74,17 +88,24 @@ class AppTester:
     ) -> None:
         """Feed (key, value) pairs as one batch, as the engine would."""
         resolved = self.app.topics[topic] if isinstance(topic, str) else topic
-        records = [
-            RawRecord(
-                topic=resolved.name,
-                partition=partition,
-                offset=next(self._offsets),
-                key=key if isinstance(key, bytes) else resolved.key_codec.encode(key),
-                value=value if isinstance(value, bytes) else resolved.value_codec.encode(value),
-                headers=tuple((headers or {}).items()),
+        records = []
+        for key, value in items:
+            encoded_key, encoded_value = await resolved.encode(
+                None if isinstance(key, bytes) else key,
+                None if isinstance(value, bytes) else value,
             )
-            for key, value in items
-        ]
+            records.append(
+                RawRecord(
+                    topic=resolved.name,
+                    partition=partition,
+                    offset=next(self._offsets),
+                    key=key if isinstance(key, bytes) else encoded_key,
+                    value=value if isinstance(value, bytes) else encoded_value,
+                    headers=tuple((headers or {}).items()),
+                )
+            )
+        if self.schemas is not None:
+            await self.schemas.load(records)
         await self.processor.process(records)
         self._collect()
 

@@ -4,6 +4,11 @@ A topic does not know its app. `Topic.send` queues the record in the `Outbox` bo
 the running task through a context variable (as the grids bind a handler's undo log):
 the engine binds its outbox in every stream handler, timer and task it runs, and
 produces what they sent with the batch in flight.
+
+A topic in a registry format (`format="avro"`, ...) gets its codecs when the engine (or
+`AppTester`) binds the app's schema registry to it (`bind_registry`); `send()` then
+registers or looks up the writer schema before encoding, waiting out a registry outage
+the way input does (`aerogrid.engine.schema_loading`).
 """
 
 from __future__ import annotations
@@ -12,10 +17,21 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from aerogrid.errors import ConfigurationError
 from aerogrid.limits import MAX_PAYLOAD_BYTES, headers_size
-from aerogrid.record_formats import Codec, codec_for
+from aerogrid.record_formats import (
+    PLAIN_FORMAT,
+    Codec,
+    check_format,
+    codec_for,
+    registry_codec_for,
+)
+from aerogrid.schemas.codec import RegistryCodec
+from aerogrid.schemas.registry import SchemaRegistry
+from aerogrid.schemas.registry_settings import ENV_URL as REGISTRY_ENV
+from aerogrid.schemas.subjects import subject_strategy as check_subject_strategy
 
 
 @dataclass(frozen=True)
@@ -55,6 +71,16 @@ class Outbox:
         return len(self._records)
 
 
+class RegistryBinding(Protocol):
+    """What a registry-format topic is bound to: the app's registry client, and the
+    policy that registers a schema for `send()` (`aerogrid.engine.schema_loading`)."""
+
+    @property
+    def registry(self) -> SchemaRegistry: ...
+
+    async def prepare_send(self, codec: RegistryCodec, value: Any, *, topic: str) -> None: ...
+
+
 #: The outbox of the app whose stream, timer or task runs the current task; None elsewhere.
 _OUTBOX: ContextVar[Outbox | None] = ContextVar("aerogrid_outbox", default=None)
 
@@ -70,14 +96,77 @@ class Topic:
         value_type: Any = dict,
         partitions: int = 1,
         config: Mapping[str, str] | None = None,
+        format: str = PLAIN_FORMAT,
+        key_format: str = PLAIN_FORMAT,
+        subject_strategy: str = "topic",
     ) -> None:
+        check_format(format)
+        check_format(key_format)
+        subject_strategy = check_subject_strategy(subject_strategy)
         self.name = name
         self.key_type = key_type
         self.value_type = value_type
         self.partitions = partitions
         self.config = dict(config or {})
-        self.key_codec: Codec = codec_for(key_type)
-        self.value_codec: Codec = codec_for(value_type)
+        self.format = format
+        self.key_format = key_format
+        self.subject_strategy = subject_strategy
+        # Plain formats now (a bad type fails the declaration); registry ones when bound.
+        self._key_codec = codec_for(key_type) if key_format == PLAIN_FORMAT else None
+        self._value_codec = codec_for(value_type) if format == PLAIN_FORMAT else None
+        #: The (key, value) codecs that use the registry, once bound (None: plain).
+        self.registry_codecs: tuple[RegistryCodec | None, RegistryCodec | None] = (None, None)
+        self._loader: RegistryBinding | None = None
+
+    @property
+    def uses_registry(self) -> bool:
+        return self.format != PLAIN_FORMAT or self.key_format != PLAIN_FORMAT
+
+    @property
+    def key_codec(self) -> Codec:
+        return self._key_codec or self._unbound()
+
+    @property
+    def value_codec(self) -> Codec:
+        return self._value_codec or self._unbound()
+
+    def bind_registry(self, loader: RegistryBinding) -> None:
+        """Make the registry-format codecs, on `loader`'s registry (the app's)."""
+        self._loader = loader
+        key, value = None, None
+        if self.key_format != PLAIN_FORMAT:
+            key = self._key_codec = self._registry_codec(self.key_type, self.key_format, True)
+        if self.format != PLAIN_FORMAT:
+            value = self._value_codec = self._registry_codec(self.value_type, self.format, False)
+        self.registry_codecs = (key, value)
+
+    def _registry_codec(self, declared: Any, fmt: str, is_key: bool) -> RegistryCodec:
+        assert self._loader is not None
+        return registry_codec_for(
+            declared,
+            fmt,
+            registry=self._loader.registry,
+            topic=self.name,
+            is_key=is_key,
+            strategy=self.subject_strategy,
+        )
+
+    def _unbound(self) -> Codec:
+        raise ConfigurationError(
+            f"topic {self.name!r} uses a schema registry format ({self.format!r}); it works "
+            f"once its app runs with a registry (App(schema_registry=...) or {REGISTRY_ENV}), "
+            "or under aerogrid.testing.AppTester"
+        )
+
+    async def encode(self, key: Any, value: Any) -> tuple[bytes | None, bytes | None]:
+        """Key and value as record bytes; registry formats register their schema first."""
+        if self.uses_registry:
+            key_codec, value_codec = self.registry_codecs
+            loader = self._loader
+            for codec, item in ((key_codec, key), (value_codec, value)):
+                if codec is not None and item is not None and loader is not None:
+                    await loader.prepare_send(codec, item, topic=self.name)
+        return self.key_codec.encode(key), self.value_codec.encode(value)
 
     async def send(
         self, key: Any = None, value: Any = None, *, headers: Mapping[str, bytes] | None = None
@@ -87,7 +176,9 @@ class Topic:
         Only the app's streams, timers and tasks can send (the engine, or
         `aerogrid.testing.AppTester`, runs them with an outbox). A record bigger than
         the producer's limit raises ValueError here (in a handler: a handler error),
-        rather than failing the whole batch when it is produced.
+        rather than failing the whole batch when it is produced. On a registry-format
+        topic the schema is registered (or looked up, once per type) first; while the
+        registry is unreachable, send() waits for it.
         """
         outbox = _OUTBOX.get()
         if outbox is None:
@@ -95,10 +186,11 @@ class Topic:
                 f"topic {self.name!r}: send() works only in the app's streams, timers and "
                 "tasks, while the app runs (or under aerogrid.testing.AppTester)"
             )
+        encoded_key, encoded_value = await self.encode(key, value)
         record = OutgoingRecord(
             topic=self.name,
-            key=self.key_codec.encode(key),
-            value=self.value_codec.encode(value),
+            key=encoded_key,
+            value=encoded_value,
             headers=tuple((headers or {}).items()),
         )
         size = len(record.key or b"") + len(record.value or b"") + headers_size(record.headers)
@@ -109,4 +201,5 @@ class Topic:
         outbox.append(record)
 
     def __repr__(self) -> str:
-        return f"<Topic {self.name} key={self.key_type!r} value={self.value_type!r}>"
+        shown = "" if self.format == PLAIN_FORMAT else f" format={self.format}"
+        return f"<Topic {self.name} key={self.key_type!r} value={self.value_type!r}{shown}>"

@@ -44,6 +44,7 @@ from aerogrid.engine.guarantee import ExactlyOnce, Guarantee, choose_producer
 from aerogrid.engine.health import BrokerWatch
 from aerogrid.engine.inputs import Batch, InputReader, InputsLost
 from aerogrid.engine.processor import Processor, RawRecord, RecordLike, StopProcessing
+from aerogrid.engine.schema_loading import SchemaLoader
 from aerogrid.engine.topic_admin import ensure_topics
 from aerogrid.errors import AeroGridError
 from aerogrid.grids import Grid, RowKey, RowTuple
@@ -109,6 +110,10 @@ class KafkaEngine:
         self._background: list[asyncio.Task[None]] = []
         self._group_commit: asyncio.Task[None] | None = None
         self._follower: ChangelogFollower | None = None
+        #: The app's schema registry, when a topic uses a registry format.
+        self._schemas: SchemaLoader | None = None
+        #: A batch read but not decoded yet: its writer schemas wait for the registry.
+        self._held: Batch | None = None
         #: Whether this replica still holds the active role (the replica group says).
         self.holding: Callable[[], bool] = lambda: True
         #: Held for the length of a cycle: a revocation waits for the cycle in flight.
@@ -121,7 +126,13 @@ class KafkaEngine:
 
     async def prepare(self) -> None:
         """Choose the guarantee (without fencing a running active), create missing topics,
-        and watch the broker. Every replica does this; only the active then processes."""
+        and watch the broker. Every replica does this; only the active then processes.
+
+        A registry-format topic first needs the schema registry configured and accepting
+        the app's credentials (else ConfigurationError / RegistryAuthError: no start)."""
+        self._schemas = await SchemaLoader.open(self.app)
+        if self._schemas is not None:
+            self._schemas.on_change = self.on_outage
         chosen = await choose_producer(
             self.app.name,
             self.settings,
@@ -189,6 +200,7 @@ class KafkaEngine:
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
         await self.processor.stop()
+        self._held = None
         if self._inputs is not None:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(self._inputs.stop(), timeout)
@@ -209,7 +221,9 @@ class KafkaEngine:
         """Why the grids cannot move on now: the broker is unreachable, or a commit waits."""
         if self._watch and self._watch.outage:
             return self._watch.describe_outage()
-        return self._committer.stall if self._committer else None
+        if self._committer and self._committer.stall:
+            return self._committer.stall
+        return self._schemas.outage if self._schemas else None
 
     @property
     def lineage(self) -> str | None:
@@ -254,6 +268,10 @@ class KafkaEngine:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(self._group_commit, timeout)
         await self.deactivate(timeout)
+        if self._schemas is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._schemas.close(), timeout)
+            self._schemas = None
         if self.status is not Status.FAILED:
             self.set_status(Status.STOPPED)
 
@@ -261,7 +279,10 @@ class KafkaEngine:
 
     async def _cycle(self, *, final: bool = False) -> None:
         batch = Batch()
-        if self._inputs is not None and not final:
+        if self._held is not None:
+            # Its schemas were not loaded; a final cycle leaves it to the next start.
+            batch, self._held = (Batch() if final else self._held), None
+        elif self._inputs is not None and not final:
             try:
                 batch = await self._inputs.read()
             except InputsLost as exc:
@@ -270,6 +291,10 @@ class KafkaEngine:
         elif not final:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), 0.05)
+        schemas = self._schemas
+        if batch.records and schemas and not await schemas.ready(batch.records, self._stopping):
+            self._held = batch  # the registry is out: nothing decoded, nothing lost
+            return
         if (
             not batch.records
             and not batch.unreadable
@@ -379,6 +404,7 @@ class KafkaEngine:
         """Between cycles: follow added input partitions; resynchronise after data loss."""
         if self._partitions_added and self._inputs is not None:
             self._partitions_added = False
+            self._held = None  # re-assigning reads it again from the committed positions
             await self._inputs.follow({})
         if self._resync is None:
             return
@@ -399,6 +425,7 @@ class KafkaEngine:
                 for key in grid:
                     grid.mark_changed(key)
             if reread_inputs and self._inputs is not None:
+                self._held = None
                 await self._inputs.restart_from_beginning()
         self._resync = None
 

@@ -21,10 +21,13 @@ from aerogrid.engine.dead_letters import Source, dead_letter
 from aerogrid.errors import AeroGridError, DecodeError
 from aerogrid.grids import rollback
 from aerogrid.limits import MAX_MESSAGE_BYTES
+from aerogrid.schemas.errors import SchemaNotLoaded
 from aerogrid.streams import Event, StreamInput, StreamSpec
 from aerogrid.topics import Outbox, OutgoingRecord
 
 log = logging.getLogger("aerogrid.engine")
+
+Decode = Callable[[bytes | None], Any]
 
 
 class RawRecord(NamedTuple):
@@ -71,19 +74,9 @@ class Processor:
         #: The producer's limit: no dead letter is bigger.
         self.max_message_bytes = max_message_bytes
         self.routes = app.input_topics()
-        #: topic → (stream, key decoder, value decoder) for each stream reading it.
-        self._decoders: dict[
-            str,
-            list[tuple[StreamSpec, Callable[[bytes | None], Any], Callable[[bytes | None], Any]]],
-        ] = {
-            name: [
-                (spec, topic.key_codec.decode, topic.value_codec.decode)
-                for spec in specs
-                for topic in spec.topics
-                if topic.name == name
-            ]
-            for name, specs in self.routes.items()
-        }
+        #: topic → (stream, key decoder, value decoder) for each stream reading it; made
+        #: by `start()`, once registry-format topics have their codecs.
+        self._decoders: dict[str, list[tuple[StreamSpec, Decode, Decode]]] = {}
         self.inputs: dict[str, StreamInput] = {s.name: StreamInput(s.name) for s in app.streams}
         self.handler_tasks: dict[str, asyncio.Task[None]] = {}
         self.counts = Counts()
@@ -94,6 +87,15 @@ class Processor:
         self.outbox = Outbox()
 
     def start(self) -> None:
+        self._decoders = {
+            name: [
+                (spec, topic.key_codec.decode, topic.value_codec.decode)
+                for spec in specs
+                for topic in spec.topics
+                if topic.name == name
+            ]
+            for name, specs in self.routes.items()
+        }
         for spec in self.app.streams:
             self._start_handler(spec)
 
@@ -122,6 +124,8 @@ class Processor:
                 try:
                     key = decode_key(record.key)
                     value = decode_value(record.value)
+                except SchemaNotLoaded:
+                    raise  # the engine's bug, not the record's: never dead-lettered
                 except Exception as exc:  # DecodeError; anything else is a decoder's bug
                     self.counts.decode_errors += 1
                     metrics.DECODE_ERRORS.labels(self.app.name, topic_name).inc()

@@ -24,7 +24,7 @@ from aerogrid.engine.kafka import Status
 from aerogrid.engine.processor import StopProcessing
 from aerogrid.engine.replica import Replica
 from aerogrid.engine.replica_group import Role
-from aerogrid.errors import BrokerConnectionError
+from aerogrid.errors import BrokerConnectionError, ConfigurationError
 from aerogrid.grids import Grid
 from aerogrid.server.app_service import AppService, HostedApp
 from aerogrid.server.auth import Authenticator, AuthSettings
@@ -239,7 +239,14 @@ def describe_replica(replica: Replica, hub: GridHub) -> dict[str, Any]:
 
 def _is_expected(exc: Exception) -> bool:
     """Failures whose message says it all (no traceback needed in the log)."""
-    return isinstance(exc, StopProcessing | BrokerConnectionError | TransactionsRefused | Fenced)
+    return isinstance(
+        exc,
+        StopProcessing
+        | BrokerConnectionError
+        | TransactionsRefused
+        | Fenced
+        | ConfigurationError,  # a registry refusing the app's credentials, too
+    )
 
 
 def _write_ready_file(
