@@ -22,6 +22,7 @@ from support.brokers import ApacheKafka, Broker, BrokerUnavailable, KafkaCluster
 from support.ci import unavailable
 from support.images import BuiltImage, ImagesBuildError, ImagesUnavailable, built_images
 from support.node import NodeUnavailable, ensure_node_client
+from support.schema_registry import RegistryUnavailable, TestRegistry
 
 BROKER_FIXTURES = ("broker", "apache_kafka", "tansu", "kafka_cluster")
 _B = TypeVar("_B", bound=Broker)
@@ -79,6 +80,25 @@ def broker(request: pytest.FixtureRequest) -> Broker:
     name = "apache_kafka" if request.param == "kafka" else "tansu"
     started: Broker = request.getfixturevalue(name)
     return started
+
+
+@pytest.fixture(scope="session")
+def schema_registry() -> Iterator[TestRegistry]:
+    """One real Apicurio Registry for the session, started only when a test asks for it.
+
+    `.url` is the Confluent-compatible API; `.stop()`/`.start()` keep schemas and ids (H2 file
+    storage). A test that stops it must start it again before it returns.
+    """
+    try:
+        registry = TestRegistry()
+        registry.start()
+    except RegistryUnavailable as exc:
+        unavailable(str(exc))
+        raise
+    try:
+        yield registry
+    finally:
+        registry.close()
 
 
 @pytest.fixture(scope="session")

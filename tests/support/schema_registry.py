@@ -1,0 +1,119 @@
+"""The real schema registry for the tests: Apicurio Registry 2.4.2.Final on a loopback port.
+
+Built once into the cache by scripts/build_schema_registry.sh (`make schema-registry`; built here
+on first use when Maven is on the PATH), run by the devkit's `RegistryProcess` with H2 *file*
+storage in a temporary folder: `stop()` then `start()` (same port) keeps every schema and id, so an
+outage test sees the ids it saw before. The session fixtures `schema_registry` and
+`auth_schema_registry` (tests/conftest.py) start one lazily, only when a test asks for it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import subprocess
+import tempfile
+import weakref
+from pathlib import Path
+
+from aerogrid_devkit.brokers.java_runtime import find_java
+from aerogrid_devkit.schema_registry import (
+    RegistryError,
+    RegistryOidc,
+    RegistryProcess,
+    registry_app,
+)
+from support.paths import REPO
+
+__all__ = ["BUILD_SCRIPT", "RegistryUnavailable", "TestRegistry", "ensure_registry_built"]
+
+BUILD_SCRIPT = REPO / "scripts" / "build_schema_registry.sh"
+_live: weakref.WeakSet[TestRegistry] = weakref.WeakSet()
+
+
+class RegistryUnavailable(Exception):
+    """This machine cannot run the registry (no Java 17, not built and no Maven)."""
+
+
+def ensure_registry_built() -> Path:
+    """The built app folder; builds it (about 30 s cold) when Maven is present."""
+    try:
+        return registry_app()
+    except RegistryError as missing:
+        if shutil.which("mvn") is None:
+            raise RegistryUnavailable(f"{missing}; and `mvn` is not on PATH") from None
+    done = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=900, check=False
+    )
+    if done.returncode == 3:
+        raise RegistryUnavailable(done.stderr.strip())
+    if done.returncode != 0:
+        raise RegistryError(f"{BUILD_SCRIPT.name} failed:\n{done.stderr[-4000:]}")
+    return registry_app()
+
+
+class TestRegistry:
+    """A registry with its own temporary folder (storage and log), removed by `close()`.
+
+    `url` is the Confluent-compatible API (http://127.0.0.1:PORT/apis/ccompat/v7). `stop()` /
+    `start()` / `kill()` make outages on the same port; schemas and ids survive them.
+    `username`/`password` are set when authentication is on (`oidc`).
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, oidc: RegistryOidc | None = None, *, persistent: bool = True) -> None:
+        java, said = find_java()
+        if java is None:
+            raise RegistryUnavailable(f"the schema registry needs Java 17+: {said}")
+        app = ensure_registry_built()
+        self.workdir = Path(tempfile.mkdtemp(prefix="aerogrid-registry-"))
+        self.process = RegistryProcess(
+            data_dir=self.workdir / "data" if persistent else None,
+            log_file=self.workdir / "registry.log",
+            oidc=oidc,
+            java=java.path,
+            app_dir=app,
+        )
+        self.username: str | None = None
+        self.password: str | None = None
+        if oidc is not None and oidc.probe_user is not None:
+            self.username, self.password = oidc.probe_user
+        _live.add(self)
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+    @property
+    def port(self) -> int:
+        return self.process.port
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "registry.log"
+
+    def start(self) -> None:
+        self.process.start()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def restart(self) -> None:
+        self.process.restart()
+
+    def close(self) -> None:
+        """Stop the registry and remove its folder."""
+        self.process.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        _live.discard(self)
+
+
+@atexit.register
+def _close_leftovers() -> None:
+    """Backstop: a registry never outlives the test session."""
+    for registry in list(_live):
+        registry.close()
