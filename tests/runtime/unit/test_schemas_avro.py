@@ -1,0 +1,275 @@
+"""AvroCodec: decode with schema resolution (v1, v2, v3 writers), bad records, sending.
+
+Writer bytes are made with fastavro from the producer's schema, as confluent-kafka's
+AvroSerializer makes them; the registry is the MemoryRegistry stand-in (the same tests
+against Apicurio are in tests/runtime/integration/test_schemas_registry_real.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from decimal import Decimal
+from typing import Annotated, Any
+
+import fastavro
+import msgspec
+import pytest
+
+from aerogrid import Record
+from aerogrid.errors import ConfigurationError, DecodeError
+from aerogrid.schemas.avro import AvroCodec
+from aerogrid.schemas.codec import RegistryCodec, registry_codec
+from aerogrid.schemas.errors import SchemaNotLoaded
+from aerogrid.schemas.wire import frame, parse_frame
+from support.memory_registry import MemoryRegistry
+
+
+class Order(Record):
+    product: str
+    quantity: int
+    channel: str = "web"
+
+
+V1_FIELDS: list[dict[str, Any]] = [
+    {"name": "product", "type": "string"},
+    {"name": "quantity", "type": "long"},
+    {"name": "channel", "type": "string"},
+]
+V1 = {"type": "record", "name": "Order", "namespace": "com.acme.orders", "fields": V1_FIELDS}
+V2 = {  # a producer adds an optional field
+    **V1,
+    "fields": [*V1_FIELDS, {"name": "coupon", "type": ["null", "string"], "default": None}],
+}
+V3 = {  # a producer drops a field the reader defaults
+    **V1,
+    "fields": [f for f in V1_FIELDS if f["name"] != "channel"],
+}
+
+
+def written(registry: MemoryRegistry, schema: dict[str, Any], value: dict[str, Any]) -> bytes:
+    """`value` as a producer writes it with `schema`: registered, framed."""
+    schema_id = registry.add(json.dumps(schema), "AVRO", "orders-value")
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, fastavro.parse_schema(schema), value)
+    return frame(schema_id, buffer.getvalue())
+
+
+async def decoded(codec: RegistryCodec, data: bytes | None) -> Any:
+    """Load what the record needs, as the engine does, then decode."""
+    schema_id = codec.schema_id_to_load(data)
+    if schema_id is not None:
+        await codec.load(schema_id)
+        assert codec.schema_id_to_load(data) is None
+    return codec.decode(data)
+
+
+def avro_codec(registry: MemoryRegistry, declared: Any = Order, **options: Any) -> RegistryCodec:
+    return registry_codec("avro", declared, registry=registry.client(), topic="orders", **options)
+
+
+async def test_schema_resolution_reads_v1_v2_and_v3_writers_into_the_record() -> None:
+    registry = MemoryRegistry()
+    codec = avro_codec(registry)
+    assert isinstance(codec, AvroCodec)
+    v1 = written(registry, V1, {"product": "apple", "quantity": 2, "channel": "shop"})
+    v2 = written(registry, V2, {"product": "pear", "quantity": 3, "channel": "app", "coupon": "X"})
+    v3 = written(registry, V3, {"product": "plum", "quantity": 5})
+    assert [parse_frame(d)[0] for d in (v1, v2, v3)] == [1, 2, 3]
+    assert await decoded(codec, v1) == Order(product="apple", quantity=2, channel="shop")
+    assert await decoded(codec, v2) == Order(product="pear", quantity=3, channel="app")
+    assert await decoded(codec, v3) == Order(product="plum", quantity=5, channel="web")
+
+
+async def test_each_writer_id_is_asked_for_once() -> None:
+    registry = MemoryRegistry()
+    codec = avro_codec(registry)
+    records = [
+        written(registry, V1, {"product": "a", "quantity": n, "channel": "c"}) for n in range(5)
+    ]
+    for data in records:
+        await decoded(codec, data)
+    assert registry.requests == ["GET /schemas/ids/1"]
+
+
+class Reading(Record):
+    sensor: str
+    at: dt.datetime
+    day: dt.date = dt.date(2026, 1, 2)
+    level: Annotated[Decimal, msgspec.Meta(extra={"precision": 6, "scale": 2})] = Decimal("0.5")
+    seen: dt.datetime = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+async def test_logical_types_decode_to_python_values_and_missing_ones_take_record_defaults() -> (
+    None
+):
+    registry = MemoryRegistry()
+    writer = {
+        "type": "record",
+        "name": "Reading",
+        "fields": [
+            {"name": "sensor", "type": "string"},
+            {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+            {
+                "name": "level",
+                "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 3},
+            },
+        ],
+    }
+    at = dt.datetime(2026, 12, 5, 9, 30, 1, 123000, tzinfo=dt.UTC)
+    data = written(registry, writer, {"sensor": "s1", "at": at, "level": Decimal("12.345")})
+    value = await decoded(avro_codec(registry, Reading), data)
+    assert value == Reading(sensor="s1", at=at, level=Decimal("12.345"))
+    assert value.day == dt.date(2026, 1, 2) and value.seen.year == 2026
+
+
+async def test_dict_reads_as_written() -> None:
+    registry = MemoryRegistry()
+    data = written(registry, V2, {"product": "a", "quantity": 1, "channel": "c", "coupon": None})
+    value = await decoded(avro_codec(registry, dict), data)
+    assert value == {"product": "a", "quantity": 1, "channel": "c", "coupon": None}
+
+
+async def test_an_unknown_id_is_a_decode_error_naming_it_and_is_asked_once() -> None:
+    registry = MemoryRegistry()
+    codec = avro_codec(registry)
+    data = frame(42, b"\x02a\x02")
+    with pytest.raises(DecodeError, match="schema id 42 is not in the registry"):
+        await decoded(codec, data)
+    with pytest.raises(DecodeError, match="schema id 42 is not in the registry"):
+        await decoded(codec, data)
+    assert registry.requests == ["GET /schemas/ids/42"]
+
+
+async def test_a_writer_of_another_format_is_a_decode_error() -> None:
+    registry = MemoryRegistry()
+    schema_id = registry.add('syntax = "proto3"; message Order { string product = 1; }', "PROTOBUF")
+    with pytest.raises(DecodeError, match=f"schema id {schema_id} is a PROTOBUF schema, not AVRO"):
+        await decoded(avro_codec(registry), frame(schema_id, b"\x00"))
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\x02a", "does not match writer schema id 1"),  # cut short
+        (b"\x02a\x04\x02c\x00", "1 bytes left after the record"),
+        (b"\x7fxx", "does not match writer schema id 1"),  # a string length past the end
+    ],
+)
+async def test_a_payload_that_does_not_match_its_writer_schema(payload: bytes, reason: str) -> None:
+    registry = MemoryRegistry()
+    written(registry, V1, {"product": "a", "quantity": 2, "channel": "c"})
+    with pytest.raises(DecodeError, match=reason):
+        await decoded(avro_codec(registry), frame(1, payload))
+
+
+async def test_an_incompatible_writer_is_a_decode_error_naming_its_id() -> None:
+    registry = MemoryRegistry()
+    writer = {"type": "record", "name": "Order", "fields": [{"name": "product", "type": "string"}]}
+    data = written(registry, writer, {"product": "a"})  # no quantity, and the reader has no default
+    with pytest.raises(DecodeError, match="writer schema id 1"):
+        await decoded(avro_codec(registry), data)
+
+
+async def test_bad_frames_and_tombstones() -> None:
+    registry = MemoryRegistry()
+    codec = avro_codec(registry)
+    with pytest.raises(DecodeError, match="magic byte 0x7b is not 0"):
+        await decoded(codec, b'{"product": "a"}')
+    with pytest.raises(DecodeError, match="tombstone"):
+        await decoded(codec, None)
+    assert await decoded(avro_codec(registry, dict), None) is None
+    assert registry.requests == []
+
+
+async def test_decoding_an_id_nobody_loaded_is_the_callers_bug_not_the_records() -> None:
+    registry = MemoryRegistry()
+    data = written(registry, V1, {"product": "a", "quantity": 2, "channel": "c"})
+    with pytest.raises(SchemaNotLoaded):
+        avro_codec(registry).decode(data)
+
+
+async def test_send_registers_the_records_schema_under_the_topic_subject_once() -> None:
+    registry = MemoryRegistry()
+    codec = avro_codec(registry)
+    order = Order(product="fig", quantity=7)
+    await codec.prepare_send(order)
+    await codec.prepare_send(order)
+    data = codec.encode(order)
+    assert data is not None
+    assert registry.requests == ["POST /subjects/orders-value/versions"]
+    schema_id, payload = parse_frame(data)
+    writer = json.loads(registry.schemas[schema_id]["schema"])
+    assert writer["name"] == "Order" and writer["namespace"] == __name__
+    assert fastavro.schemaless_reader(io.BytesIO(payload), fastavro.parse_schema(writer), None) == {
+        "product": "fig",
+        "quantity": 7,
+        "channel": "web",
+    }
+    assert await decoded(codec, data) == order
+    assert codec.encode({"product": "kiwi", "quantity": 1}) is not None  # dicts convert
+
+
+async def test_record_strategies_name_the_subject_after_the_record() -> None:
+    registry = MemoryRegistry()
+    codec = avro_codec(registry, strategy="topic-record", is_key=False)
+    await codec.prepare_send(Order(product="a", quantity=1))
+    assert registry.requests == [f"POST /subjects/orders-{__name__}.Order/versions"]
+
+
+async def test_primitive_keys_round_trip() -> None:
+    registry = MemoryRegistry()
+    codec = avro_codec(registry, str, is_key=True)
+    await codec.prepare_send("order-1")
+    data = codec.encode("order-1")
+    assert registry.requests == ["POST /subjects/orders-key/versions"]
+    assert await decoded(codec, data) == "order-1"
+
+
+async def test_encode_before_prepare_send_is_refused() -> None:
+    with pytest.raises(SchemaNotLoaded, match="prepare_send"):
+        avro_codec(MemoryRegistry()).encode(Order(product="a", quantity=1))
+
+
+def test_an_unknown_format_or_an_unsupported_type_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="unknown registry format 'thrift'"):
+        registry_codec("thrift", Order, registry=MemoryRegistry().client(), topic="t")
+    with pytest.raises(ConfigurationError, match="needs a Record subclass"):
+        avro_codec(MemoryRegistry(), list)
+
+
+class Line(Record):
+    sku: str
+
+
+class Basket(Record):
+    lines: list[Line]
+    first: Line | None = None
+
+
+async def test_the_reader_takes_the_writers_record_names_nested_ones_too() -> None:
+    registry = MemoryRegistry()
+    writer = {
+        "type": "record",
+        "name": "CartUpdated",
+        "namespace": "com.shop",
+        "fields": [
+            {
+                "name": "lines",
+                "type": {
+                    "type": "array",
+                    "items": {
+                        "type": "record",
+                        "name": "Item",
+                        "fields": [{"name": "sku", "type": "string"}],
+                    },
+                },
+            },
+            {"name": "first", "type": ["null", "Item"], "default": None},
+        ],
+    }
+    data = written(registry, writer, {"lines": [{"sku": "a"}, {"sku": "b"}], "first": {"sku": "a"}})
+    assert await decoded(avro_codec(registry, Basket), data) == Basket(
+        lines=[Line(sku="a"), Line(sku="b")], first=Line(sku="a")
+    )
