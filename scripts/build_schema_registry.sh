@@ -22,8 +22,10 @@ HOME_DIR="$CACHE_ROOT/schema-registry/$VERSION"
 APP="$HOME_DIR/app"
 RUNNER="apicurio-registry-runner.jar"
 STAMP="$HOME_DIR/.complete"
+# The stamp names the recipe it was built from: a changed pom or properties rebuilds.
+RECIPE="recipe $(cat "$PROJECT/pom.xml" "$PROJECT/application.properties" | sha256sum | cut -c1-16)"
 
-if [[ -f "$STAMP" && -f "$APP/$RUNNER" ]]; then
+if [[ -f "$STAMP" && -f "$APP/$RUNNER" ]] && grep -qxF "$RECIPE" "$STAMP"; then
     echo "$APP"
     exit 0
 fi
@@ -39,7 +41,7 @@ mkdir -p "$HOME_DIR"
 # Serialise concurrent runs (two test sessions, or make and a test, at once).
 exec 9>"$HOME_DIR/.lock"
 flock 9
-if [[ -f "$STAMP" && -f "$APP/$RUNNER" ]]; then
+if [[ -f "$STAMP" && -f "$APP/$RUNNER" ]] && grep -qxF "$RECIPE" "$STAMP"; then
     echo "$APP"
     exit 0
 fi
@@ -71,6 +73,6 @@ mkdir -p "$APP.partial"
 mv "$BUILT" "$APP.partial/$RUNNER"
 mv "$WORK/target/lib" "$APP.partial/lib"
 mv "$APP.partial" "$APP"
-printf 'apicurio-registry %s\nbuilt in %ss\n' "$VERSION" "$((SECONDS - started))" >"$STAMP"
+printf 'apicurio-registry %s\n%s\nbuilt in %ss\n' "$VERSION" "$RECIPE" "$((SECONDS - started))" >"$STAMP"
 echo "build_schema_registry.sh: built in $((SECONDS - started))s" >&2
 echo "$APP"
