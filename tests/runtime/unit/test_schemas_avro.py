@@ -2,7 +2,7 @@
 
 Writer bytes are made with fastavro from the producer's schema, as confluent-kafka's
 AvroSerializer makes them; the registry is the MemoryRegistry stand-in (the same tests
-against Apicurio are in tests/runtime/integration/test_schemas_registry_real.py).
+against Apicurio are in tests/runtime/integration/test_schemas_avro_registry.py).
 """
 
 from __future__ import annotations

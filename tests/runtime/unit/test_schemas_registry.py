@@ -2,7 +2,7 @@
 
 Statuses come from an httpx MockTransport (the client's mapping is what is tested);
 connection refused, timeouts and TLS use real loopback sockets. The client against a
-real registry (Apicurio): tests/runtime/integration/test_schemas_registry_real.py.
+real registry (Apicurio): tests/runtime/integration/test_schemas_avro_registry.py.
 """
 
 from __future__ import annotations

@@ -1,0 +1,166 @@
+"""Avro and the registry client against the real registry (Apicurio) and the reference client.
+
+Records confluent-kafka's `AvroSerializer` writes (v1, then a v2 with an extra optional
+field, then a v3 without a field the Record defaults) decode with our AvroCodec; what our
+codec registers and sends, confluent-kafka's `AvroDeserializer` reads; the registry's own
+answers (unknown id, incompatible schema, an outage) become our errors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from aerogrid.errors import DecodeError
+from aerogrid.records import Record
+from aerogrid.schemas.codec import RegistryCodec, registry_codec
+from aerogrid.schemas.errors import RegistryUnavailable, SchemaNotFound, SchemaRejected
+from aerogrid.schemas.registry import SchemaRegistry
+from aerogrid.schemas.registry_settings import RegistrySettings
+from aerogrid.schemas.wire import frame, parse_frame
+from support.schema_registry import TestRegistry
+
+
+class Order(Record):
+    product: str
+    quantity: int
+    channel: str = "web"
+
+
+def order_schema(fields: list[dict[str, Any]]) -> str:
+    return json.dumps(
+        {"type": "record", "name": "Order", "namespace": "com.acme.orders", "fields": fields}
+    )
+
+
+BASE = [{"name": "product", "type": "string"}, {"name": "quantity", "type": "long"}]
+V1 = order_schema([*BASE, {"name": "channel", "type": "string"}])
+V2 = order_schema(
+    [
+        *BASE,
+        {"name": "channel", "type": "string"},
+        {"name": "coupon", "type": ["null", "string"], "default": None},
+    ]
+)
+V3 = order_schema(BASE)
+
+
+@pytest.fixture
+async def registry(schema_registry: TestRegistry) -> AsyncIterator[SchemaRegistry]:
+    async with SchemaRegistry(RegistrySettings(url=schema_registry.url)) as client:
+        yield client
+
+
+async def decoded(codec: RegistryCodec, data: bytes | None) -> Any:
+    schema_id = codec.schema_id_to_load(data)
+    if schema_id is not None:
+        await codec.load(schema_id)
+    return codec.decode(data)
+
+
+async def test_reference_writers_v1_v2_v3_decode_with_resolution(
+    schema_registry: TestRegistry, registry: SchemaRegistry, unique_name: str
+) -> None:
+    reference = SchemaRegistryClient({"url": schema_registry.url})
+    context = SerializationContext(unique_name, MessageField.VALUE)
+    records = [
+        AvroSerializer(reference, V1)(
+            {"product": "apple", "quantity": 2, "channel": "shop"}, context
+        ),
+        AvroSerializer(reference, V2)(
+            {"product": "pear", "quantity": 3, "channel": "app", "coupon": "X"}, context
+        ),
+        AvroSerializer(reference, V3)({"product": "plum", "quantity": 5}, context),
+    ]
+    ids = [parse_frame(data)[0] for data in records if data is not None]
+    assert len(set(ids)) == 3  # three versions under `<topic>-value`
+    codec = registry_codec("avro", Order, registry=registry, topic=unique_name)
+    assert [await decoded(codec, data) for data in records] == [
+        Order(product="apple", quantity=2, channel="shop"),
+        Order(product="pear", quantity=3, channel="app"),
+        Order(product="plum", quantity=5, channel="web"),
+    ]
+    as_written = registry_codec("avro", dict, registry=registry, topic=unique_name)
+    assert await decoded(as_written, records[1]) == {
+        "product": "pear",
+        "quantity": 3,
+        "channel": "app",
+        "coupon": "X",
+    }
+
+
+async def test_what_we_send_the_reference_deserializer_reads(
+    schema_registry: TestRegistry, registry: SchemaRegistry, unique_name: str
+) -> None:
+    codec = registry_codec("avro", Order, registry=registry, topic=unique_name)
+    order = Order(product="fig", quantity=7)
+    await codec.prepare_send(order)
+    data = codec.encode(order)
+    reference = SchemaRegistryClient({"url": schema_registry.url})
+    latest = reference.get_latest_version(f"{unique_name}-value")
+    assert data is not None and parse_frame(data)[0] == latest.schema_id
+    context = SerializationContext(unique_name, MessageField.VALUE)
+    assert AvroDeserializer(reference)(data, context) == {
+        "product": "fig",
+        "quantity": 7,
+        "channel": "web",
+    }
+
+    # A dict value sends with the subject's latest schema (the one just registered).
+    as_dict = registry_codec("avro", dict, registry=registry, topic=unique_name)
+    value = {"product": "kiwi", "quantity": 1, "channel": "shop"}
+    await as_dict.prepare_send(value)
+    assert AvroDeserializer(reference)(as_dict.encode(value), context) == value
+
+
+async def test_an_id_the_registry_does_not_have_is_a_decode_error(
+    registry: SchemaRegistry, unique_name: str
+) -> None:
+    with pytest.raises(SchemaNotFound):
+        await registry.schema_by_id(987654)
+    codec = registry_codec("avro", Order, registry=registry, topic=unique_name)
+    with pytest.raises(DecodeError, match="schema id 987654 is not in the registry"):
+        await decoded(codec, frame(987654, b"\x02a\x02\x02c"))
+    with pytest.raises(SchemaNotFound):
+        await registry.latest(f"{unique_name}-nothing")
+
+
+async def test_an_incompatible_schema_is_rejected_with_the_registrys_reason(
+    schema_registry: TestRegistry, registry: SchemaRegistry, unique_name: str
+) -> None:
+    subject = f"{unique_name}-value"
+    await registry.register(subject, V1)
+    async with httpx.AsyncClient() as http:
+        answer = await http.put(
+            f"{schema_registry.url}/config/{subject}", json={"compatibility": "BACKWARD"}
+        )
+        answer.raise_for_status()
+    required = order_schema([*BASE, {"name": "region", "type": "string"}])
+    with pytest.raises(SchemaRejected) as rejected:
+        await registry.register(subject, required)
+    assert rejected.value.subject == subject
+    assert rejected.value.reason
+
+
+async def test_an_outage_is_unavailability_and_the_same_client_recovers(
+    schema_registry: TestRegistry, registry: SchemaRegistry, unique_name: str
+) -> None:
+    schema_id = await registry.register(f"{unique_name}-value", V2)
+    schema_registry.stop()
+    try:
+        fresh = SchemaRegistry(RegistrySettings(url=schema_registry.url))
+        with pytest.raises(RegistryUnavailable, match="unreachable"):
+            await fresh.schema_by_id(schema_id)
+    finally:
+        schema_registry.start()
+    assert (await fresh.schema_by_id(schema_id)).schema == (
+        await registry.schema_by_id(schema_id)
+    ).schema
+    await fresh.aclose()
