@@ -82,6 +82,19 @@ def broker(request: pytest.FixtureRequest) -> Broker:
     return started
 
 
+def _session_registry(*, auth: bool) -> Iterator[TestRegistry]:
+    try:
+        registry = TestRegistry(auth=auth)
+    except RegistryUnavailable as exc:
+        unavailable(str(exc))
+        raise
+    try:
+        registry.start()
+        yield registry
+    finally:
+        registry.close()
+
+
 @pytest.fixture(scope="session")
 def schema_registry() -> Iterator[TestRegistry]:
     """One real Apicurio Registry for the session, started only when a test asks for it.
@@ -89,16 +102,14 @@ def schema_registry() -> Iterator[TestRegistry]:
     `.url` is the Confluent-compatible API; `.stop()`/`.start()` keep schemas and ids (H2 file
     storage). A test that stops it must start it again before it returns.
     """
-    try:
-        registry = TestRegistry()
-        registry.start()
-    except RegistryUnavailable as exc:
-        unavailable(str(exc))
-        raise
-    try:
-        yield registry
-    finally:
-        registry.close()
+    yield from _session_registry(auth=False)
+
+
+@pytest.fixture(scope="session")
+def auth_registry() -> Iterator[TestRegistry]:
+    """A second real registry that requires basic auth (`.username`, `.password`): Apicurio's
+    own authentication, against a tiny OIDC issuer the test bed runs (support.oidc_issuer)."""
+    yield from _session_registry(auth=True)
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,17 @@ Built once into the cache by scripts/build_schema_registry.sh (`make schema-regi
 on first use when Maven is on the PATH), run by the devkit's `RegistryProcess` with H2 *file*
 storage in a temporary folder: `stop()` then `start()` (same port) keeps every schema and id, so an
 outage test sees the ids it saw before. The session fixtures `schema_registry` and
-`auth_schema_registry` (tests/conftest.py) start one lazily, only when a test asks for it.
+`auth_registry` (tests/conftest.py) start one lazily, only when a test asks for it.
+
+Authentication is the registry's own, not a stand-in: Apicurio 2.4 takes HTTP basic credentials and
+exchanges them for a token at an OIDC issuer (client-credentials grant), so `auth=True` starts the
+tiny issuer of support.oidc_issuer beside it with one client (`username`, a random `password`).
 """
 
 from __future__ import annotations
 
 import atexit
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -23,6 +28,7 @@ from aerogrid_devkit.schema_registry import (
     RegistryProcess,
     registry_app,
 )
+from support.oidc_issuer import OidcIssuer
 from support.paths import REPO
 
 __all__ = ["BUILD_SCRIPT", "RegistryUnavailable", "TestRegistry", "ensure_registry_built"]
@@ -57,16 +63,30 @@ class TestRegistry:
 
     `url` is the Confluent-compatible API (http://127.0.0.1:PORT/apis/ccompat/v7). `stop()` /
     `start()` / `kill()` make outages on the same port; schemas and ids survive them.
-    `username`/`password` are set when authentication is on (`oidc`).
+    With `auth=True` every request needs basic credentials: `username` / `password`.
     """
 
     __test__ = False  # not a pytest test class
+    USERNAME = "aerogrid-app"
 
-    def __init__(self, oidc: RegistryOidc | None = None, *, persistent: bool = True) -> None:
+    def __init__(self, *, auth: bool = False, persistent: bool = True) -> None:
         java, said = find_java()
         if java is None:
             raise RegistryUnavailable(f"the schema registry needs Java 17+: {said}")
         app = ensure_registry_built()
+        self.username: str | None = None
+        self.password: str | None = None
+        self.issuer: OidcIssuer | None = None
+        oidc: RegistryOidc | None = None
+        if auth:
+            self.username, self.password = self.USERNAME, secrets.token_urlsafe(12)
+            self.issuer = OidcIssuer({self.username: self.password})
+            self.issuer.start()
+            oidc = RegistryOidc(
+                issuer=self.issuer.issuer,
+                token_endpoint=self.issuer.token_endpoint,
+                probe_user=(self.username, self.password),
+            )
         self.workdir = Path(tempfile.mkdtemp(prefix="aerogrid-registry-"))
         self.process = RegistryProcess(
             data_dir=self.workdir / "data" if persistent else None,
@@ -75,10 +95,6 @@ class TestRegistry:
             java=java.path,
             app_dir=app,
         )
-        self.username: str | None = None
-        self.password: str | None = None
-        if oidc is not None and oidc.probe_user is not None:
-            self.username, self.password = oidc.probe_user
         _live.add(self)
 
     @property
@@ -106,8 +122,11 @@ class TestRegistry:
         self.process.restart()
 
     def close(self) -> None:
-        """Stop the registry and remove its folder."""
+        """Stop the registry (and its issuer) and remove its folder."""
         self.process.stop()
+        if self.issuer is not None:
+            self.issuer.stop()
+            self.issuer = None
         shutil.rmtree(self.workdir, ignore_errors=True)
         _live.discard(self)
 

@@ -1,5 +1,6 @@
 """The schema registry test bed: the real Apicurio Registry speaks the Confluent API as the
-reference client (confluent-kafka's SchemaRegistryClient) expects, and keeps ids over restarts."""
+reference client (confluent-kafka's SchemaRegistryClient) expects, keeps ids over restarts, and
+refuses wrong basic credentials with its own authentication."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from aerogrid.schemas.errors import RegistryAuthError
+from aerogrid.schemas.registry import SchemaRegistry
+from aerogrid.schemas.registry_settings import RegistrySettings
 from support.schema_registry import TestRegistry
 
 
@@ -61,3 +65,55 @@ def test_incompatible_schema_is_refused(schema_registry: TestRegistry, unique_na
     with pytest.raises(SchemaRegistryError) as refused:
         client.register_schema(subject, _order_schema(required))
     assert refused.value.http_status_code == 409
+
+
+def test_basic_auth_is_the_registrys_own(auth_registry: TestRegistry, unique_name: str) -> None:
+    """Right credentials work; wrong or none get 401 from the registry itself (via its OIDC)."""
+    assert auth_registry.issuer is not None
+    user_info = f"{auth_registry.username}:{auth_registry.password}"
+    client = SchemaRegistryClient(
+        {
+            "url": auth_registry.url,
+            "basic.auth.user.info": user_info,
+        }
+    )
+    schema_id = client.register_schema(f"{unique_name}-value", _order_schema())
+    assert client.get_schema(schema_id).schema_type == "AVRO"
+    refusals = auth_registry.issuer.refusals
+
+    wrong = SchemaRegistryClient(
+        {
+            "url": auth_registry.url,
+            "basic.auth.user.info": f"{auth_registry.username}:not-the-password",
+            "max.retries": 0,
+        }
+    )
+    with pytest.raises(SchemaRegistryError) as refused:
+        wrong.get_subjects()
+    assert refused.value.http_status_code == 401
+    assert auth_registry.issuer.refusals == refusals + 1  # the issuer said no, not a proxy
+
+    anonymous = SchemaRegistryClient({"url": auth_registry.url, "max.retries": 0})
+    with pytest.raises(SchemaRegistryError) as missing:
+        anonymous.get_subjects()
+    assert missing.value.http_status_code == 401
+
+
+async def test_wrong_password_is_a_clear_error_in_our_client(auth_registry: TestRegistry) -> None:
+    """aerogrid.schemas' client: a 401 is RegistryAuthError naming the URL and the variables."""
+    settings = RegistrySettings(
+        url=auth_registry.url, username=auth_registry.username, password="not-the-password"
+    )
+    async with SchemaRegistry(settings) as registry:
+        with pytest.raises(RegistryAuthError) as refused:
+            await registry.check()
+    message = str(refused.value)
+    assert "AEROGRID_SCHEMA_REGISTRY_USERNAME" in message
+    assert "AEROGRID_SCHEMA_REGISTRY_PASSWORD" in message
+    assert f"127.0.0.1:{auth_registry.port}" in message
+
+    right = RegistrySettings(
+        url=auth_registry.url, username=auth_registry.username, password=auth_registry.password
+    )
+    async with SchemaRegistry(right) as registry:
+        await registry.check()
