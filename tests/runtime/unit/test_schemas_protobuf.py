@@ -16,9 +16,7 @@ import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
 from google.protobuf.message import Message
-from grpc_tools import protoc  # type: ignore[import-untyped]
 
 from aerogrid.errors import ConfigurationError, DecodeError
 from aerogrid.records import Record
@@ -32,67 +30,12 @@ from aerogrid.schemas.protobuf_text import message_names, proto_text
 from aerogrid.schemas.subjects import SubjectNamer
 from aerogrid.schemas.wire import frame
 from support.memory_registry import MemoryRegistry
-
-SHOP_PROTO = """
-syntax = "proto3";
-package shop.v1;
-import "google/protobuf/timestamp.proto";
-
-// An order; the comment { must not } confuse the reader.
-message Order {
-  string id = 1;
-  int64 quantity = 2;
-  map<string, int32> tag_counts = 3;
-  message Line { string sku = 1; double price = 2; }
-  repeated Line lines = 4;
-  optional string note = 5;
-  oneof payment { string card = 6; string iban = 7; }
-  enum Status { NEW = 0; PAID = 1; }
-  Status status = 8;
-  google.protobuf.Timestamp at = 9;
-  reserved 20 to 22;
-  reserved "old";
-}
-
-message Refund { string order_id = 1; string reason = 2; }
-"""
-
-
-def compile_proto(tmp_path: Path, name: str, text: str) -> descriptor_pb2.FileDescriptorProto:
-    """protoc's descriptor of `text` (as the file `name`), well-known imports resolved."""
-    (tmp_path / name).write_text(text)
-    out = tmp_path / f"{name}.pb"
-    include = Path(protoc.__file__).parent / "_proto"
-    code = protoc.main(
-        ["protoc", f"-I{tmp_path}", f"-I{include}", f"--descriptor_set_out={out}", name]
-    )
-    assert code == 0, f"protoc failed on {name}"
-    files = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
-    return files.file[0]
-
-
-def message_classes(file: descriptor_pb2.FileDescriptorProto) -> dict[str, type[Message]]:
-    """The message classes of a compiled file, from a pool of their own."""
-    pool = descriptor_pool.DescriptorPool()
-    pool.AddSerializedFile(timestamp_pb2.DESCRIPTOR.serialized_pb)
-    pool.Add(file)
-    return {
-        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{file.package}.{name}"))
-        for name in ("Order", "Order.Line", "Refund")
-    }
+from support.protobuf_shop import SHOP_PROTO, an_order, compile_proto, message_classes
 
 
 @pytest.fixture
 def shop(tmp_path: Path) -> dict[str, type[Message]]:
     return message_classes(compile_proto(tmp_path, "shop.proto", SHOP_PROTO))
-
-
-def an_order(classes: dict[str, type[Message]]) -> Any:
-    order: Any = classes["Order"](id="o-1", quantity=3, card="4242", status=1, note="")
-    order.tag_counts["rush"] = 2
-    order.lines.add(sku="A", price=1.5)
-    order.at.seconds = 1_700_000_000
-    return order
 
 
 def reference_record(message: Message, registry: SchemaRegistryClient) -> bytes:
