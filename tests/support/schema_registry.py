@@ -9,6 +9,8 @@ outage test sees the ids it saw before. The session fixtures `schema_registry` a
 Authentication is the registry's own, not a stand-in: Apicurio 2.4 takes HTTP basic credentials and
 exchanges them for a token at an OIDC issuer (client-credentials grant), so `auth=True` starts the
 tiny issuer of support.oidc_issuer beside it with one client (`username`, a random `password`).
+`tls=True` serves HTTPS only, with a certificate from support.tls's throwaway CA (`cafile`). Mutual
+TLS is not offered: Quarkus 2.16 reads client-trust only from JKS/PKCS12 stores, not PEM.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from aerogrid_devkit.schema_registry import (
     RegistryError,
     RegistryOidc,
     RegistryProcess,
+    RegistryTls,
     registry_app,
 )
 from support.oidc_issuer import OidcIssuer
 from support.paths import REPO
+from support.tls import make_test_pki
 
 __all__ = ["BUILD_SCRIPT", "RegistryUnavailable", "TestRegistry", "ensure_registry_built"]
 
@@ -42,11 +46,12 @@ class RegistryUnavailable(Exception):
 
 
 def ensure_registry_built() -> Path:
-    """The built app folder; builds it (about 30 s cold) when Maven is present."""
-    try:
-        return registry_app()
-    except RegistryError as missing:
-        if shutil.which("mvn") is None:
+    """The built app folder. With Maven present the build script always runs: it returns at once
+    when its stamp names the current recipe, and rebuilds (about 30 s) when the recipe changed."""
+    if shutil.which("mvn") is None:
+        try:
+            return registry_app()
+        except RegistryError as missing:
             raise RegistryUnavailable(f"{missing}; and `mvn` is not on PATH") from None
     done = subprocess.run(
         ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=900, check=False
@@ -69,7 +74,7 @@ class TestRegistry:
     __test__ = False  # not a pytest test class
     USERNAME = "aerogrid-app"
 
-    def __init__(self, *, auth: bool = False, persistent: bool = True) -> None:
+    def __init__(self, *, auth: bool = False, tls: bool = False, persistent: bool = True) -> None:
         java, said = find_java()
         if java is None:
             raise RegistryUnavailable(f"the schema registry needs Java 17+: {said}")
@@ -88,10 +93,17 @@ class TestRegistry:
                 probe_user=(self.username, self.password),
             )
         self.workdir = Path(tempfile.mkdtemp(prefix="aerogrid-registry-"))
+        self.cafile: Path | None = None
+        served_tls: RegistryTls | None = None
+        if tls:
+            pki = make_test_pki(self.workdir / "pki")
+            self.cafile = pki.ca_cert
+            served_tls = RegistryTls(pki.server_cert, pki.server_key, cafile=pki.ca_cert)
         self.process = RegistryProcess(
             data_dir=self.workdir / "data" if persistent else None,
             log_file=self.workdir / "registry.log",
             oidc=oidc,
+            tls=served_tls,
             java=java.path,
             app_dir=app,
         )

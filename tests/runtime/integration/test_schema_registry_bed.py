@@ -117,3 +117,23 @@ async def test_wrong_password_is_a_clear_error_in_our_client(auth_registry: Test
     )
     async with SchemaRegistry(right) as registry:
         await registry.check()
+
+
+async def test_https_only_registry(unique_name: str) -> None:
+    """A TLS registry: the reference client and ours connect with the CA; plain HTTP gets no API."""
+    registry = TestRegistry(tls=True)
+    try:
+        registry.start()
+        assert registry.url.startswith("https://") and registry.cafile is not None
+        client = SchemaRegistryClient(
+            {"url": registry.url, "ssl.ca.location": str(registry.cafile)}
+        )
+        schema_id = client.register_schema(f"{unique_name}-value", _order_schema())
+        settings = RegistrySettings(url=registry.url, cafile=str(registry.cafile))
+        async with SchemaRegistry(settings) as ours:
+            assert (await ours.schema_by_id(schema_id)).schema_type == "AVRO"
+        plain = registry.url.replace("https://", "http://")
+        with pytest.raises(Exception, match=r"Server disconnected|Connection reset|RemoteProtocol"):
+            SchemaRegistryClient({"url": plain, "max.retries": 0}).get_subjects()
+    finally:
+        registry.close()
