@@ -191,6 +191,28 @@ async def test_send_registers_the_records_schema_and_frames_what_decode_reads() 
     assert (await loaded(codec_for(dict, registry), record)).decode(record) == DOC
 
 
-def test_only_records_and_dict_are_json_schema_types() -> None:
-    with pytest.raises(ConfigurationError, match="takes a Record subclass or dict"):
-        codec_for(str, MemoryRegistry())
+async def test_plain_key_types_register_their_schema_and_round_trip() -> None:
+    registry = MemoryRegistry()
+    keys = JsonSchemaCodec(str, registry=registry.client(), subjects=SubjectNamer("orders", True))
+    await keys.prepare_send("o-1")
+    assert registry.requests == ["POST /subjects/orders-key/versions"]
+    assert json.loads(next(iter(registry.ids))[1]) == {"$schema": DRAFT_07, "type": "string"}
+    record = keys.encode("o-1")
+    assert record is not None and record[5:] == b'"o-1"'
+    assert (await loaded(keys, record)).decode(record) == "o-1"
+    number = frame(registry.add('{"type": "integer"}', "JSON", "n"), b"7")
+    assert (await loaded(codec_for(int, registry), number)).decode(number) == 7
+    not_a_number = frame(registry.add('{"type": "integer"}', "JSON", "n"), b'"x"')
+    with pytest.raises(DecodeError, match="does not match schema id"):
+        (await loaded(keys, not_a_number)).decode(not_a_number)
+    with pytest.raises(TypeError, match="expected int, got bool"):
+        ints = codec_for(int, registry)
+        await ints.prepare_send(1)
+        ints.encode(True)
+
+
+def test_other_types_are_refused_for_json_schema() -> None:
+    with pytest.raises(ConfigurationError, match="takes a Record subclass, dict, str, int"):
+        codec_for(bytes, MemoryRegistry())
+    with pytest.raises(ConfigurationError, match="takes a Record subclass"):
+        codec_for(list[int], MemoryRegistry())
