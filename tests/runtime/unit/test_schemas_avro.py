@@ -8,6 +8,7 @@ against Apicurio are in tests/runtime/integration/test_schemas_avro_registry.py)
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import io
 import json
 from decimal import Decimal
@@ -19,7 +20,7 @@ import pytest
 
 from aerogrid import Record
 from aerogrid.errors import ConfigurationError, DecodeError
-from aerogrid.schemas.avro import AvroCodec
+from aerogrid.schemas.avro import AvroCodec, _datum_reader
 from aerogrid.schemas.codec import RegistryCodec, registry_codec
 from aerogrid.schemas.errors import SchemaNotLoaded
 from aerogrid.schemas.wire import frame, parse_frame
@@ -248,7 +249,7 @@ class Basket(Record):
     first: Line | None = None
 
 
-async def test_the_reader_takes_the_writers_record_names_nested_ones_too() -> None:
+async def test_record_names_need_not_match_nested_ones_neither() -> None:
     registry = MemoryRegistry()
     writer = {
         "type": "record",
@@ -273,3 +274,51 @@ async def test_the_reader_takes_the_writers_record_names_nested_ones_too() -> No
     assert await decoded(avro_codec(registry, Basket), data) == Basket(
         lines=[Line(sku="a"), Line(sku="b")], first=Line(sku="a")
     )
+
+
+def test_the_direct_fastavro_read_matches_its_public_reader() -> None:
+    """AvroCodec calls fastavro's compiled `_read_data` directly (the public call costs twice
+    as much): it must read what `schemaless_reader` reads, whatever fastavro version is pinned."""
+    schema = fastavro.parse_schema(
+        {
+            "type": "record",
+            "name": "Rich",
+            "fields": [
+                {"name": "s", "type": "string"},
+                {"name": "n", "type": ["null", "long"]},
+                {"name": "m", "type": {"type": "map", "values": "double"}},
+                {
+                    "name": "a",
+                    "type": {
+                        "type": "array",
+                        "items": {
+                            "type": "record",
+                            "name": "Item",
+                            "fields": [{"name": "x", "type": "int"}],
+                        },
+                    },
+                },
+                {"name": "b", "type": ["null", "Item"]},
+                {"name": "t", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+                {
+                    "name": "d",
+                    "type": {"type": "bytes", "logicalType": "decimal", "precision": 5, "scale": 2},
+                },
+            ],
+        },
+    )
+    value = {
+        "s": "é",
+        "n": None,
+        "m": {"k": 1.5},
+        "a": [{"x": 1}, {"x": -2}],
+        "b": {"x": 3},
+        "t": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        "d": Decimal("1.25"),
+    }
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, schema, value)
+    read = _datum_reader(schema)
+    assert hasattr(importlib.import_module("fastavro._read"), "_read_data")  # the fast path
+    assert read(io.BytesIO(buffer.getvalue())) == value
+    assert fastavro.schemaless_reader(io.BytesIO(buffer.getvalue()), schema, None) == value
