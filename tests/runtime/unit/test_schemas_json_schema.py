@@ -7,6 +7,7 @@ the bad cases.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,6 +19,8 @@ import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.json_schema import JSONSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from aerogrid.errors import ConfigurationError, DecodeError
 from aerogrid.limits import MAX_DEPTH
@@ -26,6 +29,13 @@ from aerogrid.schemas.json_schema import DRAFT_07, JsonSchemaCodec, record_json_
 from aerogrid.schemas.subjects import SubjectNamer
 from aerogrid.schemas.wire import frame
 from support.memory_registry import MemoryRegistry
+
+BUDGET = settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 class Line(Record):
@@ -138,6 +148,7 @@ async def test_bad_records_are_decode_errors_naming_why() -> None:
     schema_id = registry.add(json.dumps(PRODUCER_SCHEMA), "JSON", "orders-value")
     avro_id = registry.add('"string"', "AVRO", "other")
     broken_id = registry.add('{"type": 5}', "JSON", "other")
+    remote_id = registry.add('{"$ref": "http://127.0.0.1:9/order.json"}', "JSON", "other")
     codec = codec_for(Order, registry)
     body = json.dumps(DOC).encode()
     deep = b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1)
@@ -145,6 +156,7 @@ async def test_bad_records_are_decode_errors_naming_why() -> None:
         frame(999, body): "schema id 999 is not in the registry",
         frame(avro_id, body): f"schema id {avro_id} is a AVRO schema",
         frame(broken_id, body): f"schema id {broken_id} does not parse as JSON",
+        frame(remote_id, body): f"schema id {remote_id} cannot be applied: .*Unresolvable",
         frame(schema_id, b'{"order_id": '): f"not JSON \\(schema id {schema_id}\\)",
         frame(schema_id, b"\xff"): "not JSON",
         frame(schema_id, deep): "nested deeper than",
@@ -216,3 +228,29 @@ def test_other_types_are_refused_for_json_schema() -> None:
         codec_for(bytes, MemoryRegistry())
     with pytest.raises(ConfigurationError, match="takes a Record subclass"):
         codec_for(list[int], MemoryRegistry())
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=20,
+)
+
+
+def test_any_bytes_decode_to_a_record_or_a_decode_error() -> None:
+    registry = MemoryRegistry()
+    schema_id = registry.add(json.dumps(PRODUCER_SCHEMA), "JSON", "orders-value")
+    codec = asyncio.run(loaded(codec_for(Order, registry), frame(schema_id, b"{}")))
+
+    @BUDGET
+    @given(st.binary(max_size=200) | JSON_VALUES.map(lambda v: json.dumps(v).encode()))
+    @example(json.dumps(DOC).encode())
+    @example(json.dumps({**DOC, "price": [1]}).encode())
+    def check(body: bytes) -> None:
+        try:
+            decoded = codec.decode(frame(schema_id, body))
+        except DecodeError:
+            return
+        assert isinstance(decoded, Order)
+
+    check()

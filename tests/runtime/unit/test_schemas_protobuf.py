@@ -8,6 +8,7 @@ Message classes come from protoc (grpcio-tools) compiling real .proto text.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from google.protobuf.message import Message
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from aerogrid.errors import ConfigurationError, DecodeError
 from aerogrid.records import Record
@@ -31,6 +34,13 @@ from aerogrid.schemas.subjects import SubjectNamer
 from aerogrid.schemas.wire import frame
 from support.memory_registry import MemoryRegistry
 from support.protobuf_shop import SHOP_PROTO, an_order, compile_proto, message_classes
+
+BUDGET = settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @pytest.fixture
@@ -191,3 +201,23 @@ def test_a_record_type_is_refused_for_protobuf() -> None:
 
     with pytest.raises(ConfigurationError, match="generated Protobuf message class"):
         codec_for(Order, MemoryRegistry())  # type: ignore[arg-type]
+
+
+def test_any_bytes_decode_to_a_message_or_a_decode_error(tmp_path: Path) -> None:
+    shop = message_classes(compile_proto(tmp_path, "shop.proto", SHOP_PROTO))
+    registry = MemoryRegistry()
+    schema_id = registry.add(SHOP_PROTO, "PROTOBUF", "orders-value")
+    codec = asyncio.run(loaded(codec_for(shop["Order"], registry), frame(schema_id, b"\x00")))
+    valid = an_order(shop).SerializeToString()
+
+    @BUDGET
+    @given(st.binary(max_size=200), st.sampled_from([b"", b"\x00", b"\x02\x00", b"\x04\x00\x02"]))
+    @example(valid[:7], b"\x00")
+    def check(body: bytes, indexes: bytes) -> None:
+        try:
+            decoded = codec.decode(frame(schema_id, indexes + body))
+        except DecodeError:
+            return
+        assert isinstance(decoded, shop["Order"])
+
+    check()

@@ -132,7 +132,12 @@ class JsonSchemaCodec:
             document = msgspec.json.decode(body)
         except Exception as exc:  # msgspec.DecodeError, UnicodeDecodeError, RecursionError
             raise DecodeError(f"not JSON (schema id {schema_id}): {exc}") from None
-        failure = jsonschema.exceptions.best_match(validator.iter_errors(document))
+        try:
+            failure = jsonschema.exceptions.best_match(validator.iter_errors(document))
+        except Exception as exc:  # a $ref nowhere (never fetched), a schema recursing forever
+            raise DecodeError(
+                f"schema id {schema_id} cannot be applied: {type(exc).__name__}: {exc}"
+            ) from None
         if failure is not None:
             raise DecodeError(
                 f"does not match schema id {schema_id} at {failure.json_path}: {failure.message}",
