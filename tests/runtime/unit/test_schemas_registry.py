@@ -305,3 +305,24 @@ async def test_tls_with_the_ca_and_a_client_certificate(
     async with SchemaRegistry(RegistrySettings(url=url)) as untrusting:
         with pytest.raises(RegistryAuthError, match="AEROGRID_SCHEMA_REGISTRY_CAFILE"):
             await untrusting.check()
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_fetch_others_wait_for() -> None:
+    asked: list[str] = []
+    release = asyncio.Event()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        await release.wait()
+        return httpx.Response(200, json={"schema": '"long"'})
+
+    registry = client(handle)
+    impatient = asyncio.create_task(registry.schema_by_id(4))
+    patient = asyncio.create_task(registry.schema_by_id(4))
+    await asyncio.sleep(0.05)
+    impatient.cancel()
+    release.set()
+    assert (await patient).schema == '"long"'
+    assert impatient.cancelled()
+    assert (await registry.schema_by_id(4)).schema == '"long"'
+    assert asked == ["/apis/ccompat/v7/schemas/ids/4"]

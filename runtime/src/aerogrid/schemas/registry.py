@@ -109,8 +109,14 @@ class SchemaRegistry:
         if pending is None:
             pending = asyncio.ensure_future(self._fetch_by_id(schema_id))
             self._fetching[schema_id] = pending
-            pending.add_done_callback(lambda _: self._fetching.pop(schema_id, None))
+            pending.add_done_callback(lambda done: self._fetched(schema_id, done))
         return await asyncio.shield(pending)
+
+    def _fetched(self, schema_id: int, done: asyncio.Future[RegisteredSchema]) -> None:
+        """Forget the finished fetch (a failure is not cached: the next call asks again)."""
+        self._fetching.pop(schema_id, None)
+        if not done.cancelled():
+            done.exception()  # retrieved, even when every waiter was cancelled
 
     async def _fetch_by_id(self, schema_id: int) -> RegisteredSchema:
         body = await self._request(
