@@ -12,6 +12,7 @@ from aerogrid.errors import ConfigurationError
 from aerogrid.grids import Grid, Row
 from aerogrid.record_formats import PLAIN_FORMAT
 from aerogrid.schemas.registry_settings import ENV_URL as REGISTRY_ENV
+from aerogrid.schemas.subjects import subject_strategy as check_subject_strategy
 from aerogrid.settings import BrokerSettings
 from aerogrid.streams import OnError, StreamInput, StreamSpec
 from aerogrid.topics import Topic
@@ -130,6 +131,7 @@ class App:
         `key_format` the same for keys. `subject_strategy` names the registry subject:
         "topic" (`<topic>-value`), "record" (the record's full name) or "topic-record".
         """
+        subject_strategy = check_subject_strategy(subject_strategy)
         declared = (key_type, value_type, format, key_format, subject_strategy)
         if name in self.topics:
             existing = self.topics[name]
