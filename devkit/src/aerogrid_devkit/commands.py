@@ -16,6 +16,8 @@ from aerogrid.errors import ConfigurationError
 from aerogrid.settings import BrokerSettings
 from aerogrid_devkit import brokers, kafka_tools, scaffold
 from aerogrid_devkit.brokers import compatibility
+from aerogrid_devkit.schema_registry import RegistryError
+from aerogrid_devkit.schema_registry import cli as registry_cli
 from aerogrid_devkit.workspace import MANIFEST, Workspace
 
 
@@ -85,7 +87,14 @@ def _open_broker(
     help="Port on 127.0.0.1 for embedded, kafka or docker [default: 9092; embedded and kafka: "
     "else a free one].",
 )
-def up(mode: str | None, workspace_dir: Path | None, port: int | None) -> None:
+@click.option(
+    "--schema-registry",
+    "with_registry",
+    is_flag=True,
+    help="Also start a local schema registry (Apicurio Registry, Java 17+) and point apps at it "
+    '[default: when the workspace has [schema_registry] mode = "local"].',
+)
+def up(mode: str | None, workspace_dir: Path | None, port: int | None, with_registry: bool) -> None:
     """Start the local broker in the background (once; later calls find it)."""
     chosen, why = _open_broker(mode, workspace_dir, port)
     click.echo(why)
@@ -97,6 +106,12 @@ def up(mode: str | None, workspace_dir: Path | None, port: int | None) -> None:
     click.echo(found.detail)
     if not found.running:
         sys.exit(1)
+    root, registry = registry_cli.workspace_registry(workspace_dir)
+    if registry_cli.wants_local(registry, with_registry):
+        try:
+            click.echo(registry_cli.registry_up(root, registry))
+        except RegistryError as exc:
+            _fail(str(exc))
 
 
 @broker.command()
@@ -117,6 +132,9 @@ def down(mode: str | None, workspace_dir: Path | None, purge: bool) -> None:
         click.echo(chosen.down(purge=purge).detail)
     except brokers.BrokerError as exc:
         _fail(str(exc))
+    stopped = registry_cli.registry_down(registry_cli.workspace_registry(workspace_dir)[0], purge)
+    if stopped is not None:
+        click.echo(stopped)
 
 
 @broker.command()
@@ -128,14 +146,16 @@ def status(mode: str | None, workspace_dir: Path | None, as_json: bool) -> None:
     chosen, why = _open_broker(mode, workspace_dir)
     found = chosen.status()
     clients = compatibility.clients_line(chosen.mode)
+    registry = registry_cli.registry_status()
     if as_json:
-        click.echo(
-            json.dumps({**found.to_json(), "why": why, "uri": chosen.uri, "clients": clients})
-        )
+        answer = {**found.to_json(), "why": why, "uri": chosen.uri, "clients": clients}
+        click.echo(json.dumps({**answer, "schema_registry": registry}))
     else:
         click.echo(why)
         click.echo(found.detail)
         click.echo(clients)
+        if registry is not None:
+            click.echo(registry)
 
 
 def _broker_settings(explicit: str | None) -> BrokerSettings:

@@ -15,6 +15,8 @@ from aerogrid_devkit import brokers
 from aerogrid_devkit.demo import DemoOptions, run_demo
 from aerogrid_devkit.dev_loop import DevLoop
 from aerogrid_devkit.local_server import PortInUseError
+from aerogrid_devkit.schema_registry import RegistryError
+from aerogrid_devkit.schema_registry import cli as registry_cli
 from aerogrid_devkit.workspace import MANIFEST, Workspace
 
 
@@ -101,6 +103,17 @@ def _broker_for(ws: Workspace, mode: str | None) -> brokers.LocalBroker:
     return broker
 
 
+def _app_env(ws: Workspace, broker: brokers.LocalBroker) -> dict[str, str]:
+    """The apps' environment: the broker's, and the schema registry's (a local one started)."""
+    config = ws.schema_registry
+    if registry_cli.wants_local(config, flag=False):
+        try:
+            click.echo(registry_cli.registry_up(ws.root, config))
+        except RegistryError as exc:
+            _fail(str(exc))
+    return {**broker.app_env(), **registry_cli.app_env(ws.root, config)}
+
+
 @click.command()
 @_WORKSPACE
 @_MODE
@@ -119,6 +132,7 @@ def dev(workspace: Path, mode: str | None) -> None:
     if not ws.apps:
         _fail(f"{workspace} has no apps yet (add one with: aerogrid new NAME)")
     broker = _broker_for(ws, mode)
+    app_env = _app_env(ws, broker)
     width = max(len(name) for name in ws.apps)
 
     def show(app: str, line: str) -> None:
@@ -129,7 +143,7 @@ def dev(workspace: Path, mode: str | None) -> None:
             ws.apps,
             broker.uri,
             endpoint_port=ws.endpoint_port,
-            app_env=broker.app_env(),
+            app_env=app_env,
             replicas=ws.replicas,
         )
         loop.log_sinks.append(show)
@@ -183,13 +197,14 @@ def tui(workspace: Path, mode: str | None) -> None:
     except ConfigurationError as exc:
         _fail(str(exc))
     broker = _broker_for(ws, mode)
+    app_env = _app_env(ws, broker)
 
     async def run() -> None:
         loop = DevLoop(
             ws.apps,
             broker.uri,
             endpoint_port=ws.endpoint_port,
-            app_env=broker.app_env(),
+            app_env=app_env,
             replicas=ws.replicas,
         )
         try:

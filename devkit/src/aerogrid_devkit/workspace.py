@@ -36,6 +36,9 @@ under the one sentence that says what the table needs:
     aerogrid.toml: [broker] port 'ninety' is not a port number (0-65535); at broker.port:
     expected `int | null`, got `str`
 
+`[schema_registry]` (mode off | local | external) is described and checked in
+`aerogrid_devkit.schema_registry.config`.
+
 `[cloud.targets]` belongs to aerogrid-cloud (`aerogrid_cloud.targets`), which reads it.
 """
 
@@ -54,6 +57,7 @@ import msgspec
 
 from aerogrid.errors import ConfigurationError
 from aerogrid.settings import SASL_MECHANISMS, BrokerSettings
+from aerogrid_devkit.schema_registry.config import SchemaRegistryConfig, parse_schema_registry
 
 if TYPE_CHECKING:
     from aerogrid_cloud.targets import CloudTarget
@@ -130,6 +134,8 @@ class _Manifest(msgspec.Struct, frozen=True):
     endpoint: _Endpoint = _Endpoint()
     #: aerogrid-cloud's table (`aerogrid_cloud.targets` reads it).
     cloud: dict[str, Any] | None = None
+    #: `[schema_registry]`, checked by `aerogrid_devkit.schema_registry.config`.
+    schema_registry: dict[str, Any] | None = None
 
 
 #: The tables whose keys are checked, by path (for "unknown key ... (known: ...)").
@@ -258,6 +264,8 @@ class Workspace:
     external: ExternalConfig | None = None
     #: `[cloud.targets.NAME]`: where the TUI's promote sends apps (see `_cloud_targets`).
     cloud_targets: dict[str, CloudTarget] = field(default_factory=dict)
+    #: `[schema_registry]` (None: no table).
+    schema_registry: SchemaRegistryConfig | None = None
 
     @classmethod
     def load(cls, root: Path) -> Workspace:
@@ -282,6 +290,7 @@ class Workspace:
                 raise ConfigurationError(_RULES["broker.mode"].format(value=broker.mode))
             external = _external(root, broker, required=broker.mode == "external")
             targets = _cloud_targets(declared.cloud)
+            registry = parse_schema_registry(declared.schema_registry)
         except ConfigurationError as exc:
             raise ConfigurationError(f"{manifest}: {exc}") from None
         apps: dict[str, Path] = {}
@@ -301,6 +310,7 @@ class Workspace:
             docker=broker.docker,
             external=external,
             cloud_targets=targets,
+            schema_registry=registry,
         )
 
 
