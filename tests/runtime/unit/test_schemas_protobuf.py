@@ -17,19 +17,21 @@ import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+from google.protobuf import descriptor_pb2
 from google.protobuf.message import Message
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from aerogrid.errors import ConfigurationError, DecodeError
-from aerogrid.records import Record
 from aerogrid.schemas.protobuf import (
     ProtobufCodec,
     encode_indexes,
     message_indexes,
     read_indexes,
 )
-from aerogrid.schemas.protobuf_text import message_names, proto_text
+from aerogrid.schemas.protobuf_parse import message_tree, parse_schema
+from aerogrid.schemas.protobuf_record import pool_with
+from aerogrid.schemas.protobuf_text import proto_text
 from aerogrid.schemas.subjects import SubjectNamer
 from aerogrid.schemas.wire import frame
 from support.memory_registry import MemoryRegistry
@@ -107,15 +109,53 @@ def test_proto_text_compiles_back_to_the_same_descriptor(tmp_path: Path) -> None
     assert again == original, text
 
 
+def resolved(file: descriptor_pb2.FileDescriptorProto) -> descriptor_pb2.FileDescriptorProto:
+    """`file` as a pool resolves it (full type names, types filled), minus what decoding skips."""
+    out = descriptor_pb2.FileDescriptorProto()
+    pool_with(file).FindFileByName(file.name).CopyToProto(out)
+    out.ClearField("name")
+
+    def strip(message: descriptor_pb2.DescriptorProto) -> None:
+        message.ClearField("reserved_range")
+        message.ClearField("reserved_name")
+        for field in message.field:
+            field.ClearField("json_name")
+        for nested in message.nested_type:
+            strip(nested)
+
+    for message in out.message_type:
+        strip(message)
+    return out
+
+
 def test_the_writer_schema_is_read_from_proto_text_and_base64_alike(tmp_path: Path) -> None:
     original = compile_proto(tmp_path, "shop.proto", SHOP_PROTO)
-    from_text = message_names(SHOP_PROTO)
-    from_base64 = message_names(base64.b64encode(original.SerializeToString()).decode())
-    assert from_text == from_base64
-    package, messages = from_text
-    assert package == "shop.v1"
-    assert [name for name, _ in messages] == ["Order", "Refund"]
-    assert [name for name, _ in messages[0][1]] == ["TagCountsEntry", "Line"]
+    from_text = parse_schema(SHOP_PROTO, "shop.proto")
+    from_ours = parse_schema(proto_text(original), "shop.proto")
+    from_base64 = parse_schema(
+        base64.b64encode(original.SerializeToString()).decode(), "shop.proto"
+    )
+    assert resolved(from_text) == resolved(original)
+    assert resolved(from_ours) == resolved(original)
+    assert resolved(from_base64) == resolved(original)
+    tree = message_tree(from_text)
+    assert [name for name, _ in tree] == ["Order", "Refund"]
+    assert [name for name, _ in tree[0][1]] == ["TagCountsEntry", "Line"]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('syntax = "proto3"; message A { string a = 1; ', "ends in the middle"),
+        ('edition = "2023"; message A {}', "editions are not supported"),
+        ('syntax = "proto2"; message A { optional group G = 1 { } }', "groups are not supported"),
+        ('syntax = "proto3"; message A { string a = x; }', "invalid literal"),
+        ('syntax = "proto4";', "not proto2 or proto3"),
+    ],
+)
+def test_a_writer_schema_that_does_not_parse_says_why(text: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        parse_schema(text)
 
 
 def test_imports_other_than_well_known_types_are_refused(tmp_path: Path) -> None:
@@ -193,14 +233,6 @@ async def test_bad_records_are_decode_errors_naming_why(shop: dict[str, Any]) ->
         with pytest.raises(DecodeError, match=reason):
             codec.decode(record)
     assert codec.decode(None) is None
-
-
-def test_a_record_type_is_refused_for_protobuf() -> None:
-    class Order(Record):
-        id: str
-
-    with pytest.raises(ConfigurationError, match="generated Protobuf message class"):
-        codec_for(Order, MemoryRegistry())  # type: ignore[arg-type]
 
 
 def test_any_bytes_decode_to_a_message_or_a_decode_error(tmp_path: Path) -> None:

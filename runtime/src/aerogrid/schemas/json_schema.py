@@ -23,6 +23,7 @@ import msgspec
 
 from aerogrid.errors import ConfigurationError, DecodeError
 from aerogrid.limits import MAX_DEPTH
+from aerogrid.record_formats import _json_error as json_error
 from aerogrid.record_formats import json_too_deep
 from aerogrid.records import Record
 from aerogrid.schemas.codec import WriterSchemas
@@ -145,12 +146,9 @@ class JsonSchemaCodec:
             )
         try:
             return self._decoder.decode(body)
-        except msgspec.ValidationError as exc:
-            text = str(exc)
-            field = text.rsplit(" - at ", 1)[1].strip("`") if " - at " in text else None
-            raise DecodeError(
-                f"matches schema id {schema_id} but not {self._type_name()}: {text}",
-                field=field,
+        except msgspec.ValidationError as exc:  # the field's path, as every record format names it
+            raise json_error(
+                exc, f"matches schema id {schema_id} but not {self._type_name()}"
             ) from None
 
     async def prepare_send(self, value: Any) -> None:

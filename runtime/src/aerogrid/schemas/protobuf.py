@@ -1,29 +1,39 @@
-"""Protobuf records: a generated message in the Confluent wire format.
+"""Protobuf records: a message in the Confluent wire format, read as a generated class or a Record.
 
 After the 5-byte header, Confluent's Protobuf serializers write the message's place in
 its .proto file as "message indexes" (a zigzag varint count, then each index; the
-common `[0]` is the single byte 0), then the message. We decode with the topic's
-generated class (the reader), after checking that the writer's schema (from the
-registry, by id) names that same message at those indexes: a record of another
-message type would otherwise parse into nonsense without an error.
+common `[0]` is the single byte 0), then the message. The writer's schema (from the
+registry, by id) says which message those indexes name.
 
-A `Record` value type is refused for now (ConfigurationError): use a generated class,
-or format="avro" / "json-schema" for Records.
+A generated class reads the message itself, once the writer's message is checked to be
+that same message (a record of another type would otherwise parse into nonsense without
+an error). A `Record` reads any message by field name: the message is decoded with the
+writer's schema (`aerogrid.schemas.protobuf_record`), so field numbers never need to agree.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, cast
 
-from google.protobuf import descriptor_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 from google.protobuf.message import Message
 
 from aerogrid.errors import ConfigurationError, DecodeError
+from aerogrid.records import Record
 from aerogrid.schemas.codec import WriterSchemas
 from aerogrid.schemas.errors import SchemaNotLoaded
-from aerogrid.schemas.protobuf_text import MessageTree, message_names, proto_text
+from aerogrid.schemas.protobuf_parse import MessageTree, message_tree, parse_schema
+from aerogrid.schemas.protobuf_record import (
+    message_class,
+    message_to_record,
+    pool_with,
+    record_file,
+    record_to_message,
+)
+from aerogrid.schemas.protobuf_text import proto_text
 from aerogrid.schemas.registry import RegisteredSchema, SchemaRegistry
 from aerogrid.schemas.subjects import SubjectNamer
 from aerogrid.schemas.wire import frame, parse_frame
@@ -97,18 +107,36 @@ def _read_zigzag(data: memoryview, offset: int) -> tuple[int, int]:
             return (value >> 1) ^ -(value & 1), offset
 
 
-def _writer_names(registered: RegisteredSchema) -> tuple[str, tuple[MessageTree, ...]]:
-    """What decoding needs of a writer schema; raises (the id is then unusable) if bad."""
-    package, messages = message_names(registered.schema)
-    if not messages:
+@dataclass
+class WriterSchema:
+    """What decoding needs of one writer schema; `pool` only when a Record reads it."""
+
+    file: descriptor_pb2.FileDescriptorProto
+    tree: tuple[MessageTree, ...]
+    pool: descriptor_pool.DescriptorPool | None = None
+    classes: dict[str, type[Message]] = field(default_factory=dict)
+
+    def message_type(self, full_name: str) -> type[Message]:
+        known = self.classes.get(full_name)
+        if known is None:
+            assert self.pool is not None
+            known = self.classes[full_name] = message_class(self.pool, full_name)
+        return known
+
+
+def _writer_schema(registered: RegisteredSchema, *, with_pool: bool) -> WriterSchema:
+    """A parsed writer schema; raises (the id is then unusable) if it does not parse."""
+    file = parse_schema(registered.schema, f"schema-{registered.schema_id}.proto")
+    tree = message_tree(file)
+    if not tree:
         raise ValueError("it declares no message")
-    return package, messages
+    return WriterSchema(file, tree, pool_with(file) if with_pool else None)
 
 
-def _full_name(package: str, messages: tuple[MessageTree, ...], indexes: list[int]) -> str:
+def _full_name(writer: WriterSchema, indexes: list[int]) -> str:
     """The full name of the message at `indexes`, or a DecodeError naming the bad index."""
-    names = [package] if package else []
-    level = messages
+    names = [writer.file.package] if writer.file.package else []
+    level = writer.tree
     for depth, index in enumerate(indexes):
         if index >= len(level):
             where = "top-level" if depth == 0 else f"nested in {'.'.join(names)}"
@@ -122,23 +150,35 @@ def _full_name(package: str, messages: tuple[MessageTree, ...], indexes: list[in
 
 
 class ProtobufCodec:
-    """A topic's keys or values as one generated Protobuf message class."""
+    """A topic's keys or values as Protobuf: a generated message class or a Record."""
 
     format = "protobuf"
 
     def __init__(self, value_type: Any, *, registry: SchemaRegistry, subjects: SubjectNamer):
-        if not (isinstance(value_type, type) and issubclass(value_type, Message)):
+        self._record_type: type[Record] | None = None
+        if isinstance(value_type, type) and issubclass(value_type, Record):
+            self._record_type = value_type
+            own_file = record_file(value_type)
+            own_name = f"{own_file.package}.{value_type.__name__}"
+            self._message_type = message_class(pool_with(own_file), own_name)
+        elif isinstance(value_type, type) and issubclass(value_type, Message):
+            self._message_type = value_type
+            own_file = descriptor_pb2.FileDescriptorProto()
+            value_type.DESCRIPTOR.file.CopyToProto(own_file)
+        else:
             raise ConfigurationError(
-                f"format='protobuf' takes a generated Protobuf message class, not "
-                f"{value_type!r} (a Record is not supported for Protobuf yet: use "
-                "format='avro' or 'json-schema', or generate a class with protoc)"
+                f"format='protobuf' takes a generated Protobuf message class or a Record, "
+                f"not {value_type!r}"
             )
-        self._message_class: type[Message] = value_type
-        self._descriptor = cast(Descriptor, value_type.DESCRIPTOR)
+        self._descriptor = cast(Descriptor, self._message_type.DESCRIPTOR)
+        self._own_text = proto_text(own_file)
         self._registry = registry
         self._subjects = subjects
-        self._writers: WriterSchemas[tuple[str, tuple[MessageTree, ...]]] = WriterSchemas(
-            registry, schema_type=SCHEMA_TYPE, parse=_writer_names
+        with_pool = self._record_type is not None
+        self._writers: WriterSchemas[WriterSchema] = WriterSchemas(
+            registry,
+            schema_type=SCHEMA_TYPE,
+            parse=lambda registered: _writer_schema(registered, with_pool=with_pool),
         )
         self._indexes = encode_indexes(message_indexes(self._descriptor))
         self._own_id: int | None = None
@@ -153,37 +193,43 @@ class ProtobufCodec:
         if data is None:
             return None
         schema_id, payload = parse_frame(data)
-        package, messages = self._writers.get(schema_id)
+        writer = self._writers.get(schema_id)
         indexes, offset = read_indexes(payload)
-        writer = _full_name(package, messages, indexes)
-        if writer != self._descriptor.full_name:
+        name = _full_name(writer, indexes)
+        if self._record_type is None and name != self._descriptor.full_name:
             raise DecodeError(
-                f"the record is a {writer} (schema id {schema_id}), "
+                f"the record is a {name} (schema id {schema_id}), "
                 f"the topic reads {self._descriptor.full_name}"
             )
-        message = self._message_class()
+        reader = self._message_type if self._record_type is None else writer.message_type(name)
+        message = reader()
         try:
             message.ParseFromString(bytes(payload[offset:]))
         except (ProtobufDecodeError, ValueError, RuntimeError) as exc:
-            raise DecodeError(f"not a {writer} (schema id {schema_id}): {exc}") from None
-        return message
+            raise DecodeError(f"not a {name} (schema id {schema_id}): {exc}") from None
+        if self._record_type is None:
+            return message
+        return message_to_record(message, self._record_type, f"{name} (schema id {schema_id})")
 
     async def prepare_send(self, value: Any) -> None:
         if self._own_id is not None:
             return
-        file = descriptor_pb2.FileDescriptorProto()
-        self._descriptor.file.CopyToProto(file)
         self._own_id = await self._registry.register(
-            self._subjects.subject(self._descriptor.full_name), proto_text(file), SCHEMA_TYPE
+            self._subjects.subject(self._descriptor.full_name), self._own_text, SCHEMA_TYPE
         )
 
     def encode(self, value: Any) -> bytes | None:
         if value is None:
             return None
-        if not isinstance(value, self._message_class):
-            raise TypeError(f"expected {self._descriptor.full_name}, got {type(value).__name__}")
+        expected = self._record_type or self._message_type
+        if not isinstance(value, expected):
+            name = self._descriptor.full_name if self._record_type is None else expected.__name__
+            raise TypeError(f"expected {name}, got {type(value).__name__}")
         if self._own_id is None:
             raise SchemaNotLoaded(
                 f"encode() before prepare_send(): no schema id for {self._descriptor.full_name}"
             )
-        return frame(self._own_id, self._indexes + value.SerializeToString())
+        message = (
+            value if isinstance(value, Message) else record_to_message(value, self._message_type)
+        )
+        return frame(self._own_id, self._indexes + message.SerializeToString())

@@ -1,45 +1,21 @@
-"""Protobuf schemas as registries hold them: `.proto` text, written and read without protoc.
+"""Protobuf schemas as registries hold them: `.proto` text, written without protoc.
 
 Registries store a Protobuf schema as `.proto` text (Confluent's also take a base64
-FileDescriptorProto, which its Python serializer sends). We write the text from a
-generated class's file descriptor (`proto_text`), and read only what decoding needs
-from a writer schema (`message_names`): every message's full name in the order
-Confluent's message indexes count them, map entries included, as protoc numbers them.
+FileDescriptorProto, which its Python serializer sends; Apicurio and others want text).
+`proto_text` writes it from a file descriptor (a generated class's, or a Record's);
+reading a writer's schema is `aerogrid.schemas.protobuf_parse`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
-
 from google.protobuf import descriptor_pb2
-from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from aerogrid.errors import ConfigurationError
+from aerogrid.schemas.protobuf_parse import SCALAR_TYPES
 
 FieldProto = descriptor_pb2.FieldDescriptorProto
 
-#: A message's name and its nested messages, in declaration order.
-MessageTree = tuple[str, tuple["MessageTree", ...]]
-
-_SCALARS = {
-    FieldProto.TYPE_DOUBLE: "double",
-    FieldProto.TYPE_FLOAT: "float",
-    FieldProto.TYPE_INT64: "int64",
-    FieldProto.TYPE_UINT64: "uint64",
-    FieldProto.TYPE_INT32: "int32",
-    FieldProto.TYPE_FIXED64: "fixed64",
-    FieldProto.TYPE_FIXED32: "fixed32",
-    FieldProto.TYPE_BOOL: "bool",
-    FieldProto.TYPE_STRING: "string",
-    FieldProto.TYPE_BYTES: "bytes",
-    FieldProto.TYPE_UINT32: "uint32",
-    FieldProto.TYPE_SFIXED32: "sfixed32",
-    FieldProto.TYPE_SFIXED64: "sfixed64",
-    FieldProto.TYPE_SINT32: "sint32",
-    FieldProto.TYPE_SINT64: "sint64",
-}
+_SCALARS = {number: name for name, number in SCALAR_TYPES.items()}
 _LABELS = {FieldProto.LABEL_OPTIONAL: "optional", FieldProto.LABEL_REQUIRED: "required"}
 #: Imports every registry knows without a reference.
 WELL_KNOWN_PREFIX = "google/protobuf/"
@@ -153,70 +129,3 @@ def _field_options(field: FieldProto) -> str:
     if field.options.HasField("packed"):
         options.append(f"packed = {'true' if field.options.packed else 'false'}")
     return f" [{', '.join(options)}]" if options else ""
-
-
-# Reading a writer schema: tokens of .proto text, comments dropped, strings kept whole.
-_TOKENS = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|[\w.]+|\S', re.S)
-
-
-def message_names(schema: str) -> tuple[str, tuple[MessageTree, ...]]:
-    """(package, top-level message trees) of a writer schema: .proto text or base64 descriptor."""
-    descriptor = _base64_descriptor(schema)
-    if descriptor is not None:
-        return descriptor.package, tuple(_tree(m) for m in descriptor.message_type)
-    return _parse_text(schema)
-
-
-def _base64_descriptor(schema: str) -> descriptor_pb2.FileDescriptorProto | None:
-    if "{" in schema or ";" in schema:
-        return None
-    try:
-        raw = base64.b64decode(schema.strip(), validate=True)
-        return descriptor_pb2.FileDescriptorProto.FromString(raw)
-    except (binascii.Error, ValueError, ProtobufDecodeError):
-        return None
-
-
-def _tree(message: descriptor_pb2.DescriptorProto) -> MessageTree:
-    return message.name, tuple(_tree(n) for n in message.nested_type)
-
-
-def _parse_text(schema: str) -> tuple[str, tuple[MessageTree, ...]]:
-    tokens = [t for t in _TOKENS.findall(schema) if not t.startswith(("//", "/*"))]
-    package = ""
-    # A stack of (name or None for a non-message block, the nested messages found so far).
-    stack: list[tuple[str | None, list[MessageTree]]] = [("", [])]
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        if token == "package" and len(stack) == 1:
-            package = tokens[i + 1]
-        elif token == "message" and i + 2 < len(tokens) and tokens[i + 2] == "{":
-            stack.append((tokens[i + 1], []))
-            i += 3
-            continue
-        elif token == "map" and i + 1 < len(tokens) and tokens[i + 1] == "<" and stack[-1][0]:
-            close = tokens.index(">", i)
-            stack[-1][1].append((_map_entry_name(tokens[close + 1]), ()))
-            i = close + 2
-            continue
-        elif token == "group":
-            raise ValueError("proto2 groups are not supported")
-        elif token == "{":
-            stack.append((None, []))
-        elif token == "}":
-            if len(stack) == 1:
-                raise ValueError("unbalanced '}'")
-            name, nested = stack.pop()
-            if name is not None:
-                stack[-1][1].append((name, tuple(nested)))
-        i += 1
-    if len(stack) != 1:
-        raise ValueError("unbalanced '{'")
-    return package, tuple(stack[0][1])
-
-
-def _map_entry_name(field_name: str) -> str:
-    """protoc's name for a map field's entry message: `foo_bar` → `FooBarEntry`."""
-    parts = field_name.split("_")
-    return "".join(p[:1].upper() + p[1:] for p in parts) + "Entry"
