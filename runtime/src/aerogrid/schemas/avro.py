@@ -28,6 +28,7 @@ import msgspec
 
 from aerogrid.errors import ConfigurationError, DecodeError
 from aerogrid.records import Record
+from aerogrid.schemas.avro_bounds import unbounded_array
 from aerogrid.schemas.avro_schema import avro_full_name, avro_schema
 from aerogrid.schemas.codec import WriterSchemas
 from aerogrid.schemas.errors import SchemaNotLoaded
@@ -172,7 +173,14 @@ class AvroCodec:
 def _parse_writer(registered: RegisteredSchema) -> _Read:
     if registered.references:
         raise ValueError("Avro schemas with references are not supported")
-    return _datum_reader(fastavro.parse_schema(json.loads(registered.schema)))
+    parsed = fastavro.parse_schema(json.loads(registered.schema))
+    unbounded = unbounded_array(parsed)
+    if unbounded:
+        raise ValueError(
+            f"the array at {unbounded} holds items of zero bytes, so a few bytes could "
+            "make it endless: refused"
+        )
+    return _datum_reader(parsed)
 
 
 def _avro_datum(value: Any) -> Any:
