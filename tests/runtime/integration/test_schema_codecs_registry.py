@@ -20,6 +20,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
 from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+from google.protobuf import descriptor_pool, message_factory, timestamp_pb2
 from google.protobuf.message import Message
 
 from aerogrid.errors import DecodeError
@@ -116,6 +117,60 @@ async def test_protobuf_both_ways_with_the_reference_client(
     read: Message = deserializer(sent, context(ours_topic))
     assert read == order
     assert await decoded(codec, sent) == order
+
+
+class ShopOrder(Record):
+    """shop.v1.Order's fields by name, as an app that has no generated code would read it."""
+
+    id: str
+    quantity: int
+    tag_counts: dict[str, int]
+    status: str
+    at: datetime
+    card: str | None = None
+
+
+async def test_protobuf_records_through_the_registry(
+    registry: SchemaRegistry, reference: SchemaRegistryClient, topic: str, tmp_path: Path
+) -> None:
+    shop: dict[str, Any] = message_classes(compile_proto(tmp_path, "shop.proto", SHOP_PROTO))
+    serializer = ProtobufSerializer(shop["Order"], reference, {"use.deprecated.format": False})
+    written = serializer(an_order(shop), context(topic))
+    assert isinstance(written, bytes)
+    codec = registry_codec("protobuf", ShopOrder, registry=registry, topic=topic)
+    assert await decoded(codec, written) == ShopOrder(
+        id="o-1",
+        quantity=3,
+        tag_counts={"rush": 2},
+        status="PAID",
+        at=datetime.fromtimestamp(1_700_000_000, UTC),
+        card="4242",
+    )
+
+    # Ours registers its derived .proto (it imports Timestamp); protoc's class of it reads ours.
+    ours_topic = f"{topic}-ours"
+    sender = registry_codec("protobuf", Order, registry=registry, topic=ours_topic)
+    await sender.prepare_send(ORDER)
+    sent = sender.encode(ORDER)
+    assert isinstance(sent, bytes)
+    latest = reference.get_latest_version(f"{ours_topic}-value").schema
+    assert latest.schema_type == "PROTOBUF" and latest.schema_str is not None
+    compiled = compile_proto(tmp_path, "order.proto", latest.schema_str)
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(timestamp_pb2.DESCRIPTOR.serialized_pb)
+    pool.Add(compiled)
+    order_type = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName(f"{compiled.package}.Order")
+    )
+    read: Any = ProtobufDeserializer(order_type, {"use.deprecated.format": False})(
+        sent, context(ours_topic)
+    )
+    assert (read.order_id, read.quantity, read.price) == ("o-1", 3, "9.99")
+    assert [(line.sku, line.qty) for line in read.lines] == [("A", 2)]
+    assert (
+        await decoded(registry_codec("protobuf", Order, registry=registry, topic=ours_topic), sent)
+        == ORDER
+    )
 
 
 async def test_json_schema_both_ways_with_the_reference_client(
