@@ -13,6 +13,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.schema_registry.json_schema import JSONSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
 
 import aerogrid
 from aerogrid.testing import AppTester
@@ -165,3 +169,50 @@ class Order(aerogrid.Record):
 class Total(aerogrid.Record):
     product: str
     units: int
+
+
+ORDER_JSON_SCHEMA = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "title": "Order",
+    "type": "object",
+    "properties": {"product": {"type": "string"}, "quantity": {"type": "integer"}},
+    "required": ["product", "quantity"],
+}
+
+
+async def test_keys_in_avro_and_values_in_json_schema_from_the_reference_serializers(
+    schema_registry: TestRegistry, unique_name: str
+) -> None:
+    """Keys may use a registry format too; both are loaded before the batch is decoded."""
+    topic_name = f"{unique_name}-orders"
+    app = aerogrid.App(unique_name)
+    orders_topic = app.topic(
+        topic_name, key_type=str, value_type=Order, key_format="avro", format="json-schema"
+    )
+    units = app.Grid("units", columns=["units"], default=lambda: {"units": 0})
+
+    @app.stream(orders_topic)
+    async def count(orders: aerogrid.StreamInput) -> None:
+        async for order_id, order in orders.items():
+            units[f"{order_id}:{order.product}"] = {"units": order.quantity}
+
+    client = SchemaRegistryClient({"url": schema_registry.url})
+    keys = AvroSerializer(client, '"string"')
+    values = JSONSerializer(json.dumps(ORDER_JSON_SCHEMA), client)
+    key_context = SerializationContext(topic_name, MessageField.KEY)
+    value_context = SerializationContext(topic_name, MessageField.VALUE)
+    written = [
+        (keys(f"o{i}", key_context), values({"product": f"p{i}", "quantity": i}, value_context))
+        for i in range(1, 4)
+    ]
+    value_id = client.get_latest_version(f"{topic_name}-value").schema_id
+    assert value_id is not None
+    invalid = framed(value_id, b'{"product": "p9", "quantity": "nine"}')
+    async with AppTester(app, schema_registry=schema_registry.url) as tester:
+        await tester.send_many(orders_topic, [*written, (written[0][0], invalid)])
+    assert dict(units.items()) == {f"o{i}:p{i}": {"units": i} for i in range(1, 4)}
+    (letter,) = tester.dead_letters
+    headers = dict(letter.headers)
+    assert headers["aerogrid-error-stage"] == b"decode"
+    assert b"quantity" in headers["aerogrid-error"]
+    assert letter.value == invalid

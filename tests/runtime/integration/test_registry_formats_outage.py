@@ -2,7 +2,8 @@
 
 The real registry (H2 file storage, so ids survive its restart) is stopped for 20 s while
 records with a writer schema id the app has not seen yet arrive; they must wait, not be
-dead-lettered or skipped, and the grid must be exact once the registry is back.
+dead-lettered or skipped, and the grid must be exact once the registry is back. A `send()`
+that needs a schema registered while the registry is down waits for it too.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
+import aerogrid
 from aerogrid.client import GridClient
+from aerogrid.testing import AppTester
 from support.apps import RunningApp, produce, read_topic
 from support.brokers import ApacheKafka
 from support.orders import converged
-from support.registry_apps import AvroOrders, write_avro_orders_app
+from support.registry_apps import AvroOrders, deserialize, write_avro_orders_app
 from support.schema_registry import TestRegistry
 
 pytestmark = pytest.mark.timeout(300)
@@ -81,3 +84,36 @@ async def test_a_registry_outage_pauses_consumption_and_loses_nothing(
         assert "schema registry answers again after" in log
         assert app.terminate() == 0
     assert await read_topic(apache_kafka.bootstrap, f"{unique_name}.dlq", 1, timeout=2) == []
+
+
+class Alert(aerogrid.Record):
+    product: str
+    level: int
+
+
+async def test_send_waits_for_the_registry_and_then_sends(
+    schema_registry: TestRegistry, unique_name: str
+) -> None:
+    """A schema first registered while the registry is down: send() waits, then sends."""
+    app = aerogrid.App(unique_name)
+    alerts = app.topic(f"{unique_name}-alerts", value_type=Alert, format="avro")
+
+    @app.task
+    async def alert() -> None:
+        await alerts.send("k", Alert(product="p1", level=3))
+
+    async with AppTester(app, schema_registry=schema_registry.url) as tester:
+        schema_registry.stop()
+        try:
+            sending = asyncio.create_task(tester.run_task("alert"))
+            await asyncio.sleep(3)
+            assert not sending.done()
+            assert tester.schemas is not None and tester.schemas.outage is not None
+        finally:
+            await asyncio.to_thread(schema_registry.start)
+        await asyncio.wait_for(sending, 60)
+        assert tester.schemas.outage is None
+    (sent,) = tester.sent
+    assert deserialize(schema_registry.url, alerts.name, [sent.value or b""]) == [
+        {"product": "p1", "level": 3}
+    ]
