@@ -322,3 +322,19 @@ def test_the_direct_fastavro_read_matches_its_public_reader() -> None:
     assert hasattr(importlib.import_module("fastavro._read"), "_read_data")  # the fast path
     assert read(io.BytesIO(buffer.getvalue())) == value
     assert fastavro.schemaless_reader(io.BytesIO(buffer.getvalue()), schema, None) == value
+
+
+class Priced(Record):
+    price: Annotated[Decimal, msgspec.Meta(extra={"precision": 5, "scale": 2})]
+
+
+async def test_a_value_the_schema_cannot_hold_is_refused_naming_the_topic() -> None:
+    codec = avro_codec(MemoryRegistry(), Priced)
+    await codec.prepare_send(Priced(price=Decimal("1.5")))
+    assert codec.encode(Priced(price=Decimal("-999.99"))) is not None
+    with pytest.raises(ValueError, match="topic 'orders': cannot write this value as Avro: Scale"):
+        codec.encode(Priced(price=Decimal("1.234")))  # never rounded silently
+    with pytest.raises(ValueError, match="precision"):
+        codec.encode(Priced(price=Decimal("1000.00")))
+    with pytest.raises(TypeError, match="expected Priced, got str"):
+        codec.encode("1.5")

@@ -166,7 +166,12 @@ class AvroCodec:
                 )
             value = _avro_datum(value)
         buffer = io.BytesIO()
-        fastavro.schemaless_writer(buffer, self._send_schema, value)
+        try:
+            fastavro.schemaless_writer(buffer, self._send_schema, value)
+        except (TypeError, ValueError) as exc:  # the same type, with where it happened
+            raise type(exc)(
+                f"topic {self._subjects.topic!r}: cannot write this value as Avro: {exc}"
+            ) from exc
         return frame(self._send_id, buffer.getvalue())
 
 
