@@ -54,6 +54,16 @@ def test_register_fetch_and_ids_survive_a_restart(
     assert fresh.get_latest_version(subject).schema_id == v2
     assert fresh.lookup_schema(subject, _order_schema()).schema_id == v1
 
+    # A crash (SIGKILL, no shutdown) right after a registration keeps it too: H2 writes through.
+    v3 = fresh.register_schema(
+        subject, _order_schema({"name": "size", "type": "long", "default": 1})
+    )
+    schema_registry.kill()
+    schema_registry.start()
+    after_crash = SchemaRegistryClient({"url": schema_registry.url})
+    assert after_crash.get_latest_version(subject).schema_id == v3
+    assert after_crash.get_schema(v1).schema_str == client.get_schema(v1).schema_str
+
 
 def test_incompatible_schema_is_refused(schema_registry: TestRegistry, unique_name: str) -> None:
     """Apicurio's ccompat answers 409 (its body says error_code 0, Confluent's 409)."""
