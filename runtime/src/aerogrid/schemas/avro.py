@@ -168,8 +168,8 @@ class AvroCodec:
         buffer = io.BytesIO()
         try:
             fastavro.schemaless_writer(buffer, self._send_schema, value)
-        except (TypeError, ValueError) as exc:  # the same type, with where it happened
-            raise type(exc)(
+        except (TypeError, ValueError) as exc:  # the same kind of error, saying where
+            raise (TypeError if isinstance(exc, TypeError) else ValueError)(
                 f"topic {self._subjects.topic!r}: cannot write this value as Avro: {exc}"
             ) from exc
         return frame(self._send_id, buffer.getvalue())
