@@ -186,6 +186,14 @@ async def test_send_registers_the_records_schema_and_frames_what_decode_reads() 
     record = codec.encode(order)
     assert record is not None and record[:5] == frame(schema_id, b"")
     assert (await loaded(codec_for(Order, registry), record)).decode(record) == order
+    # Our own schema is checked by msgspec alone: the same errors, the field's path.
+    reader = await loaded(codec_for(Order, registry), record)
+    wrong = {**msgspec.to_builtins(order), "lines": [{"sku": "A", "qty": "two"}]}
+    with pytest.raises(DecodeError, match=f"does not match schema id {schema_id}: ") as err:
+        reader.decode(frame(schema_id, json.dumps(wrong).encode()))
+    assert err.value.field == "$.lines[0].qty"
+    with pytest.raises(DecodeError, match=f"not JSON \\(schema id {schema_id}\\)"):
+        reader.decode(frame(schema_id, b'{"order_id": '))
     assert codec.encode(None) is None
     with pytest.raises(TypeError, match="expected Order, got dict"):
         codec.encode(DOC)
