@@ -12,7 +12,8 @@ fastjsonschema 6.8 µs, msgspec's typed decode 0.4 µs. fastjsonschema was not t
 it turns the registry's schema into Python source and execs it, fetches a remote `$ref`
 with urllib by default (the app would dial wherever a schema points), and silently
 ignores 2019-09/2020-12 keywords. A writer schema equal to the declared type's own (what
-AeroGrid apps register) skips jsonschema: msgspec's decode enforces all it says.
+AeroGrid apps register) skips jsonschema: msgspec's decode enforces what it says, but for
+one leniency: a JSON number for a Decimal, which the schema's "string" would refuse.
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ def _writer_check(registered: RegisteredSchema, own_schema: dict[str, Any]) -> W
     """How to check a writer schema's records; raises (the id is then unusable) if it is bad.
 
     A schema equal to the declared type's own needs no validator: msgspec's typed decode
-    enforces every constraint msgspec wrote into it, 50 times faster than jsonschema.
+    enforces the constraints msgspec wrote into it (a Decimal also from a JSON number),
+    35 times faster than jsonschema.
     """
     if registered.references:
         names = ", ".join(ref.name for ref in registered.references)
