@@ -8,6 +8,7 @@ against Apicurio are in tests/runtime/integration/test_schemas_avro_registry.py)
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import importlib
 import io
 import json
@@ -338,3 +339,20 @@ async def test_a_value_the_schema_cannot_hold_is_refused_naming_the_topic() -> N
         codec.encode(Priced(price=Decimal("1000.00")))
     with pytest.raises(TypeError, match="expected Priced, got str"):
         codec.encode("1.5")
+
+
+class Shade(enum.Enum):
+    LIGHT = "LIGHT"
+    DARK = "DARK"
+
+
+class Swatch(Record):
+    shade: Shade
+    tags: set[str] = set()
+
+
+async def test_enums_and_sets_round_trip() -> None:
+    codec = avro_codec(MemoryRegistry(), Swatch)
+    swatch = Swatch(shade=Shade.DARK, tags={"a", "b"})
+    await codec.prepare_send(swatch)
+    assert await decoded(codec, codec.encode(swatch)) == swatch

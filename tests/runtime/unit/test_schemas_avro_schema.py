@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import uuid
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import fastavro
 import msgspec
@@ -174,3 +175,58 @@ def test_an_annotation_without_an_avro_form_names_the_field(record: type, path: 
 def test_a_type_that_is_not_a_record_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="needs a Record subclass"):
         avro_schema(list)
+
+
+class Colour(enum.Enum):
+    RED = "RED"
+    GREEN = "GREEN"
+
+
+class Size(enum.Enum):
+    SMALL = "small size"
+
+
+class Painted(Record):
+    colour: Colour
+    other: Colour | None = None
+    grade: Literal["a", "b"] = "a"
+    rank: Literal[1, 2] = 1
+    seen: set[str] = set()
+    steps: tuple[int, ...] = ()
+    favourite: Colour = Colour.GREEN
+
+
+def test_enums_literals_sets_and_tuples() -> None:
+    schema = avro_schema(Painted)
+    assert _field(schema, "colour")["type"] == {
+        "type": "enum",
+        "name": "Colour",
+        "namespace": MODULE,
+        "symbols": ["RED", "GREEN"],
+    }
+    assert _field(schema, "other")["type"] == ["null", f"{MODULE}.Colour"]
+    assert _field(schema, "grade") == {"name": "grade", "type": "string", "default": "a"}
+    assert _field(schema, "rank") == {"name": "rank", "type": "long", "default": 1}
+    assert _field(schema, "seen") == {
+        "name": "seen",
+        "type": {"type": "array", "items": "string"},
+        "default": [],
+    }
+    assert _field(schema, "steps")["default"] == []
+    assert _field(schema, "favourite")["default"] == "GREEN"
+    fastavro.parse_schema(schema)
+
+
+class Sized(Record):
+    size: Size
+
+
+class Mixed(Record):
+    either: Literal["a", 1]
+
+
+def test_enums_whose_values_are_not_avro_names_and_mixed_literals_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match=r"\$\.size.*Avro names"):
+        avro_schema(Sized)
+    with pytest.raises(ConfigurationError, match=r"\$\.either"):
+        avro_schema(Mixed)

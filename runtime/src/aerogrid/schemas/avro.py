@@ -17,6 +17,7 @@ Avro primitives.
 
 from __future__ import annotations
 
+import enum
 import importlib
 import io
 import json
@@ -196,8 +197,10 @@ def _avro_datum(value: Any) -> Any:
             name: _avro_datum(getattr(value, attr))
             for name, attr in zip(names, value.__struct_fields__, strict=True)
         }
-    if isinstance(value, list):
+    if isinstance(value, list | set | frozenset | tuple):
         return [_avro_datum(v) for v in value]
     if isinstance(value, dict):
         return {k: _avro_datum(v) for k, v in value.items()}
+    if isinstance(value, enum.Enum):
+        return value.value
     return value

@@ -3,9 +3,10 @@
 The Record is the reader schema of an Avro topic (and the writer schema of what the app
 sends), so it is derived, not written by hand: str → string, int → long, float → double,
 bool → boolean, bytes → bytes, Decimal → bytes/decimal, datetime → long/timestamp-micros,
-date → int/date, UUID → string/uuid, Optional[T] → ["null", T], list[T] → array,
-dict[str, T] → map, a nested Record → a record. Field defaults become Avro defaults, so a
-writer without the field still decodes (schema resolution).
+date → int/date, UUID → string/uuid, Optional[T] → ["null", T], list[T] (set, tuple)
+→ array, dict[str, T] → map, an Enum of str → enum, a Literal → string or long, a nested
+Record → a record. Field defaults become Avro defaults, so other readers of what the
+app sends resolve an older writer too.
 
 Decimal precision and scale: `Annotated[Decimal, msgspec.Meta(extra={"precision": 18,
 "scale": 2})]`; without them decimal(38, 9). On decode the writer's scale wins (the value
@@ -16,6 +17,8 @@ in the class attribute `__avro_name__ = "com.acme.Order"`.
 from __future__ import annotations
 
 import datetime as dt
+import enum
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +28,7 @@ import msgspec.inspect as mi
 from aerogrid.errors import ConfigurationError
 from aerogrid.records import Record
 
+_AVRO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DEFAULT_PRECISION = 38
 DEFAULT_SCALE = 9
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -97,8 +101,17 @@ class _Deriver:
             return {"type": "int", "logicalType": "date"}
         if isinstance(info, mi.UUIDType):
             return {"type": "string", "logicalType": "uuid"}
-        if isinstance(info, mi.ListType):
+        if isinstance(info, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType):
             return {"type": "array", "items": self.schema(info.item_type, f"{path}[]")}
+        if isinstance(info, mi.EnumType):
+            return self._enum(info.cls, path)
+        if isinstance(info, mi.LiteralType):
+            kinds = {type(v) for v in info.values}
+            if kinds == {str}:
+                return "string"
+            if kinds == {int}:
+                return "long"
+            raise self._unsupported(path, "a Literal's values must all be str or all int")
         if isinstance(info, mi.DictType):
             if not isinstance(info.key_type, mi.StrType):
                 raise self._unsupported(path, "a dict's keys must be str for an Avro map")
@@ -139,6 +152,24 @@ class _Deriver:
             record["namespace"] = namespace
         return record
 
+    def _enum(self, cls: type[enum.Enum], path: str) -> Any:
+        """An Enum of str values that are Avro names: an Avro enum of those values."""
+        symbols = [member.value for member in cls]
+        if not all(isinstance(v, str) and _AVRO_NAME.fullmatch(v) for v in symbols):
+            raise self._unsupported(
+                path, f"{cls.__name__}'s values must be Avro names ([A-Za-z_][A-Za-z0-9_]*)"
+            )
+        full_name = f"{cls.__module__}.{cls.__name__}"
+        if full_name in self.defined:
+            return full_name
+        self.defined.add(full_name)
+        return {
+            "type": "enum",
+            "name": cls.__name__,
+            "namespace": cls.__module__,
+            "symbols": symbols,
+        }
+
     def _unsupported(self, path: str, why: str) -> ConfigurationError:
         return ConfigurationError(
             f"{self.root.__name__}: field {path} cannot be an Avro type: {why}"
@@ -173,6 +204,10 @@ def _avro_default(value: Any, schema: Any, path: str) -> Any:
         return [_avro_default(v, None, path) for v in value]
     if isinstance(value, dict):
         return {k: _avro_default(v, None, path) for k, v in value.items()}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, set | frozenset | tuple):
+        return [_avro_default(v, None, path) for v in value]
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)  # UUID and the like: their string form
