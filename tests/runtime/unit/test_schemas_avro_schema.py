@@ -230,3 +230,35 @@ def test_enums_whose_values_are_not_avro_names_and_mixed_literals_are_refused() 
         avro_schema(Sized)
     with pytest.raises(ConfigurationError, match=r"\$\.either"):
         avro_schema(Mixed)
+
+
+class Money(Record):
+    amount: Annotated[Decimal, msgspec.Meta(extra={"precision": 9, "scale": 2})]
+    at: dt.datetime
+
+
+ZERO = Money(amount=Decimal("0.01"), at=dt.datetime(1970, 1, 1, 0, 0, 2, tzinfo=dt.UTC))
+
+
+def zero() -> Money:
+    return ZERO
+
+
+def zeros() -> list[Money]:
+    return [ZERO]
+
+
+class Wallet(Record):
+    first: Money = msgspec.field(default_factory=zero)
+    second: Money = msgspec.field(default_factory=zero)  # a name reference to Money
+    history: list[Money] = msgspec.field(default_factory=zeros)
+
+
+def test_defaults_holding_records_use_each_fields_avro_form() -> None:
+    schema = avro_schema(Wallet)
+    money = {"amount": "\x01", "at": 2_000_000}
+    assert _field(schema, "first")["default"] == money
+    assert _field(schema, "second")["type"] == f"{MODULE}.Money"
+    assert _field(schema, "second")["default"] == money
+    assert _field(schema, "history")["default"] == [money]
+    fastavro.parse_schema(schema)

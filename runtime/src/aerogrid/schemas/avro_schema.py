@@ -72,6 +72,8 @@ class _Deriver:
     def __init__(self, root: type[Record]) -> None:
         self.root = root
         self.defined: set[str] = set()
+        #: Each record's schema by full name, for defaults that hold a named record.
+        self.named: dict[str, Any] = {}
 
     def schema(self, info: Any, path: str) -> Any:
         extra: dict[str, Any] = {}
@@ -145,11 +147,12 @@ class _Deriver:
                 elif default is not None:
                     if isinstance(field_schema, list):  # the default's branch goes first
                         entry["type"] = [field_schema[1], "null"]
-                    entry["default"] = _avro_default(default, entry["type"], field_path)
+                    entry["default"] = _avro_default(default, entry["type"], self.named)
             fields.append(entry)
         record: dict[str, Any] = {"type": "record", "name": name, "fields": fields}
         if namespace:
             record["namespace"] = namespace
+        self.named[full_name] = record
         return record
 
     def _enum(self, cls: type[enum.Enum], path: str) -> Any:
@@ -182,17 +185,22 @@ def _default_of(field: mi.Field) -> Any:
     return field.default
 
 
-def _avro_default(value: Any, schema: Any, path: str) -> Any:
+def _avro_default(value: Any, schema: Any, named: dict[str, Any]) -> Any:
     """`value` in the JSON form Avro defaults take for `schema` (its first union branch)."""
     if isinstance(schema, list):
         schema = schema[0]
-    logical = schema.get("logicalType") if isinstance(schema, dict) else None
+    if isinstance(schema, str):
+        schema = named.get(schema, schema)
+    spec: dict[str, Any] = schema if isinstance(schema, dict) else {}
     if isinstance(value, Record):
-        return {name: _avro_default(v, None, path) for name, v in _encoded_items(value)}
+        fields = {f["name"]: f["type"] for f in spec.get("fields", ())}
+        return {
+            name: _avro_default(v, fields.get(name), named) for name, v in _encoded_items(value)
+        }
     if isinstance(value, bytes):
         return value.decode("latin-1")
-    if isinstance(value, Decimal) and logical == "decimal":
-        unscaled = int(value.scaleb(schema["scale"]).to_integral_value())
+    if isinstance(value, Decimal) and spec.get("logicalType") == "decimal":
+        unscaled = int(value.scaleb(spec["scale"]).to_integral_value())
         size = max(1, (unscaled.bit_length() + 8) // 8)
         return unscaled.to_bytes(size, "big", signed=True).decode("latin-1")
     if isinstance(value, dt.datetime):
@@ -200,14 +208,12 @@ def _avro_default(value: Any, schema: Any, path: str) -> Any:
         return (moment - _EPOCH) // dt.timedelta(microseconds=1)
     if isinstance(value, dt.date):
         return (value - _EPOCH_DATE).days
-    if isinstance(value, list):
-        return [_avro_default(v, None, path) for v in value]
+    if isinstance(value, list | set | frozenset | tuple):
+        return [_avro_default(v, spec.get("items"), named) for v in value]
     if isinstance(value, dict):
-        return {k: _avro_default(v, None, path) for k, v in value.items()}
+        return {k: _avro_default(v, spec.get("values"), named) for k, v in value.items()}
     if isinstance(value, enum.Enum):
         return value.value
-    if isinstance(value, set | frozenset | tuple):
-        return [_avro_default(v, None, path) for v in value]
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)  # UUID and the like: their string form
