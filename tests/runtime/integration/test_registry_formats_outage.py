@@ -12,6 +12,7 @@ import asyncio
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 import aerogrid
@@ -62,6 +63,9 @@ async def test_a_registry_outage_pauses_consumption_and_loses_nothing(
             await produce(apache_kafka.bootstrap, topic, during)
             assert await _wait_metric(app, "aerogrid_schema_registry_up", 0, 15) == 0
             assert app.metric("aerogrid_records_waiting_on_registry") > 0
+            ready = httpx.get(f"{app.http}/readyz", timeout=5)
+            assert ready.status_code == 200  # it still serves the last committed grids
+            assert "degraded: schema registry unreachable" in ready.text
             await asyncio.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - stopped)))
             # Paused: nothing of the new records reached the grid, nothing was dead-lettered.
             assert await _snapshot(app.target, unique_name, "product_sum") == first

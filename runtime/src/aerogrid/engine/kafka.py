@@ -132,7 +132,7 @@ class KafkaEngine:
         the app's credentials (else ConfigurationError / RegistryAuthError: no start)."""
         self._schemas = await SchemaLoader.open(self.app)
         if self._schemas is not None:
-            self._schemas.on_change = self.on_outage
+            self._schemas.on_change = lambda outage: self.on_outage(outage)
         chosen = await choose_producer(
             self.app.name,
             self.settings,
