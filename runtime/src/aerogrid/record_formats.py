@@ -2,7 +2,8 @@
 
 This module serves the SDK and the engine: a topic picks its key's and value's `Codec`
 with `codec_for`, and the processor decodes every input record with it. It is the home
-of every record format (a new one is one more `Codec` and one more case in `codec_for`);
+of every record format (a new one is one more `Codec` and one more case in `codec_for`;
+the registry formats, Avro, Protobuf and JSON Schema, are `aerogrid.schemas`' codecs);
 what the grid server sends is `aerogrid.server.messages`, and a grid's changelog record
 is `aerogrid.engine.changelog`.
 
