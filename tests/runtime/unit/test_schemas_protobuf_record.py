@@ -6,6 +6,7 @@ classes; what we send is parsed back by protoc-compiled classes of the .proto we
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -16,6 +17,8 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from google.protobuf import descriptor_pool, message_factory, timestamp_pb2
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from aerogrid.errors import ConfigurationError, DecodeError
 from aerogrid.records import Record
@@ -163,3 +166,23 @@ async def test_annotations_without_a_protobuf_form_are_refused() -> None:
     await naive.prepare_send(value)
     with pytest.raises(TypeError, match="Naive as"):
         naive.encode(value)
+
+
+def test_any_bytes_decode_to_a_record_or_a_decode_error() -> None:
+    registry = MemoryRegistry()
+    schema_id = registry.add(SHOP_PROTO, "PROTOBUF", "orders-value")
+    codec = asyncio.run(loaded(codec_for(ShopOrder, registry), frame(schema_id, b"\x00")))
+    # An out-of-range Timestamp (field 9: seconds = 2**60), which JSON cannot show.
+    far_future = b"\x4a\x0a\x08" + bytes([0x80] * 8) + b"\x10"
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(st.binary(max_size=200))
+    @example(far_future)
+    def check(body: bytes) -> None:
+        try:
+            decoded = codec.decode(frame(schema_id, b"\x00" + body))
+        except DecodeError:
+            return
+        assert isinstance(decoded, ShopOrder)
+
+    check()

@@ -24,7 +24,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, json_format, messag
 from google.protobuf.descriptor import FileDescriptor
 from google.protobuf.message import Message
 
-from aerogrid.errors import ConfigurationError
+from aerogrid.errors import ConfigurationError, DecodeError
 from aerogrid.record_formats import _json_error as json_error
 from aerogrid.records import Record
 from aerogrid.schemas.protobuf_parse import SCALAR_TYPES, map_entry_name
@@ -181,9 +181,12 @@ def record_to_message(record: Record, message_type: type[Message]) -> Message:
 
 def message_to_record(message: Message, record_type: type[Record], what: str) -> Any:
     """The Record of a message of any schema, by field name; DecodeError if they disagree."""
-    plain = json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
+    try:
+        plain = json_format.MessageToDict(
+            message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+    except (json_format.Error, ValueError) as exc:  # e.g. a Timestamp past year 9999
+        raise DecodeError(f"{what} has a value no Record can hold: {exc}") from None
     try:
         return msgspec.convert(plain, record_type, strict=False)
     except msgspec.ValidationError as exc:  # the field's path, as every record format names it
