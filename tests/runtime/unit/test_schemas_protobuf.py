@@ -101,12 +101,31 @@ def test_bad_message_indexes_are_decode_errors(raw: bytes, reason: str) -> None:
         read_indexes(memoryview(raw))
 
 
-def test_proto_text_compiles_back_to_the_same_descriptor(tmp_path: Path) -> None:
-    original = compile_proto(tmp_path, "shop.proto", SHOP_PROTO)
-    text = proto_text(original)
+LEGACY_PROTO = r"""
+syntax = "proto2";
+package legacy;
+message Item {
+  required string sku = 1;
+  optional int32 count = 2 [default = -3];
+  optional string label = 3 [default = "a \"quoted\" \\ name\n"];
+  optional Kind kind = 4 [default = BIG];
+  repeated int32 sizes = 5 [packed = true];
+  optional bytes blob = 6 [default = "\001\377"];
+  optional double ratio = 7 [default = inf];
+  enum Kind { SMALL = 1; BIG = 2; }
+  oneof choice { string a = 8; int64 b = 9; }
+  map<string, Item> children = 10;
+}
+"""
+
+
+@pytest.mark.parametrize("text", [SHOP_PROTO, LEGACY_PROTO], ids=["proto3", "proto2"])
+def test_proto_text_compiles_back_to_the_same_descriptor(tmp_path: Path, text: str) -> None:
+    original = compile_proto(tmp_path, "shop.proto", text)
+    ours = proto_text(original)
     (tmp_path / "again").mkdir()
-    again = compile_proto(tmp_path / "again", "shop.proto", text)
-    assert again == original, text
+    again = compile_proto(tmp_path / "again", "shop.proto", ours)
+    assert again == original, ours
 
 
 def resolved(file: descriptor_pb2.FileDescriptorProto) -> descriptor_pb2.FileDescriptorProto:

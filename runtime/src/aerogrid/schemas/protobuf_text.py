@@ -121,11 +121,25 @@ def _type(field: FieldProto) -> str:
 def _field_options(field: FieldProto) -> str:
     options = []
     if field.HasField("default_value"):
-        quoted = field.type in (FieldProto.TYPE_STRING, FieldProto.TYPE_BYTES)
-        value = (
-            '"' + field.default_value.replace('"', '\\"') + '"' if quoted else field.default_value
-        )
+        value = field.default_value  # bytes: already C-escaped by protoc; strings: raw text
+        if field.type == FieldProto.TYPE_STRING:
+            value = f'"{_escaped(value)}"'
+        elif field.type == FieldProto.TYPE_BYTES:
+            value = f'"{value}"'
         options.append(f"default = {value}")
     if field.options.HasField("packed"):
         options.append(f"packed = {'true' if field.options.packed else 'false'}")
     return f" [{', '.join(options)}]" if options else ""
+
+
+def _escaped(text: str) -> str:
+    """A string literal's inside: backslash, quote and control characters escaped."""
+    out = []
+    for char in text:
+        if char in '\\"':
+            out.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\{ord(char):03o}")
+        else:
+            out.append(char)
+    return "".join(out)
