@@ -17,7 +17,8 @@ from typing import Annotated, Any
 import httpx
 import msgspec
 import pytest
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry import SchemaReference as ConfluentReference
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
@@ -162,6 +163,49 @@ async def test_rich_records_both_ways_with_the_reference_client(
     written = AvroSerializer(reference, schema)(invoice.to_dict(), context)
     assert written is not None
     assert await decoded(codec, written) == invoice
+
+
+class Address(Record):
+    city: str
+
+
+class Customer(Record):
+    name: str
+    home: Address
+
+
+async def test_a_writer_schema_with_references_decodes(
+    schema_registry: TestRegistry, registry: SchemaRegistry, unique_name: str
+) -> None:
+    """The writer's Address lives under a subject of its own; the Customer schema references it."""
+    reference = SchemaRegistryClient({"url": schema_registry.url})
+    address = {
+        "type": "record",
+        "name": "Address",
+        "namespace": "com.acme",
+        "fields": [{"name": "city", "type": "string"}],
+    }
+    reference.register_schema(f"{unique_name}-address", Schema(json.dumps(address), "AVRO"))
+    customer = {
+        "type": "record",
+        "name": "Customer",
+        "namespace": "com.acme",
+        "fields": [
+            {"name": "name", "type": "string"},
+            {"name": "home", "type": "com.acme.Address"},
+        ],
+    }
+    with_reference = Schema(
+        json.dumps(customer),
+        "AVRO",
+        references=[ConfluentReference("com.acme.Address", f"{unique_name}-address", 1)],
+    )
+    context = SerializationContext(unique_name, MessageField.VALUE)
+    data = AvroSerializer(reference, with_reference)(
+        {"name": "Ada", "home": {"city": "Paris"}}, context
+    )
+    codec = registry_codec("avro", Customer, registry=registry, topic=unique_name)
+    assert await decoded(codec, data) == Customer(name="Ada", home=Address(city="Paris"))
 
 
 async def test_an_id_the_registry_does_not_have_is_a_decode_error(

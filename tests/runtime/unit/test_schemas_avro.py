@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import fastavro
+import httpx
 import msgspec
 import pytest
 
@@ -23,7 +24,9 @@ from aerogrid import Record
 from aerogrid.errors import ConfigurationError, DecodeError
 from aerogrid.schemas.avro import AvroCodec, _datum_reader
 from aerogrid.schemas.codec import RegistryCodec, registry_codec
-from aerogrid.schemas.errors import SchemaNotLoaded
+from aerogrid.schemas.errors import RegistryUnavailable, SchemaNotLoaded
+from aerogrid.schemas.registry import SchemaRegistry
+from aerogrid.schemas.registry_settings import RegistrySettings
 from aerogrid.schemas.wire import frame, parse_frame
 from support.memory_registry import MemoryRegistry
 
@@ -356,3 +359,69 @@ async def test_enums_and_sets_round_trip() -> None:
     swatch = Swatch(shade=Shade.DARK, tags={"a", "b"})
     await codec.prepare_send(swatch)
     assert await decoded(codec, codec.encode(swatch)) == swatch
+
+
+class ReferencingRegistry:
+    """Schema id 1 references subject `dep` version 1, served by `versions` (a cycle if
+    `dep` references itself); `down` makes every version request a 503."""
+
+    def __init__(self, versions: dict[int, dict[str, Any]]) -> None:
+        self.versions = versions
+        self.down = False
+        self.asked: list[str] = []
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/v7")
+        self.asked.append(path)
+        if path == "/schemas/ids/1":
+            holder = {
+                "type": "record",
+                "name": "Holder",
+                "fields": [{"name": "inner", "type": "Inner"}],
+            }
+            refs = [{"name": "Inner", "subject": "dep", "version": 1}]
+            return httpx.Response(200, json={"schema": json.dumps(holder), "references": refs})
+        if self.down:
+            return httpx.Response(503, json={"error_code": 50301, "message": "busy"})
+        version = int(path.rsplit("/", 1)[1])
+        if version not in self.versions:
+            return httpx.Response(404, json={"error_code": 40402, "message": "no version"})
+        return httpx.Response(200, json={"id": 100 + version, **self.versions[version]})
+
+    def codec(self) -> RegistryCodec:
+        registry = SchemaRegistry(
+            RegistrySettings(url="http://registry.invalid/v7"),
+            transport=httpx.MockTransport(self.handle),
+        )
+        return registry_codec("avro", dict, registry=registry, topic="t")
+
+
+INNER = {"type": "record", "name": "Inner", "fields": [{"name": "n", "type": "long"}]}
+
+
+async def test_references_are_fetched_once_then_parsed_before_the_schema() -> None:
+    stub = ReferencingRegistry({1: {"schema": json.dumps(INNER)}})
+    codec = stub.codec()
+    stub.down = True
+    with pytest.raises(RegistryUnavailable):  # an outage is not the record's fault
+        await codec.load(1)
+    stub.down = False
+    assert await decoded(codec, frame(1, b"\x06")) == {"inner": {"n": 3}}
+    assert await decoded(codec, frame(1, b"\x08")) == {"inner": {"n": 4}}
+    assert stub.asked.count("/subjects/dep/versions/1") == 2  # the 503, then once
+
+
+async def test_a_missing_reference_or_a_cycle_is_the_records_fault() -> None:
+    missing = ReferencingRegistry({})
+    with pytest.raises(DecodeError, match="schema id 1 references a schema the registry does"):
+        await decoded(missing.codec(), frame(1, b"\x06"))
+    cycle = ReferencingRegistry(
+        {
+            1: {
+                "schema": json.dumps(INNER),
+                "references": [{"name": "I", "subject": "dep", "version": 1}],
+            }
+        }
+    )
+    with pytest.raises(DecodeError, match="references nest deeper than 16"):
+        await decoded(cycle.codec(), frame(1, b"\x06"))

@@ -177,9 +177,10 @@ class AvroCodec:
 
 
 def _parse_writer(registered: RegisteredSchema) -> _Read:
-    if registered.references:
-        raise ValueError("Avro schemas with references are not supported")
-    parsed = fastavro.parse_schema(json.loads(registered.schema))
+    """The reader of a writer schema, its references' named types parsed first."""
+    named: dict[str, Any] = {}
+    _parse_references(registered, named)
+    parsed = fastavro.parse_schema(json.loads(registered.schema), named_schemas=named)
     unbounded = unbounded_array(parsed)
     if unbounded:
         raise ValueError(
@@ -187,6 +188,15 @@ def _parse_writer(registered: RegisteredSchema) -> _Read:
             "make it endless: refused"
         )
     return _datum_reader(parsed)
+
+
+def _parse_references(registered: RegisteredSchema, named: dict[str, Any]) -> None:
+    """Parse what `registered` references (depth first) into `named`."""
+    if len(registered.resolved) != len(registered.references):
+        raise ValueError("its references were not fetched")
+    for dependency in registered.resolved:
+        _parse_references(dependency, named)
+        fastavro.parse_schema(json.loads(dependency.schema), named_schemas=named)
 
 
 def _avro_datum(value: Any) -> Any:

@@ -15,7 +15,13 @@ from collections.abc import Callable
 from typing import Any, Generic, Literal, Protocol, TypeVar, cast, runtime_checkable
 
 from aerogrid.errors import ConfigurationError, DecodeError
-from aerogrid.schemas.errors import SchemaNotFound, SchemaNotLoaded
+from aerogrid.schemas.errors import (
+    RegistryAuthError,
+    RegistryUnavailable,
+    SchemaNotFound,
+    SchemaNotLoaded,
+    SchemaRegistryError,
+)
 from aerogrid.schemas.registry import RegisteredSchema, SchemaRegistry
 from aerogrid.schemas.subjects import SubjectNamer, SubjectStrategy, subject_strategy
 from aerogrid.schemas.wire import peek_schema_id
@@ -83,9 +89,11 @@ class CodecClass(Protocol):
 class WriterSchemas(Generic[Parsed]):
     """One codec's writer schemas by id, parsed once, and the ids that cannot be used.
 
-    An id the registry does not have, or whose schema is of another format or does
-    not parse, is the record's fault: remembered as the DecodeError every record with
-    that id gets. RegistryUnavailable is not remembered (the next load asks again).
+    An id the registry does not have, or whose schema is of another format, does not
+    parse or references a schema the registry does not have, is the record's fault:
+    remembered as the DecodeError every record with that id gets. RegistryUnavailable
+    (and RegistryAuthError) propagate, not remembered: the next load asks again. The
+    schemas an id references are fetched first (`RegisteredSchema.resolved`).
     """
 
     def __init__(
@@ -115,6 +123,18 @@ class WriterSchemas(Generic[Parsed]):
             registered = await self._registry.schema_by_id(schema_id)
         except SchemaNotFound:
             self._unusable[schema_id] = f"schema id {schema_id} is not in the registry"
+            return
+        try:
+            registered = await self._registry.with_references(registered)
+        except SchemaNotFound as missing:
+            self._unusable[schema_id] = (
+                f"schema id {schema_id} references a schema the registry does not have: {missing}"
+            )
+            return
+        except (RegistryUnavailable, RegistryAuthError):
+            raise
+        except SchemaRegistryError as refused:  # a reference cycle, an odd answer
+            self._unusable[schema_id] = f"schema id {schema_id}: {refused}"
             return
         if registered.schema_type != self._schema_type:
             self._unusable[schema_id] = (
