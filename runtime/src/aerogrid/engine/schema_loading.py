@@ -10,14 +10,15 @@ next cycle tries the same batch again, so a stop or a handover of the active rol
 no longer than one delay. The input consumer is assigned its partitions rather than a
 group member (`engine.inputs`), so a long outage cannot make it leave a group
 (aiokafka's max.poll.interval applies to group members only); while the batch is held,
-nothing new is read, and aiokafka's fetcher stops once its bounded buffer is full.
+nothing new is read, and aiokafka fetches a partition again only once its previous
+fetch was taken, so nothing piles up in memory.
 
 An id the registry says does not exist is not an outage: the codec remembers it and its
 records fail to decode (dead-lettered with the reason, like any decode error). `send()`
 on a registry-format topic registers its schema through `prepare_send`, waiting out an
-outage the same way. One log line when an outage starts and one when it ends; metrics
-`aerogrid_schema_registry_up`, `_errors_total{kind}`, `_pauses_total` and
-`aerogrid_records_waiting_on_registry`.
+outage the same way. One log line when an outage starts, one every 30 s while it lasts,
+one when it ends; metrics `aerogrid_schema_registry_up`, `_errors_total{kind}`,
+`_pauses_total` and `aerogrid_records_waiting_on_registry`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ log = logging.getLogger("aerogrid.engine")
 
 #: The longest a held batch waits between two attempts (and so the longest a cycle lasts).
 MAX_DELAY_SECONDS = 5.0
+
+#: How often a long outage is summed up in the log (one line at its start and end too).
+SUMMARY_SECONDS = 30.0
 
 #: What a failed registry call counts as, by error type.
 _KINDS: tuple[tuple[type[Exception], str], ...] = (
@@ -87,6 +91,7 @@ class SchemaLoader:
             topic.bind_registry(self)
             self._codecs[topic.name] = topic.registry_codecs
         self._outage_since: float | None = None
+        self._last_summary = 0.0
         self._outage_reason = ""
         self._waiting = 0
         metrics.SCHEMA_REGISTRY_UP.labels(app_name).set(1)
@@ -210,9 +215,13 @@ class SchemaLoader:
         self._waiting = waiting
         metrics.RECORDS_WAITING_ON_REGISTRY.labels(self.app_name).set(waiting)
         self._outage_reason = str(exc)
+        now = time.monotonic()
         if self._outage_since is not None:
+            if now - self._last_summary >= SUMMARY_SECONDS:
+                self._last_summary = now
+                log.warning("app %s: still waiting: %s", self.app_name, self.outage)
             return
-        self._outage_since = time.monotonic()
+        self._outage_since = self._last_summary = now
         metrics.SCHEMA_REGISTRY_UP.labels(self.app_name).set(0)
         metrics.SCHEMA_REGISTRY_PAUSES.labels(self.app_name).inc()
         what = (
