@@ -124,6 +124,12 @@ class WriterSchemas(Generic[Parsed]):
         except SchemaNotFound:
             self._unusable[schema_id] = f"schema id {schema_id} is not in the registry"
             return
+        if registered.schema_type != self._schema_type:
+            self._unusable[schema_id] = (
+                f"schema id {schema_id} is a {registered.schema_type} schema, "
+                f"not {self._schema_type}"
+            )
+            return
         try:
             registered = await self._registry.with_references(registered)
         except SchemaNotFound as missing:
@@ -135,12 +141,6 @@ class WriterSchemas(Generic[Parsed]):
             raise
         except SchemaRegistryError as refused:  # a reference cycle, an odd answer
             self._unusable[schema_id] = f"schema id {schema_id}: {refused}"
-            return
-        if registered.schema_type != self._schema_type:
-            self._unusable[schema_id] = (
-                f"schema id {schema_id} is a {registered.schema_type} schema, "
-                f"not {self._schema_type}"
-            )
             return
         try:
             self._parsed[schema_id] = self._parse(registered)
