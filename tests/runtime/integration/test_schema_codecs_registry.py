@@ -23,7 +23,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from google.protobuf import descriptor_pool, message_factory, timestamp_pb2
 from google.protobuf.message import Message
 
-from aerogrid.errors import DecodeError
+from aerogrid.errors import ConfigurationError, DecodeError
 from aerogrid.records import Record
 from aerogrid.schemas.codec import RegistryCodec, registry_codec
 from aerogrid.schemas.json_schema import record_json_schema
@@ -194,3 +194,56 @@ async def test_json_schema_both_ways_with_the_reference_client(
     deserializer = JSONDeserializer(None, schema_registry_client=reference)
     assert deserializer(sent, context(ours_topic)) == json.loads(sent[5:])
     assert await decoded(codec, sent) == ORDER
+
+
+MONEY_PROTO = (
+    'syntax = "proto3"; package money.v1; message Money { int64 cents = 1; string currency = 2; }'
+)
+PAYMENT_PROTO = """
+syntax = "proto3";
+package pay.v1;
+import "money.proto";
+message Payment { string id = 1; money.v1.Money amount = 2; }
+"""
+
+
+class Amount(Record):
+    cents: int
+    currency: str
+
+
+class Payment(Record):
+    id: str
+    amount: Amount
+
+
+async def test_protobuf_writer_schemas_with_references(
+    registry: SchemaRegistry, reference: SchemaRegistryClient, topic: str, tmp_path: Path
+) -> None:
+    """The reference serializer registers money.proto as a schema of its own and the payment
+    schema referencing it; a generated class and a Record both read its records."""
+    money = compile_proto(tmp_path, "money.proto", MONEY_PROTO)
+    payment_file = compile_proto(tmp_path, "payment.proto", PAYMENT_PROTO)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(money)
+    pool.Add(payment_file)
+    payment_type: Any = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("pay.v1.Payment")
+    )
+    payment = payment_type(id="p-1")
+    payment.amount.cents, payment.amount.currency = 1250, "EUR"
+    serializer = ProtobufSerializer(payment_type, reference, {"use.deprecated.format": False})
+    written = serializer(payment, context(topic))
+    assert isinstance(written, bytes)
+    stored = reference.get_schema(int.from_bytes(written[1:5], "big"))
+    assert [ref.name for ref in stored.references or []] == ["money.proto"]
+
+    as_message = registry_codec("protobuf", payment_type, registry=registry, topic=topic)
+    assert await decoded(as_message, written) == payment
+    as_record = registry_codec("protobuf", Payment, registry=registry, topic=topic)
+    assert await decoded(as_record, written) == Payment(
+        id="p-1", amount=Amount(cents=1250, currency="EUR")
+    )
+    # Sending one needs references of our own, which we do not register yet: a clear refusal.
+    with pytest.raises(ConfigurationError, match=r"imports money\.proto: schema references"):
+        await as_message.prepare_send(payment)

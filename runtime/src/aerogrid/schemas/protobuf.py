@@ -13,6 +13,7 @@ writer's schema (`aerogrid.schemas.protobuf_record`), so field numbers never nee
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -125,12 +126,27 @@ class WriterSchema:
 
 
 def _writer_schema(registered: RegisteredSchema, *, with_pool: bool) -> WriterSchema:
-    """A parsed writer schema; raises (the id is then unusable) if it does not parse."""
+    """A parsed writer schema; raises (the id is then unusable) if it does not parse.
+
+    A Record reads with the writer's own schema, so its pool holds the files the writer
+    imports too (its references, fetched with it); a generated class needs only the names.
+    """
     file = parse_schema(registered.schema, f"schema-{registered.schema_id}.proto")
     tree = message_tree(file)
     if not tree:
         raise ValueError("it declares no message")
-    return WriterSchema(file, tree, pool_with(file) if with_pool else None)
+    if not with_pool:
+        return WriterSchema(file, tree)
+    return WriterSchema(file, tree, pool_with(file, dict(_imported(registered))))
+
+
+def _imported(
+    registered: RegisteredSchema,
+) -> Iterator[tuple[str, descriptor_pb2.FileDescriptorProto]]:
+    """Every file a writer schema imports through references, transitively, by import path."""
+    for reference, dependency in zip(registered.references, registered.resolved, strict=False):
+        yield reference.name, parse_schema(dependency.schema, reference.name)
+        yield from _imported(dependency)
 
 
 def _full_name(writer: WriterSchema, indexes: list[int]) -> str:
@@ -171,7 +187,7 @@ class ProtobufCodec:
                 f"not {value_type!r}"
             )
         self._descriptor = cast(Descriptor, self._message_type.DESCRIPTOR)
-        self._own_text = proto_text(own_file)
+        self._own_file = own_file  # written as .proto text when first sent
         self._registry = registry
         self._subjects = subjects
         with_pool = self._record_type is not None
@@ -215,7 +231,9 @@ class ProtobufCodec:
         if self._own_id is not None:
             return
         self._own_id = await self._registry.register(
-            self._subjects.subject(self._descriptor.full_name), self._own_text, SCHEMA_TYPE
+            self._subjects.subject(self._descriptor.full_name),
+            proto_text(self._own_file),
+            SCHEMA_TYPE,
         )
 
     def encode(self, value: Any) -> bytes | None:

@@ -16,6 +16,7 @@ repeated, dict[str, T] → map<string, T>, a nested Record → a message of the 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -31,6 +32,7 @@ from aerogrid.schemas.protobuf_parse import SCALAR_TYPES, map_entry_name
 
 FieldProto = descriptor_pb2.FieldDescriptorProto
 TIMESTAMP = "google/protobuf/timestamp.proto"
+MAX_IMPORT_DEPTH = 32
 _SCALAR_OF: dict[type[inspect.Type], str] = {
     inspect.StrType: "string",
     inspect.IntType: "int64",
@@ -136,29 +138,47 @@ def _element(
         )
 
 
-def pool_with(file: descriptor_pb2.FileDescriptorProto) -> descriptor_pool.DescriptorPool:
-    """A pool of its own holding `file` and the well-known types it imports.
+def pool_with(
+    file: descriptor_pb2.FileDescriptorProto,
+    imported: Mapping[str, descriptor_pb2.FileDescriptorProto] | None = None,
+) -> descriptor_pool.DescriptorPool:
+    """A pool of its own holding `file`, the files it imports and the well-known types.
 
-    ValueError for any other import (schema references are not supported yet).
+    `imported` maps an import path to its file (a writer's references, from the registry);
+    ValueError for an import that is neither there nor a well-known type.
     """
     pool = descriptor_pool.DescriptorPool()
+    given = dict(imported or {})
     added: set[str] = set()
 
-    def add(known: FileDescriptor) -> None:
+    def add_known(known: FileDescriptor) -> None:
         for dependency in known.dependencies:
-            add(dependency)
+            add_known(dependency)
         if known.name not in added:
             added.add(known.name)
             pool.AddSerializedFile(known.serialized_pb)
 
+    def add(path: str, depth: int) -> None:
+        if path in added:
+            return
+        if depth > MAX_IMPORT_DEPTH:
+            raise ValueError(f"imports nest deeper than {MAX_IMPORT_DEPTH} (a cycle?) at {path}")
+        if path.startswith("google/protobuf/") and path.endswith(".proto"):
+            module = path.removesuffix(".proto").replace("/", ".") + "_pb2"
+            try:
+                add_known(importlib.import_module(module).DESCRIPTOR)
+            except ImportError:
+                raise ValueError(f"it imports {path}, which is not a well-known type") from None
+            return
+        if path not in given:
+            raise ValueError(f"it imports {path}, which the registry gave no reference for")
+        for dependency in given[path].dependency:
+            add(dependency, depth + 1)
+        added.add(path)
+        pool.Add(given[path])
+
     for path in file.dependency:
-        if not (path.startswith("google/protobuf/") and path.endswith(".proto")):
-            raise ValueError(f"it imports {path}: schema references are not supported yet")
-        module = path.removesuffix(".proto").replace("/", ".") + "_pb2"
-        try:
-            add(importlib.import_module(module).DESCRIPTOR)
-        except ImportError:
-            raise ValueError(f"it imports {path}, which is not a well-known type") from None
+        add(path, 0)
     pool.Add(file)
     return pool
 
