@@ -22,7 +22,7 @@ from confluent_kafka.schema_registry import SchemaReference as ConfluentReferenc
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from aerogrid.errors import DecodeError
+from aerogrid.errors import ConfigurationError, DecodeError
 from aerogrid.records import Record
 from aerogrid.schemas.codec import RegistryCodec, registry_codec
 from aerogrid.schemas.errors import RegistryUnavailable, SchemaNotFound, SchemaRejected
@@ -218,6 +218,9 @@ async def test_an_id_the_registry_does_not_have_is_a_decode_error(
         await decoded(codec, frame(987654, b"\x02a\x02\x02c"))
     with pytest.raises(SchemaNotFound):
         await registry.latest(f"{unique_name}-nothing")
+    as_dict = registry_codec("avro", dict, registry=registry, topic=f"{unique_name}-nothing")
+    with pytest.raises(ConfigurationError, match="has none: register one"):
+        await as_dict.prepare_send({"product": "a"})
 
 
 async def test_an_incompatible_schema_is_rejected_with_the_registrys_reason(

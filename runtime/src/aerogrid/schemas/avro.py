@@ -32,7 +32,7 @@ from aerogrid.records import Record
 from aerogrid.schemas.avro_bounds import unbounded_array
 from aerogrid.schemas.avro_schema import avro_full_name, avro_schema
 from aerogrid.schemas.codec import WriterSchemas
-from aerogrid.schemas.errors import SchemaNotLoaded
+from aerogrid.schemas.errors import SchemaNotFound, SchemaNotLoaded
 from aerogrid.schemas.registry import RegisteredSchema, SchemaRegistry
 from aerogrid.schemas.subjects import SubjectNamer
 from aerogrid.schemas.wire import frame, parse_frame
@@ -142,8 +142,20 @@ class AvroCodec:
                     f"topic {self._subjects.topic!r}: sending dicts as Avro needs "
                     "subject_strategy='topic' (the subject's latest schema is the writer's)"
                 )
-            latest = await self._registry.latest(self._subjects.subject(""))
-            self._send_schema = fastavro.parse_schema(json.loads(latest.schema))
+            subject = self._subjects.subject("")
+            try:
+                latest = await self._registry.with_references(await self._registry.latest(subject))
+            except SchemaNotFound:
+                raise ConfigurationError(
+                    f"topic {self._subjects.topic!r}: dicts are sent with the latest schema of "
+                    f"subject {subject!r}, and the registry has none: register one, or "
+                    "declare the type as a Record"
+                ) from None
+            named: dict[str, Any] = {}
+            _parse_references(latest, named)
+            self._send_schema = fastavro.parse_schema(
+                json.loads(latest.schema), named_schemas=named
+            )
             self._send_id = latest.schema_id
             return
         text = json.dumps(self._reader, separators=(",", ":"))
