@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry import SchemaReference as ReferenceSchema
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
 from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -247,3 +248,56 @@ async def test_protobuf_writer_schemas_with_references(
     # Sending one needs references of our own, which we do not register yet: a clear refusal.
     with pytest.raises(ConfigurationError, match=r"imports money\.proto: schema references"):
         await as_message.prepare_send(payment)
+
+
+CUSTOMER_SCHEMA = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "tier": {"enum": ["gold", "silver"]}},
+    "required": ["name", "tier"],
+}
+INVOICE_SCHEMA = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "type": "object",
+    "properties": {"id": {"type": "string"}, "customer": {"$ref": "customer.json"}},
+    "required": ["id", "customer"],
+}
+
+
+class Customer(Record):
+    name: str
+    tier: str
+
+
+class Invoice(Record):
+    id: str
+    customer: Customer
+
+
+async def test_json_schema_writer_schemas_with_references(
+    registry: SchemaRegistry, reference: SchemaRegistryClient, topic: str
+) -> None:
+    """A writer schema whose `$ref` names another registered schema (a reference): its
+    records are validated through it, and one failing inside it names the path."""
+    customer_subject = f"{topic}-customer"
+    reference.register_schema(customer_subject, Schema(json.dumps(CUSTOMER_SCHEMA), "JSON"))
+    version = reference.get_latest_version(customer_subject).version
+    assert version is not None
+    invoice_schema = Schema(
+        json.dumps(INVOICE_SCHEMA),
+        "JSON",
+        [ReferenceSchema("customer.json", customer_subject, version)],
+    )
+    serializer = JSONSerializer(invoice_schema, reference)
+    document = {"id": "i-1", "customer": {"name": "Ada", "tier": "gold"}}
+    written = serializer(document, context(topic))
+    assert isinstance(written, bytes)
+    codec = registry_codec("json-schema", Invoice, registry=registry, topic=topic)
+    assert await decoded(codec, written) == Invoice(
+        id="i-1", customer=Customer(name="Ada", tier="gold")
+    )
+    invalid = (
+        written[:5] + json.dumps({**document, "customer": {"name": "Bo", "tier": "tin"}}).encode()
+    )
+    with pytest.raises(DecodeError, match=r"does not match schema id \d+ at \$\.customer\.tier"):
+        codec.decode(invalid)

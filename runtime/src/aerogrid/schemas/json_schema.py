@@ -18,12 +18,16 @@ one leniency: a JSON number for a Decimal, which the schema's "string" would ref
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
 import jsonschema.exceptions
 import msgspec
+import referencing
+import referencing.jsonschema
+from referencing import Resource
 
 from aerogrid.errors import ConfigurationError, DecodeError
 from aerogrid.limits import MAX_DEPTH
@@ -109,21 +113,38 @@ def _writer_check(registered: RegisteredSchema, own_schema: dict[str, Any]) -> W
 
     A schema equal to the declared type's own needs no validator: msgspec's typed decode
     enforces the constraints msgspec wrote into it (a Decimal also from a JSON number),
-    35 times faster than jsonschema.
+    35 times faster than jsonschema. The schemas it references (fetched with it) are
+    the validator's only other documents: a `$ref` to anything else is never fetched.
     """
-    if registered.references:
-        names = ", ".join(ref.name for ref in registered.references)
-        raise ValueError(f"it references other schemas ({names}), which is not supported yet")
-    schema = msgspec.json.decode(registered.schema)
-    if schema == own_schema:
+    schema = _schema_document(registered.schema)
+    if schema == own_schema and not registered.references:
         return WriterCheck(None)
-    if isinstance(schema, bool):  # `true` accepts everything, `false` nothing
-        schema = {} if schema else {"not": {}}
-    if not isinstance(schema, dict):
-        raise ValueError(f"a JSON Schema is an object or a boolean, not {type(schema).__name__}")
     validator_class = jsonschema.validators.validator_for(schema)
     validator_class.check_schema(schema)
-    return WriterCheck(validator_class(schema))
+    default = referencing.jsonschema.specification_with(
+        schema.get("$schema", DRAFT_07), default=referencing.jsonschema.DRAFT7
+    )
+    documents = referencing.Registry().with_resources(
+        (name, Resource.from_contents(_schema_document(text), default_specification=default))
+        for name, text in _referenced(registered)
+    )
+    return WriterCheck(validator_class(schema, registry=documents))
+
+
+def _schema_document(text: str) -> dict[str, Any]:
+    schema = msgspec.json.decode(text)
+    if isinstance(schema, bool):  # `true` accepts everything, `false` nothing
+        return {} if schema else {"not": {}}
+    if not isinstance(schema, dict):
+        raise ValueError(f"a JSON Schema is an object or a boolean, not {type(schema).__name__}")
+    return schema
+
+
+def _referenced(registered: RegisteredSchema) -> Iterator[tuple[str, str]]:
+    """(the name a `$ref` uses, schema text) of every schema referenced, transitively."""
+    for reference, dependency in zip(registered.references, registered.resolved, strict=False):
+        yield reference.name, dependency.schema
+        yield from _referenced(dependency)
 
 
 class JsonSchemaCodec:
