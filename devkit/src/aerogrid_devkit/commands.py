@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import textwrap
 from pathlib import Path
 from typing import NoReturn
 
@@ -13,9 +12,15 @@ import click
 from aiokafka.errors import KafkaError
 
 from aerogrid.errors import ConfigurationError
+from aerogrid.schemas.errors import SchemaRegistryError
 from aerogrid.settings import BrokerSettings
 from aerogrid_devkit import brokers, kafka_tools, scaffold
 from aerogrid_devkit.brokers import compatibility
+from aerogrid_devkit.registry_records.decode import RecordDecoder
+from aerogrid_devkit.registry_records.encode import FORMATS
+from aerogrid_devkit.registry_records.produce import RegistryPart, encode_records
+from aerogrid_devkit.registry_records.settings import resolve_registry
+from aerogrid_devkit.registry_records.shown import shown_record
 from aerogrid_devkit.schema_registry import RegistryError
 from aerogrid_devkit.schema_registry import cli as registry_cli
 from aerogrid_devkit.workspace import MANIFEST, Workspace
@@ -205,10 +210,18 @@ def topics(broker: str | None, as_json: bool) -> None:
         click.echo(f"{info.name:<40} {info.partitions:>3} partitions {total:>10} records")
 
 
+_REGISTRY = click.option(
+    "--schema-registry",
+    "registry",
+    help="Schema registry URL [default: AEROGRID_SCHEMA_REGISTRY, else the workspace's].",
+)
+_FORMAT = click.Choice(FORMATS)
+
+
 @click.command()
 @click.argument("topic")
 @click.argument("value", required=False)
-@click.option("--key", help="Record key (text).")
+@click.option("--key", help="Record key (text; JSON with --key-format).")
 @click.option(
     "--file",
     "file",
@@ -216,16 +229,32 @@ def topics(broker: str | None, as_json: bool) -> None:
     help="One record per non-empty line.",
 )
 @click.option("--header", "headers", multiple=True, help="NAME=VALUE, repeatable.")
+@click.option("--format", "fmt", type=_FORMAT, default="json", show_default=True)
+@click.option("--schema", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--message", help="The .proto's message (--format protobuf).")
+@click.option("--key-format", type=_FORMAT, default="json", show_default=True)
+@click.option("--key-schema", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_BROKER
+@_REGISTRY
 def produce(
     topic: str,
     value: str | None,
     key: str | None,
     file: Path | None,
     headers: tuple[str, ...],
+    fmt: str,
+    schema: Path | None,
+    message: str | None,
+    key_format: str,
+    key_schema: Path | None,
     broker: str | None,
+    registry: str | None,
 ) -> None:
-    """Send VALUE (or each line of --file) to TOPIC."""
+    """Send VALUE (or each line of --file) to TOPIC.
+
+    With --format avro, json-schema or protobuf, each VALUE is JSON checked against
+    --schema, registered under the subject TOPIC-value, and sent in the Confluent wire format.
+    """
     if (value is None) == (file is None):
         _fail("give a VALUE or --file, not both and not neither")
     if value is not None:
@@ -239,12 +268,24 @@ def produce(
         if not sep or not name:
             _fail(f"header {header!r} is not NAME=VALUE")
         parsed.append((name, text.encode()))
+    try:
+        value_part = RegistryPart.load(fmt, schema, message, is_key=False)
+        key_part = RegistryPart.load(key_format, key_schema, None, is_key=True)
+        registry_settings = resolve_registry(registry) if value_part or key_part else None
+        values, raw_key = asyncio.run(
+            encode_records(
+                registry_settings,
+                topic,
+                (value_part, values),
+                (key_part, key.encode() if key else None),
+            )
+        )
+    except (ConfigurationError, ValueError, SchemaRegistryError) as exc:
+        _fail(str(exc))
     settings = _broker_settings(broker)
     try:
         where = asyncio.run(
-            kafka_tools.produce(
-                settings, topic, values, key=key.encode() if key else None, headers=parsed
-            )
+            kafka_tools.produce(settings, topic, values, key=raw_key, headers=parsed)
         )
     except KafkaError as exc:
         _fail(f"cannot produce to {topic} at {settings.bootstrap}: {exc}")
@@ -260,6 +301,7 @@ def produce(
 @click.option("--idle-timeout", type=float, help="Stop after this many seconds without a record.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per record.")
 @_BROKER
+@_REGISTRY
 def tail(
     topic: str,
     from_beginning: bool,
@@ -267,28 +309,35 @@ def tail(
     idle_timeout: float | None,
     as_json: bool,
     broker: str | None,
+    registry: str | None,
 ) -> None:
-    """Print TOPIC's records as they arrive (key, value, headers)."""
+    """Print TOPIC's records as they arrive (key, value, headers).
+
+    Avro, Protobuf and JSON Schema records (the Confluent wire format) are decoded with
+    the schema registry and shown with their schema id and subject.
+    """
     settings = _broker_settings(broker)
+    try:
+        decoder = RecordDecoder(resolve_registry(registry))
+    except ConfigurationError as exc:
+        _fail(str(exc))
 
     async def run() -> None:
         count = 0
-        async for record in kafka_tools.tail(
-            settings, topic, from_beginning=from_beginning, idle_timeout=idle_timeout
-        ):
-            if as_json:
-                click.echo(json.dumps(record))
-            else:
-                value = record["value"]
-                shown = json.dumps(value, indent=2) if isinstance(value, dict | list) else value
-                where = f"{record['topic']}[{record['partition']}]@{record['offset']}"
-                click.echo(f"{where} key={record['key']!r}")
-                for name, text in record["headers"].items():
-                    click.echo(f"  {name}: {text}")
-                click.echo(textwrap.indent(str(shown), "  "))
-            count += 1
-            if limit is not None and count >= limit:
-                return
+        try:
+            async for record in kafka_tools.tail(
+                settings,
+                topic,
+                from_beginning=from_beginning,
+                idle_timeout=idle_timeout,
+                decoder=decoder,
+            ):
+                click.echo(json.dumps(record) if as_json else shown_record(record))
+                count += 1
+                if limit is not None and count >= limit:
+                    return
+        finally:
+            await decoder.aclose()
 
     try:
         asyncio.run(run())

@@ -22,6 +22,7 @@ from aerogrid.record_formats import json_too_deep
 from aerogrid.settings import BrokerSettings
 from aerogrid_devkit import embedded
 from aerogrid_devkit.brokers import local_kafka
+from aerogrid_devkit.registry_records.decode import RecordDecoder
 from aerogrid_devkit.topic_offsets import count_records, high_watermarks
 from aerogrid_devkit.workspace import MANIFEST, Workspace
 
@@ -136,9 +137,17 @@ async def produce(
 
 
 async def tail(
-    settings: BrokerSettings, topic: str, *, from_beginning: bool, idle_timeout: float | None
+    settings: BrokerSettings,
+    topic: str,
+    *,
+    from_beginning: bool,
+    idle_timeout: float | None,
+    decoder: RecordDecoder | None = None,
 ) -> AsyncGenerator[dict[str, Any], None]:
-    """Records of every partition of `topic`, as dicts, until idle for `idle_timeout`."""
+    """Records of every partition of `topic`, as dicts, until idle for `idle_timeout`.
+
+    With a `decoder`, registry-format keys and values are decoded (see `RecordDecoder`).
+    """
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
@@ -164,7 +173,10 @@ async def tail(
             for messages in batch.values():
                 for m in messages:
                     last = loop.time()
-                    yield describe(m)
+                    described = describe(m)
+                    if decoder is not None:
+                        await decoder.annotate(described, m.topic, m.key, m.value)
+                    yield described
     finally:
         await consumer.stop()
 
