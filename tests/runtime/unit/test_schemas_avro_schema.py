@@ -262,3 +262,26 @@ def test_defaults_holding_records_use_each_fields_avro_form() -> None:
     assert _field(schema, "second")["default"] == money
     assert _field(schema, "history")["default"] == [money]
     fastavro.parse_schema(schema)
+
+
+class Stamped(Record):
+    at: Annotated[dt.datetime, msgspec.Meta(extra={"timestamp": "millis"})] = dt.datetime(
+        1970, 1, 1, 0, 0, 2, tzinfo=dt.UTC
+    )
+    micro: dt.datetime = dt.datetime(1970, 1, 1, 0, 0, 2, tzinfo=dt.UTC)
+
+
+class BadUnit(Record):
+    at: Annotated[dt.datetime, msgspec.Meta(extra={"timestamp": "nanos"})]
+
+
+def test_timestamps_in_millis_when_asked() -> None:
+    schema = avro_schema(Stamped)
+    assert _field(schema, "at") == {
+        "name": "at",
+        "type": {"type": "long", "logicalType": "timestamp-millis"},
+        "default": 2_000,
+    }
+    assert _field(schema, "micro")["default"] == 2_000_000
+    with pytest.raises(ConfigurationError, match="'nanos'"):
+        avro_schema(BadUnit)

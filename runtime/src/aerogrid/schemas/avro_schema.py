@@ -10,8 +10,10 @@ app sends resolve an older writer too.
 
 Decimal precision and scale: `Annotated[Decimal, msgspec.Meta(extra={"precision": 18,
 "scale": 2})]`; without them decimal(38, 9). On decode the writer's scale wins (the value
-is exact either way). Names: the class name in the module's namespace, or a full name
-in the class attribute `__avro_name__ = "com.acme.Order"`.
+is exact either way). Timestamps in milliseconds: `Annotated[datetime,
+msgspec.Meta(extra={"timestamp": "millis"})]` (a writer's millis decode either way).
+Names: the class name in the module's namespace, or a full name in the class attribute
+`__avro_name__ = "com.acme.Order"`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ DEFAULT_PRECISION = 38
 DEFAULT_SCALE = 9
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_DATE = dt.date(1970, 1, 1)
+_MILLISECOND = dt.timedelta(milliseconds=1)
+_MICROSECOND = dt.timedelta(microseconds=1)
 
 #: Top-level key or value types that are Avro primitives.
 _PRIMITIVES: dict[Any, str] = {
@@ -98,7 +102,10 @@ class _Deriver:
                 "scale": int(extra.get("scale", DEFAULT_SCALE)),
             }
         if isinstance(info, mi.DateTimeType):
-            return {"type": "long", "logicalType": "timestamp-micros"}
+            unit = extra.get("timestamp", "micros")
+            if unit not in ("micros", "millis"):
+                raise self._unsupported(path, f"timestamp {unit!r} is not 'micros' or 'millis'")
+            return {"type": "long", "logicalType": f"timestamp-{unit}"}
         if isinstance(info, mi.DateType):
             return {"type": "int", "logicalType": "date"}
         if isinstance(info, mi.UUIDType):
@@ -205,7 +212,8 @@ def _avro_default(value: Any, schema: Any, named: dict[str, Any]) -> Any:
         return unscaled.to_bytes(size, "big", signed=True).decode("latin-1")
     if isinstance(value, dt.datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        return (moment - _EPOCH) // dt.timedelta(microseconds=1)
+        unit = _MILLISECOND if spec.get("logicalType") == "timestamp-millis" else _MICROSECOND
+        return (moment - _EPOCH) // unit
     if isinstance(value, dt.date):
         return (value - _EPOCH_DATE).days
     if isinstance(value, list | set | frozenset | tuple):
