@@ -72,6 +72,8 @@ class RegistryHttp:
                 timeout=self._timeout,
                 headers={"Accept": _ACCEPT},
                 transport=self._transport,
+                # Only our settings: no proxy, netrc or CA bundle taken from the environment
+                # (the brokers are reached directly too, and a netrc must not add a password).
                 trust_env=False,
             )
         return self._client
