@@ -16,6 +16,7 @@ repeated, dict[str, T] → map<string, T>, a nested Record → a message of the 
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,7 +47,8 @@ _SCALAR_OF: dict[type[inspect.Type], str] = {
 
 def record_file(record_type: type[Record]) -> descriptor_pb2.FileDescriptorProto:
     """The proto3 file of a Record: it is message 0, its nested Records the next ones."""
-    package = record_type.__module__.strip("_") or "aerogrid"
+    # A module's name may hold what a proto package may not (an app file named `my-app.py`).
+    package = re.sub(r"[^A-Za-z0-9_.]", "_", record_type.__module__).strip("_.") or "aerogrid"
     file = descriptor_pb2.FileDescriptorProto(
         name=f"{package.replace('.', '/')}/{record_type.__name__}.proto",
         package=package,
