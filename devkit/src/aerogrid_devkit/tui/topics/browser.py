@@ -1,7 +1,9 @@
 """The topic browser: the messages of a topic, and the one under the cursor in full.
 
-Values that parse as JSON are pretty-printed; anything else is shown as text (bytes that
-are not UTF-8 escaped), so a malformed record is as readable as a good one. Big values,
+Values that parse as JSON are pretty-printed; Avro, Protobuf and JSON Schema records (the
+Confluent wire format) are decoded with the schema registry and shown as JSON after their
+`[avro id=3 orders-value]` label; anything else is shown as text (bytes that are not UTF-8
+escaped), so a malformed record is as readable as a good one. Big values,
 keys and headers are shown cut (saying how big they are), so a megabyte dead letter or
 deeply nested JSON opens as fast as any other record.
 """
@@ -25,6 +27,8 @@ from textual.widgets import DataTable, Static
 
 from aerogrid_devkit import kafka_tools
 from aerogrid_devkit.kafka_tools import BrowsedRecord
+from aerogrid_devkit.registry_records.browsed import RecordFormats, decode_records
+from aerogrid_devkit.registry_records.decode import Decoded, Undecoded, escaped
 from aerogrid_devkit.tui.screens.section import SectionScreen, describe_error
 from aerogrid_devkit.tui.topics.browse_form import BrowseForm, BrowseRequest
 from aerogrid_devkit.tui.widgets.filter_table import FilterableTable, TableRow
@@ -69,8 +73,12 @@ def one_line(text: str) -> str:
     return text if len(text) <= PREVIEW else text[: PREVIEW - 1] + "…"
 
 
-def preview(data: bytes | None) -> str:
-    """The value on one line: compact JSON, or the text, cut to fit a cell."""
+def preview(data: bytes | None, found: Decoded | Undecoded | None = None) -> str:
+    """The value on one line: compact JSON (labelled if decoded), or the text, cut to fit."""
+    if isinstance(found, Decoded):
+        return one_line(f"{found.label} {json.dumps(found.value, ensure_ascii=False)}")
+    if isinstance(found, Undecoded) and data is not None:
+        return one_line(f"(not decoded) {escaped(data[: PREVIEW * 4])}")
     if data is None:
         return "(null)"
     if len(data) <= PREVIEW_PARSE_BYTES:
@@ -80,23 +88,29 @@ def preview(data: bytes | None) -> str:
     return one_line(text_of(data[: PREVIEW * 4]))
 
 
-def record_row(record: BrowsedRecord) -> TableRow:
+def record_row(record: BrowsedRecord, formats: RecordFormats | None = None) -> TableRow:
+    formats = formats or RecordFormats()
     return TableRow(
         f"{record.partition}:{record.offset}",
         (
             str(record.partition),
             str(record.offset),
-            one_line(text_of(record.key[: PREVIEW * 4]))
+            (
+                preview(record.key, formats.key)
+                if formats.key is not None
+                else one_line(text_of(record.key[: PREVIEW * 4]))
+            )
             if record.key is not None
             else Text("(none)", style="dim"),
-            preview(record.value),
+            preview(record.value, formats.value),
             str(len(record.headers)) if record.headers else "",
         ),
     )
 
 
-def record_detail(record: BrowsedRecord) -> RenderableType:
+def record_detail(record: BrowsedRecord, formats: RecordFormats | None = None) -> RenderableType:
     """Everything about one record: where it is, its key and headers, its value in full."""
+    formats = formats or RecordFormats()
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="dim", justify="right")
     facts.add_column()
@@ -105,7 +119,13 @@ def record_detail(record: BrowsedRecord) -> RenderableType:
         when = datetime.fromtimestamp(record.timestamp / 1000, UTC)
         where += f" · {when:%Y-%m-%d %H:%M:%S} UTC"
     facts.add_row("Record", where)
-    key = text_of(record.key, HEADER_BYTES) if record.key is not None else Text("(none)", "dim")
+    key: RenderableType = (
+        text_of(record.key, HEADER_BYTES) if record.key is not None else Text("(none)", "dim")
+    )
+    if isinstance(formats.key, Decoded):
+        key = Text(f"{formats.key.label} {json.dumps(formats.key.value, ensure_ascii=False)}")
+    elif isinstance(formats.key, Undecoded) and record.key is not None:
+        key = Text(f"{escaped(record.key[:HEADER_BYTES])} ({formats.key.reason})")
     facts.add_row("Key", key)
     if record.headers:
         for i, (name, header) in enumerate(record.headers):
@@ -113,6 +133,16 @@ def record_detail(record: BrowsedRecord) -> RenderableType:
             facts.add_row("Headers" if i == 0 else "", Text(line))
     else:
         facts.add_row("Headers", Text("(none)", style="dim"))
+    if isinstance(formats.value, Decoded):
+        found = formats.value
+        subject = f" · subject {found.subject}" if found.subject else ""
+        label = f"Value ({found.format} · schema id {found.schema_id}{subject})"
+        shown = JSON(json.dumps(found.value, ensure_ascii=False), indent=2)
+        return Group(facts, Text(""), Text(label, style="bold"), shown)
+    if isinstance(formats.value, Undecoded) and record.value is not None:
+        label = f"Value (not decoded: {formats.value.reason})"
+        raw = Text(escaped(record.value[:DETAIL_BYTES]))
+        return Group(facts, Text(""), Text(label, style="bold"), raw)
     is_json, _ = parsed_json(record.value)
     if record.value is None:
         value: RenderableType = Text("(null: a tombstone)", style="dim")
@@ -142,6 +172,8 @@ class TopicBrowserScreen(SectionScreen):
         self.topic = topic
         self.request = request
         self.records: dict[str, BrowsedRecord] = {}
+        #: Registry-format records decoded, by row key.
+        self.formats: dict[str, RecordFormats] = {}
 
     def compose_body(self) -> ComposeResult:
         yield Static(classes="browse-status")
@@ -171,15 +203,19 @@ class TopicBrowserScreen(SectionScreen):
                 ),
                 BROWSE_TIMEOUT,
             )
+            formats = await decode_records(self.topic, records)
         except Exception as exc:  # shown in the screen, which stays usable
             self._status(Text(f"cannot read {self.topic}: {describe_error(exc)}", style="bold red"))
             return
-        self.show_records(records)
+        self.show_records(records, formats)
 
-    def show_records(self, records: list[BrowsedRecord]) -> None:
+    def show_records(
+        self, records: list[BrowsedRecord], formats: dict[str, RecordFormats] | None = None
+    ) -> None:
         self.records = {f"{r.partition}:{r.offset}": r for r in records}
+        self.formats = formats or {}
         table = self.query_one(FilterableTable)
-        table.set_rows([record_row(r) for r in records])
+        table.set_rows([record_row(r, self.formats.get(k)) for k, r in self.records.items()])
         count = f"{len(records):,} message" + ("" if len(records) == 1 else "s")
         self._status(Text(f"{self.topic} · {self.request.describe()} · {count}"))
         self._show_selected()
@@ -192,7 +228,10 @@ class TopicBrowserScreen(SectionScreen):
         key = self.query_one(FilterableTable).selected
         record = self.records.get(key) if key else None
         detail = self.query_one(".record", Static)
-        detail.update(record_detail(record) if record else Text("no message selected", "dim"))
+        if record is None or key is None:
+            detail.update(Text("no message selected", "dim"))
+            return
+        detail.update(record_detail(record, self.formats.get(key)))
 
     def action_back(self) -> None:
         self.dismiss()
