@@ -425,3 +425,55 @@ async def test_a_missing_reference_or_a_cycle_is_the_records_fault() -> None:
     )
     with pytest.raises(DecodeError, match="references nest deeper than 16"):
         await decoded(cycle.codec(), frame(1, b"\x06"))
+
+
+class RawView(Record):
+    id: str
+    at: int
+    day: int
+    when: dt.datetime
+    maybe_at: int | None = None
+    items: list[str] = []
+
+
+async def test_logical_types_the_record_declares_raw_are_read_raw() -> None:
+    """A `uuid` string into `str`, a timestamp or date into `int`: the underlying value, as
+    Avro gives a reader without the logical type (fastavro would convert them all)."""
+    registry = MemoryRegistry()
+    uuid_type = {"type": "string", "logicalType": "uuid"}
+    writer = {
+        "type": "record",
+        "name": "Raw",
+        "fields": [
+            {"name": "id", "type": uuid_type},
+            {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+            {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+            {"name": "when", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+            {
+                "name": "maybe_at",
+                "type": ["null", {"type": "long", "logicalType": "timestamp-micros"}],
+            },
+            {"name": "items", "type": {"type": "array", "items": uuid_type}},
+            {"name": "ignored", "type": {"type": "int", "logicalType": "date"}},
+        ],
+    }
+    ident = "2c5f4f2e-2b7a-4c1e-9d0c-3f6a1d2e4b5c"
+    when = dt.datetime(2026, 12, 5, 9, 30, tzinfo=dt.UTC)
+    data = written(
+        registry,
+        writer,
+        {
+            "id": ident,
+            "at": 1_700_000_000_123,
+            "day": 20_000,
+            "when": when,
+            "maybe_at": 5,
+            "items": [ident],
+            "ignored": 1,
+        },
+    )
+    assert await decoded(avro_codec(registry, RawView), data) == RawView(
+        id=ident, at=1_700_000_000_123, day=20_000, when=when, maybe_at=5, items=[ident]
+    )
+    as_written = await decoded(avro_codec(registry, dict), data)
+    assert as_written["at"] == dt.datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=dt.UTC)

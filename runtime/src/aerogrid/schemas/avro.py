@@ -30,6 +30,7 @@ import msgspec
 from aerogrid.errors import ConfigurationError, DecodeError
 from aerogrid.records import Record
 from aerogrid.schemas.avro_bounds import unbounded_array
+from aerogrid.schemas.avro_logical import writer_for_reader
 from aerogrid.schemas.avro_schema import avro_full_name, avro_schema
 from aerogrid.schemas.codec import WriterSchemas
 from aerogrid.schemas.errors import SchemaNotFound, SchemaNotLoaded
@@ -82,11 +83,32 @@ class AvroCodec:
         )
         # dict reads as written; everything else has a schema of its own (or is refused here).
         self._reader: Any = None if value_type is dict else avro_schema(value_type)
+        self._normal_reader: Any = (
+            None if self._reader is None else fastavro.parse_schema(self._reader, _write_hint=False)
+        )
         self._writers: WriterSchemas[_Read] = WriterSchemas(
-            registry, schema_type="AVRO", parse=_parse_writer
+            registry, schema_type="AVRO", parse=self._parse_writer
         )
         self._send_id: int | None = None
         self._send_schema: Any = None
+
+    def _parse_writer(self, registered: RegisteredSchema) -> _Read:
+        """The reader of a writer schema: its references' named types parsed first, and
+        only the logical types the declared type wants converted (see avro_logical)."""
+        named: dict[str, Any] = {}
+        _parse_references(registered, named)
+        writer = json.loads(registered.schema)
+        if self._normal_reader is not None:
+            normal = fastavro.parse_schema(writer, named_schemas=dict(named), _write_hint=False)
+            writer = writer_for_reader(normal, self._normal_reader)
+        parsed = fastavro.parse_schema(writer, named_schemas=named)
+        unbounded = unbounded_array(parsed)
+        if unbounded:
+            raise ValueError(
+                f"the array at {unbounded} holds items of zero bytes, so a few bytes could "
+                "make it endless: refused"
+            )
+        return _datum_reader(parsed)
 
     def schema_id_to_load(self, data: bytes | None) -> int | None:
         return self._writers.to_load(data)
@@ -186,20 +208,6 @@ class AvroCodec:
                 f"topic {self._subjects.topic!r}: cannot write this value as Avro: {exc}"
             ) from exc
         return frame(self._send_id, buffer.getvalue())
-
-
-def _parse_writer(registered: RegisteredSchema) -> _Read:
-    """The reader of a writer schema, its references' named types parsed first."""
-    named: dict[str, Any] = {}
-    _parse_references(registered, named)
-    parsed = fastavro.parse_schema(json.loads(registered.schema), named_schemas=named)
-    unbounded = unbounded_array(parsed)
-    if unbounded:
-        raise ValueError(
-            f"the array at {unbounded} holds items of zero bytes, so a few bytes could "
-            "make it endless: refused"
-        )
-    return _datum_reader(parsed)
 
 
 def _parse_references(registered: RegisteredSchema, named: dict[str, Any]) -> None:
