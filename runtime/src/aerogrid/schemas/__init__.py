@@ -4,6 +4,6 @@
 each failure means, `registry_settings` where the registry is), `wire` the framing,
 `subjects` the naming strategies, `codec` the protocol every format's codec implements
 and the factory the SDK calls; the formats: `avro` (`avro_schema` derives a Record's
-schema, `avro_bounds` refuses schemas a tiny record could make endless), `protobuf`,
-`json_schema`.
+schema, `avro_logical` picks the logical types it wants converted, `avro_bounds` refuses
+schemas a tiny record could make endless), `protobuf`, `json_schema`.
 """
