@@ -35,42 +35,27 @@ from typing import Any
 
 from kubernetes import client
 
-from aerogrid.client import GridClient
 from aerogrid_cloud.kube import APPS
 from aerogrid_cloud.model import namespace_for
 from benchmarks._common import RESULTS, seconds_summary, write_result
 from support.apps import EXAMPLE_APP, produce
 from support.k8s_node import KubeNode
 from support.kube_blocking import BlockingKube
-from support.orders import orders
+from support.orders import orders, units_sold
 from support.package_index import PROJECT, PackageIndex
-from support.real_platform import Platform, app_pods, installed_platform, make_tenant, pod_ready
+from support.real_platform import (
+    GRPC_PORT,
+    Platform,
+    app_folder,
+    app_pods,
+    grid_snapshot,
+    installed_platform,
+    make_tenant,
+    pod_ready,
+)
 
 TOPIC = "orders"
-GRID = "product_sum"
-GRPC_PORT = 50051
 TIMEOUT = 300.0
-
-
-def app_folder(root: Path, name: str, requirements: str) -> Path:
-    """The seed app under the name `name` (its own consumer group and grids)."""
-    folder = root / name
-    folder.mkdir()
-    source = EXAMPLE_APP.read_text().replace("App('ordersapp'", f"App({name!r}")
-    (folder / "app.py").write_text(source)
-    (folder / "requirements.txt").write_text(requirements)
-    return folder
-
-
-def snapshot(target: str, app: str, token: str) -> dict[str, Any] | None:
-    async def read() -> dict[str, Any]:
-        async with GridClient([target], token=token) as grids:
-            return dict(await grids.snapshot(app, GRID, timeout=2.0))
-
-    try:
-        return asyncio.run(asyncio.wait_for(read(), 3.0))
-    except Exception:  # not served yet: poll again
-        return None
 
 
 def promote_once(
@@ -84,7 +69,7 @@ def promote_once(
     expected: dict[str, Any],
 ) -> dict[str, float]:
     """One `promote --wait`: seconds to the pod Ready, to Running, to the first exact grid."""
-    folder = app_folder(root, name, requirements)
+    folder = app_folder(root, name, EXAMPLE_APP.read_text(), requirements)
     namespace = namespace_for(tenant)
     started = time.monotonic()
     proc = subprocess.Popen(
@@ -118,7 +103,7 @@ def promote_once(
             if (
                 cluster_ip
                 and "first_grid" not in marks
-                and snapshot(f"{cluster_ip}:{GRPC_PORT}", name, token) == expected
+                and grid_snapshot(f"{cluster_ip}:{GRPC_PORT}", token, name) == expected
             ):
                 marks["first_grid"] = time.monotonic() - started
             time.sleep(0.05)
@@ -156,11 +141,7 @@ def measure(node: KubeNode, root: Path, runs: int) -> dict[str, Any]:
         token = platform.identity.token([group])
         records = orders(300, seed=1)
         asyncio.run(produce(platform.kafka.bootstrap, TOPIC, records))
-        expected: dict[str, Any] = {}
-        for _, value in records:
-            order = json.loads(value or b"")
-            units = expected.setdefault(order["product"], {"units_sold": 0})
-            units["units_sold"] += order["quantity"]
+        expected = units_sold(records)
         fast: list[dict[str, float]] = []
         for run in range(runs):
             name = f"fast{run}"

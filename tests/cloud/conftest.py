@@ -35,6 +35,8 @@ from support.k8s import (
     testbed_built,
 )
 from support.k8s_node import KubeNode, build_node
+from support.package_index import PackageIndex
+from support.real_platform import Platform, installed_platform
 
 _build_error: list[Exception] = []
 _node_error: list[Exception] = []
@@ -116,6 +118,21 @@ def kube_node() -> Iterator[KubeNode]:
             _node_summary["containerd"] = node.containerd_version
         _node_summary["pods_ready"] = node.pods_ready
         node.stop()
+
+
+@pytest.fixture(scope="session")
+def real_platform(
+    kube_node: KubeNode, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
+    """`aerogrid platform install` on the node, its images in the node's registry, and a
+    package index on the node's IP for the build Job's pip (support.real_platform)."""
+    with (
+        PackageIndex(kube_node.ip) as index,
+        installed_platform(
+            kube_node, tmp_path_factory.mktemp("platform"), package_index=index.url
+        ) as installed,
+    ):
+        yield installed
 
 
 def _images_built() -> int:

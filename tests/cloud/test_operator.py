@@ -7,15 +7,15 @@ Tenants and Apps labelled for the running test (one API server serves the whole 
 
 No kubelet runs here, so no container ever starts: an App reaches Deploying, its
 ReplicaSet creates pods (Pod Security admission accepts them under `restricted`), and
-the pods stay Pending. Where a test needs a pod to run or a build to finish, it plays the
-kubelet's part and writes the pod's status itself (`Kubelet`); the Deployment, ReplicaSet
-and Job controllers then do the rest, as they would in a cluster.
+the pods stay Pending; a build's Job gets its pod and no more. What needs a pod to run
+(an App Running, a build finishing or failing) is tested on the real node
+(test_real_platform.py, test_real_apps.py, test_build_job.py); nothing here plays the
+kubelet.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import threading
 import time
@@ -96,10 +96,6 @@ def wait(check: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
             return last
         time.sleep(0.1)
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Resources:
@@ -188,132 +184,6 @@ class Cluster:
         }
         return self.kube.create(
             PODS, {**pod, "metadata": {**pod["metadata"], "namespace": namespace}}, dry_run=True
-        )
-
-
-class Kubelet:
-    """Plays the node's part: writes the status a kubelet would report for a pod."""
-
-    def __init__(self, kube: BlockingKube) -> None:
-        self.kube = kube
-
-    def _status(self, namespace: str, pod: Mapping[str, Any], status: dict[str, Any]) -> None:
-        self.kube.merge_patch(
-            PODS, pod["metadata"]["name"], {"status": status}, namespace=namespace, status=True
-        )
-
-    def run(self, namespace: str, pod: Mapping[str, Any]) -> None:
-        """The pod's containers started and passed their readiness probes."""
-        now = _now()
-        conditions = [
-            {"type": kind, "status": "True", "lastTransitionTime": now}
-            for kind in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
-        ]
-        containers = [
-            {
-                "name": c["name"],
-                "ready": True,
-                "started": True,
-                "restartCount": 0,
-                "image": c["image"],
-                "imageID": "",
-                "state": {"running": {"startedAt": now}},
-            }
-            for c in pod["spec"]["containers"]
-        ]
-        self._status(
-            namespace,
-            pod,
-            {
-                "phase": "Running",
-                "startTime": now,
-                "conditions": conditions,
-                "containerStatuses": containers,
-            },
-        )
-
-    def succeed(self, namespace: str, pod: Mapping[str, Any]) -> None:
-        """The pod's containers ran to completion with exit code 0 (a finished build)."""
-        now = _now()
-        containers = [
-            {
-                "name": c["name"],
-                "ready": False,
-                "restartCount": 0,
-                "image": c["image"],
-                "imageID": "",
-                "state": {
-                    "terminated": {
-                        "exitCode": 0,
-                        "reason": "Completed",
-                        "startedAt": now,
-                        "finishedAt": now,
-                    }
-                },
-            }
-            for c in pod["spec"]["containers"]
-        ]
-        self._status(
-            namespace,
-            pod,
-            {
-                "phase": "Succeeded",
-                "startTime": now,
-                "conditions": [
-                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                    {"type": "Ready", "status": "False", "lastTransitionTime": now},
-                ],
-                "containerStatuses": containers,
-            },
-        )
-
-    def fail_init(
-        self, namespace: str, pod: Mapping[str, Any], container: str, message: str
-    ) -> None:
-        """An init container exited 1 with `message` as its termination message."""
-        now = _now()
-        ended = {
-            "exitCode": 1,
-            "reason": "Error",
-            "message": message,
-            "startedAt": now,
-            "finishedAt": now,
-        }
-        waiting = {"waiting": {"reason": "PodInitializing"}}
-        self._status(
-            namespace,
-            pod,
-            {
-                "phase": "Failed",
-                "startTime": now,
-                "conditions": [
-                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                    {"type": "Initialized", "status": "False", "lastTransitionTime": now},
-                    {"type": "Ready", "status": "False", "lastTransitionTime": now},
-                ],
-                "initContainerStatuses": [
-                    {
-                        "name": c["name"],
-                        "ready": False,
-                        "restartCount": 0,
-                        "image": c["image"],
-                        "imageID": "",
-                        "state": {"terminated": ended} if c["name"] == container else waiting,
-                    }
-                    for c in pod["spec"].get("initContainers") or []
-                ],
-                "containerStatuses": [
-                    {
-                        "name": c["name"],
-                        "ready": False,
-                        "restartCount": 0,
-                        "image": c["image"],
-                        "imageID": "",
-                        "state": waiting,
-                    }
-                    for c in pod["spec"]["containers"]
-                ],
-            },
         )
 
 
@@ -648,12 +518,8 @@ def test_app_without_requirements_deploys(
     )
     assert pods[0]["spec"]["automountServiceAccountToken"] is False
     cluster.dry_run_pod(ns, deployment["spec"]["template"])
-
-    # Playing the kubelet: the pod runs and is ready, so the Deployment becomes available.
-    Kubelet(cluster.kube).run(ns, pods[0])
-    running = cluster.wait_app("orders", tenant, "Running")
-    conditions = {c["type"]: c for c in running["status"]["conditions"]}
-    assert conditions["Ready"]["status"] == conditions["Available"]["status"] == "True"
+    # The pod running, Ready and the App Running: tests/cloud/test_real_platform.py, on a
+    # real kubelet.
 
 
 def test_stop_scales_to_zero_and_start_brings_it_back(cluster: Cluster, tenant: str) -> None:
@@ -728,19 +594,8 @@ def test_requirements_build_once_then_deploy_the_built_image(
     label = f"aerogrid.io/build={build.digest[:20]}"
     assert len(cluster.res(JOBS).list(builds, label_selector=label).items) == 1
 
-    # Playing the kubelet: the build's pod ran to completion; the Job controller marks the
-    # Job complete, and both apps deploy the built image.
-    pod = wait(lambda: cluster.owned_by(job["metadata"]["uid"], PODS, builds), "the build's pod")[0]
-    Kubelet(cluster.kube).succeed(builds, pod)
-    for name in ("first", "second"):
-        deploying = cluster.wait_app(name, tenant, "Deploying")
-        assert deploying["status"]["image"] == build.image
-        (container,) = cluster.res(DEPLOYMENTS).get(name, ns)["spec"]["template"]["spec"][
-            "containers"
-        ]
-        assert container["image"] == build.image
-    record = cluster.res(CONFIGMAPS).get(BUILT_IMAGES, builds)
-    assert record["data"][build.tag] == build.image
+    # The build's pod running, the push, both apps deploying the built image and the record:
+    # tests/cloud/test_real_apps.py, on a real kubelet with buildah.
 
 
 def test_a_recorded_image_is_not_built_again(
@@ -782,37 +637,6 @@ def test_a_failed_build_lands_in_status(
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Ready"]["reason"] == "BuildFailed"
     assert conditions["ImageReady"]["status"] == "False"
-
-
-def test_a_failed_build_names_the_failing_steps_own_error(
-    cluster: Cluster, tenant: str, installed: PlatformSettings
-) -> None:
-    missing = f"no-such-package-{tenant}==1.0"
-    cluster.apply_app("broken", tenant, with_requirements(missing + "\n"))
-    cluster.wait_app("broken", tenant, "Building")
-    build = build_for(with_requirements(missing + "\n"), installed)
-    assert build is not None
-    builds = installed.build_namespace
-    job = wait(lambda: cluster.res(JOBS).get(build.job_name, builds), "the build Job")
-    pod = wait(lambda: cluster.owned_by(job["metadata"]["uid"], PODS, builds), "the build's pod")[0]
-    # Playing the kubelet: pip exits 1; its output (--quiet: errors only) is the message.
-    pip_says = (
-        f"ERROR: Could not find a version that satisfies the requirement {missing}"
-        " (from versions: none)\n"
-        f"ERROR: No matching distribution found for {missing}\n"
-    )
-    Kubelet(cluster.kube).fail_init(builds, pod, "requirements", pip_says)
-    failed = cluster.wait_app("broken", tenant, "Failed")
-    status = failed["status"]
-    # pip's first line, not the Job's "PodFailurePolicy" / "BackoffLimitExceeded"
-    assert status["message"].endswith(
-        f"requirements: ERROR: Could not find a version that satisfies the requirement"
-        f" {missing} (from versions: none)"
-    )
-    conditions = {c["type"]: c for c in status["conditions"]}
-    assert conditions["Ready"]["reason"] == "BuildFailed"
-    # A pip failure ends the Job at once (podFailurePolicy): one pod, not backoffLimit + 1.
-    assert len(cluster.owned_by(job["metadata"]["uid"], PODS, builds)) == 1
 
 
 def test_a_big_app_stays_out_of_annotations(cluster: Cluster, tenant: str) -> None:
@@ -1051,11 +875,12 @@ def test_deployment_phase(status: dict[str, Any], wanted: int, phase: str, reaso
 # -- end to end: a developer promotes with the CLI, the operator deploys -------------------
 
 
-def test_a_developer_promotes_and_follows_the_app_to_running(
+def test_a_developer_promotes_and_the_operator_deploys(
     kube: KubeTestbed, cluster: Cluster, tenant: str, tmp_path: Any
 ) -> None:
-    """`aerogrid promote --wait` as a member of the tenant's group (bound by the operator to
-    the developer role), the real operator deploying; the test plays only the kubelet."""
+    """`aerogrid promote` as a member of the tenant's group (bound by the operator to the
+    developer role), the real operator deploying. `promote --wait` to Running, which needs
+    a kubelet: tests/cloud/test_real_platform.py."""
     from aerogrid_cloud.cloud_cli import promote
 
     folder = tmp_path / "orders"
@@ -1063,44 +888,15 @@ def test_a_developer_promotes_and_follows_the_app_to_running(
     (folder / "app.py").write_text(APP_PY)
     developer = kube.user_kubeconfig(f"dev-{tenant}", [f"{tenant}-devs"])
     ns = namespace_for(tenant)
-    outcome: dict[str, Any] = {}
-
-    def run_promote() -> None:
-        outcome["result"] = CliRunner().invoke(
-            promote,
-            [
-                *(str(folder), "--tenant", tenant, "--kubeconfig", str(developer)),
-                *("--wait", "--timeout", "120"),
-            ],
-        )
-
-    thread = threading.Thread(target=run_promote)
-    thread.start()
-    try:
-        # this operator only handles objects with the test's label (tests share the bed)
-        wait(lambda: cluster.app("orders", tenant), "the promoted App")
-        cluster.kube.merge_patch(
-            APPS, "orders", {"metadata": {"labels": {TEST_LABEL: cluster.label}}}, namespace=ns
-        )
-        # no kubelet here: once the operator's Deployment has a pod, play the node's part
-        pod = wait(
-            lambda: [
-                p
-                for p in cluster.res(PODS).list(ns).items
-                if p["metadata"]["labels"].get("aerogrid.io/app") == "orders"
-            ],
-            "the app's pod",
-        )[0]
-        Kubelet(cluster.kube).run(ns, pod)
-    finally:
-        thread.join(150)
-    result = outcome["result"]
+    result = CliRunner().invoke(
+        promote, [str(folder), "--tenant", tenant, "--kubeconfig", str(developer)]
+    )
     assert result.exit_code == 0, result.output
-    lines = [line.strip() for line in result.output.splitlines()]
-    phases = [line.split(":", 1)[0] for line in lines if line.endswith("replicas available")]
-    assert phases == ["Deploying", "Running"], result.output
-    assert lines[-1] == f"app orders is running at orders.{tenant}.apps.acme.test:80"
-    app = cluster.wait_app("orders", tenant, "Running")
+    # this operator only handles objects with the test's label (tests share the bed)
+    cluster.kube.merge_patch(
+        APPS, "orders", {"metadata": {"labels": {TEST_LABEL: cluster.label}}}, namespace=ns
+    )
+    app = cluster.wait_app("orders", tenant, "Deploying")
     uid = app["metadata"]["uid"]
     for rtype in (CONFIGMAPS, DEPLOYMENTS):
         assert len(cluster.owned_by(uid, rtype, ns)) == 1

@@ -41,12 +41,16 @@ from support.apps import EXAMPLE_APP, produce
 from support.k8s import wait_for
 from support.k8s_node import KubeNode
 from support.kube_blocking import BlockingKube
-from support.orders import orders
+from support.orders import orders, units_sold
 from support.real_platform import (
+    GRID,
+    GRPC_PORT,
+    SEED_HANDLER_LINE,
     Platform,
     aerogrid_cli,
     app_pods,
-    installed_platform,
+    create_topic,
+    grid_snapshot,
     make_tenant,
     pod_ready,
 )
@@ -54,9 +58,7 @@ from support.real_platform import (
 pytestmark = pytest.mark.timeout(600)
 
 APP: Final = "ordersapp"
-GRID: Final = "product_sum"
 TOPIC: Final = "orders"
-GRPC_PORT: Final = 50051
 #: Generous for a first pull of the images into containerd on two busy cores.
 READY_TIMEOUT: Final = 240.0
 #: A tenant made right after the install waits for the quota controller to count Apps.
@@ -65,24 +67,14 @@ TENANT_TIMEOUT: Final = 360.0
 APP_SELECTOR: Final = f"aerogrid.io/app={APP}"
 
 
-def units_sold(records: list[tuple[bytes | None, bytes | None]]) -> dict[str, dict[str, int]]:
-    """The example app's grid for `records`: units sold per product."""
-    sums: dict[str, int] = {}
-    for _, value in records:
-        order = json.loads(value or b"")
-        sums[order["product"]] = sums.get(order["product"], 0) + order["quantity"]
-    return {product: {"units_sold": units} for product, units in sums.items()}
-
-
 def _container_statuses(pod: client.V1Pod) -> list[client.V1ContainerStatus]:
     return list((pod.status.container_statuses if pod.status else None) or [])
 
 
 @pytest.fixture(scope="module")
-def platform(kube_node: KubeNode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """`aerogrid platform install` on the node, with the images in its registry."""
-    with installed_platform(kube_node, tmp_path_factory.mktemp("platform")) as installed:
-        yield installed
+def platform(real_platform: Platform) -> Platform:
+    """`aerogrid platform install` on the node (the session's, tests/cloud/conftest.py)."""
+    return real_platform
 
 
 def _wait_pods_ready(
@@ -155,30 +147,10 @@ class Promoted:
         return f"{self.cluster_ip}:{GRPC_PORT}"
 
 
-async def _create_topic(bootstrap: str, topic: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-    finally:
-        await admin.close()
-
-
 def snapshot(
     target: str, token: str, timeout: float = 2.0, grid: str = GRID
 ) -> dict[str, Any] | None:
-    """The grid as a client sees it through `target`, or None when it cannot be read yet."""
-
-    async def read() -> dict[str, Any]:
-        async with GridClient([target], token=token) as grids:
-            return dict(await grids.snapshot(APP, grid, timeout=timeout))
-
-    try:
-        return asyncio.run(asyncio.wait_for(read(), timeout + 1))
-    except Exception:  # not served yet: the caller polls
-        return None
+    return grid_snapshot(target, token, APP, grid, timeout)
 
 
 def _app_status(node: KubeNode, promoted: Promoted) -> dict[str, Any]:
@@ -200,7 +172,7 @@ def promoted(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> It
     (folder / "app.py").write_text(EXAMPLE_APP.read_text())
     (folder / "requirements.txt").write_text("")  # nothing to build: the fast path
     records = orders(300, seed=1)
-    asyncio.run(_create_topic(platform.kafka.bootstrap, TOPIC))
+    asyncio.run(create_topic(platform.kafka.bootstrap, TOPIC))
     asyncio.run(produce(platform.kafka.bootstrap, TOPIC, records))
     token = platform.identity.token([group])
     namespace = namespace_for(tenant)
@@ -282,6 +254,11 @@ def test_promote_wait_runs_the_seed_app_and_watch_shows_the_exact_sums(
         (pod,) = app_pods(core, promoted.namespace, APP)
     app_status = _app_status(platform.node, promoted)
     assert app_status["phase"] == "Running"
+    conditions = {c["type"]: c["status"] for c in app_status["conditions"]}
+    assert conditions == {"ImageReady": "True", "Available": "True", "Ready": "True"}
+    lines = [line.strip() for line in promoted.promote_output.splitlines()]
+    phases = [line.split(":", 1)[0] for line in lines if line.endswith("replicas available")]
+    assert phases[-1:] == ["Running"], promoted.promote_output
     assert app_status["endpoint"] == f"{APP}.{promoted.tenant}.apps.aerogrid.test:80"
     (status,) = _container_statuses(pod)
     runtime = f"{platform.images.runtime_repository}:{platform.images.runtime_tag}"
@@ -436,11 +413,10 @@ def test_a_sigkilled_container_is_restarted_by_the_kubelet_and_the_grid_is_exact
 
 
 #: examples/ordersapp edited: a second grid counting orders per product from now on.
-_HANDLER_LINE: Final = "        product_sum[order.product] = {'units_sold': units_sold}\n"
 EDITED_APP: Final = (
     EXAMPLE_APP.read_text().replace(
-        _HANDLER_LINE,
-        _HANDLER_LINE + "        order_count[order.product] = "
+        SEED_HANDLER_LINE,
+        SEED_HANDLER_LINE + "        order_count[order.product] = "
         "{'orders': order_count[order.product]['orders'] + 1}\n",
     )
     + "\norder_count = app.Grid('order_count', columns=['orders'], "
@@ -451,7 +427,7 @@ EDITED_APP: Final = (
 def test_edited_code_promoted_again_serves_with_the_grid_kept(
     platform: Platform, promoted: Promoted, tmp_path: Path
 ) -> None:
-    assert _HANDLER_LINE in EXAMPLE_APP.read_text()  # the edit applies
+    assert SEED_HANDLER_LINE in EXAMPLE_APP.read_text()  # the edit applies
     folder = tmp_path / "ordersapp"
     folder.mkdir()
     (folder / "app.py").write_text(EDITED_APP)

@@ -1,10 +1,11 @@
 """An App's replicas on a real kube-apiserver, etcd and kube-controller-manager.
 
 The operator runs as in test_operator.py (kopf in a thread, with exactly the RBAC
-`platform render` gives it) and scales the app's Deployment 1 → 3 → 2; the Deployment,
-ReplicaSet and disruption controllers of kube-controller-manager do the rest, as in a
-cluster. No kubelet runs here (a later issue brings one), so no container starts: where a
-pod must be running and ready, the test writes the status a kubelet would (`Kubelet`).
+`platform render` gives it) and scales the app's Deployment 1 → 3 → 2; the Deployment and
+ReplicaSet controllers of kube-controller-manager do the rest, as in a cluster. No kubelet
+runs on this bed, so no pod starts: three replicas running as pods, one active, a SIGKILL
+of the active, the budget counting them and a drain are tested on the real node
+(test_real_apps.py).
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from __future__ import annotations
 from typing import Any, Final
 
 import pytest
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from aerogrid_cloud import operator
 from aerogrid_cloud.kube import APPS, NotFound, ResourceType
@@ -24,7 +23,6 @@ from cloud.test_operator import (
     REPLICASETS,
     TEST_LABEL,
     Cluster,
-    Kubelet,
     app_spec,
     wait,
 )
@@ -36,10 +34,12 @@ from cloud.test_operator import installed as installed
 from cloud.test_operator import label as label
 from cloud.test_operator import running as running
 from cloud.test_operator import tenant as tenant
-from support.k8s import KubeTestbed
 
 pytestmark = pytest.mark.timeout(300)
 
+#: kube-controller-manager's garbage collector deletes dependents in the background: on two
+#: busy cores (a clean CI run beside builds) it has taken over 30 s.
+GC_TIMEOUT: Final = 120.0
 PDBS: Final = ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget")
 DESTINATION_RULES: Final = ResourceType(
     "networking.istio.io", "v1", "destinationrules", "DestinationRule"
@@ -55,36 +55,6 @@ def _pods(cluster: Cluster, namespace: str, app: str) -> list[dict[str, Any]]:
     ]
 
 
-def _run_pods(cluster: Cluster, namespace: str, app: str, count: int) -> list[dict[str, Any]]:
-    """Wait for the app's `count` pods, then play the kubelet: each one runs and is ready."""
-    pods: list[dict[str, Any]] = wait(
-        lambda: (found := _pods(cluster, namespace, app)) and len(found) == count and found,
-        f"{count} pods of {app}",
-    )
-    kubelet = Kubelet(cluster.kube)
-    for pod in pods:
-        if (pod.get("status") or {}).get("phase") != "Running":
-            kubelet.run(namespace, pod)
-    return pods
-
-
-def _wait_running(cluster: Cluster, tenant: str, app: str, replicas: int) -> dict[str, Any]:
-    """The App Running with `replicas` of `replicas` ready, in its status and message."""
-
-    def ready() -> dict[str, Any] | None:
-        found = cluster.app_phase(app, tenant, "Running")
-        if found is None:
-            return None
-        status = found["status"]
-        if (status["replicas"], status["readyReplicas"]) != (replicas, replicas):
-            return None
-        return found
-
-    found: dict[str, Any] = wait(ready, f"App {app} Running with {replicas} ready replicas")
-    assert found["status"]["message"] == f"{replicas}/{replicas} replicas available"
-    return found
-
-
 def _deployment_replicas(cluster: Cluster, namespace: str, app: str) -> int:
     return int(cluster.res(DEPLOYMENTS).get(app, namespace)["spec"]["replicas"])
 
@@ -92,16 +62,20 @@ def _deployment_replicas(cluster: Cluster, namespace: str, app: str) -> int:
 def test_scaling_one_three_two_keeps_the_image_and_one_replica_set(
     cluster: Cluster, tenant: str
 ) -> None:
+    """The counts, objects and rollout settings; the pods running, their roles, the budget
+    counting them and a drain: test_real_apps.py on the real node."""
     created = cluster.apply_app("orders", tenant, app_spec(replicas=1))
     uid = created["metadata"]["uid"]
     ns = namespace_for(tenant)
-    _run_pods(cluster, ns, "orders", 1)
-    first = _wait_running(cluster, tenant, "orders", 1)
+    first = cluster.wait_app("orders", tenant, "Deploying")
     image = first["status"]["image"]
     deployment = cluster.res(DEPLOYMENTS).get("orders", ns)
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
     template = deployment["spec"]["template"]
-    (replica_set,) = cluster.owned_by(deployment["metadata"]["uid"], REPLICASETS, ns)
+    replica_set = wait(
+        lambda: cluster.owned_by(deployment["metadata"]["uid"], REPLICASETS, ns),
+        "the Deployment's ReplicaSet",
+    )[0]
 
     # The budget and the traffic policy are the App's, like its other objects.
     (budget,) = cluster.owned_by(uid, PDBS, ns)
@@ -113,39 +87,25 @@ def test_scaling_one_three_two_keeps_the_image_and_one_replica_set(
     # 1 → 3: only the count changes (no new ReplicaSet, so no rollout and no build).
     cluster.patch_app("orders", tenant, {"replicas": 3})
     wait(lambda: _deployment_replicas(cluster, ns, "orders") == 3, "3 replicas wanted")
-    deploying = cluster.wait_app("orders", tenant, "Deploying")
-    assert deploying["status"]["replicas"] == 3
-    pods = _run_pods(cluster, ns, "orders", 3)
-    three = _wait_running(cluster, tenant, "orders", 3)
-    assert three["status"]["image"] == image
+    three = cluster.wait_app("orders", tenant, "Deploying")
+    assert three["status"]["replicas"] == 3 and three["status"]["image"] == image
+    pods = wait(lambda: len(found := _pods(cluster, ns, "orders")) == 3 and found, "3 pods")
     # Each replica names itself after its pod (the downward API, resolved by the kubelet).
     for pod in pods:
         (container,) = pod["spec"]["containers"]
         (replica_id,) = [e for e in container["env"] if e["name"] == "AEROGRID_REPLICA_ID"]
         assert replica_id["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 
-    def budget_counts(expected: int, allowed: int) -> bool:
-        status = cluster.res(PDBS).get("orders", ns).get("status") or {}
-        return bool(
-            status.get("expectedPods") == expected
-            and status.get("currentHealthy") == expected
-            and status.get("disruptionsAllowed") == allowed
-        )
-
-    # kube-controller-manager's disruption controller: 3 healthy, one may go.
-    wait(lambda: budget_counts(3, 1), "the budget to allow one disruption of 3")
-
     # 3 → 2.
     cluster.patch_app("orders", tenant, {"replicas": 2})
     wait(lambda: _deployment_replicas(cluster, ns, "orders") == 2, "2 replicas wanted")
     wait(lambda: len(_pods(cluster, ns, "orders")) == 2, "the ReplicaSet to drop a pod")
-    two = _wait_running(cluster, tenant, "orders", 2)
+    two = cluster.wait_app("orders", tenant, "Deploying")
     assert two["status"]["image"] == image
     after = cluster.res(DEPLOYMENTS).get("orders", ns)
     assert after["spec"]["template"] == template
     replica_sets = cluster.owned_by(after["metadata"]["uid"], REPLICASETS, ns)
     assert [rs["metadata"]["uid"] for rs in replica_sets] == [replica_set["metadata"]["uid"]]
-    wait(lambda: budget_counts(2, 1), "the budget to allow one disruption of 2")
 
     # Deleting the App deletes its budget and traffic policy with the rest.
     cluster.res(APPS).delete("orders", ns)
@@ -154,41 +114,10 @@ def test_scaling_one_three_two_keeps_the_image_and_one_replica_set(
             not cluster.owned_by(uid, PDBS, ns) and not cluster.owned_by(uid, DESTINATION_RULES, ns)
         ),
         "the garbage collector to delete the budget and the DestinationRule",
+        timeout=GC_TIMEOUT,
     )
     with pytest.raises(NotFound):
         cluster.res(PDBS).get("orders", ns)
-
-
-def test_a_drain_evicts_one_replica_at_a_time(
-    kube: KubeTestbed, cluster: Cluster, tenant: str
-) -> None:
-    """The Eviction API (what `kubectl drain` calls) against the App's budget."""
-    cluster.apply_app("orders", tenant, app_spec(replicas=2))
-    ns = namespace_for(tenant)
-    first, second = _run_pods(cluster, ns, "orders", 2)
-    _wait_running(cluster, tenant, "orders", 2)
-    wait(
-        lambda: (
-            (cluster.res(PDBS).get("orders", ns).get("status") or {}).get("disruptionsAllowed") == 1
-        ),
-        "the budget to allow one disruption",
-    )
-    with kube.api_client() as api:
-        core = client.CoreV1Api(api)
-
-        def evict(pod: dict[str, Any]) -> None:
-            name = pod["metadata"]["name"]
-            body = client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace=ns))
-            core.create_namespaced_pod_eviction(name, ns, body)
-
-        evict(first)  # one replica may go ...
-        # ... its successor is not ready yet (no kubelet starts it), so the other stays.
-        with pytest.raises(ApiException) as refused:
-            evict(second)
-    assert refused.value.status == 429
-    assert "disruption budget" in str(refused.value.body)
-    left = {pod["metadata"]["name"] for pod in _pods(cluster, ns, "orders")}
-    assert second["metadata"]["name"] in left and first["metadata"]["name"] not in left
 
 
 def _apply_tenant(cluster: Cluster, name: str, max_replicas: int) -> None:

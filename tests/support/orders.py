@@ -44,6 +44,11 @@ def expected_sums(records: list[tuple[bytes | None, bytes | None]]) -> dict[str,
     return {p: {"units_sold": units[p], "orders": count[p]} for p in units}
 
 
+def units_sold(records: list[tuple[bytes | None, bytes | None]]) -> dict[str, dict[str, int]]:
+    """The seed app's grid (examples/ordersapp: units sold per product) for `records`."""
+    return {p: {"units_sold": row["units_sold"]} for p, row in expected_sums(records).items()}
+
+
 async def converged(
     target: str, app: str, grid: str, expected: object, timeout: float = 30.0
 ) -> dict[str, dict[str, object]]:

@@ -9,6 +9,7 @@ and waits until the operator's pod has made it Ready.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -18,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from kubernetes import client
 
+from aerogrid.client import GridClient
 from aerogrid_cloud.model import TenantSpec, resource
 from aerogrid_cloud.operator.status import TENANTS
 from aerogrid_cloud.settings import PlatformSettings
@@ -37,12 +40,21 @@ from support.real_cluster import (
 __all__ = [
     "Platform",
     "aerogrid_cli",
+    "app_folder",
     "app_pods",
+    "create_topic",
+    "grid_snapshot",
     "installed_platform",
     "make_tenant",
     "operator_log",
     "pod_ready",
 ]
+
+#: The seed app's grid and the port its pods serve gRPC on.
+GRID = "product_sum"
+GRPC_PORT = 50051
+#: The seed app's handler's last line (examples/ordersapp): where a test's edit goes.
+SEED_HANDLER_LINE = "        product_sum[order.product] = {'units_sold': units_sold}\n"
 
 
 @dataclass
@@ -71,6 +83,41 @@ def aerogrid_cli(*args: str, timeout: float = 300.0) -> subprocess.CompletedProc
         timeout=timeout,
         check=False,
     )
+
+
+def app_folder(root: Path, name: str, source: str, requirements: str = "") -> Path:
+    """An app folder as a developer promotes it: `source` as app.py, under the App name `name`."""
+    folder = root / name
+    folder.mkdir()
+    (folder / "app.py").write_text(source.replace("App('ordersapp'", f"App({name!r}"))
+    (folder / "requirements.txt").write_text(requirements)
+    return folder
+
+
+async def create_topic(bootstrap: str, topic: str) -> None:
+    """A one-partition topic, made before records are produced to it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
+
+
+def grid_snapshot(
+    target: str | list[str], token: str, app: str, grid: str = GRID, timeout: float = 2.0
+) -> dict[str, Any] | None:
+    """The grid as a client sees it through `target`, or None when it cannot be read yet."""
+
+    async def read() -> dict[str, Any]:
+        targets = [target] if isinstance(target, str) else target
+        async with GridClient(targets, token=token) as grids:
+            return dict(await grids.snapshot(app, grid, timeout=timeout))
+
+    try:
+        return asyncio.run(asyncio.wait_for(read(), timeout + 1))
+    except Exception:  # not served yet: the caller polls
+        return None
 
 
 def pod_ready(pod: client.V1Pod) -> bool:

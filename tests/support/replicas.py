@@ -129,8 +129,16 @@ class ReplicaSet:
 class Subscriber:
     """One subscription through its own `GridClient`, followed in a task."""
 
-    def __init__(self, targets: Sequence[str], app: str, grid: str, **options: Any) -> None:
-        self.client = GridClient(list(targets), reconnect_delay=0.1, reconnect_max=1.0)
+    def __init__(
+        self,
+        targets: Sequence[str],
+        app: str,
+        grid: str,
+        *,
+        token: str | None = None,
+        **options: Any,
+    ) -> None:
+        self.client = GridClient(list(targets), token=token, reconnect_delay=0.1, reconnect_max=1.0)
         self.rows: Rows = {}
         self.epoch = ""
         self.seq = 0
