@@ -20,7 +20,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 import aerogrid
 from aerogrid.testing import AppTester
-from support.apps import RunningApp, produce, read_topic
+from support.apps import REPO, RunningApp, produce, read_topic
 from support.brokers import ApacheKafka
 from support.orders import converged
 from support.registry_apps import AvroOrders, deserialize, framed, write_avro_orders_app
@@ -216,3 +216,28 @@ async def test_keys_in_avro_and_values_in_json_schema_from_the_reference_seriali
     assert headers["aerogrid-error-stage"] == b"decode"
     assert b"quantity" in headers["aerogrid-error"]
     assert letter.value == invalid
+
+
+async def test_the_readme_avro_app_runs(
+    apache_kafka: ApacheKafka, schema_registry: TestRegistry, unique_name: str, tmp_path: Path
+) -> None:
+    """The README's Avro app, its names and registry URL replaced, on the reference client's
+    records."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### Company formats", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    topic = f"{unique_name}-orders"
+    code = (
+        code.replace('"orders-avro"', repr(unique_name))
+        .replace('"http://localhost:8081"', repr(schema_registry.url))
+        .replace('app.topic("orders"', f"app.topic({topic!r}")
+    )
+    assert repr(schema_registry.url) in code and repr(topic) in code
+    path = tmp_path / "readme_avro_app.py"
+    path.write_text(code)
+    writer = AvroOrders(schema_registry.url, topic)
+    records = writer.make(200, "v1", seed=21) + writer.make(100, "v3", seed=22)
+    with RunningApp(path, apache_kafka.bootstrap) as app:
+        await produce(apache_kafka.bootstrap, topic, records)
+        want = {p: {"units_sold": row["units_sold"]} for p, row in writer.product_sums().items()}
+        assert await converged(app.target, unique_name, "product_sum", want) == want
