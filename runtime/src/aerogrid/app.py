@@ -6,19 +6,17 @@ import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from aerogrid.errors import ConfigurationError
 from aerogrid.grids import Grid, Row
 from aerogrid.record_formats import PLAIN_FORMAT
 from aerogrid.schemas.registry_settings import ENV_URL as REGISTRY_ENV
+from aerogrid.schemas.registry_settings import RegistrySettings
 from aerogrid.schemas.subjects import subject_strategy as check_subject_strategy
 from aerogrid.settings import BrokerSettings
 from aerogrid.streams import OnError, StreamInput, StreamSpec
 from aerogrid.topics import Topic
-
-if TYPE_CHECKING:
-    from aerogrid.schemas.registry import RegistrySettings
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 _Handler = TypeVar("_Handler", bound=Callable[..., Awaitable[None]])
@@ -85,8 +83,6 @@ class App:
     def schema_registry(self) -> RegistrySettings | None:
         """The registry settings (resolved now, from the argument or the environment);
         None when neither names a registry."""
-        from aerogrid.schemas.registry import RegistrySettings
-
         if isinstance(self._schema_registry, RegistrySettings):
             return self._schema_registry
         if not (self._schema_registry or os.environ.get(REGISTRY_ENV)):
