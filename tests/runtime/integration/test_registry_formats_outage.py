@@ -121,3 +121,38 @@ async def test_send_waits_for_the_registry_and_then_sends(
     assert deserialize(schema_registry.url, alerts.name, [sent.value or b""]) == [
         {"product": "p1", "level": 3}
     ]
+
+
+async def test_a_stop_while_records_wait_commits_none_of_them(
+    apache_kafka: ApacheKafka, schema_registry: TestRegistry, unique_name: str, tmp_path: Path
+) -> None:
+    """SIGTERM during an outage: the app exits at once (0), the waiting records are not
+    committed, and the next start reads them once the registry is back."""
+    topic = f"{unique_name}-orders"
+    path = write_avro_orders_app(tmp_path, unique_name, topic, f"{unique_name}-shipments")
+    writer = AvroOrders(schema_registry.url, topic)
+    before = writer.make(50, "v1", seed=11)
+    env = {"AEROGRID_SCHEMA_REGISTRY": schema_registry.url}
+    app = RunningApp(path, apache_kafka.bootstrap, env=env)
+    try:
+        app.start()
+        await produce(apache_kafka.bootstrap, topic, before)
+        first = writer.product_sums()
+        assert await converged(app.target, unique_name, "product_sum", first) == first
+        waiting = writer.make(80, "v2", seed=12)
+        schema_registry.stop()
+        try:
+            await produce(apache_kafka.bootstrap, topic, waiting)
+            assert await _wait_metric(app, "aerogrid_schema_registry_up", 0, 15) == 0
+            started = time.monotonic()
+            assert app.terminate() == 0
+            assert time.monotonic() - started < 10
+        finally:
+            schema_registry.start()
+        app.start()
+        want = writer.product_sums()
+        assert await converged(app.target, unique_name, "product_sum", want, 60) == want
+        assert app.metric("aerogrid_records_in_total", {"topic": topic}) == 80  # not before
+        assert app.metric("aerogrid_dead_lettered_total") == 0
+    finally:
+        app.stop()
