@@ -48,11 +48,18 @@ class Decoded:
     schema_id: int
     subject: str | None
     value: Any
+    #: Whether `subject` is the topic's own (`<topic>-value` / `-key`), as most are.
+    own_subject: bool = False
 
     @property
     def label(self) -> str:
         """`[avro id=3 orders-value]`, the prefix the tools show."""
         return f"[{self.format} id={self.schema_id}{' ' + self.subject if self.subject else ''}]"
+
+    @property
+    def brief_label(self) -> str:
+        """`[avro id=3]` when the subject is the topic's own (a table cell has little room)."""
+        return f"[{self.format} id={self.schema_id}]" if self.own_subject else self.label
 
     def as_json(self) -> dict[str, Any]:
         return {"format": self.format, "id": self.schema_id, "subject": self.subject}
@@ -110,7 +117,9 @@ class RecordDecoder:
             value = _decode(registered, data)
         except Exception as exc:  # any decoder's error: the record is shown raw, with why
             return Undecoded(f"{fmt} schema id {schema_id}: {exc}")
-        return Decoded(fmt, schema_id, _subject(subjects, topic, is_key), value)
+        subject = _subject(subjects, topic, is_key)
+        own = subject == f"{topic}-{'key' if is_key else 'value'}"
+        return Decoded(fmt, schema_id, subject, value, own_subject=own)
 
     async def annotate(
         self, described: dict[str, Any], topic: str, key: bytes | None, value: bytes | None

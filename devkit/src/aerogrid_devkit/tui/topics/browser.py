@@ -76,7 +76,7 @@ def one_line(text: str) -> str:
 def preview(data: bytes | None, found: Decoded | Undecoded | None = None) -> str:
     """The value on one line: compact JSON (labelled if decoded), or the text, cut to fit."""
     if isinstance(found, Decoded):
-        return one_line(f"{found.label} {json.dumps(found.value, ensure_ascii=False)}")
+        return one_line(f"{found.brief_label} {json.dumps(found.value, ensure_ascii=False)}")
     if isinstance(found, Undecoded) and data is not None:
         return one_line(f"(not decoded) {escaped(data[: PREVIEW * 4])}")
     if data is None:
