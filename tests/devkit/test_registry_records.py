@@ -122,8 +122,12 @@ def test_produce_avro_is_read_by_confluent_kafkas_avro_deserializer(
         '{"product": "cake", "qty": 1, "price": 12.25, "note": "birthday"}\n'
     )
     avsc = str(schemas / "order.avsc")
+    (schemas / "key.avsc").write_text('"string"')
     common = ("--format", "avro", "--schema", avsc, "--broker", apache_kafka.bootstrap)
-    sent = cli.run("produce", topic, "--file", str(lines), *common, registry=schema_registry.url)
+    keyed = ("--key", "o1", "--key-format", "avro", "--key-schema", str(schemas / "key.avsc"))
+    sent = cli.run(
+        "produce", topic, "--file", str(lines), *common, *keyed, registry=schema_registry.url
+    )
     assert sent.returncode == 0, sent.stderr
     assert len(sent.stdout.splitlines()) == 2
 
@@ -140,6 +144,15 @@ def test_produce_avro_is_read_by_confluent_kafkas_avro_deserializer(
         {"product": "cake", "qty": 1, "price": Decimal("12.25"), "note": "birthday"},
         {"product": "tea", "qty": 2, "price": Decimal("3.50"), "note": None},
     ]
+    key_context = SerializationContext(topic, MessageField.KEY)
+    assert {AvroDeserializer(client)(r.key, key_context) for r in stored} == {"o1"}
+    key_id = client.get_latest_version(f"{topic}-key").schema_id
+    tailed = cli.run(
+        "tail", topic, "--from-beginning", "--max", "1", "--idle-timeout", "20",
+        "--broker", apache_kafka.bootstrap, registry=schema_registry.url,
+    )  # fmt: skip
+    assert tailed.returncode == 0, tailed.stderr
+    assert f'key=[avro id={key_id} {topic}-key] "o1"' in tailed.stdout
 
 
 def test_produce_json_schema_and_protobuf(
