@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,14 +43,12 @@ from support.kube_blocking import BlockingKube
 from support.orders import orders, units_sold
 from support.package_index import PROJECT, PackageIndex
 from support.real_platform import (
-    GRPC_PORT,
     Platform,
     app_folder,
     app_pods,
-    grid_snapshot,
     installed_platform,
     make_tenant,
-    pod_ready,
+    timed_promote,
 )
 
 TOPIC = "orders"
@@ -70,45 +67,8 @@ def promote_once(
 ) -> dict[str, float]:
     """One `promote --wait`: seconds to the pod Ready, to Running, to the first exact grid."""
     folder = app_folder(root, name, EXAMPLE_APP.read_text(), requirements)
-    namespace = namespace_for(tenant)
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "aerogrid", "promote", str(folder), "--tenant", tenant),
-            *("--kubeconfig", str(developer), "--broker", platform.kafka.pod_bootstrap),
-            *("--wait", "--timeout", str(TIMEOUT)),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    marks: dict[str, float] = {}
-    with platform.node.bed.api_client() as api:
-        core = client.CoreV1Api(api)
-        cluster_ip = ""
-        while len(marks) < 3:
-            now = time.monotonic() - started
-            if now > TIMEOUT + 10:
-                proc.kill()
-                raise RuntimeError(f"{name}: only {marks} after {now:.0f} s")
-            if "running" not in marks and proc.poll() is not None:
-                if proc.returncode != 0:
-                    raise RuntimeError(f"promote {name} failed:\n{proc.communicate()[0]}")
-                marks["running"] = now
-            if "ready" not in marks and any(pod_ready(p) for p in app_pods(core, namespace, name)):
-                marks["ready"] = now
-            if "ready" in marks and not cluster_ip:
-                spec = core.read_namespaced_service(name, namespace).spec
-                cluster_ip = str(spec.cluster_ip if spec else "")
-            if (
-                cluster_ip
-                and "first_grid" not in marks
-                and grid_snapshot(f"{cluster_ip}:{GRPC_PORT}", token, name) == expected
-            ):
-                marks["first_grid"] = time.monotonic() - started
-            time.sleep(0.05)
-    proc.communicate(timeout=30)
-    return marks
+    timed = timed_promote(platform, folder, name, developer, tenant, token, expected, TIMEOUT)
+    return {"ready": timed.ready, "running": timed.running, "first_grid": timed.first_grid}
 
 
 def delete_app(platform: Platform, tenant: str, name: str) -> None:

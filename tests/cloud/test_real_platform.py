@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -53,6 +51,7 @@ from support.real_platform import (
     grid_snapshot,
     make_tenant,
     pod_ready,
+    timed_promote,
 )
 
 pytestmark = pytest.mark.timeout(600)
@@ -178,46 +177,9 @@ def promoted(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> It
     namespace = namespace_for(tenant)
     expected = units_sold(records)
 
-    started = time.monotonic()
-    promote = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "aerogrid", "promote", str(folder), "--tenant", tenant),
-            *("--kubeconfig", str(developer), "--broker", platform.kafka.pod_bootstrap),
-            *("--wait", "--timeout", str(READY_TIMEOUT)),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    to_ready = to_running = to_first_grid = None
-    cluster_ip = ""
-    with node.bed.api_client() as api:
-        core = client.CoreV1Api(api)
-        while time.monotonic() - started < READY_TIMEOUT + 10:
-            now = time.monotonic() - started
-            if to_running is None and promote.poll() is not None:
-                to_running = now
-            if to_ready is None and any(pod_ready(p) for p in app_pods(core, namespace, APP)):
-                to_ready = now
-            if to_ready is not None and not cluster_ip:
-                spec = core.read_namespaced_service(APP, namespace).spec
-                cluster_ip = str(spec.cluster_ip if spec else "")
-            if (
-                cluster_ip
-                and to_first_grid is None
-                and snapshot(f"{cluster_ip}:{GRPC_PORT}", token) == expected
-            ):
-                to_first_grid = time.monotonic() - started
-            if None not in (to_ready, to_running, to_first_grid):
-                break
-            time.sleep(0.1)
-    output = promote.communicate(timeout=30)[0]
-    assert promote.returncode == 0, output
-    assert to_ready is not None and to_running is not None and to_first_grid is not None, (
-        to_ready,
-        to_running,
-        to_first_grid,
-    )
+    timed = timed_promote(platform, folder, APP, developer, tenant, token, expected, READY_TIMEOUT)
+    output, cluster_ip = timed.output, timed.cluster_ip
+    to_ready, to_running, to_first_grid = timed.ready, timed.running, timed.first_grid
     print(
         f"\npromote --wait (no build): pod Ready {to_ready:.1f} s, Running {to_running:.1f} s, "
         f"first exact grid {to_first_grid:.1f} s"

@@ -23,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from kubernetes import client
 
 from aerogrid.client import GridClient
-from aerogrid_cloud.model import TenantSpec, resource
+from aerogrid_cloud.model import TenantSpec, namespace_for, resource
 from aerogrid_cloud.operator.status import TENANTS
 from aerogrid_cloud.settings import PlatformSettings
 from support.k8s import wait_for
@@ -48,6 +48,7 @@ __all__ = [
     "make_tenant",
     "operator_log",
     "pod_ready",
+    "timed_promote",
 ]
 
 #: The seed app's grid and the port its pods serve gRPC on.
@@ -118,6 +119,70 @@ def grid_snapshot(
         return asyncio.run(asyncio.wait_for(read(), timeout + 1))
     except Exception:  # not served yet: the caller polls
         return None
+
+
+@dataclass
+class TimedPromote:
+    """What one `aerogrid promote --wait` printed, and the seconds from its start to: the
+    pod Ready, the command's return (the App Running), the first exact snapshot."""
+
+    output: str
+    cluster_ip: str
+    ready: float
+    running: float
+    first_grid: float
+
+
+def timed_promote(
+    platform: Platform,
+    folder: Path,
+    app: str,
+    developer: Path,
+    tenant: str,
+    token: str,
+    expected: dict[str, Any],
+    timeout: float,
+) -> TimedPromote:
+    """`aerogrid promote FOLDER --wait` as the tenant's developer, timed from outside."""
+    namespace = namespace_for(tenant)
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "aerogrid", "promote", str(folder), "--tenant", tenant),
+            *("--kubeconfig", str(developer), "--broker", platform.kafka.pod_bootstrap),
+            *("--wait", "--timeout", str(timeout)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    marks: dict[str, float] = {}
+    cluster_ip = ""
+    with platform.node.bed.api_client() as api:
+        core = client.CoreV1Api(api)
+        while len(marks) < 3:
+            now = time.monotonic() - started
+            if now > timeout + 10:
+                proc.kill()
+                raise AssertionError(f"promote {app}: only {marks} after {now:.0f} s")
+            if "running" not in marks and proc.poll() is not None:
+                if proc.returncode != 0:
+                    raise AssertionError(f"promote {app} failed:\n{proc.communicate()[0]}")
+                marks["running"] = now
+            if "ready" not in marks and any(pod_ready(p) for p in app_pods(core, namespace, app)):
+                marks["ready"] = now
+            if "ready" in marks and not cluster_ip:
+                spec = core.read_namespaced_service(app, namespace).spec
+                cluster_ip = str(spec.cluster_ip if spec else "")
+            if (
+                cluster_ip
+                and "first_grid" not in marks
+                and grid_snapshot(f"{cluster_ip}:{GRPC_PORT}", token, app) == expected
+            ):
+                marks["first_grid"] = time.monotonic() - started
+            time.sleep(0.05)
+    output = proc.communicate(timeout=30)[0]
+    return TimedPromote(output, cluster_ip, **marks)
 
 
 def pod_ready(pod: client.V1Pod) -> bool:
