@@ -11,30 +11,22 @@ server (no users, no refresh, no login pages).
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
-from base64 import b64decode, urlsafe_b64encode
+from base64 import b64decode
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
 
 from aerogrid.net import LOOPBACK_HOST
+from support.http_thread import HttpThread, QuietLog
 
 __all__ = ["OidcIssuer"]
 
 TOKEN_LIFETIME = 300
-
-
-def _b64(data: bytes) -> str:
-    return urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _uint(number: int) -> str:
-    return _b64(number.to_bytes((number.bit_length() + 7) // 8, "big"))
 
 
 class OidcIssuer:
@@ -46,25 +38,21 @@ class OidcIssuer:
         self._kid = uuid.uuid4().hex
         self.tokens_issued = 0
         self.refusals = 0
-        self._server = ThreadingHTTPServer((LOOPBACK_HOST, 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._http = HttpThread(LOOPBACK_HOST, self._handler(), "oidc-issuer")
 
     @property
     def issuer(self) -> str:
-        return f"http://{LOOPBACK_HOST}:{self._server.server_address[1]}/realms/test"
+        return f"{self._http.base_url}/realms/test"
 
     @property
     def token_endpoint(self) -> str:
         return self.issuer + "/protocol/openid-connect/token"
 
     def start(self) -> None:
-        self._thread.start()
+        self._http.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._http.stop()
 
     def discovery(self) -> dict[str, object]:
         return {
@@ -77,9 +65,8 @@ class OidcIssuer:
         }
 
     def jwks(self) -> dict[str, object]:
-        numbers = self._key.public_key().public_numbers()
-        key = {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": self._kid}
-        return {"keys": [key | {"n": _uint(numbers.n), "e": _uint(numbers.e)}]}
+        public = RSAAlgorithm.to_jwk(self._key.public_key(), as_dict=True)
+        return {"keys": [{**public, "use": "sig", "alg": "RS256", "kid": self._kid}]}
 
     def token(self, form: Mapping[str, str], authorization: str | None) -> dict[str, object] | None:
         """An access token for valid client credentials (form fields or basic), else None."""
@@ -107,18 +94,12 @@ class OidcIssuer:
         return {"access_token": self._sign(claims), "token_type": "Bearer", "expires_in": 300}
 
     def _sign(self, claims: Mapping[str, object]) -> str:
-        header = {"alg": "RS256", "typ": "JWT", "kid": self._kid}
-        signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
-        signature = self._key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
-        return f"{signing_input}.{_b64(signature)}"
+        return jwt.encode(dict(claims), self._key, "RS256", headers={"kid": self._kid})
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
+    def _handler(self) -> type[QuietLog]:
         issuer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                pass  # quiet: the registry's own log says what it did
-
+        class Handler(QuietLog):  # quiet: the registry's own log says what it did
             def _answer(self, status: int, body: Mapping[str, object]) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)

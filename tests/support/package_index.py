@@ -22,12 +22,13 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 import urllib.request
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Final, Self
+
+from support.http_thread import HttpThread, QuietLog
 
 __all__ = ["MODULE", "PROJECT", "VERSION", "PackageIndex", "cached_wheel"]
 
@@ -75,9 +76,8 @@ def cached_wheel() -> Path:
         return wheel
 
 
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+class _Quiet(QuietLog, SimpleHTTPRequestHandler):
+    pass
 
 
 class PackageIndex:
@@ -87,15 +87,14 @@ class PackageIndex:
         self.host = host
         self.requirement = f"{PROJECT}=={VERSION}"
         self._root: Path | None = None
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http: HttpThread | None = None
 
     @property
     def url(self) -> str:
         """pip's --index-url (PlatformSettings.package_index)."""
-        if self._server is None:
+        if self._http is None:
             raise RuntimeError("the package index is not running")
-        return f"http://{self.host}:{self._server.server_address[1]}/simple/"
+        return f"{self._http.base_url}/simple/"
 
     def __enter__(self) -> Self:
         wheel = cached_wheel()
@@ -115,14 +114,11 @@ class PackageIndex:
                 "</body></html>\n"
             )
             handler = functools.partial(_Quiet, directory=str(root))
-            self._server = ThreadingHTTPServer((self.host, 0), handler)
+            self._http = HttpThread(self.host, handler, "package-index")
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
             raise
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="package-index", daemon=True
-        )
-        self._thread.start()
+        self._http.start()
         return self
 
     def __exit__(
@@ -131,11 +127,8 @@ class PackageIndex:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        if self._http is not None:
+            self._http.stop()
         if self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
         self._server = self._thread = self._root = None

@@ -14,10 +14,8 @@ Everything listens on loopback or on the node's bridge address, nowhere else.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -27,6 +25,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from aerogrid_cloud.settings import PlatformSettings
 from support.brokers import ApacheKafka, free_port
+from support.http_thread import HttpThread, QuietLog
 from support.images import BUILDER, PLATFORM, RUNTIME, built_images
 from support.k8s_node import KubeNode
 
@@ -130,7 +129,7 @@ class TestIdentity:
         self.fetches = 0
         identity = self
 
-        class _Jwks(BaseHTTPRequestHandler):
+        class _Jwks(QuietLog):
             def do_GET(self) -> None:
                 if self.path != "/jwks.json":
                     self.send_error(404)
@@ -143,15 +142,11 @@ class TestIdentity:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer((host, 0), _Jwks)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._http = HttpThread(host, _Jwks, "test-identity")
 
     @property
     def jwks_url(self) -> str:
-        return f"http://{self.host}:{self._server.server_address[1]}/jwks.json"
+        return f"{self._http.base_url}/jwks.json"
 
     def token(self, groups: list[str], subject: str = "bea", lifetime: float = 3600) -> str:
         """A JWT the platform accepts for a member of `groups`."""
@@ -161,7 +156,7 @@ class TestIdentity:
         return jwt.encode(claims, self._key, "RS256", headers={"kid": _KEY_ID})
 
     def __enter__(self) -> Self:
-        self._thread.start()
+        self._http.start()
         return self
 
     def __exit__(
@@ -170,6 +165,4 @@ class TestIdentity:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._http.stop()
