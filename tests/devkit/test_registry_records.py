@@ -8,6 +8,7 @@ does not answer are said, never a crash or a hang.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -84,27 +85,27 @@ class CliEnv:
         (folder / "home").mkdir()
 
     def run(
-        self, *args: str, registry: str | None, timeout: float = 60
+        self, *args: str, registry: str | None, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "AEROGRID_HOME": str(self.folder / "home")}
-        for name in ("AEROGRID_BROKER", "AEROGRID_SCHEMA_REGISTRY"):
-            env.pop(name, None)
+        given = {**os.environ, "AEROGRID_HOME": str(self.folder / "home")}
+        for name in list(given):
+            if name == "AEROGRID_BROKER" or name.startswith("AEROGRID_SCHEMA_REGISTRY"):
+                given.pop(name)
         if registry is not None:
-            env["AEROGRID_SCHEMA_REGISTRY"] = registry
+            given["AEROGRID_SCHEMA_REGISTRY"] = registry
+        given.update(env or {})
         return subprocess.run(
             [sys.executable, "-m", "aerogrid", *args],
             capture_output=True,
             text=True,
-            timeout=timeout,
-            env=env,
+            timeout=60,
+            env=given,
             cwd=self.folder,
             check=False,
         )
 
 
 def _records(apache_kafka: ApacheKafka, topic: str) -> list[kafka_tools.BrowsedRecord]:
-    import asyncio
-
     return asyncio.run(kafka_tools.browse(BrokerSettings.parse(apache_kafka.bootstrap), topic))
 
 
@@ -261,8 +262,6 @@ def _confluent_records(
     apache_kafka: ApacheKafka, registry: TestRegistry, topic: str
 ) -> tuple[int, list[dict[str, object]]]:
     """Two orders written by confluent-kafka's AvroSerializer, then three bad records."""
-    import asyncio
-
     client = SchemaRegistryClient({"url": registry.url})
     serialize = AvroSerializer(client, json.dumps(ORDER_AVSC))
     context = SerializationContext(topic, MessageField.VALUE)
@@ -338,3 +337,37 @@ def test_tail_with_a_registry_that_does_not_answer_shows_records_raw_without_han
     assert all(
         "unreachable" in json.loads(line)["value_note"] for line in refused.stdout.splitlines()[:4]
     )
+
+
+def test_produce_and_tail_with_a_registry_that_needs_credentials(
+    apache_kafka: ApacheKafka,
+    auth_registry: TestRegistry,
+    cli: CliEnv,
+    schemas: Path,
+    unique_name: str,
+) -> None:
+    assert auth_registry.username is not None and auth_registry.password is not None
+    topic = f"{unique_name}-orders"
+    value = '{"product": "tea", "qty": 2, "price": 1}'
+    avro = ("--format", "avro", "--schema", str(schemas / "order.avsc"))
+    broker = ("--broker", apache_kafka.bootstrap)
+    user = {"AEROGRID_SCHEMA_REGISTRY_USERNAME": auth_registry.username}
+    bad = {"AEROGRID_SCHEMA_REGISTRY_PASSWORD": "not-it", **user}
+    wrong = cli.run(
+        "produce", topic, value, *avro, *broker, registry=auth_registry.url, env=bad,
+    )  # fmt: skip
+    assert wrong.returncode == 1
+    assert "refused" in wrong.stderr and "AEROGRID_SCHEMA_REGISTRY_PASSWORD" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
+    good = {"AEROGRID_SCHEMA_REGISTRY_PASSWORD": auth_registry.password, **user}
+    sent = cli.run("produce", topic, value, *avro, *broker, registry=auth_registry.url, env=good)
+    assert sent.returncode == 0, sent.stderr
+    tail = ("tail", topic, "--from-beginning", "--max", "1", "--idle-timeout", "20", "--json")
+    tailed = cli.run(*tail, *broker, registry=auth_registry.url, env=good)
+    assert tailed.returncode == 0, tailed.stderr
+    shown = json.loads(tailed.stdout)
+    assert shown["value"] == {"product": "tea", "qty": 2, "price": "1.00", "note": None}
+    assert shown["value_schema"]["subject"] == f"{topic}-value"
+    refused = cli.run(*tail, *broker, registry=auth_registry.url, env=bad)
+    assert refused.returncode == 0, refused.stderr
+    assert "refused" in json.loads(refused.stdout)["value_note"]
