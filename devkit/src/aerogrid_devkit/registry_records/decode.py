@@ -82,6 +82,7 @@ class RecordDecoder:
         )
         self._subjects: dict[int, list[str]] = {}
         self._down_until = 0.0
+        self._subjects_retry_at = 0.0
         self._down_reason = ""
 
     async def aclose(self) -> None:
@@ -127,7 +128,7 @@ class RecordDecoder:
         """A described record (`kafka_tools.describe`) with its key and value decoded.
 
         A decoded part replaces the text and gains `<part>_schema` (format, id, subject);
-        one that does not decode keeps its text and gains `<part>_note` (the reason).
+        one that does not decode is shown escaped on one line and gains `<part>_note` (why).
         """
         for part, data in (("key", key), ("value", value)):
             found = await self.decode(data, topic, is_key=part == "key")
@@ -143,6 +144,8 @@ class RecordDecoder:
         known = self._subjects.get(schema_id)
         if known is not None:
             return known
+        if time.monotonic() < self._subjects_retry_at:
+            return []
         assert self.settings is not None
         settings = self.settings
         auth = (
@@ -156,8 +159,12 @@ class RecordDecoder:
                 auth=auth, verify=verify, timeout=REQUEST_TIMEOUT, trust_env=False
             ) as client:
                 response = await client.get(f"{settings.url}/schemas/ids/{schema_id}/versions")
+        except httpx.HTTPError:  # asked again after a while, never waited on per record
+            self._subjects_retry_at = time.monotonic() + RETRY_AFTER
+            return []
+        try:
             found = [v["subject"] for v in response.json()] if response.is_success else []
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):  # an answer not shaped as Confluent's
             found = []
         self._subjects[schema_id] = found
         return found
@@ -228,4 +235,6 @@ def _protobuf(registered: RegisteredSchema, payload: memoryview) -> Any:
         names.append(name)
     message = message_class(pool, ".".join(names))()
     message.ParseFromString(bytes(payload[offset:]))
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
