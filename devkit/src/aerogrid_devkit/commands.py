@@ -230,10 +230,18 @@ _FORMAT = click.Choice(FORMATS)
 )
 @click.option("--header", "headers", multiple=True, help="NAME=VALUE, repeatable.")
 @click.option("--format", "fmt", type=_FORMAT, default="json", show_default=True)
-@click.option("--schema", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--schema",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The value schema: .avsc, JSON Schema .json or .proto (with --format).",
+)
 @click.option("--message", help="The .proto's message (--format protobuf).")
 @click.option("--key-format", type=_FORMAT, default="json", show_default=True)
-@click.option("--key-schema", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--key-schema",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The key schema (with --key-format).",
+)
 @_BROKER
 @_REGISTRY
 def produce(
