@@ -127,6 +127,14 @@ def _unbounded_nesting(declared: Any) -> bool:
     return walk(msgspec.inspect.type_info(declared), frozenset())
 
 
+def tombstone_error(record_type: type[Record]) -> DecodeError:
+    """Why a record without a value (a tombstone) cannot be a Record, in every format."""
+    return DecodeError(
+        f"{record_type.__name__}: the record has no value (a tombstone); "
+        "declare value_type=bytes or dict to receive tombstones"
+    )
+
+
 class StrCodec:
     def encode(self, value: Any) -> bytes | None:
         if value is None:
@@ -234,10 +242,7 @@ class RecordCodec:
 
     def decode(self, data: bytes | None) -> Record | None:
         if data is None:
-            raise DecodeError(
-                f"{self.record_type.__name__}: the record has no value (a tombstone); "
-                "declare value_type=bytes or dict to receive tombstones"
-            )
+            raise tombstone_error(self.record_type)
         if len(data) > self._check_above:
             _check_bounds(data, self.record_type.__name__, depth=self._depth_checked)
         try:

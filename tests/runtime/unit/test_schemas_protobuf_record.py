@@ -29,6 +29,7 @@ from aerogrid.schemas.subjects import SubjectNamer
 from aerogrid.schemas.wire import frame
 from support.memory_registry import MemoryRegistry
 from support.protobuf_shop import SHOP_PROTO, an_order, compile_proto, message_classes
+from support.registry_codecs import loaded
 
 
 class ShopLine(Record):
@@ -70,13 +71,6 @@ def codec_for(value_type: Any, registry: MemoryRegistry) -> ProtobufCodec:
     return ProtobufCodec(value_type, registry=registry.client(), subjects=SubjectNamer("orders"))
 
 
-async def loaded(codec: ProtobufCodec, record: bytes) -> ProtobufCodec:
-    schema_id = codec.schema_id_to_load(record)
-    if schema_id is not None:
-        await codec.load(schema_id)
-    return codec
-
-
 async def test_a_record_reads_the_writers_message_by_field_name(tmp_path: Path) -> None:
     shop: dict[str, Any] = message_classes(compile_proto(tmp_path, "shop.proto", SHOP_PROTO))
     reference = SchemaRegistryClient.new_client({"url": "mock://shop"})
@@ -101,6 +95,14 @@ async def test_a_record_reads_the_writers_message_by_field_name(tmp_path: Path) 
     # The text form of the same schema (what Apicurio and others hand back) reads the same.
     as_text = frame(registry.add(SHOP_PROTO, "PROTOBUF", "orders-value"), written[5:])
     assert (await loaded(codec_for(ShopOrder, registry), as_text)).decode(as_text) == decoded
+
+
+def test_a_tombstone_is_not_a_record() -> None:
+    """As on every format: a Record topic refuses a record without a value, naming the fix."""
+    codec = codec_for(ShopOrder, MemoryRegistry())
+    with pytest.raises(DecodeError, match="ShopOrder: the record has no value \\(a tombstone\\)"):
+        codec.decode(None)
+    assert codec.encode(None) is None
 
 
 async def test_a_record_sends_its_derived_proto3_which_protoc_reads(tmp_path: Path) -> None:

@@ -32,11 +32,10 @@ from aerogrid.records import Record
 from aerogrid.schemas.avro_bounds import unbounded_array
 from aerogrid.schemas.avro_logical import writer_for_reader
 from aerogrid.schemas.avro_schema import avro_full_name, avro_schema
-from aerogrid.schemas.codec import WriterSchemas
-from aerogrid.schemas.errors import SchemaNotFound, SchemaNotLoaded
+from aerogrid.schemas.codec_base import RegistryCodecBase
+from aerogrid.schemas.errors import SchemaNotFound
 from aerogrid.schemas.registry import RegisteredSchema, SchemaRegistry
 from aerogrid.schemas.subjects import SubjectNamer
-from aerogrid.schemas.wire import frame, parse_frame
 
 _READ_OPTIONS = {
     "return_record_name": False,
@@ -67,29 +66,31 @@ def _datum_reader(parsed: Any) -> _Read:
     return lambda buffer: read_data(buffer, parsed, named, None, _READ_OPTIONS)
 
 
-class AvroCodec:
+class AvroCodec(RegistryCodecBase[_Read]):
     """The Avro codec of one topic's keys or values (see the module docstring)."""
 
     format = "avro"
+    schema_type = "AVRO"
 
     def __init__(
         self, value_type: Any, *, registry: SchemaRegistry, subjects: SubjectNamer
     ) -> None:
         self.value_type = value_type
-        self._registry = registry
-        self._subjects = subjects
-        self._record_type = (
-            value_type if isinstance(value_type, type) and issubclass(value_type, Record) else None
-        )
         # dict reads as written; everything else has a schema of its own (or is refused here).
         self._reader: Any = None if value_type is dict else avro_schema(value_type)
         self._normal_reader: Any = (
             None if self._reader is None else fastavro.parse_schema(self._reader, _write_hint=False)
         )
-        self._writers: WriterSchemas[_Read] = WriterSchemas(
-            registry, schema_type="AVRO", parse=self._parse_writer
+        super().__init__(
+            registry=registry,
+            subjects=subjects,
+            record_type=(
+                value_type
+                if isinstance(value_type, type) and issubclass(value_type, Record)
+                else None
+            ),
+            parse=self._parse_writer,
         )
-        self._send_id: int | None = None
         self._send_schema: Any = None
 
     def _parse_writer(self, registered: RegisteredSchema) -> _Read:
@@ -110,25 +111,10 @@ class AvroCodec:
             )
         return _datum_reader(parsed)
 
-    def schema_id_to_load(self, data: bytes | None) -> int | None:
-        return self._writers.to_load(data)
-
-    async def load(self, schema_id: int) -> None:
-        await self._writers.load(schema_id)
-
-    def decode(self, data: bytes | None) -> Any:
-        if data is None:
-            if self._record_type is not None:
-                raise DecodeError(
-                    f"{self._record_type.__name__}: the record has no value (a tombstone); "
-                    "declare value_type=bytes or dict to receive tombstones"
-                )
-            return None
-        schema_id, payload = parse_frame(data)
-        read = self._writers.get(schema_id)
+    def _read(self, schema_id: int, writer: _Read, payload: memoryview) -> Any:
         buffer = io.BytesIO(payload)
         try:
-            value = read(buffer)
+            value = writer(buffer)
         except Exception as exc:  # fastavro raises many types on a bad payload
             raise DecodeError(
                 f"Avro payload does not match writer schema id {schema_id}: "
@@ -155,43 +141,36 @@ class AvroCodec:
                 f"{name} (writer schema id {schema_id}): {text}", field=field
             ) from None
 
-    async def prepare_send(self, value: Any) -> None:
-        if self._send_id is not None or value is None:
-            return
-        if self._reader is None:  # dict: send with the subject's latest schema
-            if self._subjects.strategy != "topic":
-                raise ConfigurationError(
-                    f"topic {self._subjects.topic!r}: sending dicts as Avro needs "
-                    "subject_strategy='topic' (the subject's latest schema is the writer's)"
-                )
-            subject = self._subjects.subject("")
-            try:
-                latest = await self._registry.with_references(await self._registry.latest(subject))
-            except SchemaNotFound:
-                raise ConfigurationError(
-                    f"topic {self._subjects.topic!r}: dicts are sent with the latest schema of "
-                    f"subject {subject!r}, and the registry has none: register one, or "
-                    "declare the type as a Record"
-                ) from None
-            named: dict[str, Any] = {}
-            _parse_references(latest, named)
-            self._send_schema = fastavro.parse_schema(
-                json.loads(latest.schema), named_schemas=named
+    async def _register_own(self) -> int:
+        if self._reader is not None:
+            self._send_schema = fastavro.parse_schema(self._reader)
+            return await super()._register_own()
+        # dict: send with the subject's latest schema
+        if self._subjects.strategy != "topic":
+            raise ConfigurationError(
+                f"topic {self._subjects.topic!r}: sending dicts as Avro needs "
+                "subject_strategy='topic' (the subject's latest schema is the writer's)"
             )
-            self._send_id = latest.schema_id
-            return
+        subject = self._subjects.subject("")
+        try:
+            latest = await self._registry.with_references(await self._registry.latest(subject))
+        except SchemaNotFound:
+            raise ConfigurationError(
+                f"topic {self._subjects.topic!r}: dicts are sent with the latest schema of "
+                f"subject {subject!r}, and the registry has none: register one, or "
+                "declare the type as a Record"
+            ) from None
+        named: dict[str, Any] = {}
+        _parse_references(latest, named)
+        self._send_schema = fastavro.parse_schema(json.loads(latest.schema), named_schemas=named)
+        return latest.schema_id
+
+    def _own_schema(self) -> tuple[str, str]:
         text = json.dumps(self._reader, separators=(",", ":"))
         name = avro_full_name(self._record_type) if self._record_type else str(self._reader)
-        self._send_id = await self._registry.register(self._subjects.subject(name), text, "AVRO")
-        self._send_schema = fastavro.parse_schema(self._reader)
+        return name, text
 
-    def encode(self, value: Any) -> bytes | None:
-        if value is None:
-            return None
-        if self._send_id is None:
-            raise SchemaNotLoaded(
-                f"topic {self._subjects.topic!r}: prepare_send() must run before encode()"
-            )
+    def _write(self, value: Any) -> bytes:
         if self._record_type is not None:
             if isinstance(value, dict):
                 value = msgspec.convert(value, self._record_type)
@@ -207,7 +186,7 @@ class AvroCodec:
             raise (TypeError if isinstance(exc, TypeError) else ValueError)(
                 f"topic {self._subjects.topic!r}: cannot write this value as Avro: {exc}"
             ) from exc
-        return frame(self._send_id, buffer.getvalue())
+        return buffer.getvalue()
 
 
 def _parse_references(registered: RegisteredSchema, named: dict[str, Any]) -> None:

@@ -34,11 +34,9 @@ from aerogrid.limits import MAX_DEPTH
 from aerogrid.record_formats import _json_error as json_error
 from aerogrid.record_formats import json_too_deep
 from aerogrid.records import Record
-from aerogrid.schemas.codec import WriterSchemas
-from aerogrid.schemas.errors import SchemaNotLoaded
+from aerogrid.schemas.codec_base import RegistryCodecBase
 from aerogrid.schemas.registry import RegisteredSchema, SchemaRegistry
 from aerogrid.schemas.subjects import SubjectNamer
-from aerogrid.schemas.wire import frame, parse_frame
 
 SCHEMA_TYPE = "JSON"
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
@@ -147,10 +145,11 @@ def _referenced(registered: RegisteredSchema) -> Iterator[tuple[str, str]]:
         yield from _referenced(dependency)
 
 
-class JsonSchemaCodec:
+class JsonSchemaCodec(RegistryCodecBase[WriterCheck]):
     """A topic's keys or values as JSON Schema records: a `Record` subclass or a plain type."""
 
     format = "json-schema"
+    schema_type = SCHEMA_TYPE
 
     def __init__(self, value_type: Any, *, registry: SchemaRegistry, subjects: SubjectNamer):
         is_record = isinstance(value_type, type) and issubclass(value_type, Record)
@@ -159,32 +158,20 @@ class JsonSchemaCodec:
                 f"format='json-schema' takes a Record subclass, dict, str, int, float or bool, "
                 f"not {value_type!r}"
             )
-        self._value_type = value_type
-        self._registry = registry
-        self._subjects = subjects
-        own_schema = self._own_schema = json_schema_of(value_type)
-        self._writers: WriterSchemas[WriterCheck] = WriterSchemas(
-            registry,
-            schema_type=SCHEMA_TYPE,
+        own_schema = self._own_schema_document = json_schema_of(value_type)
+        super().__init__(
+            registry=registry,
+            subjects=subjects,
+            record_type=value_type if is_record else None,
             parse=lambda registered: _writer_check(registered, own_schema),
         )
+        self._value_type = value_type
         self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
             dict[str, Any] if value_type is dict else value_type
         )
         self._encoder = msgspec.json.Encoder()
-        self._own_id: int | None = None
 
-    def schema_id_to_load(self, data: bytes | None) -> int | None:
-        return self._writers.to_load(data)
-
-    async def load(self, schema_id: int) -> None:
-        await self._writers.load(schema_id)
-
-    def decode(self, data: bytes | None) -> Any:
-        if data is None:
-            return None
-        schema_id, payload = parse_frame(data)
-        writer = self._writers.get(schema_id)
+    def _read(self, schema_id: int, writer: WriterCheck, payload: memoryview) -> Any:
         body = bytes(payload)
         if len(body) > 2 * MAX_DEPTH and json_too_deep(body):
             raise DecodeError(f"JSON nested deeper than {MAX_DEPTH} levels")
@@ -201,28 +188,16 @@ class JsonSchemaCodec:
         except Exception as exc:  # msgspec.DecodeError, UnicodeDecodeError, RecursionError
             raise DecodeError(f"not JSON (schema id {schema_id}): {exc}") from None
 
-    async def prepare_send(self, value: Any) -> None:
-        if self._own_id is not None:
-            return
-        title = self._own_schema.get("title", "")
-        self._own_id = await self._registry.register(
-            self._subjects.subject(title),
-            msgspec.json.encode(self._own_schema).decode(),
-            SCHEMA_TYPE,
-        )
+    def _own_schema(self) -> tuple[str, str]:
+        title = self._own_schema_document.get("title", "")
+        return title, msgspec.json.encode(self._own_schema_document).decode()
 
-    def encode(self, value: Any) -> bytes | None:
-        if value is None:
-            return None
+    def _write(self, value: Any) -> bytes:
         if not isinstance(value, self._value_type) or (
             isinstance(value, bool) and self._value_type is not bool
         ):
             raise TypeError(f"expected {self._type_name()}, got {type(value).__name__}")
-        if self._own_id is None:
-            raise SchemaNotLoaded(
-                f"encode() before prepare_send(): no schema id for {self._type_name()}"
-            )
-        return frame(self._own_id, self._encoder.encode(value))
+        return self._encoder.encode(value)
 
     def _type_name(self) -> str:
         return getattr(self._value_type, "__name__", repr(self._value_type))

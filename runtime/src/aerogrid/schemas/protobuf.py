@@ -24,8 +24,7 @@ from google.protobuf.message import Message
 
 from aerogrid.errors import ConfigurationError, DecodeError
 from aerogrid.records import Record
-from aerogrid.schemas.codec import WriterSchemas
-from aerogrid.schemas.errors import SchemaNotLoaded
+from aerogrid.schemas.codec_base import RegistryCodecBase
 from aerogrid.schemas.protobuf_parse import MessageTree, message_tree, parse_schema
 from aerogrid.schemas.protobuf_record import (
     message_class,
@@ -37,7 +36,6 @@ from aerogrid.schemas.protobuf_record import (
 from aerogrid.schemas.protobuf_text import proto_text
 from aerogrid.schemas.registry import RegisteredSchema, SchemaRegistry
 from aerogrid.schemas.subjects import SubjectNamer
-from aerogrid.schemas.wire import frame, parse_frame
 
 SCHEMA_TYPE = "PROTOBUF"
 #: More nesting than any real schema has: a longer index list is garbage, not a message.
@@ -165,15 +163,16 @@ def _full_name(writer: WriterSchema, indexes: list[int]) -> str:
     return ".".join(names)
 
 
-class ProtobufCodec:
+class ProtobufCodec(RegistryCodecBase[WriterSchema]):
     """A topic's keys or values as Protobuf: a generated message class or a Record."""
 
     format = "protobuf"
+    schema_type = SCHEMA_TYPE
 
     def __init__(self, value_type: Any, *, registry: SchemaRegistry, subjects: SubjectNamer):
-        self._record_type: type[Record] | None = None
+        record_type: type[Record] | None = None
         if isinstance(value_type, type) and issubclass(value_type, Record):
-            self._record_type = value_type
+            record_type = value_type
             own_file = record_file(value_type)
             own_name = f"{own_file.package}.{value_type.__name__}"
             self._message_type = message_class(pool_with(own_file), own_name)
@@ -188,28 +187,16 @@ class ProtobufCodec:
             )
         self._descriptor = cast(Descriptor, self._message_type.DESCRIPTOR)
         self._own_file = own_file  # written as .proto text when first sent
-        self._registry = registry
-        self._subjects = subjects
-        with_pool = self._record_type is not None
-        self._writers: WriterSchemas[WriterSchema] = WriterSchemas(
-            registry,
-            schema_type=SCHEMA_TYPE,
+        with_pool = record_type is not None
+        super().__init__(
+            registry=registry,
+            subjects=subjects,
+            record_type=record_type,
             parse=lambda registered: _writer_schema(registered, with_pool=with_pool),
         )
         self._indexes = encode_indexes(message_indexes(self._descriptor))
-        self._own_id: int | None = None
 
-    def schema_id_to_load(self, data: bytes | None) -> int | None:
-        return self._writers.to_load(data)
-
-    async def load(self, schema_id: int) -> None:
-        await self._writers.load(schema_id)
-
-    def decode(self, data: bytes | None) -> Any:
-        if data is None:
-            return None
-        schema_id, payload = parse_frame(data)
-        writer = self._writers.get(schema_id)
+    def _read(self, schema_id: int, writer: WriterSchema, payload: memoryview) -> Any:
         indexes, offset = read_indexes(payload)
         name = _full_name(writer, indexes)
         if self._record_type is None and name != self._descriptor.full_name:
@@ -227,27 +214,15 @@ class ProtobufCodec:
             return message
         return message_to_record(message, self._record_type, f"{name} (schema id {schema_id})")
 
-    async def prepare_send(self, value: Any) -> None:
-        if self._own_id is not None:
-            return
-        self._own_id = await self._registry.register(
-            self._subjects.subject(self._descriptor.full_name),
-            proto_text(self._own_file),
-            SCHEMA_TYPE,
-        )
+    def _own_schema(self) -> tuple[str, str]:
+        return self._descriptor.full_name, proto_text(self._own_file)
 
-    def encode(self, value: Any) -> bytes | None:
-        if value is None:
-            return None
+    def _write(self, value: Any) -> bytes:
         expected = self._record_type or self._message_type
         if not isinstance(value, expected):
             name = self._descriptor.full_name if self._record_type is None else expected.__name__
             raise TypeError(f"expected {name}, got {type(value).__name__}")
-        if self._own_id is None:
-            raise SchemaNotLoaded(
-                f"encode() before prepare_send(): no schema id for {self._descriptor.full_name}"
-            )
         message = (
             value if isinstance(value, Message) else record_to_message(value, self._message_type)
         )
-        return frame(self._own_id, self._indexes + message.SerializeToString())
+        return self._indexes + message.SerializeToString()
