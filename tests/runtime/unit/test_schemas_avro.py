@@ -29,6 +29,7 @@ from aerogrid.schemas.registry import SchemaRegistry
 from aerogrid.schemas.registry_settings import RegistrySettings
 from aerogrid.schemas.wire import frame, parse_frame
 from support.memory_registry import MemoryRegistry
+from support.registry_codecs import decoded
 
 
 class Order(Record):
@@ -59,15 +60,6 @@ def written(registry: MemoryRegistry, schema: dict[str, Any], value: dict[str, A
     buffer = io.BytesIO()
     fastavro.schemaless_writer(buffer, fastavro.parse_schema(schema), value)
     return frame(schema_id, buffer.getvalue())
-
-
-async def decoded(codec: RegistryCodec, data: bytes | None) -> Any:
-    """Load what the record needs, as the engine does, then decode."""
-    schema_id = codec.schema_id_to_load(data)
-    if schema_id is not None:
-        await codec.load(schema_id)
-        assert codec.schema_id_to_load(data) is None
-    return codec.decode(data)
 
 
 def avro_codec(registry: MemoryRegistry, declared: Any = Order, **options: Any) -> RegistryCodec:

@@ -36,6 +36,7 @@ from aerogrid.schemas.subjects import SubjectNamer
 from aerogrid.schemas.wire import frame
 from support.memory_registry import MemoryRegistry
 from support.protobuf_shop import SHOP_PROTO, an_order, compile_proto, message_classes
+from support.registry_codecs import assert_decode_errors, loaded
 
 BUDGET = settings(
     max_examples=300,
@@ -62,14 +63,6 @@ def codec_for(message_class: type[Message], registry: MemoryRegistry) -> Protobu
     return ProtobufCodec(
         message_class, registry=registry.client(), subjects=SubjectNamer(topic="orders")
     )
-
-
-async def loaded(codec: ProtobufCodec, record: bytes) -> ProtobufCodec:
-    schema_id = codec.schema_id_to_load(record)
-    if schema_id is not None:
-        await codec.load(schema_id)
-    assert codec.schema_id_to_load(record) is None
-    return codec
 
 
 def test_message_indexes_count_nested_messages_and_map_entries(shop: dict[str, Any]) -> None:
@@ -255,10 +248,7 @@ async def test_bad_records_are_decode_errors_naming_why(shop: dict[str, Any]) ->
         b"\x01" + frame(schema_id, payload)[1:]: "magic byte 0x01 is not 0",
         b"\x00\x00": "shorter than the 5-byte header",
     }
-    for record, reason in cases.items():
-        await loaded(codec, record)
-        with pytest.raises(DecodeError, match=reason):
-            codec.decode(record)
+    await assert_decode_errors(codec, cases)
     assert codec.decode(None) is None
 
 
