@@ -1,10 +1,11 @@
 """The in-cluster catalog against a real kube-apiserver, served over real gRPC and Connect.
 
-Two tenants' Apps live in their namespaces (one app name in both); the catalog follows them
-with a user that may only get, list and watch Apps cluster-wide (its least privilege), and
-serves them on free ports with the runtime's authentication: static tokens and OIDC JWTs
-signed by a test key (groups → tenants). Statuses are written by the test, standing in for
-the operator. No operator and no app runs here.
+Two Tenants with their IdP groups, their Apps in their namespaces (one app name in both);
+the catalog follows Apps and Tenants with a user holding exactly the ClusterRole platform
+render gives the catalog, and serves them on free ports with the runtime's authentication:
+static tokens and OIDC JWTs signed by a test key (groups → tenants: the Tenants' groups as
+they change, a tenant's own name, AEROGRID_GROUP_TENANTS). Statuses are written by the test,
+standing in for the operator. No operator and no app runs here.
 """
 
 from __future__ import annotations
@@ -45,12 +46,23 @@ from aerogrid_cloud.catalog import (
     catalog_auth_settings,
     start_server,
 )
-from aerogrid_cloud.kube import APPS, ObjectList, ResourceType, connect
-from aerogrid_cloud.model import APP_KIND, AppSpec, namespace_for, resource
-from cloud.test_promote import install_app_crd
+from aerogrid_cloud.crds import tenant_crd
+from aerogrid_cloud.kube import (
+    APPS,
+    TENANTS,
+    CrdMissing,
+    KubeError,
+    ObjectList,
+    ResourceType,
+    connect,
+)
+from aerogrid_cloud.model import APP_KIND, TENANT_KIND, AppSpec, TenantSpec, namespace_for, resource
+from aerogrid_cloud.render import platform_objects
+from aerogrid_cloud.settings import PlatformSettings
+from cloud.test_promote import CRDS, install_app_crd
 from support.brokers import free_port
 from support.grpcurl import Grpcurl, grpcurl_binary
-from support.k8s import KubeTestbed
+from support.k8s import KubeTestbed, wait_for
 from support.kube_blocking import BlockingKube
 from support.workspace import eventually
 
@@ -62,16 +74,26 @@ CLUSTER_ROLES = ResourceType(
 CLUSTER_ROLE_BINDINGS = ResourceType(
     "rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False
 )
-#: All the catalog may do in the cluster: read Apps. Tenants come from namespace names.
-CATALOG_RULES = [
-    {"apiGroups": ["aerogrid.io"], "resources": ["apps"], "verbs": ["get", "list", "watch"]}
-]
+
+
+def catalog_rules() -> list[dict[str, Any]]:
+    """All the catalog may do in the cluster: its ClusterRole's rules, as platform renders it."""
+    (role,) = [
+        o
+        for o in platform_objects(PlatformSettings())
+        if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "aerogrid-catalog"
+    ]
+    rules: list[dict[str, Any]] = role["rules"]
+    return rules
 
 
 @dataclass
 class Tenants:
     a: str
     b: str
+    #: Tenant a's and b's IdP groups (their spec.groups, as the fixture creates them).
+    group_a: str
+    group_b: str
     tokens_file: Path
     jwks_file: Path
     key: rsa.RSAPrivateKey
@@ -101,6 +123,26 @@ def app_object(name: str, tenant: str) -> dict[str, Any]:
     return resource(APP_KIND, name, spec, namespace=namespace_for(tenant))
 
 
+def set_groups(admin: BlockingKube, tenant: str, groups: list[str]) -> None:
+    """Apply Tenant `tenant` with IdP groups `groups` (what the platform admin does)."""
+    spec = TenantSpec(display_name=tenant.title(), groups=groups)
+    admin.apply(TENANTS, resource(TENANT_KIND, tenant, spec), field_manager="aerogrid-tests")
+
+
+def install_tenant_crd(admin: BlockingKube) -> None:
+    """The Tenant CRD as the platform renders it, served (as install_app_crd the App CRD)."""
+    admin.apply(CRDS, tenant_crd(), field_manager="aerogrid-tests")
+
+    def lists() -> bool:
+        try:
+            admin.list(TENANTS)
+        except (CrdMissing, KubeError):  # not served yet
+            return False
+        return True
+
+    wait_for(lists, 30, "the apiserver to serve tenants.aerogrid.io")
+
+
 def set_status(
     admin: BlockingKube, tenant: str, name: str, phase: str, message: str = "", endpoint: str = ""
 ) -> None:
@@ -127,10 +169,13 @@ def tenants(kube: KubeTestbed, tmp_path_factory: pytest.TempPathFactory) -> Iter
     folder = tmp_path_factory.mktemp("catalog")
     suffix = uuid.uuid4().hex[:6]
     a, b = f"ca{suffix}", f"cb{suffix}"
+    group_a, group_b = f"trading-desk-{suffix}", f"risk-desk-{suffix}"
     with BlockingKube.connect(kube.admin_kubeconfig) as admin:
         install_app_crd(admin)
-        for tenant in (a, b):
+        install_tenant_crd(admin)
+        for tenant, group in ((a, group_a), (b, group_b)):
             kube.create_namespace(namespace_for(tenant), wait_for_service_account=False)
+            set_groups(admin, tenant, [group])
         for name, tenant in (("orders", a), ("prices", a), ("orders", b), ("risk", b)):
             admin.apply(APPS, app_object(name, tenant), field_manager="aerogrid-tests")
         set_status(admin, a, "orders", "Running", endpoint=f"orders.{a}.aerogrid.test:443")
@@ -144,7 +189,7 @@ def tenants(kube: KubeTestbed, tmp_path_factory: pytest.TempPathFactory) -> Iter
                 "apiVersion": "rbac.authorization.k8s.io/v1",
                 "kind": "ClusterRole",
                 "metadata": {"name": role},
-                "rules": CATALOG_RULES,
+                "rules": catalog_rules(),
             },
             field_manager="aerogrid-tests",
         )
@@ -181,10 +226,11 @@ def tenants(kube: KubeTestbed, tmp_path_factory: pytest.TempPathFactory) -> Iter
             json.dumps({"keys": [{**public, "kid": "k1", "alg": "RS256", "use": "sig"}]})
         )
         try:
-            yield Tenants(a, b, tokens, jwks, key, kube.user_kubeconfig(role))
+            yield Tenants(a, b, group_a, group_b, tokens, jwks, key, kube.user_kubeconfig(role))
         finally:
             with kube.api_client() as api:
                 for tenant in (a, b):
+                    admin.delete(TENANTS, tenant)
                     client.CoreV1Api(api).delete_namespace(namespace_for(tenant))
                 rbac = client.RbacAuthorizationV1Api(api)
                 rbac.delete_cluster_role_binding(role)
@@ -214,13 +260,15 @@ async def served(tenants: Tenants) -> AsyncIterator[CatalogServer]:
     catalog = ClusterCatalog(connect(tenants.catalog_kubeconfig))
     server = await start_server(
         catalog,
-        Authenticator(catalog_auth_settings(tenants.env())),
+        Authenticator(
+            catalog_auth_settings(tenants.env()), tenants_of_group=catalog.tenants_of_group
+        ),
         host="0.0.0.0",
         port=0,
         http_port=0,
     )
     try:
-        assert await catalog.wait_synced(30), catalog.watcher.last_error
+        assert await catalog.wait_synced(30), catalog.last_error
         yield server
     finally:
         await server.stop()
@@ -273,6 +321,51 @@ async def test_each_caller_sees_only_its_tenants_apps(
         ("orders", "APP_STATUS_RUNNING", f"orders.{a}.aerogrid.test:443"),
         ("prices", "APP_STATUS_FAILED", ""),
     ]
+
+
+async def apps_of_groups(target: str, tenants: Tenants, groups: list[str]) -> list[tuple[str, str]]:
+    """(tenant letter, name) of the test's apps a JWT with `groups` lists."""
+    async with GridClient(target, token=tenants.jwt(groups)) as caller:
+        return [(t, n) for t, n, *_ in listed(await caller.apps(), tenants)]
+
+
+async def test_the_tenants_groups_are_followed_live(
+    served: CatalogServer, tenants: Tenants, admin: BlockingKube
+) -> None:
+    """A member of a Tenant's group (spec.groups) sees its apps, as the change comes."""
+    target = f"127.0.0.1:{served.grpc_port}"
+    a, b = tenants.a, tenants.b
+    a_apps, b_apps = [("a", "orders"), ("a", "prices")], [("b", "orders"), ("b", "risk")]
+    assert await apps_of_groups(target, tenants, [tenants.group_a]) == a_apps
+    # Another tenant's group sees nothing of a; a group that names no tenant sees nothing.
+    assert await apps_of_groups(target, tenants, [tenants.group_b]) == b_apps
+    assert await apps_of_groups(target, tenants, ["nobodys-desk"]) == []
+    # A group may belong to several tenants: its members see the union.
+    shared = f"shared-{a}"
+    try:
+        for tenant, group in ((a, tenants.group_a), (b, tenants.group_b)):
+            set_groups(admin, tenant, [group, shared])
+
+        async def shared_sees_both() -> bool:
+            return await apps_of_groups(target, tenants, [shared]) == a_apps + b_apps
+
+        await eventually(shared_sees_both, "the shared group's members see both tenants", 10)
+        # The group leaves tenant a: its members no longer see a's apps (no restart).
+        set_groups(admin, a, [shared])
+
+        async def group_a_sees_nothing() -> bool:
+            return await apps_of_groups(target, tenants, [tenants.group_a]) == []
+
+        await eventually(group_a_sees_nothing, "the group removed from tenant a sees nothing", 10)
+        assert await apps_of_groups(target, tenants, [shared]) == a_apps + b_apps
+    finally:
+        for tenant, group in ((a, tenants.group_a), (b, tenants.group_b)):
+            set_groups(admin, tenant, [group])
+
+    async def restored() -> bool:
+        return await apps_of_groups(target, tenants, [shared]) == []
+
+    await eventually(restored, "the Tenants' groups as the fixture made them", 10)
 
 
 async def _next(stream: Any) -> catalog_pb2.WatchAppsResponse:
@@ -486,6 +579,11 @@ async def test_python_m_catalog_serves_and_stops_on_sigterm(tenants: Tenants) ->
                 await asyncio.sleep(0.1)
         async with GridClient(f"127.0.0.1:{grpc_port}", token="token-a") as alice:
             assert {x.name for x in await alice.apps()} == {"orders", "prices"}
+        # The Tenants' groups count there too (the catalog's Authenticator asks its view).
+        assert await apps_of_groups(f"127.0.0.1:{grpc_port}", tenants, [tenants.group_a]) == [
+            ("a", "orders"),
+            ("a", "prices"),
+        ]
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 10) == 0
     finally:
@@ -499,30 +597,33 @@ async def test_python_m_catalog_serves_and_stops_on_sigterm(tenants: Tenants) ->
 async def test_an_expired_watch_is_followed_by_a_fresh_list(
     tenants: Tenants, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The first list answers a resourceVersion long compacted away: the watch from it gets
-    410 Gone from the real API server, and the catalog lists again instead of drifting."""
+    """The first lists (of Apps, of Tenants) answer a resourceVersion long compacted away: the
+    watches from them get 410 Gone from the real API server, and the catalog lists again
+    instead of drifting."""
     catalog = ClusterCatalog(connect(tenants.catalog_kubeconfig))
     kube = catalog.watcher.kube
+    assert catalog.tenant_watcher.kube is kube
     real_list = kube.list
-    calls: list[str | None] = []
+    calls: list[str] = []
 
     async def list_once_stale(
         rtype: ResourceType, namespace: str | None = None, **kwargs: Any
     ) -> ObjectList:
         found = await real_list(rtype, namespace, **kwargs)
-        calls.append(namespace)
-        return ObjectList(found.items, "1") if len(calls) == 1 else found
+        calls.append(rtype.plural)
+        return ObjectList(found.items, "1") if calls.count(rtype.plural) == 1 else found
 
     monkeypatch.setattr(kube, "list", list_once_stale)
     await catalog.start()
     try:
         assert await catalog.wait_synced(30)
         deadline = time.monotonic() + 15
-        while len(calls) < 2:
+        while calls.count("apps") < 2 or calls.count("tenants") < 2:
             assert time.monotonic() < deadline, "the catalog did not list again after 410 Gone"
             await asyncio.sleep(0.05)
         caller = Caller("alice", frozenset({tenants.a}))
         listed_apps = await catalog.list_apps(catalog_pb2.ListAppsRequest(), caller)
         assert sorted(x.name for x in listed_apps.apps) == ["orders", "prices"]
+        assert tenants.a in catalog.tenants_of_group(tenants.group_a)
     finally:
         await catalog.close()

@@ -3,13 +3,14 @@
 Excel is configured with one cloud endpoint; behind it, this service answers ListApps and
 WatchApps from the App resources the operator reconciles, showing each caller only the
 apps of its tenants (the runtime's `Authenticator`: static tokens or OIDC JWTs whose
-groups name tenants). An App's tenant is its namespace's (`namespace_for` backwards), never
-a label a developer could write. Grids are not served here: each app serves its own,
+groups are the tenants' groups, `spec.groups` of each Tenant as it is now, or name a tenant).
+An App's tenant is its namespace's (`namespace_for` backwards), never a label a developer
+could write. Grids are not served here: each app serves its own,
 reached through the gateway, so ListGrids and Subscribe answer NOT_FOUND saying where.
 
-The Apps are read by one list+watch, a task on the serving event loop (lightkube's async
-client), and kept in memory; a watch that expires (410 Gone) or breaks is replaced by a
-fresh list, so the cache never drifts.
+The Apps and the Tenants are each read by one list+watch (`catalog_watch`), tasks on the
+serving event loop, and kept in memory; a watch that expires (410 Gone) or breaks is
+replaced by a fresh list, so the cache never drifts.
 
     python -m aerogrid_cloud.catalog --port 50051 --http-port 8080
 """
@@ -17,31 +18,29 @@ fresh list, so the cache never drifts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
-import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import click
 
 from aerogrid import metrics
-from aerogrid.backoff import Backoff
 from aerogrid.routing import APP_HEADER, TENANT_HEADER
 from aerogrid.server.auth import Authenticator, AuthSettings, is_loopback
 from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.identity import Caller
 from aerogrid.server.listeners import Listeners, start_listeners
 from aerogrid.v1 import catalog_pb2, grid_pb2
-from aerogrid_cloud.kube import APPS, Gone, Kube, KubeError, connect, in_cluster
+from aerogrid_cloud.catalog_tenants import TenantGroups
+from aerogrid_cloud.catalog_watch import ResourceWatcher
+from aerogrid_cloud.kube import APPS, TENANTS, Kube, KubeError, connect, in_cluster
 from aerogrid_cloud.model import AppState, Phase
 
 __all__ = [
-    "AppWatcher",
     "CatalogServer",
     "ClusterCatalog",
     "app_info",
@@ -75,92 +74,6 @@ def app_info(state: AppState) -> catalog_pb2.AppInfo:
     )
 
 
-# -- following the cluster -----------------------------------------------------------------
-
-
-class AppWatcher:
-    """List, then watch, the cluster's Apps in a task; report each change through callbacks.
-
-    `on_reset(states)` gets every App after each (re)list; `on_upsert(state)` and
-    `on_delete(namespace, name)` the changes in between.
-    """
-
-    def __init__(
-        self,
-        kube: Kube,
-        *,
-        on_reset: Callable[[list[AppState]], None],
-        on_upsert: Callable[[AppState], None],
-        on_delete: Callable[[str, str], None],
-        namespace: str | None = None,
-        watch_seconds: int = 60,
-        retry_seconds: float = 2.0,
-    ) -> None:
-        self.kube = kube
-        self._on_reset = on_reset
-        self._on_upsert = on_upsert
-        self._on_delete = on_delete
-        self.namespace = namespace
-        self.watch_seconds = watch_seconds
-        self.retry_seconds = retry_seconds
-        #: monotonic time of the last answer from the API server (a list, an event), and
-        #: the error since, if any.
-        self.last_contact = 0.0
-        self.last_error = ""
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        """Start following, on the running event loop."""
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name="aerogrid-catalog-watch"
-        )
-
-    async def stop(self) -> None:
-        """End the watch now and wait for its task."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        backoff = Backoff(initial=self.retry_seconds, maximum=30.0)
-        while True:
-            try:
-                await self._list_and_watch()
-            except Gone:
-                log.info("catalog: the App watch expired; listing again")
-                backoff.reset()
-            except KubeError as exc:
-                self.last_error = str(exc)
-                log.warning("catalog: cannot follow the App resources: %s", exc)
-                await asyncio.sleep(backoff.next_delay())
-            except Exception:  # a bug must not end the catalog's only watch silently
-                log.exception("catalog: the App watch failed")
-                await asyncio.sleep(backoff.next_delay())
-
-    async def _list_and_watch(self) -> None:
-        listed = await self.kube.list(APPS, self.namespace)
-        self._touch()
-        self._on_reset([AppState.from_object(item) for item in listed.items])
-        async for event in self.kube.watch(
-            APPS,
-            self.namespace,
-            resource_version=listed.resource_version,
-            timeout_seconds=self.watch_seconds,
-        ):
-            self._touch()
-            state = AppState.from_object(event.object)
-            if event.type == "DELETED":
-                self._on_delete(state.namespace, state.name)
-            else:
-                self._on_upsert(state)
-
-    def _touch(self) -> None:
-        self.last_contact = time.monotonic()
-        self.last_error = ""
-
-
 # -- the service ----------------------------------------------------------------------------
 
 
@@ -180,18 +93,30 @@ class ClusterCatalog:
     ) -> None:
         self._apps: dict[_Key, catalog_pb2.AppInfo] = {}
         self._changed = asyncio.Event()
-        #: Set once the first list is in the cache.
+        #: Set once the first lists of both Apps and Tenants are in.
         self._loaded = asyncio.Event()
+        self._listed: set[str] = set()
         self._closed = False
         self._unknown_namespaces: set[str] = set()
         #: Called (synchronously) on every change: the first list, an App's, the close.
         self.on_change: Callable[[], None] | None = None
-        self.watcher = AppWatcher(
+        self.watcher = ResourceWatcher(
             kube,
+            APPS,
             on_reset=self._reset,
             on_upsert=self._upsert,
             on_delete=self._delete,
             namespace=namespace,
+            watch_seconds=watch_seconds,
+        )
+        #: Which tenants each IdP group belongs to, as the Tenants say now.
+        self.tenant_groups = TenantGroups()
+        self.tenant_watcher = ResourceWatcher(
+            kube,
+            TENANTS,
+            on_reset=self._reset_tenants,
+            on_upsert=self.tenant_groups.upsert,
+            on_delete=self.tenant_groups.delete,
             watch_seconds=watch_seconds,
         )
 
@@ -199,28 +124,44 @@ class ClusterCatalog:
 
     async def start(self) -> None:
         self.watcher.start()
+        self.tenant_watcher.start()
 
     async def wait_synced(self, timeout: float) -> bool:
-        """Whether the first list is in the cache within `timeout` seconds."""
+        """Whether the first lists are in the cache within `timeout` seconds."""
         try:
             await asyncio.wait_for(self._loaded.wait(), timeout)
         except TimeoutError:
             return False
         return True
 
+    @property
+    def last_error(self) -> str:
+        """Why the Apps or the Tenants cannot be followed now ("" when both can)."""
+        return self.watcher.last_error or self.tenant_watcher.last_error
+
+    def tenants_of_group(self, group: str) -> frozenset[str]:
+        """The tenants listing IdP group `group` in their spec.groups (for the Authenticator)."""
+        return self.tenant_groups.tenants_of(group)
+
     async def close(self) -> None:
         self._closed = True
         await self.watcher.stop()
+        await self.tenant_watcher.stop()
         self._notify()
 
     def is_ready(self) -> bool:
-        """Once the Apps are listed; it stays ready while the API server is away.
+        """Once the Apps and Tenants are listed; it stays ready while the API server is away.
 
         A control-plane upgrade takes the API server away for minutes on managed clusters,
-        and the apps keep running meanwhile: the last known list serves Excel better than
-        no catalog at all. The watcher relists as soon as the API server is back.
+        and the apps keep running meanwhile: the last known lists serve Excel better than
+        no catalog at all. The watchers relist as soon as the API server is back.
         """
         return not self._closed and self._loaded.is_set()
+
+    def _mark_listed(self, what: str) -> None:
+        self._listed.add(what)
+        if self._listed >= {"apps", "tenants"}:
+            self._loaded.set()
 
     # -- the cache -------------------------------------------------------------------------
 
@@ -234,25 +175,31 @@ class ClusterCatalog:
             return None
         return (state.tenant, state.name)
 
-    def _reset(self, states: list[AppState]) -> None:
+    def _reset(self, objects: list[dict[str, Any]]) -> None:
         apps = {}
-        for state in states:
+        for state in map(AppState.from_object, objects):
             key = self._key(state)
             if key is not None:
                 apps[key] = app_info(state)
         self._apps = apps
-        self._loaded.set()
+        self._mark_listed("apps")
         self._notify()
 
-    def _upsert(self, state: AppState) -> None:
+    def _reset_tenants(self, objects: list[dict[str, Any]]) -> None:
+        self.tenant_groups.reset(objects)
+        if "tenants" not in self._listed:
+            self._mark_listed("tenants")
+            self._notify()  # readiness may have changed
+
+    def _upsert(self, obj: dict[str, Any]) -> None:
+        state = AppState.from_object(obj)
         key = self._key(state)
         if key is not None:
             self._apps[key] = app_info(state)
             self._notify()
 
-    def _delete(self, namespace: str, name: str) -> None:
-        state = AppState.from_object({"metadata": {"name": name, "namespace": namespace}})
-        key = self._key(state)
+    def _delete(self, obj: dict[str, Any]) -> None:
+        key = self._key(AppState.from_object(obj))
         if key is not None and self._apps.pop(key, None) is not None:
             self._notify()
 
@@ -315,7 +262,7 @@ class ClusterCatalog:
         if not self._loaded.is_set():
             raise ServiceError(
                 Code.UNAVAILABLE,
-                "the catalog has not read the cluster's apps yet: call again shortly",
+                "the catalog has not read the cluster's apps and tenants yet: call again shortly",
             )
 
     # -- GridService: not here ----------------------------------------------------------
@@ -441,9 +388,8 @@ async def _serve(
     kube: Kube, settings: AuthSettings, host: str, port: int, http_port: int, namespace: str | None
 ) -> int:
     catalog = ClusterCatalog(kube, namespace=namespace)
-    server = await start_server(
-        catalog, Authenticator(settings), host=host, port=port, http_port=http_port
-    )
+    authenticator = Authenticator(settings, tenants_of_group=catalog.tenants_of_group)
+    server = await start_server(catalog, authenticator, host=host, port=port, http_port=http_port)
     log.info(
         "catalog: gRPC on %s:%d, HTTP (Connect, gRPC-Web, health) on %s:%d, following %s",
         host,
@@ -459,7 +405,8 @@ async def _serve(
     try:
         if not await catalog.wait_synced(30):
             log.warning(
-                "catalog: no App list after 30s (%s); still trying", catalog.watcher.last_error
+                "catalog: no App and Tenant lists after 30s (%s); still trying",
+                catalog.last_error,
             )
         await stop.wait()
     finally:

@@ -43,13 +43,14 @@ from lightkube.core.resource_registry import resource_registry
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.types import CascadeType, PatchType
 
-from aerogrid_cloud.model import APP_KIND, APP_PLURAL, GROUP, VERSION
+from aerogrid_cloud.model import APP_KIND, APP_PLURAL, GROUP, TENANT_KIND, TENANT_PLURAL, VERSION
 
 __all__ = [
     "APPS",
     "PROMOTE_MANAGER",
     "SCALE_MANAGER",
     "STATE_MANAGER",
+    "TENANTS",
     "ConfigError",
     "Conflict",
     "CrdMissing",
@@ -166,6 +167,7 @@ def _resource_class(rtype: ResourceType) -> Any:
 
 
 APPS: Final = ResourceType(GROUP, VERSION, APP_PLURAL, APP_KIND)
+TENANTS: Final = ResourceType(GROUP, VERSION, TENANT_PLURAL, TENANT_KIND, namespaced=False)
 
 
 def _plain(obj: Any) -> dict[str, Any]:

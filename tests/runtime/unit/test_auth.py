@@ -395,6 +395,23 @@ async def test_jwt_groups_mapped_to_tenants(jwks: JwksServer, rsa_a: Key) -> Non
     assert caller == Caller("alice", frozenset({"desk-a", "desk-z"}))
 
 
+async def test_jwt_groups_from_a_live_view(jwks: JwksServer, rsa_a: Key) -> None:
+    """The catalog's view of the Tenants' groups: asked at each call, so a change counts at
+    once; a group may belong to several tenants, and still names its namesake."""
+    live: dict[str, set[str]] = {"desk-a": {"trading", "risk"}}
+    auth = Authenticator(
+        oidc(jwks.url, group_tenants={"desk-b": "sales"}),
+        tenants_of_group=lambda group: live.get(group, set()),
+    )
+    token = bearer(rsa_a.sign())  # groups desk-a, desk-b
+    caller = await auth.authenticate(token, peer_is_loopback=False)
+    assert caller == Caller("alice", frozenset({"desk-a", "trading", "risk", "sales"}))
+    live["desk-a"] = {"risk"}
+    live["desk-b"] = {"ops"}
+    caller = await auth.authenticate(token, peer_is_loopback=False)
+    assert caller == Caller("alice", frozenset({"desk-a", "risk", "sales", "ops"}))
+
+
 async def test_jwt_single_group_string(jwks: JwksServer, rsa_a: Key) -> None:
     auth = Authenticator(oidc(jwks.url))
     caller = await auth.authenticate(

@@ -12,18 +12,16 @@ import datetime as dt
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 from pydantic import ValidationError
 
-from aerogrid_cloud.kube import Kube, ResourceType
-from aerogrid_cloud.model import GROUP, TENANT_KIND, TENANT_PLURAL, VERSION, Condition
+from aerogrid_cloud.kube import TENANTS, Kube, ResourceType
+from aerogrid_cloud.model import Condition
 from aerogrid_cloud.render import FIELD_MANAGER, resource_type
 from aerogrid_cloud.settings import PlatformSettings
 
 __all__ = ["TENANTS", "Cluster", "Transient", "condition", "validation_message"]
-
-TENANTS: Final = ResourceType(GROUP, VERSION, TENANT_PLURAL, TENANT_KIND, namespaced=False)
 
 
 class Transient(Exception):

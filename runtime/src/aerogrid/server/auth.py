@@ -26,7 +26,7 @@ import os
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -186,10 +186,21 @@ class Authenticator:
 
     Build one per server from `AuthSettings`; it loads the tokens file now (a broken file
     stops the server from starting) and fetches the JWKS lazily on the first JWT.
+
+    `tenants_of_group`, when given, is asked for each group of every JWT at the time of
+    the call, and the tenants it names are added to the settings' (`group_tenants`): a
+    server that follows a changing map (the cluster's catalog, from the Tenant resources)
+    passes its live view here, so a group added or removed counts without a restart.
     """
 
-    def __init__(self, settings: AuthSettings) -> None:
+    def __init__(
+        self,
+        settings: AuthSettings,
+        *,
+        tenants_of_group: Callable[[str], Iterable[str]] | None = None,
+    ) -> None:
         self._settings = settings
+        self._tenants_of_group = tenants_of_group
         self._tokens = TokenFile(settings.tokens_file) if settings.tokens_file else None
         self._jwks: _JwksCache | None = None
         if settings.jwks_url is not None:
@@ -337,8 +348,13 @@ class Authenticator:
             groups = [groups]
         if not isinstance(groups, list):
             return frozenset()
+        names = [g for g in groups if isinstance(g, str) and g]
         mapping = self._settings.group_tenants
-        return frozenset(mapping.get(g, g) for g in groups if isinstance(g, str) and g)
+        tenants = {mapping.get(g, g) for g in names}
+        if self._tenants_of_group is not None:
+            for group in names:
+                tenants.update(self._tenants_of_group(group))
+        return frozenset(tenants)
 
 
 def _caller(subject: str, tenants: frozenset[str]) -> Caller:
