@@ -262,7 +262,7 @@ def test_the_catalog_pod_lists_the_app_to_its_tenant_only(
 ) -> None:
     """The catalog's own pod, through its Service; a group that names the tenant is a member.
 
-    (The catalog maps groups to tenants by name: it does not read the Tenants' groups.)
+    (The catalog maps groups to tenants by the Tenants' spec.groups, and by name.)
     """
     with platform.node.bed.api_client() as api:
         spec = (
