@@ -446,7 +446,8 @@ def main(
     """The in-cluster catalog: the cluster's Apps for Excel and other clients, per tenant.
 
     Callers authenticate as with `aerogrid run` (AEROGRID_OIDC_ISSUER, _AUDIENCE,
-    _JWKS_URL or _JWKS_FILE, AEROGRID_GROUP_TENANTS, AEROGRID_AUTH_TOKENS_FILE); anonymous
+    _JWKS_URL or _JWKS_FILE, AEROGRID_GROUP_TENANTS, AEROGRID_AUTH_TOKENS_FILE), and a
+    JWT's groups also count for every Tenant listing them in spec.groups; anonymous
     callers are refused, loopback ones too unless AEROGRID_REQUIRE_AUTH=0.
     """
     logging.basicConfig(
