@@ -1,4 +1,4 @@
-"""Avro orders for the registry-format tests: the app, the writer schemas, the reference client.
+"""Orders for the registry-format tests: the Avro app, the writer schemas, the reference client.
 
 Records are written by confluent-kafka's `AvroSerializer` (the reference implementation)
 against the test registry, so compatibility is with it and not only with ourselves. Three
@@ -61,6 +61,15 @@ WRITER_SCHEMAS: dict[str, list[dict[str, Any]]] = {
     "v1": _V1_FIELDS,
     "v2": [*_V1_FIELDS, _COUPON],
     "v3": [_V1_FIELDS[0], _V1_FIELDS[1], _COUPON],
+}
+
+#: What a JSON Schema producer of the apps' `Order(product: str, quantity: int)` registers.
+ORDER_JSON_SCHEMA: dict[str, Any] = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "title": "Order",
+    "type": "object",
+    "properties": {"product": {"type": "string"}, "quantity": {"type": "integer"}},
+    "required": ["product", "quantity"],
 }
 
 Records = list[tuple[bytes | None, bytes | None]]

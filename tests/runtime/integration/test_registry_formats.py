@@ -23,7 +23,13 @@ from aerogrid.testing import AppTester
 from support.apps import REPO, RunningApp, produce, read_topic
 from support.brokers import ApacheKafka
 from support.orders import converged
-from support.registry_apps import AvroOrders, deserialize, framed, write_avro_orders_app
+from support.registry_apps import (
+    ORDER_JSON_SCHEMA,
+    AvroOrders,
+    deserialize,
+    framed,
+    write_avro_orders_app,
+)
 from support.schema_registry import TestRegistry
 
 pytestmark = pytest.mark.timeout(300)
@@ -169,15 +175,6 @@ class Order(aerogrid.Record):
 class Total(aerogrid.Record):
     product: str
     units: int
-
-
-ORDER_JSON_SCHEMA = {
-    "$schema": "http://json-schema.org/draft-07/schema#",
-    "title": "Order",
-    "type": "object",
-    "properties": {"product": {"type": "string"}, "quantity": {"type": "integer"}},
-    "required": ["product", "quantity"],
-}
 
 
 async def test_keys_in_avro_and_values_in_json_schema_from_the_reference_serializers(

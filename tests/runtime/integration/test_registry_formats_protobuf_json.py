@@ -23,7 +23,7 @@ from support.apps import RunningApp, produce, read_topic
 from support.brokers import ApacheKafka
 from support.orders import converged
 from support.protobuf_shop import SHOP_PROTO, compile_proto, message_classes
-from support.registry_apps import framed
+from support.registry_apps import ORDER_JSON_SCHEMA, framed
 from support.schema_registry import TestRegistry
 
 pytestmark = pytest.mark.timeout(300)
@@ -57,14 +57,6 @@ async def sum_units(stream):
         units[order.product] = {{'units': units[order.product]['units'] + order.quantity}}
 """
 
-ORDER_SCHEMA = {
-    "$schema": "http://json-schema.org/draft-07/schema#",
-    "title": "Order",
-    "type": "object",
-    "properties": {"product": {"type": "string"}, "quantity": {"type": "integer"}},
-    "required": ["product", "quantity"],
-}
-
 
 async def test_protobuf_and_json_schema_topics_on_kafka(
     apache_kafka: ApacheKafka, schema_registry: TestRegistry, unique_name: str, tmp_path: Path
@@ -75,7 +67,7 @@ async def test_protobuf_and_json_schema_topics_on_kafka(
     client = SchemaRegistryClient({"url": schema_registry.url})
     shop: dict[str, Any] = message_classes(compile_proto(tmp_path, "shop.proto", SHOP_PROTO))
     to_protobuf = ProtobufSerializer(shop["Refund"], client, {"use.deprecated.format": False})
-    to_json = JSONSerializer(json.dumps(ORDER_SCHEMA), client)
+    to_json = JSONSerializer(json.dumps(ORDER_JSON_SCHEMA), client)
     refund_context = SerializationContext(refunds_topic, MessageField.VALUE)
     order_context = SerializationContext(orders_topic, MessageField.VALUE)
     reasons = [("late", "damaged", "late", "wrong size")[i % 4] for i in range(120)]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -26,11 +25,11 @@ from google.protobuf.message import Message
 
 from aerogrid.errors import ConfigurationError, DecodeError
 from aerogrid.records import Record
-from aerogrid.schemas.codec import RegistryCodec, registry_codec
+from aerogrid.schemas.codec import registry_codec
 from aerogrid.schemas.json_schema import record_json_schema
 from aerogrid.schemas.registry import SchemaRegistry
-from aerogrid.schemas.registry_settings import RegistrySettings
 from support.protobuf_shop import SHOP_PROTO, an_order, compile_proto, message_classes
+from support.registry_codecs import decoded
 from support.schema_registry import TestRegistry
 
 
@@ -58,12 +57,6 @@ ORDER = Order(
 
 
 @pytest.fixture
-async def registry(schema_registry: TestRegistry) -> AsyncIterator[SchemaRegistry]:
-    async with SchemaRegistry(RegistrySettings(url=schema_registry.url)) as client:
-        yield client
-
-
-@pytest.fixture
 def reference(schema_registry: TestRegistry) -> SchemaRegistryClient:
     return SchemaRegistryClient({"url": schema_registry.url})
 
@@ -71,13 +64,6 @@ def reference(schema_registry: TestRegistry) -> SchemaRegistryClient:
 @pytest.fixture
 def topic() -> str:
     return f"codecs-{uuid.uuid4().hex[:8]}"
-
-
-async def decoded(codec: RegistryCodec, record: bytes) -> Any:
-    schema_id = codec.schema_id_to_load(record)
-    if schema_id is not None:
-        await codec.load(schema_id)
-    return codec.decode(record)
 
 
 def context(topic: str) -> SerializationContext:

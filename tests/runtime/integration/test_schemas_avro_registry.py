@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -24,11 +23,12 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from aerogrid.errors import ConfigurationError, DecodeError
 from aerogrid.records import Record
-from aerogrid.schemas.codec import RegistryCodec, registry_codec
+from aerogrid.schemas.codec import registry_codec
 from aerogrid.schemas.errors import RegistryUnavailable, SchemaNotFound, SchemaRejected
 from aerogrid.schemas.registry import SchemaRegistry
 from aerogrid.schemas.registry_settings import RegistrySettings
 from aerogrid.schemas.wire import frame, parse_frame
+from support.registry_codecs import decoded
 from support.schema_registry import TestRegistry
 
 
@@ -54,19 +54,6 @@ V2 = order_schema(
     ]
 )
 V3 = order_schema(BASE)
-
-
-@pytest.fixture
-async def registry(schema_registry: TestRegistry) -> AsyncIterator[SchemaRegistry]:
-    async with SchemaRegistry(RegistrySettings(url=schema_registry.url)) as client:
-        yield client
-
-
-async def decoded(codec: RegistryCodec, data: bytes | None) -> Any:
-    schema_id = codec.schema_id_to_load(data)
-    if schema_id is not None:
-        await codec.load(schema_id)
-    return codec.decode(data)
 
 
 async def test_reference_writers_v1_v2_v3_decode_with_resolution(
