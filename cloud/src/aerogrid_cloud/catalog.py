@@ -2,11 +2,11 @@
 
 Excel is configured with one cloud endpoint; behind it, this service answers ListApps and
 WatchApps from the App resources the operator reconciles, showing each caller only the
-apps of its tenants (the runtime's `Authenticator`: static tokens or OIDC JWTs whose
-groups are the tenants' groups, `spec.groups` of each Tenant as it is now, or name a tenant).
-An App's tenant is its namespace's (`namespace_for` backwards), never a label a developer
-could write. Grids are not served here: each app serves its own,
-reached through the gateway, so ListGrids and Subscribe answer NOT_FOUND saying where.
+apps of its tenants (the runtime's `Authenticator`: static tokens, or OIDC JWTs whose
+groups are in a Tenant's `spec.groups` as it is now, or name a tenant). An App's tenant
+is its namespace's (`namespace_for` backwards), never a label a developer could write.
+Grids are not served here: each app serves its own, reached through the gateway, so
+ListGrids and Subscribe answer NOT_FOUND saying where.
 
 The Apps and the Tenants are each read by one list+watch (`catalog_watch`), tasks on the
 serving event loop, and kept in memory; a watch that expires (410 Gone) or breaks is
