@@ -123,6 +123,21 @@ async def test_schema_by_id_reads_type_text_and_references() -> None:
     assert avro.schema_type == "AVRO"  # Confluent leaves the type out for Avro
 
 
+async def test_the_subjects_of_an_id() -> None:
+    asked: list[str] = []
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        return httpx.Response(200, json=[{"subject": "orders-value", "version": 2}])
+
+    async with client(handle) as registry:
+        assert await registry.subjects_of(7) == ["orders-value"]
+    assert asked == ["/apis/ccompat/v7/schemas/ids/7/versions"]
+    async with client(answering(200, {"subject": "x"})) as registry:
+        with pytest.raises(SchemaRegistryError, match="other than a list"):
+            await registry.subjects_of(7)
+
+
 @pytest.mark.parametrize("status", [401, 403])
 async def test_refused_credentials_name_the_url_and_the_variables(status: int) -> None:
     registry = client(

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import fastavro
-import httpx
 import msgspec
 from google.protobuf import json_format
 
@@ -146,25 +145,13 @@ class RecordDecoder:
             return known
         if time.monotonic() < self._subjects_retry_at:
             return []
-        assert self.settings is not None
-        settings = self.settings
-        auth = (
-            httpx.BasicAuth(settings.username, settings.password)
-            if settings.username and settings.password
-            else None
-        )
-        verify = settings.ssl_context() if settings.url.startswith("https:") else True
+        assert self._registry is not None
         try:
-            async with httpx.AsyncClient(
-                auth=auth, verify=verify, timeout=REQUEST_TIMEOUT, trust_env=False
-            ) as client:
-                response = await client.get(f"{settings.url}/schemas/ids/{schema_id}/versions")
-        except httpx.HTTPError:  # asked again after a while, never waited on per record
+            found = await self._registry.subjects_of(schema_id)
+        except RegistryUnavailable:  # asked again after a while, never waited on per record
             self._subjects_retry_at = time.monotonic() + RETRY_AFTER
             return []
-        try:
-            found = [v["subject"] for v in response.json()] if response.is_success else []
-        except (ValueError, KeyError, TypeError):  # an answer not shaped as Confluent's
+        except (SchemaRegistryError, KeyError):  # refused, or an answer not shaped as Confluent's
             found = []
         self._subjects[schema_id] = found
         return found

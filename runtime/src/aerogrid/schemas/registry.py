@@ -190,6 +190,22 @@ class SchemaRegistry:
         self._by_id.setdefault(registered.schema_id, registered)
         return registered
 
+    async def subjects_of(self, schema_id: int) -> list[str]:
+        """The subjects the id is registered under (not cached: a schema may gain subjects)."""
+        body = await self._http.request(
+            "GET",
+            f"/schemas/ids/{schema_id}/versions",
+            what=f"the subjects of schema id {schema_id}",
+            schema_id=schema_id,
+        )
+        if not isinstance(body, list):
+            raise SchemaRegistryError(
+                f"schema registry {self.url} answered the subjects of schema id {schema_id} "
+                "with something other than a list",
+                url=self.url,
+            )
+        return [str(entry["subject"]) for entry in body if isinstance(entry, dict)]
+
 
 def _registered(schema_id: int, body: Any) -> RegisteredSchema:
     """A registry answer's schema (Confluent leaves `schemaType` out for Avro)."""
