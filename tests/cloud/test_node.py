@@ -11,11 +11,13 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client
 
 from support.k8s import RESTRICTED_LABELS, wait_for
+from support.k8s_host import NEEDED_CGROUP_CONTROLLERS, missing_cgroup_controllers
 from support.k8s_node import KubeNode, build_node
 
 #: What Pod Security `restricted` demands of every container (and a read-only root).
@@ -215,3 +217,16 @@ def test_pods_reach_the_api_server(
     assert "Client sent an HTTP request to an HTTPS server" in log
     subsets = endpoints.subsets or []
     assert [a.ip for s in subsets for a in s.addresses or []] == [kube_node.ip]
+
+
+def test_a_machine_without_the_kubelets_cgroup_controllers_is_told_which(tmp_path: Path) -> None:
+    """The node's precondition, on made-up cgroup roots: v1 hierarchies, a v2 list, neither."""
+    v1 = tmp_path / "v1"
+    for controller in ("cpu", "cpuset", "memory"):
+        (v1 / controller).mkdir(parents=True)
+    assert missing_cgroup_controllers(v1) == ["pids"]
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    assert missing_cgroup_controllers(v2) == []
+    assert missing_cgroup_controllers(tmp_path / "none") == list(NEEDED_CGROUP_CONTROLLERS)

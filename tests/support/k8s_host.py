@@ -59,6 +59,17 @@ LOCK_FILE = Path("/run/lock/aerogrid-kube-node.lock")
 STATE_FILE = Path("/run/lock/aerogrid-kube-node.json")
 
 
+#: What the kubelet puts pods under; without one of them it cannot start a pod.
+NEEDED_CGROUP_CONTROLLERS = ("cpu", "cpuset", "memory", "pids")
+
+
+def missing_cgroup_controllers(root: Path = CGROUP_ROOT) -> list[str]:
+    """The needed controllers this machine lacks: neither a v1 hierarchy under `root` nor
+    listed in the v2 root's cgroup.controllers."""
+    unified = (_read(root / "cgroup.controllers") or "").split()
+    return [c for c in NEEDED_CGROUP_CONTROLLERS if c not in unified and not (root / c).is_dir()]
+
+
 def _sysctl_path(name: str) -> Path:
     return Path("/proc/sys") / name.replace(".", "/")
 

@@ -41,7 +41,14 @@ from support.k8s import (
     build_testbed,
     wait_for,
 )
-from support.k8s_host import HostSnapshot, NodeLock, shim_pids
+from support.k8s_host import (
+    CGROUP_ROOT,
+    NEEDED_CGROUP_CONTROLLERS,
+    HostSnapshot,
+    NodeLock,
+    missing_cgroup_controllers,
+    shim_pids,
+)
 from support.k8s_node_components import NodeComponents, create_node_network, run
 from support.k8s_node_config import (
     NODE_BRIDGE,
@@ -116,6 +123,13 @@ class KubeNode:
             return "the test bed's node runs on Linux only"
         if os.geteuid() != 0:
             return "the test bed's node needs root (containerd, kubelet, bridges, iptables)"
+        missing = missing_cgroup_controllers()
+        if missing:
+            return (
+                "the kubelet needs the cgroup controllers "
+                f"{', '.join(NEEDED_CGROUP_CONTROLLERS)}; this machine lacks {', '.join(missing)}"
+                f" (neither a v1 hierarchy nor listed in {CGROUP_ROOT}/cgroup.controllers)"
+            )
         return KubeTestbed.unavailable_reason()
 
     # - public API -
