@@ -121,7 +121,7 @@ test: install node kafka schema-registry kcat k8s k8s-node grpcurl conformance b
 test-k8s: install k8s k8s-node  ## The cloud tests against a real control plane (etcd, kube-apiserver, controllers) and a real node
 	$(BIN)/pytest tests/cloud -q -ra
 
-bench: install kafka k8s dist  ## Benchmarks against Faust and a bare aiokafka loop (see benchmarks/README.md)
+bench: install kafka k8s dist schema-registry  ## Benchmarks against Faust and a bare aiokafka loop (see benchmarks/README.md)
 	$(BIN)/python -m benchmarks.run
 
 proto: install  ## Regenerate the Python code of proto/

@@ -312,10 +312,15 @@ async def grid_sums(target: str, app_name: str, expected: dict[str, int]) -> dic
             await asyncio.sleep(0.2)
 
 
-def run_aerogrid(bench: Bench, run: Run, exactly_once: str) -> None:
-    """`aerogrid run` on the example app; records_in polled every 50 ms."""
+def run_aerogrid(
+    bench: Bench,
+    run: Run,
+    exactly_once: str,
+    make_app: Callable[[Bench, str], Path] = aerogrid_app,
+) -> None:
+    """`aerogrid run` on the example app (or `make_app`'s); records_in polled every 50 ms."""
     app_name = f"bench_{run.contender.replace('-', '_')}_{run.repeat}_{uuid.uuid4().hex[:6]}"
-    app_file = aerogrid_app(bench, app_name)
+    app_file = make_app(bench, app_name)
     spawned = time.monotonic()
     app = RunningApp(
         app_file,

@@ -44,9 +44,14 @@ def _decoder(kind: str) -> Callable[[bytes], tuple[str, int]]:
     return plain
 
 
-async def consume(bootstrap: str, topic: str, records: int, decoder: str) -> dict[str, Any]:
-    """Read `records` records of `topic` from the beginning; time them and sum them."""
-    decode = _decoder(decoder)
+async def consume(
+    bootstrap: str, topic: str, records: int, decoder: str | Callable[[bytes], tuple[str, int]]
+) -> dict[str, Any]:
+    """Read `records` records of `topic` from the beginning; time them and sum them.
+
+    `decoder` names one of `_decoder`'s, or is the per-record decode itself (another format's).
+    """
+    decode = _decoder(decoder) if isinstance(decoder, str) else decoder
     # The same consumer settings as the runtime's input consumer (max_poll_records
     # 5000, all partitions assigned), so the difference is what happens per record.
     consumer = AIOKafkaConsumer(

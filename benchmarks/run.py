@@ -7,6 +7,7 @@ import sys
 
 BENCHMARKS = [
     "benchmarks.ingest",
+    "benchmarks.ingest_formats",
     "benchmarks.state",
     "benchmarks.fanout",
     "benchmarks.failover",
