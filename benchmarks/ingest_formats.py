@@ -17,6 +17,9 @@ codec of each format decodes its topic's values in-process (µs per record, best
 of the difference the format itself explains; `--profile FORMAT` adds a cProfile of one.
 
     .venv/bin/python -m benchmarks.ingest_formats [--records N] [--repeat R] [--only ...]
+
+To measure a commit while the checkout changes, export it and put it first (children inherit):
+`git archive HEAD runtime/src | tar -x -C DIR; PYTHONPATH=DIR/runtime/src python -m ...`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import aerogrid
 from benchmarks._common import REPO, write_result
 from benchmarks.format_orders import FORMATS, codec_cost, encode_orders, format_app
 from benchmarks.ingest import (
@@ -247,7 +251,10 @@ def main() -> None:
                     runs.append(run)
                     print(f"  [{repeat}/{args.repeat}] {name:<12} {describe(run)}", flush=True)
             topics = {f: b.topic for f, b in benches.items()}
-            cost, profile = codec_cost(values, registry.url, topics, args.profile)
+            try:
+                cost, profile = codec_cost(values, registry.url, topics, args.profile)
+            except Exception as exc:  # the rates above still count: say why this is missing
+                cost, profile = {}, f"codec cost failed: {type(exc).__name__}: {exc}"
             kafka_version = kafka.version
     finally:
         registry.close()
@@ -268,6 +275,8 @@ def main() -> None:
             "serializers": f"confluent-kafka {version('confluent-kafka')}",
             "fastavro": version("fastavro"),
             "git": _git_state(),
+            # Which aerogrid ran (PYTHONPATH may put an exported commit before the checkout).
+            "aerogrid_path": str(Path(aerogrid.__file__).parent),
             "summary": summary,
             "ratio_vs_json": ratio,
             "avro_goal": AVRO_GOAL,
