@@ -84,8 +84,12 @@ def _check_bounds(data: bytes, what: str, *, depth: bool) -> None:
         raise DecodeError(f"{what}: JSON nested deeper than {MAX_DEPTH} levels")
 
 
-def _json_error(exc: Exception, what: str) -> DecodeError:
-    """The DecodeError for whatever a msgspec JSON decode raised, with the field if known."""
+def json_error(exc: Exception, what: str) -> DecodeError:
+    """The DecodeError for what msgspec raised decoding or converting a value, with the field.
+
+    The one place a field's path (`$.lines[0].qty`) is read out of msgspec's message:
+    every record format (JSON, Avro, Protobuf and JSON Schema Records) names it so.
+    """
     text = str(exc)
     if isinstance(exc, msgspec.ValidationError):
         field = None
@@ -213,7 +217,7 @@ class JsonCodec:
         except msgspec.ValidationError as exc:
             raise DecodeError(f"expected a JSON object: {exc}", field="$") from None
         except Exception as exc:
-            raise _json_error(exc, "JSON") from None
+            raise json_error(exc, "JSON") from None
         return decoded
 
 
@@ -248,7 +252,7 @@ class RecordCodec:
         try:
             decoded: Record = self._decoder.decode(data)
         except Exception as exc:
-            raise _json_error(exc, self.record_type.__name__) from None
+            raise json_error(exc, self.record_type.__name__) from None
         return decoded
 
 

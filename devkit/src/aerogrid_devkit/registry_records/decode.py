@@ -23,6 +23,7 @@ from google.protobuf import json_format
 
 from aerogrid.errors import DecodeError
 from aerogrid.schemas.avro_bounds import unbounded_array
+from aerogrid.schemas.codec import SCHEMA_TYPES
 from aerogrid.schemas.errors import RegistryUnavailable, SchemaNotFound, SchemaRegistryError
 from aerogrid.schemas.protobuf import read_indexes
 from aerogrid.schemas.protobuf_parse import message_tree, parse_schema
@@ -36,7 +37,7 @@ __all__ = ["Decoded", "RecordDecoder", "Undecoded", "escaped"]
 RETRY_AFTER = 10.0
 #: Seconds one registry request may take: the tools show records, they do not wait.
 REQUEST_TIMEOUT = 3.0
-_FORMATS = {"AVRO": "avro", "PROTOBUF": "protobuf", "JSON": "json-schema"}
+_FORMATS = {schema_type: fmt for fmt, schema_type in SCHEMA_TYPES.items()}
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
 from aerogrid.errors import ConfigurationError
+from aerogrid.schemas.codec import SCHEMA_TYPES
 from aerogrid.schemas.protobuf import encode_indexes, message_indexes
 from aerogrid.schemas.protobuf_parse import parse_schema
 from aerogrid.schemas.protobuf_record import message_class, pool_with
@@ -37,7 +38,6 @@ __all__ = ["FORMATS", "SchemaFile", "ValueMismatch", "subject_for"]
 
 #: `--format` choices: plain JSON (as stored, no registry) and the registry formats.
 FORMATS = ("json", "avro", "json-schema", "protobuf")
-_SCHEMA_TYPES = {"avro": "AVRO", "json-schema": "JSON", "protobuf": "PROTOBUF"}
 
 
 def subject_for(topic: str, *, is_key: bool) -> str:
@@ -55,7 +55,7 @@ class SchemaFile:
 
     @property
     def schema_type(self) -> str:
-        return _SCHEMA_TYPES[self.format]
+        return SCHEMA_TYPES[self.format]
 
     @classmethod
     def load(cls, fmt: str, path: Path, message: str | None = None) -> SchemaFile:

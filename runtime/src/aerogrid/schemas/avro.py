@@ -28,10 +28,12 @@ import fastavro
 import msgspec
 
 from aerogrid.errors import ConfigurationError, DecodeError
+from aerogrid.record_formats import json_error
 from aerogrid.records import Record
 from aerogrid.schemas.avro_bounds import unbounded_array
 from aerogrid.schemas.avro_logical import writer_for_reader
 from aerogrid.schemas.avro_schema import avro_full_name, avro_schema
+from aerogrid.schemas.codec import SCHEMA_TYPES
 from aerogrid.schemas.codec_base import RegistryCodecBase
 from aerogrid.schemas.errors import SchemaNotFound
 from aerogrid.schemas.registry import RegisteredSchema, SchemaRegistry
@@ -70,7 +72,7 @@ class AvroCodec(RegistryCodecBase[_Read]):
     """The Avro codec of one topic's keys or values (see the module docstring)."""
 
     format = "avro"
-    schema_type = "AVRO"
+    schema_type = SCHEMA_TYPES["avro"]
 
     def __init__(
         self, value_type: Any, *, registry: SchemaRegistry, subjects: SubjectNamer
@@ -129,17 +131,9 @@ class AvroCodec(RegistryCodecBase[_Read]):
             return value
         try:
             return msgspec.convert(value, self.value_type)
-        except msgspec.ValidationError as exc:
-            text = str(exc)
-            field = None
-            if " - at " in text:
-                field = text.rsplit(" - at ", 1)[1].strip("`")
-            elif "missing required field `" in text:
-                field = "$." + text.rsplit("missing required field `", 1)[1].rstrip("`")
+        except msgspec.ValidationError as exc:  # the field's path, as every record format names it
             name = getattr(self.value_type, "__name__", str(self.value_type))
-            raise DecodeError(
-                f"{name} (writer schema id {schema_id}): {text}", field=field
-            ) from None
+            raise json_error(exc, f"{name} (writer schema id {schema_id})") from None
 
     async def _register_own(self) -> int:
         if self._reader is not None:

@@ -1,4 +1,4 @@
-"""`RegistryCodecBase`: what every registry codec does alike, so a format keeps only its own work.
+"""What every registry codec does alike (`RegistryCodecBase`, `WriterSchemas`), once.
 
 Avro, Protobuf and JSON Schema differ in how a writer schema parses, how a payload
 reads and writes, and what the declared type registers. The rest is one policy for all
@@ -12,15 +12,98 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, Generic
+from typing import Any, Generic, TypeVar
 
+from aerogrid.errors import DecodeError
 from aerogrid.record_formats import tombstone_error
 from aerogrid.records import Record
-from aerogrid.schemas.codec import Parsed, WriterSchemas
-from aerogrid.schemas.errors import SchemaNotLoaded
+from aerogrid.schemas.errors import (
+    RegistryAuthError,
+    RegistryUnavailable,
+    SchemaNotFound,
+    SchemaNotLoaded,
+    SchemaRegistryError,
+)
 from aerogrid.schemas.registry import RegisteredSchema, SchemaRegistry
 from aerogrid.schemas.subjects import SubjectNamer
-from aerogrid.schemas.wire import frame, parse_frame
+from aerogrid.schemas.wire import frame, parse_frame, peek_schema_id
+
+#: What a format makes of a writer schema (a reader, a validator, a parsed .proto).
+Parsed = TypeVar("Parsed")
+
+
+class WriterSchemas(Generic[Parsed]):
+    """One codec's writer schemas by id, parsed once, and the ids that cannot be used.
+
+    An id the registry does not have, or whose schema is of another format, does not
+    parse or references a schema the registry does not have, is the record's fault:
+    remembered as the DecodeError every record with that id gets. RegistryUnavailable
+    (and RegistryAuthError) propagate, not remembered: the next load asks again. The
+    schemas an id references are fetched first (`RegisteredSchema.resolved`).
+    """
+
+    def __init__(
+        self,
+        registry: SchemaRegistry,
+        *,
+        schema_type: str,
+        parse: Callable[[RegisteredSchema], Parsed],
+    ) -> None:
+        self._registry = registry
+        self._schema_type = schema_type
+        self._parse = parse
+        self._parsed: dict[int, Parsed] = {}
+        self._unusable: dict[int, str] = {}
+
+    def to_load(self, data: bytes | None) -> int | None:
+        """The id of a well-framed record not held yet, else None."""
+        schema_id = peek_schema_id(data)
+        if schema_id is None or schema_id in self._parsed or schema_id in self._unusable:
+            return None
+        return schema_id
+
+    async def load(self, schema_id: int) -> None:
+        if schema_id in self._parsed or schema_id in self._unusable:
+            return
+        try:
+            registered = await self._registry.schema_by_id(schema_id)
+        except SchemaNotFound:
+            self._unusable[schema_id] = f"schema id {schema_id} is not in the registry"
+            return
+        if registered.schema_type != self._schema_type:
+            self._unusable[schema_id] = (
+                f"schema id {schema_id} is a {registered.schema_type} schema, "
+                f"not {self._schema_type}"
+            )
+            return
+        try:
+            registered = await self._registry.with_references(registered)
+        except SchemaNotFound as missing:
+            self._unusable[schema_id] = (
+                f"schema id {schema_id} references a schema the registry does not have: {missing}"
+            )
+            return
+        except (RegistryUnavailable, RegistryAuthError):
+            raise
+        except SchemaRegistryError as refused:  # a reference cycle, an odd answer
+            self._unusable[schema_id] = f"schema id {schema_id}: {refused}"
+            return
+        try:
+            self._parsed[schema_id] = self._parse(registered)
+        except Exception as exc:  # the registry holds a schema we cannot use: the record's fault
+            self._unusable[schema_id] = (
+                f"schema id {schema_id} does not parse as {self._schema_type}: {exc}"
+            )
+
+    def get(self, schema_id: int) -> Parsed:
+        """The parsed schema; DecodeError if unusable, SchemaNotLoaded if never loaded."""
+        parsed = self._parsed.get(schema_id)
+        if parsed is not None:
+            return parsed
+        reason = self._unusable.get(schema_id)
+        if reason is not None:
+            raise DecodeError(reason)
+        raise SchemaNotLoaded(f"schema id {schema_id} was not loaded before decode()")
 
 
 class RegistryCodecBase(ABC, Generic[Parsed]):

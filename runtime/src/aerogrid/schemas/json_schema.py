@@ -31,14 +31,14 @@ from referencing import Resource
 
 from aerogrid.errors import ConfigurationError, DecodeError
 from aerogrid.limits import MAX_DEPTH
-from aerogrid.record_formats import _json_error as json_error
-from aerogrid.record_formats import json_too_deep
+from aerogrid.record_formats import json_error, json_too_deep
 from aerogrid.records import Record
+from aerogrid.schemas.codec import SCHEMA_TYPES
 from aerogrid.schemas.codec_base import RegistryCodecBase
 from aerogrid.schemas.registry import RegisteredSchema, SchemaRegistry
 from aerogrid.schemas.subjects import SubjectNamer
 
-SCHEMA_TYPE = "JSON"
+SCHEMA_TYPE = SCHEMA_TYPES["json-schema"]
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 #: The plain types a key or value may be declared as, beside Records (dict: any JSON object).
 PLAIN_TYPES: tuple[type, ...] = (dict, str, int, float, bool)

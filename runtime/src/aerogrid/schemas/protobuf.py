@@ -24,6 +24,7 @@ from google.protobuf.message import Message
 
 from aerogrid.errors import ConfigurationError, DecodeError
 from aerogrid.records import Record
+from aerogrid.schemas.codec import SCHEMA_TYPES
 from aerogrid.schemas.codec_base import RegistryCodecBase
 from aerogrid.schemas.protobuf_parse import MessageTree, message_tree, parse_schema
 from aerogrid.schemas.protobuf_record import (
@@ -37,7 +38,7 @@ from aerogrid.schemas.protobuf_text import proto_text
 from aerogrid.schemas.registry import RegisteredSchema, SchemaRegistry
 from aerogrid.schemas.subjects import SubjectNamer
 
-SCHEMA_TYPE = "PROTOBUF"
+SCHEMA_TYPE = SCHEMA_TYPES["protobuf"]
 #: More nesting than any real schema has: a longer index list is garbage, not a message.
 MAX_INDEXES = 64
 

@@ -27,7 +27,7 @@ from google.protobuf.descriptor import FileDescriptor
 from google.protobuf.message import Message
 
 from aerogrid.errors import ConfigurationError, DecodeError
-from aerogrid.record_formats import _json_error as json_error
+from aerogrid.record_formats import json_error
 from aerogrid.records import Record
 from aerogrid.schemas.protobuf_parse import SCALAR_TYPES, map_entry_name
 
