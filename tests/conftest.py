@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TypeVar
 
 import pytest
 
+from aerogrid.schemas.registry import SchemaRegistry
+from aerogrid.schemas.registry_settings import RegistrySettings
 from support.brokers import ApacheKafka, Broker, BrokerUnavailable, KafkaCluster, TansuBroker
 
 # `tests/` has no __init__.py, so pytest puts tests/ itself on sys.path (for this rootdir conftest)
@@ -103,6 +105,13 @@ def schema_registry() -> Iterator[TestRegistry]:
     storage). A test that stops it must start it again before it returns.
     """
     yield from _session_registry(auth=False)
+
+
+@pytest.fixture
+async def registry_client(schema_registry: TestRegistry) -> AsyncIterator[SchemaRegistry]:
+    """Our registry client on the session's real registry, closed after the test."""
+    async with SchemaRegistry(RegistrySettings(url=schema_registry.url)) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

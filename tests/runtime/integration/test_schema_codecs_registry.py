@@ -71,14 +71,14 @@ def context(topic: str) -> SerializationContext:
 
 
 async def test_protobuf_both_ways_with_the_reference_client(
-    registry: SchemaRegistry, reference: SchemaRegistryClient, topic: str, tmp_path: Path
+    registry_client: SchemaRegistry, reference: SchemaRegistryClient, topic: str, tmp_path: Path
 ) -> None:
     shop: dict[str, Any] = message_classes(compile_proto(tmp_path, "shop.proto", SHOP_PROTO))
     order = an_order(shop)
     serializer = ProtobufSerializer(shop["Order"], reference, {"use.deprecated.format": False})
     written = serializer(order, context(topic))
     assert isinstance(written, bytes)
-    codec = registry_codec("protobuf", shop["Order"], registry=registry, topic=topic)
+    codec = registry_codec("protobuf", shop["Order"], registry=registry_client, topic=topic)
     assert await decoded(codec, written) == order
 
     line_topic = f"{topic}-lines"
@@ -88,14 +88,16 @@ async def test_protobuf_both_ways_with_the_reference_client(
     )
     line_written = line_serializer(line, context(line_topic))
     assert isinstance(line_written, bytes)
-    line_codec = registry_codec("protobuf", shop["Order.Line"], registry=registry, topic=line_topic)
+    line_codec = registry_codec(
+        "protobuf", shop["Order.Line"], registry=registry_client, topic=line_topic
+    )
     assert await decoded(line_codec, line_written) == line
     with pytest.raises(DecodeError, match=r"is a shop\.v1\.Order\.Line"):
         await decoded(codec, line_written)
 
     # Ours registers .proto text under `<topic>-value`; the reference deserializer reads it.
     ours_topic = f"{topic}-ours"
-    sender = registry_codec("protobuf", shop["Order"], registry=registry, topic=ours_topic)
+    sender = registry_codec("protobuf", shop["Order"], registry=registry_client, topic=ours_topic)
     await sender.prepare_send(order)
     sent = sender.encode(order)
     assert isinstance(sent, bytes)
@@ -118,13 +120,13 @@ class ShopOrder(Record):
 
 
 async def test_protobuf_records_through_the_registry(
-    registry: SchemaRegistry, reference: SchemaRegistryClient, topic: str, tmp_path: Path
+    registry_client: SchemaRegistry, reference: SchemaRegistryClient, topic: str, tmp_path: Path
 ) -> None:
     shop: dict[str, Any] = message_classes(compile_proto(tmp_path, "shop.proto", SHOP_PROTO))
     serializer = ProtobufSerializer(shop["Order"], reference, {"use.deprecated.format": False})
     written = serializer(an_order(shop), context(topic))
     assert isinstance(written, bytes)
-    codec = registry_codec("protobuf", ShopOrder, registry=registry, topic=topic)
+    codec = registry_codec("protobuf", ShopOrder, registry=registry_client, topic=topic)
     assert await decoded(codec, written) == ShopOrder(
         id="o-1",
         quantity=3,
@@ -136,7 +138,7 @@ async def test_protobuf_records_through_the_registry(
 
     # Ours registers its derived .proto (it imports Timestamp); protoc's class of it reads ours.
     ours_topic = f"{topic}-ours"
-    sender = registry_codec("protobuf", Order, registry=registry, topic=ours_topic)
+    sender = registry_codec("protobuf", Order, registry=registry_client, topic=ours_topic)
     await sender.prepare_send(ORDER)
     sent = sender.encode(ORDER)
     assert isinstance(sent, bytes)
@@ -155,25 +157,27 @@ async def test_protobuf_records_through_the_registry(
     assert (read.order_id, read.quantity, read.price) == ("o-1", 3, "9.99")
     assert [(line.sku, line.qty) for line in read.lines] == [("A", 2)]
     assert (
-        await decoded(registry_codec("protobuf", Order, registry=registry, topic=ours_topic), sent)
+        await decoded(
+            registry_codec("protobuf", Order, registry=registry_client, topic=ours_topic), sent
+        )
         == ORDER
     )
 
 
 async def test_json_schema_both_ways_with_the_reference_client(
-    registry: SchemaRegistry, reference: SchemaRegistryClient, topic: str
+    registry_client: SchemaRegistry, reference: SchemaRegistryClient, topic: str
 ) -> None:
     document = json.loads(json.dumps(ORDER.to_dict(), default=str).replace("+00:00", "Z"))
     serializer = JSONSerializer(json.dumps(record_json_schema(Order)), reference)
     written = serializer(document, context(topic))
     assert isinstance(written, bytes)
-    codec = registry_codec("json-schema", Order, registry=registry, topic=topic)
+    codec = registry_codec("json-schema", Order, registry=registry_client, topic=topic)
     assert await decoded(codec, written) == ORDER
-    as_dict = registry_codec("json-schema", dict, registry=registry, topic=topic)
+    as_dict = registry_codec("json-schema", dict, registry=registry_client, topic=topic)
     assert await decoded(as_dict, written) == document
 
     ours_topic = f"{topic}-ours"
-    sender = registry_codec("json-schema", Order, registry=registry, topic=ours_topic)
+    sender = registry_codec("json-schema", Order, registry=registry_client, topic=ours_topic)
     await sender.prepare_send(ORDER)
     sent = sender.encode(ORDER)
     assert isinstance(sent, bytes)
@@ -205,7 +209,7 @@ class Payment(Record):
 
 
 async def test_protobuf_writer_schemas_with_references(
-    registry: SchemaRegistry, reference: SchemaRegistryClient, topic: str, tmp_path: Path
+    registry_client: SchemaRegistry, reference: SchemaRegistryClient, topic: str, tmp_path: Path
 ) -> None:
     """The reference serializer registers money.proto as a schema of its own and the payment
     schema referencing it; a generated class and a Record both read its records."""
@@ -225,9 +229,9 @@ async def test_protobuf_writer_schemas_with_references(
     stored = reference.get_schema(int.from_bytes(written[1:5], "big"))
     assert [ref.name for ref in stored.references or []] == ["money.proto"]
 
-    as_message = registry_codec("protobuf", payment_type, registry=registry, topic=topic)
+    as_message = registry_codec("protobuf", payment_type, registry=registry_client, topic=topic)
     assert await decoded(as_message, written) == payment
-    as_record = registry_codec("protobuf", Payment, registry=registry, topic=topic)
+    as_record = registry_codec("protobuf", Payment, registry=registry_client, topic=topic)
     assert await decoded(as_record, written) == Payment(
         id="p-1", amount=Amount(cents=1250, currency="EUR")
     )
@@ -261,7 +265,7 @@ class Invoice(Record):
 
 
 async def test_json_schema_writer_schemas_with_references(
-    registry: SchemaRegistry, reference: SchemaRegistryClient, topic: str
+    registry_client: SchemaRegistry, reference: SchemaRegistryClient, topic: str
 ) -> None:
     """A writer schema whose `$ref` names another registered schema (a reference): its
     records are validated through it, and one failing inside it names the path."""
@@ -278,7 +282,7 @@ async def test_json_schema_writer_schemas_with_references(
     document = {"id": "i-1", "customer": {"name": "Ada", "tier": "gold"}}
     written = serializer(document, context(topic))
     assert isinstance(written, bytes)
-    codec = registry_codec("json-schema", Invoice, registry=registry, topic=topic)
+    codec = registry_codec("json-schema", Invoice, registry=registry_client, topic=topic)
     assert await decoded(codec, written) == Invoice(
         id="i-1", customer=Customer(name="Ada", tier="gold")
     )

@@ -57,7 +57,7 @@ V3 = order_schema(BASE)
 
 
 async def test_reference_writers_v1_v2_v3_decode_with_resolution(
-    schema_registry: TestRegistry, registry: SchemaRegistry, unique_name: str
+    schema_registry: TestRegistry, registry_client: SchemaRegistry, unique_name: str
 ) -> None:
     reference = SchemaRegistryClient({"url": schema_registry.url})
     context = SerializationContext(unique_name, MessageField.VALUE)
@@ -72,13 +72,13 @@ async def test_reference_writers_v1_v2_v3_decode_with_resolution(
     ]
     ids = [parse_frame(data)[0] for data in records if data is not None]
     assert len(set(ids)) == 3  # three versions under `<topic>-value`
-    codec = registry_codec("avro", Order, registry=registry, topic=unique_name)
+    codec = registry_codec("avro", Order, registry=registry_client, topic=unique_name)
     assert [await decoded(codec, data) for data in records] == [
         Order(product="apple", quantity=2, channel="shop"),
         Order(product="pear", quantity=3, channel="app"),
         Order(product="plum", quantity=5, channel="web"),
     ]
-    as_written = registry_codec("avro", dict, registry=registry, topic=unique_name)
+    as_written = registry_codec("avro", dict, registry=registry_client, topic=unique_name)
     assert await decoded(as_written, records[1]) == {
         "product": "pear",
         "quantity": 3,
@@ -88,9 +88,9 @@ async def test_reference_writers_v1_v2_v3_decode_with_resolution(
 
 
 async def test_what_we_send_the_reference_deserializer_reads(
-    schema_registry: TestRegistry, registry: SchemaRegistry, unique_name: str
+    schema_registry: TestRegistry, registry_client: SchemaRegistry, unique_name: str
 ) -> None:
-    codec = registry_codec("avro", Order, registry=registry, topic=unique_name)
+    codec = registry_codec("avro", Order, registry=registry_client, topic=unique_name)
     order = Order(product="fig", quantity=7)
     await codec.prepare_send(order)
     data = codec.encode(order)
@@ -105,7 +105,7 @@ async def test_what_we_send_the_reference_deserializer_reads(
     }
 
     # A dict value sends with the subject's latest schema (the one just registered).
-    as_dict = registry_codec("avro", dict, registry=registry, topic=unique_name)
+    as_dict = registry_codec("avro", dict, registry=registry_client, topic=unique_name)
     value = {"product": "kiwi", "quantity": 1, "channel": "shop"}
     await as_dict.prepare_send(value)
     assert AvroDeserializer(reference)(as_dict.encode(value), context) == value
@@ -127,7 +127,7 @@ class Invoice(Record):
 
 
 async def test_rich_records_both_ways_with_the_reference_client(
-    schema_registry: TestRegistry, registry: SchemaRegistry, unique_name: str
+    schema_registry: TestRegistry, registry_client: SchemaRegistry, unique_name: str
 ) -> None:
     """Logical types, nested records, arrays, maps and unions agree with confluent-kafka's."""
     invoice = Invoice(
@@ -138,7 +138,7 @@ async def test_rich_records_both_ways_with_the_reference_client(
         totals={"net": 9.49},
         note="rush",
     )
-    codec = registry_codec("avro", Invoice, registry=registry, topic=unique_name)
+    codec = registry_codec("avro", Invoice, registry=registry_client, topic=unique_name)
     await codec.prepare_send(invoice)
     data = codec.encode(invoice)
     reference = SchemaRegistryClient({"url": schema_registry.url})
@@ -162,7 +162,7 @@ class Customer(Record):
 
 
 async def test_a_writer_schema_with_references_decodes(
-    schema_registry: TestRegistry, registry: SchemaRegistry, unique_name: str
+    schema_registry: TestRegistry, registry_client: SchemaRegistry, unique_name: str
 ) -> None:
     """The writer's Address lives under a subject of its own; the Customer schema references it."""
     reference = SchemaRegistryClient({"url": schema_registry.url})
@@ -191,30 +191,30 @@ async def test_a_writer_schema_with_references_decodes(
     data = AvroSerializer(reference, with_reference)(
         {"name": "Ada", "home": {"city": "Paris"}}, context
     )
-    codec = registry_codec("avro", Customer, registry=registry, topic=unique_name)
+    codec = registry_codec("avro", Customer, registry=registry_client, topic=unique_name)
     assert await decoded(codec, data) == Customer(name="Ada", home=Address(city="Paris"))
 
 
 async def test_an_id_the_registry_does_not_have_is_a_decode_error(
-    registry: SchemaRegistry, unique_name: str
+    registry_client: SchemaRegistry, unique_name: str
 ) -> None:
     with pytest.raises(SchemaNotFound):
-        await registry.schema_by_id(987654)
-    codec = registry_codec("avro", Order, registry=registry, topic=unique_name)
+        await registry_client.schema_by_id(987654)
+    codec = registry_codec("avro", Order, registry=registry_client, topic=unique_name)
     with pytest.raises(DecodeError, match="schema id 987654 is not in the registry"):
         await decoded(codec, frame(987654, b"\x02a\x02\x02c"))
     with pytest.raises(SchemaNotFound):
-        await registry.latest(f"{unique_name}-nothing")
-    as_dict = registry_codec("avro", dict, registry=registry, topic=f"{unique_name}-nothing")
+        await registry_client.latest(f"{unique_name}-nothing")
+    as_dict = registry_codec("avro", dict, registry=registry_client, topic=f"{unique_name}-nothing")
     with pytest.raises(ConfigurationError, match="has none: register one"):
         await as_dict.prepare_send({"product": "a"})
 
 
 async def test_an_incompatible_schema_is_rejected_with_the_registrys_reason(
-    schema_registry: TestRegistry, registry: SchemaRegistry, unique_name: str
+    schema_registry: TestRegistry, registry_client: SchemaRegistry, unique_name: str
 ) -> None:
     subject = f"{unique_name}-value"
-    await registry.register(subject, V1)
+    await registry_client.register(subject, V1)
     async with httpx.AsyncClient() as http:
         answer = await http.put(
             f"{schema_registry.url}/config/{subject}", json={"compatibility": "BACKWARD"}
@@ -222,15 +222,15 @@ async def test_an_incompatible_schema_is_rejected_with_the_registrys_reason(
         answer.raise_for_status()
     required = order_schema([*BASE, {"name": "region", "type": "string"}])
     with pytest.raises(SchemaRejected) as rejected:
-        await registry.register(subject, required)
+        await registry_client.register(subject, required)
     assert rejected.value.subject == subject
     assert rejected.value.reason
 
 
 async def test_an_outage_is_unavailability_and_the_same_client_recovers(
-    schema_registry: TestRegistry, registry: SchemaRegistry, unique_name: str
+    schema_registry: TestRegistry, registry_client: SchemaRegistry, unique_name: str
 ) -> None:
-    schema_id = await registry.register(f"{unique_name}-value", V2)
+    schema_id = await registry_client.register(f"{unique_name}-value", V2)
     schema_registry.stop()
     try:
         fresh = SchemaRegistry(RegistrySettings(url=schema_registry.url))
@@ -239,6 +239,6 @@ async def test_an_outage_is_unavailability_and_the_same_client_recovers(
     finally:
         schema_registry.start()
     assert (await fresh.schema_by_id(schema_id)).schema == (
-        await registry.schema_by_id(schema_id)
+        await registry_client.schema_by_id(schema_id)
     ).schema
     await fresh.aclose()
