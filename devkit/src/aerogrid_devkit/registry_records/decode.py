@@ -19,14 +19,15 @@ from typing import Any
 
 import fastavro
 import msgspec
-from google.protobuf import json_format
+from google.protobuf import descriptor_pb2, json_format
+from google.protobuf.descriptor_pool import DescriptorPool
 
 from aerogrid.errors import DecodeError
 from aerogrid.schemas.avro_bounds import unbounded_array
 from aerogrid.schemas.codec import SCHEMA_TYPES
 from aerogrid.schemas.errors import RegistryUnavailable, SchemaNotFound, SchemaRegistryError
-from aerogrid.schemas.protobuf import read_indexes
-from aerogrid.schemas.protobuf_parse import message_tree, parse_schema
+from aerogrid.schemas.protobuf import message_full_name, read_indexes
+from aerogrid.schemas.protobuf_parse import MessageTree, message_tree, parse_schema
 from aerogrid.schemas.protobuf_record import message_class, pool_with
 from aerogrid.schemas.registry import RegisteredSchema, RegistrySettings, SchemaRegistry
 from aerogrid.schemas.wire import parse_frame, peek_schema_id
@@ -196,10 +197,12 @@ def _avro_schema(schema: str) -> Any:
 
 
 @functools.lru_cache(maxsize=256)
-def _protobuf_schema(schema: str) -> tuple[Any, Any]:
-    """A writer .proto parsed once: its file and a pool holding it."""
+def _protobuf_schema(
+    schema: str,
+) -> tuple[descriptor_pb2.FileDescriptorProto, tuple[MessageTree, ...], DescriptorPool]:
+    """A writer .proto parsed once: its file, its message tree and a pool holding it."""
     file = parse_schema(schema, "writer.proto")
-    return file, pool_with(file)
+    return file, message_tree(file), pool_with(file)
 
 
 def _avro(schema: str, payload: memoryview) -> Any:
@@ -212,16 +215,9 @@ def _avro(schema: str, payload: memoryview) -> Any:
 
 
 def _protobuf(registered: RegisteredSchema, payload: memoryview) -> Any:
-    file, pool = _protobuf_schema(registered.schema)
+    file, tree, pool = _protobuf_schema(registered.schema)
     indexes, offset = read_indexes(payload)
-    names = [file.package] if file.package else []
-    level = message_tree(file)
-    for index in indexes:
-        if index >= len(level):
-            raise DecodeError(f"message index {indexes} is not in the writer schema")
-        name, level = level[index]
-        names.append(name)
-    message = message_class(pool, ".".join(names))()
+    message = message_class(pool, message_full_name(file, tree, indexes))()
     message.ParseFromString(bytes(payload[offset:]))
     return json_format.MessageToDict(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True

@@ -148,10 +148,13 @@ def _imported(
         yield from _imported(dependency)
 
 
-def _full_name(writer: WriterSchema, indexes: list[int]) -> str:
-    """The full name of the message at `indexes`, or a DecodeError naming the bad index."""
-    names = [writer.file.package] if writer.file.package else []
-    level = writer.tree
+def message_full_name(
+    file: descriptor_pb2.FileDescriptorProto, tree: tuple[MessageTree, ...], indexes: list[int]
+) -> str:
+    """The full name of the message at `indexes` in `file` (whose `message_tree` is `tree`),
+    or a DecodeError naming the bad index."""
+    names = [file.package] if file.package else []
+    level = tree
     for depth, index in enumerate(indexes):
         if index >= len(level):
             where = "top-level" if depth == 0 else f"nested in {'.'.join(names)}"
@@ -199,7 +202,7 @@ class ProtobufCodec(RegistryCodecBase[WriterSchema]):
 
     def _read(self, schema_id: int, writer: WriterSchema, payload: memoryview) -> Any:
         indexes, offset = read_indexes(payload)
-        name = _full_name(writer, indexes)
+        name = message_full_name(writer.file, writer.tree, indexes)
         if self._record_type is None and name != self._descriptor.full_name:
             raise DecodeError(
                 f"the record is a {name} (schema id {schema_id}), "
