@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self, TypeVar
 
 from aerogrid.net import LOOPBACK_HOST, free_port, port_is_free
 from aerogrid_devkit import frozen
@@ -260,6 +260,14 @@ def alive(pid: int) -> bool:
     return True
 
 
+class _HasPid(Protocol):
+    @property
+    def pid(self) -> int: ...
+
+
+#: A recorded background process's state (a dataclass with its `pid`).
+Recorded = TypeVar("Recorded", bound=_HasPid)
+
 # -- the background broker of `aerogrid broker up` -------------------------------------
 
 
@@ -269,12 +277,18 @@ def state_file() -> Path:
 
 def recorded_state() -> BrokerState | None:
     """The recorded broker while its process lives, answering or not (a stale record goes)."""
-    path = state_file()
+    return recorded(state_file(), BrokerState, "--listener-url")
+
+
+def recorded(path: Path, state_type: Callable[..., Recorded], marker: str) -> Recorded | None:
+    """The state a background process of `aerogrid broker up` recorded in `path`, while
+    that process lives and is still that program (`marker` in its command line); a stale
+    record is removed. The one rule for the broker's, local Kafka's and the registry's."""
     try:
-        state = BrokerState(**json.loads(path.read_text()))
+        state = state_type(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    if alive(state.pid) and runs(state.pid, "--listener-url"):
+    if alive(state.pid) and runs(state.pid, marker):
         return state
     path.unlink(missing_ok=True)
     return None

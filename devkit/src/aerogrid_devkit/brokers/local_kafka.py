@@ -83,15 +83,7 @@ def state_file() -> Path:
 
 def recorded_state() -> KafkaState | None:
     """The recorded broker while its process lives, answering or not (a stale record goes)."""
-    path = state_file()
-    try:
-        state = KafkaState(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-    if embedded.alive(state.pid) and embedded.runs(state.pid, MAIN_CLASS):
-        return state
-    path.unlink(missing_ok=True)
-    return None
+    return embedded.recorded(state_file(), KafkaState, MAIN_CLASS)
 
 
 def read_state() -> KafkaState | None:

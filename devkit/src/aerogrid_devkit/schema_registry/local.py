@@ -53,15 +53,7 @@ def data_dir_for(workspace_root: Path | None) -> Path:
 
 def recorded_state() -> RegistryState | None:
     """The recorded registry while its process lives (a stale record goes)."""
-    path = state_file()
-    try:
-        state = RegistryState(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-    if embedded.alive(state.pid) and embedded.runs(state.pid, _MARKER):
-        return state
-    path.unlink(missing_ok=True)
-    return None
+    return embedded.recorded(state_file(), RegistryState, _MARKER)
 
 
 def read_state() -> RegistryState | None:
