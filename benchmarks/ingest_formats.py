@@ -231,7 +231,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="passes of every contender")
     parser.add_argument("--only", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
     parser.add_argument("--exactly-once", choices=("on", "off"), default="on")
-    parser.add_argument("--quiet-wait", type=float, default=5.0, help="seconds to wait for idle")
+    parser.add_argument("--quiet-wait", type=float, default=2.0, help="seconds to wait for idle")
     parser.add_argument("--profile", choices=("json", *FORMATS), help="cProfile that decode")
     parser.add_argument("--name", default="ingest_formats", help="benchmarks/results/NAME")
     args = parser.parse_args()
