@@ -22,7 +22,7 @@ import pytest
 
 from aerogrid import Record
 from aerogrid.errors import ConfigurationError, DecodeError
-from aerogrid.schemas.avro import AvroCodec, _datum_reader
+from aerogrid.schemas.avro import _READ_OPTIONS, AvroCodec, _datum_reader
 from aerogrid.schemas.codec import RegistryCodec, registry_codec
 from aerogrid.schemas.errors import RegistryUnavailable, SchemaNotLoaded
 from aerogrid.schemas.registry import SchemaRegistry
@@ -314,9 +314,9 @@ def test_the_direct_fastavro_read_matches_its_public_reader() -> None:
     }
     buffer = io.BytesIO()
     fastavro.schemaless_writer(buffer, schema, value)
-    read = _datum_reader(schema)
-    assert hasattr(importlib.import_module("fastavro._read"), "_read_data")  # the fast path
-    assert read(io.BytesIO(buffer.getvalue())) == value
+    read, parsed, named = _datum_reader(schema)
+    assert read is importlib.import_module("fastavro._read")._read_data  # fast path
+    assert read(io.BytesIO(buffer.getvalue()), parsed, named, None, _READ_OPTIONS) == value
     assert fastavro.schemaless_reader(io.BytesIO(buffer.getvalue()), schema, None) == value
 
 

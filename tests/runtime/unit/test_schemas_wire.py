@@ -6,7 +6,7 @@ import pytest
 
 from aerogrid.errors import DecodeError
 from aerogrid.limits import MAX_RECORD_BYTES
-from aerogrid.schemas.wire import frame, parse_frame, peek_schema_id
+from aerogrid.schemas.wire import frame, framed_schema_id, parse_frame, peek_schema_id
 
 
 def test_frame_is_magic_byte_then_big_endian_id_then_payload() -> None:
@@ -51,3 +51,25 @@ def test_a_tombstone_has_no_schema_id() -> None:
 def test_a_record_over_the_size_limit_is_refused_before_parsing() -> None:
     with pytest.raises(DecodeError, match="limit"):
         parse_frame(frame(1, bytes(MAX_RECORD_BYTES)))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        frame(7, b"x"),
+        frame(0xFFFFFFFF, b""),
+        frame(1, bytes(MAX_RECORD_BYTES - 5)),
+        frame(1, bytes(MAX_RECORD_BYTES - 4)),
+        b'{"product": "a"}',
+        b"\x00\x00\x00\x01",
+        b"",
+        None,
+    ],
+)
+def test_the_hot_path_check_accepts_exactly_what_parse_frame_accepts(data: bytes | None) -> None:
+    """decode's one-unpack check must not let through a frame parse_frame would refuse."""
+    try:
+        expected: int | None = parse_frame(data)[0]
+    except DecodeError:
+        expected = None
+    assert framed_schema_id(data) == expected

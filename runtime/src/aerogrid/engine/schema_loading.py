@@ -41,6 +41,7 @@ from aerogrid.schemas.errors import (
 )
 from aerogrid.schemas.registry import RegistrySettings, SchemaRegistry
 from aerogrid.schemas.registry_settings import ENV_URL as REGISTRY_ENV
+from aerogrid.schemas.wire import HEADER_BYTES
 
 if TYPE_CHECKING:
     from aerogrid.app import App
@@ -152,22 +153,40 @@ class SchemaLoader:
         )
 
     def needed(self, records: Sequence[RecordLike]) -> list[tuple[RegistryCodec, int]]:
-        """Each (codec, writer schema id) that `records` need and is not loaded yet."""
+        """Each (codec, writer schema id) that `records` need and is not loaded yet.
+
+        A codec's answer depends only on a record's Confluent header (its first
+        HEADER_BYTES) and on what the codec holds, which does not change during the scan:
+        a record with the same header for the same codec as the one asked before it is
+        answered already (a batch mostly repeats one header), so it is not asked again.
+        """
         found: dict[tuple[int, int], tuple[RegistryCodec, int]] = {}
         codecs_of = self._codecs
+        last_key_codec: RegistryCodec | None = None
+        last_value_codec: RegistryCodec | None = None
+        last_key: bytes | None = b"none asked yet"  # longer than any header
+        last_value: bytes | None = last_key
         for record in records:
             codecs = codecs_of.get(record.topic)
             if codecs is None:
                 continue
             key_codec, value_codec = codecs
             if key_codec is not None:
-                schema_id = key_codec.schema_id_to_load(record.key)
-                if schema_id is not None:
-                    found[(id(key_codec), schema_id)] = (key_codec, schema_id)
+                data = record.key
+                header = None if data is None else data[:HEADER_BYTES]
+                if header != last_key or key_codec is not last_key_codec:
+                    last_key, last_key_codec = header, key_codec
+                    schema_id = key_codec.schema_id_to_load(data)
+                    if schema_id is not None:
+                        found[(id(key_codec), schema_id)] = (key_codec, schema_id)
             if value_codec is not None:
-                schema_id = value_codec.schema_id_to_load(record.value)
-                if schema_id is not None:
-                    found[(id(value_codec), schema_id)] = (value_codec, schema_id)
+                data = record.value
+                header = None if data is None else data[:HEADER_BYTES]
+                if header != last_value or value_codec is not last_value_codec:
+                    last_value, last_value_codec = header, value_codec
+                    schema_id = value_codec.schema_id_to_load(data)
+                    if schema_id is not None:
+                        found[(id(value_codec), schema_id)] = (value_codec, schema_id)
         return list(found.values())
 
     async def load(self, records: Sequence[RecordLike]) -> None:

@@ -38,6 +38,7 @@ from aerogrid.schemas.codec_base import RegistryCodecBase
 from aerogrid.schemas.errors import SchemaNotFound
 from aerogrid.schemas.registry import RegisteredSchema, SchemaRegistry
 from aerogrid.schemas.subjects import SubjectNamer
+from aerogrid.schemas.wire import HEADER_BYTES
 
 _READ_OPTIONS = {
     "return_record_name": False,
@@ -46,26 +47,42 @@ _READ_OPTIONS = {
     "return_named_type": False,
     "return_named_type_override": False,
 }
-#: A datum reader for one parsed writer schema.
-_Read = Callable[[io.BytesIO], Any]
+_convert = msgspec.convert  # one global lookup a record, not two
+#: fastavro's reader of one datum: (file, writer schema, named schemas, reader, options).
+_ReadData = Callable[[io.BytesIO, Any, dict[str, Any], Any, dict[str, Any]], Any]
+#: A writer schema as read: (the datum reader, the parsed schema, its named schemas).
+_Read = tuple[_ReadData, Any, dict[str, Any]]
 
 
-def _datum_reader(parsed: Any) -> _Read:
-    """A reader of one datum written with `parsed`.
+def _public_read(
+    buffer: io.BytesIO, parsed: Any, named: dict[str, Any], reader: Any, options: dict[str, Any]
+) -> Any:
+    """For a fastavro without `_read_data`: the public, slower call."""
+    return fastavro.schemaless_reader(buffer, parsed, None)
 
-    fastavro's public `schemaless_reader` compares and re-parses the schemas on every
-    call (about 1 µs of a 2 µs read); its compiled `_read_data` (fastavro is pinned) is
-    what it calls after that, so it is called directly when present.
+
+def _compiled_read() -> _ReadData:
+    """fastavro's compiled `_read_data` (fastavro is pinned), else the public call.
+
+    The public `schemaless_reader` compares and re-parses the schemas on every call (about
+    1 µs of a 2 µs read); `_read_data` is what it calls after that.
     """
     try:
         read_data = getattr(importlib.import_module("fastavro._read"), "_read_data", None)
     except ImportError:
         read_data = None
-    if read_data is None:  # a fastavro without it: the public, slower call
-        return lambda buffer: fastavro.schemaless_reader(buffer, parsed, None)
+    return _public_read if read_data is None else read_data
+
+
+_READ_DATA = _compiled_read()
+
+
+def _datum_reader(parsed: Any) -> _Read:
+    """How to read one datum written with `parsed`: a tuple, so a record costs no extra
+    Python call (a closure over these costs 0.07 µs a record)."""
     named = {"writer": parsed.get("__named_schemas", {}) if isinstance(parsed, dict) else {}}
     named["reader"] = {}
-    return lambda buffer: read_data(buffer, parsed, named, None, _READ_OPTIONS)
+    return _READ_DATA, parsed, named
 
 
 class AvroCodec(RegistryCodecBase[_Read]):
@@ -114,23 +131,31 @@ class AvroCodec(RegistryCodecBase[_Read]):
         return _datum_reader(parsed)
 
     def _read(self, schema_id: int, writer: _Read, payload: memoryview) -> Any:
-        buffer = io.BytesIO(payload)
+        return self._read_record(schema_id, writer, bytes(HEADER_BYTES) + payload)
+
+    def _read_record(self, schema_id: int, writer: _Read, data: bytes) -> Any:
+        """Read past the header of the whole record: a BytesIO over bytes shares them,
+        where one over the payload's memoryview would copy it (0.2 µs a record)."""
+        buffer = io.BytesIO(data)
+        buffer.seek(HEADER_BYTES)
+        read, parsed, named = writer
         try:
-            value = writer(buffer)
+            value = read(buffer, parsed, named, None, _READ_OPTIONS)
         except Exception as exc:  # fastavro raises many types on a bad payload
             raise DecodeError(
                 f"Avro payload does not match writer schema id {schema_id}: "
                 f"{type(exc).__name__}: {exc}"
             ) from None
-        if buffer.tell() != len(payload):
+        left = len(data) - buffer.tell()
+        if left:
             raise DecodeError(
                 f"Avro payload does not match writer schema id {schema_id}: "
-                f"{len(payload) - buffer.tell()} bytes left after the record"
+                f"{left} bytes left after the record"
             )
         if self._reader is None:
             return value
         try:
-            return msgspec.convert(value, self.value_type)
+            return _convert(value, self.value_type)
         except msgspec.ValidationError as exc:  # the field's path, as every record format names it
             name = getattr(self.value_type, "__name__", str(self.value_type))
             raise json_error(exc, f"{name} (writer schema id {schema_id})") from None

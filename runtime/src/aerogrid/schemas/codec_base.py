@@ -26,7 +26,7 @@ from aerogrid.schemas.errors import (
 )
 from aerogrid.schemas.registry import RegisteredSchema, SchemaRegistry
 from aerogrid.schemas.subjects import SubjectNamer
-from aerogrid.schemas.wire import frame, parse_frame, peek_schema_id
+from aerogrid.schemas.wire import HEADER_BYTES, frame, framed_schema_id, parse_frame, peek_schema_id
 
 #: What a format makes of a writer schema (a reader, a validator, a parsed .proto).
 Parsed = TypeVar("Parsed")
@@ -52,18 +52,19 @@ class WriterSchemas(Generic[Parsed]):
         self._registry = registry
         self._schema_type = schema_type
         self._parse = parse
-        self._parsed: dict[int, Parsed] = {}
+        #: The parsed writer schemas by id (decode's hot path reads it; only `load` adds).
+        self.parsed: dict[int, Parsed] = {}
         self._unusable: dict[int, str] = {}
 
     def to_load(self, data: bytes | None) -> int | None:
         """The id of a well-framed record not held yet, else None."""
         schema_id = peek_schema_id(data)
-        if schema_id is None or schema_id in self._parsed or schema_id in self._unusable:
+        if schema_id is None or schema_id in self.parsed or schema_id in self._unusable:
             return None
         return schema_id
 
     async def load(self, schema_id: int) -> None:
-        if schema_id in self._parsed or schema_id in self._unusable:
+        if schema_id in self.parsed or schema_id in self._unusable:
             return
         try:
             registered = await self._registry.schema_by_id(schema_id)
@@ -89,7 +90,7 @@ class WriterSchemas(Generic[Parsed]):
             self._unusable[schema_id] = f"schema id {schema_id}: {refused}"
             return
         try:
-            self._parsed[schema_id] = self._parse(registered)
+            self.parsed[schema_id] = self._parse(registered)
         except Exception as exc:  # the registry holds a schema we cannot use: the record's fault
             self._unusable[schema_id] = (
                 f"schema id {schema_id} does not parse as {self._schema_type}: {exc}"
@@ -97,7 +98,7 @@ class WriterSchemas(Generic[Parsed]):
 
     def get(self, schema_id: int) -> Parsed:
         """The parsed schema; DecodeError if unusable, SchemaNotLoaded if never loaded."""
-        parsed = self._parsed.get(schema_id)
+        parsed = self.parsed.get(schema_id)
         if parsed is not None:
             return parsed
         reason = self._unusable.get(schema_id)
@@ -128,6 +129,7 @@ class RegistryCodecBase(ABC, Generic[Parsed]):
         self._writers: WriterSchemas[Parsed] = WriterSchemas(
             registry, schema_type=self.schema_type, parse=parse
         )
+        self._held = self._writers.parsed
         self._own_id: int | None = None
 
     def schema_id_to_load(self, data: bytes | None) -> int | None:
@@ -141,8 +143,20 @@ class RegistryCodecBase(ABC, Generic[Parsed]):
             if self._record_type is not None:
                 raise tombstone_error(self._record_type)
             return None
-        schema_id, payload = parse_frame(data)
-        return self._read(schema_id, self._writers.get(schema_id), payload)
+        # The hot path: a well-framed record whose writer is held (one header unpack).
+        schema_id = framed_schema_id(data)
+        if schema_id is not None:
+            writer = self._held.get(schema_id)
+            if writer is not None:
+                return self._read_record(schema_id, writer, data)
+        # The worded way: a bad frame raises in parse_frame, an unusable or unloaded id in get.
+        schema_id, _ = parse_frame(data)
+        return self._read_record(schema_id, self._writers.get(schema_id), data)
+
+    def _read_record(self, schema_id: int, writer: Parsed, data: bytes) -> Any:
+        """The value of the well-framed record `data`: `_read` of its payload, unless a
+        format reads faster from the whole record (past its header) and overrides this."""
+        return self._read(schema_id, writer, memoryview(data)[HEADER_BYTES:])
 
     async def prepare_send(self, value: Any) -> None:
         if self._own_id is None and value is not None:

@@ -47,6 +47,18 @@ def parse_frame(data: bytes | None) -> tuple[int, memoryview]:
     return schema_id, memoryview(data)[HEADER_BYTES:]
 
 
+def framed_schema_id(data: bytes | None) -> int | None:
+    """The schema id of a record `parse_frame` accepts, else None (it then says why).
+
+    The decode hot path's check: one unpack, no payload view (the codec reads past the
+    header itself).
+    """
+    if data is None or not HEADER_BYTES <= len(data) <= MAX_RECORD_BYTES:
+        return None
+    magic, schema_id = _HEADER.unpack_from(data)
+    return None if magic != MAGIC_BYTE else schema_id
+
+
 def peek_schema_id(data: bytes | None) -> int | None:
     """The schema id of a well-framed record, else None (decode then says what is wrong).
 
