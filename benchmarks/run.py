@@ -18,6 +18,7 @@ BENCHMARKS = [
     "benchmarks.devkit_loop",
     "benchmarks.promote",
     "benchmarks.promote_node",
+    "benchmarks.images",
     "benchmarks.binary",
 ]
 
