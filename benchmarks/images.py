@@ -28,12 +28,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from benchmarks._common import seconds_summary, write_result
 from support.apps import write_orders_app
 from support.brokers import ApacheKafka, free_port
-from support.containers import PodmanSandbox, unavailable_reason
+from support.containers import PodmanSandbox, unavailable_reason, wait_ready
 from support.images import RUNTIME, BuiltImage, built_images
 
 
@@ -47,21 +45,6 @@ def sizes(images: dict[str, BuiltImage]) -> dict[str, dict[str, Any]]:
         }
         for name, image in images.items()
     }
-
-
-def wait_ready(url: str, alive: Any, timeout: float = 60.0) -> float:
-    """The monotonic time `url` first answered 200 (`alive()` False: the start failed)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return time.monotonic()
-        except httpx.HTTPError:
-            pass
-        if not alive():
-            raise RuntimeError(f"exited before {url} answered")
-        time.sleep(0.02)
-    raise RuntimeError(f"{url} not 200 within {timeout} s")
 
 
 def app_args(kafka: ApacheKafka, grpc_port: int, http_port: int) -> list[str]:

@@ -18,14 +18,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from support import containers
 from support.apps import produce, write_orders_app
 from support.brokers import ApacheKafka, free_port
 from support.ci import unavailable
-from support.containers import PodmanSandbox
+from support.containers import PodmanSandbox, wait_ready
 from support.images import (
     BUILDER,
     PLATFORM,
@@ -194,15 +193,12 @@ def test_runtime_image_serves_the_seed_app_locked_down(
 
 def _wait_ready(podman: PodmanSandbox, container: str, url: str, timeout: float = 60.0) -> float:
     """The monotonic time /readyz first answered 200; fails with the container's log."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return time.monotonic()
-        except httpx.HTTPError:
-            pass
-        running = podman.podman("inspect", "--format={{.State.Running}}", container).stdout
-        if running.strip() != "true":
-            raise AssertionError(f"the container exited:\n{podman.logs(container)[-3000:]}")
-        time.sleep(0.05)
-    raise AssertionError(f"/readyz not 200 within {timeout} s:\n{podman.logs(container)[-3000:]}")
+
+    def running() -> bool:
+        state = podman.podman("inspect", "--format={{.State.Running}}", container).stdout
+        return state.strip() == "true"
+
+    try:
+        return wait_ready(url, running, timeout)
+    except RuntimeError as exc:
+        raise AssertionError(f"{exc}:\n{podman.logs(container)[-3000:]}") from None

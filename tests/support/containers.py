@@ -21,10 +21,13 @@ import resource
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
+
+import httpx
 
 from support.images import BuiltImage
 
@@ -54,6 +57,22 @@ def unavailable_reason() -> str | None:
         needed = " and ".join(missing)
         return f"running the images needs {needed} (scripts/build_images.sh installs them)"
     return None
+
+
+def wait_ready(url: str, alive: Callable[[], bool], timeout: float = 60.0) -> float:
+    """The monotonic time `url` first answered 200 (an app's /readyz); RuntimeError when
+    `alive()` says the process or container exited first, or after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return time.monotonic()
+        except httpx.HTTPError:
+            pass
+        if not alive():
+            raise RuntimeError(f"exited before {url} answered")
+        time.sleep(0.02)
+    raise RuntimeError(f"{url} not 200 within {timeout} s")
 
 
 class PodmanSandbox:
