@@ -708,18 +708,31 @@ def prepare(
     """A fresh topic preloaded with `records` orders, checked, and its expected sums."""
     orders, expected = make_orders(records)
     topic = f"bench-orders-{uuid.uuid4().hex[:6]}"
-    preload_s = asyncio.run(preload(kafka.bootstrap, topic, partitions, orders))
+    return preloaded(kafka, topic, orders, expected, partitions, workdir, aerogrid_env)
+
+
+def preloaded(
+    kafka: ApacheKafka,
+    topic: str,
+    values: list[tuple[bytes, bytes]],
+    expected: dict[str, int],
+    partitions: int,
+    workdir: Path,
+    aerogrid_env: dict[str, str],
+) -> Bench:
+    """`values` produced to `topic`, their count checked on the broker: the run's Bench."""
+    preload_s = asyncio.run(preload(kafka.bootstrap, topic, partitions, values))
     size = asyncio.run(topic_size(kafka.bootstrap, topic))
-    if size != records:
-        raise SystemExit(f"preload wrote {size} records, expected {records}")
+    if size != len(values):
+        raise SystemExit(f"preload of {topic} wrote {size} records, expected {len(values)}")
     return Bench(
         kafka=kafka,
         topic=topic,
-        records=records,
+        records=len(values),
         partitions=partitions,
         expected=expected,
         workdir=workdir,
-        timeout=60 + records / 1000,
+        timeout=60 + len(values) / 1000,
         preload_s=preload_s,
         aerogrid_env=aerogrid_env,
     )

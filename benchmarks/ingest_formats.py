@@ -25,7 +25,6 @@ To measure a commit while the checkout changes, export it and put it first (chil
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shutil
 import statistics
 import sys
@@ -47,11 +46,10 @@ from benchmarks.ingest import (
     _git_state,
     describe,
     make_orders,
-    preload,
+    preloaded,
     run_aerogrid,
     run_bare,
     run_child,
-    topic_size,
     wait_for_quiet,
 )
 from support.brokers import ApacheKafka
@@ -101,22 +99,8 @@ def prepare(
             continue
         topic = f"bench-orders-{fmt}-{uuid.uuid4().hex[:6]}"
         values = orders if fmt == "json" else encode_orders(fmt, orders, registry.url, topic)
-        seconds = asyncio.run(preload(kafka.bootstrap, topic, partitions, values))
-        size = asyncio.run(topic_size(kafka.bootstrap, topic))
-        if size != records:
-            raise SystemExit(f"preload of {topic} wrote {size} records, expected {records}")
         env = {} if fmt == "json" else {"AEROGRID_SCHEMA_REGISTRY": registry.url}
-        benches[fmt] = Bench(
-            kafka=kafka,
-            topic=topic,
-            records=records,
-            partitions=partitions,
-            expected=expected,
-            workdir=workdir,
-            timeout=60 + records / 1000,
-            preload_s=seconds,
-            aerogrid_env=env,
-        )
+        benches[fmt] = preloaded(kafka, topic, values, expected, partitions, workdir, env)
         written[fmt] = [v for _, v in values]
     return benches, written
 
