@@ -4,14 +4,17 @@ The embedded broker's coordinator once left a replica rejoining after a rolling 
 waiting for good (a clean CI run of the three-replica chaos test). The replica group then
 gives up on that member after `join_patience` and joins again. Here the first join is given
 no patience at all, so it is abandoned however fast the broker is: the group must still end
-with this replica as its active, on both brokers.
+with this replica as its active, on both brokers. The same for a rebalance that begins
+after the join and is never settled: the member is dropped and a new one joins.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from aerogrid.engine import replica_group
@@ -53,6 +56,48 @@ async def test_a_join_that_does_not_settle_is_started_again(
         assert group.active
         assert "did not settle within 0 s; joining again" in caplog.text
         assert len(calls) >= 2
+    finally:
+        await group.leave()
+
+
+async def test_a_rebalance_that_does_not_settle_is_joined_again(
+    broker: Broker,
+    unique_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The stall is injected: the member is told a rebalance began (as aiokafka tells it
+    before each join) that the coordinator never goes on with, as the embedded broker's
+    coordinator once did. The active stops being active at once and is active again, as
+    a new member, once `join_patience` is over."""
+    settings = BrokerSettings.parse(broker.bootstrap)
+    revocations: list[bool] = []
+
+    async def on_revoked() -> None:
+        revocations.append(True)
+
+    group = ReplicaGroup(unique_name, settings, "r0", progress=lambda: 0, on_revoked=on_revoked)
+    admin = AIOKafkaAdminClient(**settings.client_options())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(group.topic, 1, 1)])
+    finally:
+        await admin.close()
+    monkeypatch.setenv("AEROGRID_FAILOVER_SECONDS", "2")
+    caplog.set_level(logging.WARNING, "aerogrid.engine")
+    try:
+        await group.join()
+        await group.wait_elected()
+        first_member = group._consumer
+        monkeypatch.setattr(replica_group, "join_patience", lambda _seconds: 2.0)
+        await group.revoked([TopicPartition(group.topic, 0)])
+        assert not group.active and revocations == [True]
+        async with asyncio.timeout(30):
+            await group.wait_elected()
+        assert "a rebalance of group" in caplog.text
+        assert "did not settle within 2 s; joining again" in caplog.text
+        assert group._consumer is not first_member
+        assert group.active and group.active_replica == "r0"
     finally:
         await group.leave()
 

@@ -79,6 +79,9 @@ _TLS_MAJOR: Final = 0x03
 _TLS_HEADER: Final = 5
 #: Connections open at once on the public port; more are closed at once ("busy").
 MAX_CONNECTIONS: Final = 512
+#: Seconds the internal TLS listener waits for a handshake beyond the sniff timeout: the
+#: front's own deadline (see `_splice_tls`) is the one that acts, and counts.
+_INNER_HANDSHAKE_GRACE: Final = 5.0
 #: TLS connections in their handshake at once; more are closed at once ("busy").
 MAX_TLS_HANDSHAKES: Final = 64
 
@@ -295,7 +298,9 @@ class Front:
                     self._accept_decrypted,
                     sock=inner,
                     ssl=tls,
-                    ssl_handshake_timeout=self.sniff_timeout,
+                    # A backstop: the splice in front cuts (and counts) a handshake at
+                    # its deadline, which must come first, also on a loop running late.
+                    ssl_handshake_timeout=self.sniff_timeout + _INNER_HANDSHAKE_GRACE,
                 )
             )
 

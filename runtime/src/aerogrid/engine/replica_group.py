@@ -94,6 +94,8 @@ class ReplicaGroup:
         self._decided = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._poller: asyncio.Task[None] | None = None
+        #: The loop time the rebalance in progress began (None: none in progress).
+        self._rebalancing_since: float | None = None
 
     async def join(self) -> None:
         """Join the group (the session timeout falls back to 6 s, then 10 s, if refused).
@@ -101,18 +103,12 @@ class ReplicaGroup:
         A join the coordinator has not settled within `join_patience` (it waits at most a
         session timeout for members that died) is started again with a new member: the
         embedded broker's coordinator was seen to leave a rejoining replica waiting for
-        good after a rolling restart.
+        good after a rolling restart. The same holds for every later rebalance (`_poll`).
         """
         wanted = failover_seconds()
         for seconds in dict.fromkeys((wanted, max(wanted, 6.0), max(wanted, 10.0))):
             try:
-                while not await self._join_once(seconds, patience := join_patience(seconds)):
-                    log.warning(
-                        "replica %s: group %s did not settle within %.0f s; joining again",
-                        self.replica_id,
-                        self.group_id,
-                        patience,
-                    )
+                consumer = await self._join_settled(seconds)
             except InvalidSessionTimeoutError:
                 log.warning(
                     "the broker refused a %.1f s session timeout for the replica group "
@@ -126,12 +122,28 @@ class ReplicaGroup:
                 self.group_id,
                 seconds,
             )
+            self._consumer = consumer
+            self._poller = asyncio.create_task(self._poll(seconds))
             return
         raise RuntimeError(f"the broker refused every session timeout for {self.group_id}")
 
-    async def _join_once(self, seconds: float, patience: float) -> bool:
-        """One member's join: True once assigned (the member stays), False if it took longer
-        than `patience` (the member is dropped)."""
+    async def _join_settled(self, seconds: float) -> AIOKafkaConsumer:
+        """A member assigned within `join_patience`, joining again with a new one until so."""
+        while True:
+            patience = join_patience(seconds)
+            consumer = await self._join_once(seconds, patience)
+            if consumer is not None:
+                return consumer
+            log.warning(
+                "replica %s: group %s did not settle within %.0f s; joining again",
+                self.replica_id,
+                self.group_id,
+                patience,
+            )
+
+    async def _join_once(self, seconds: float, patience: float) -> AIOKafkaConsumer | None:
+        """One member's join: the member once assigned, None (the member dropped) if that
+        took longer than `patience`."""
         consumer = self._new_consumer(seconds)
         consumer.subscribe([self.topic], listener=_Listener(self))
         try:
@@ -140,13 +152,11 @@ class ReplicaGroup:
                 await consumer.start()
         except TimeoutError:
             await self._stop(consumer)
-            return False
+            return None
         except BaseException:
             await self._stop(consumer)
             raise
-        self._consumer = consumer
-        self._poller = asyncio.create_task(self._poll(consumer))
-        return True
+        return consumer
 
     async def wait_elected(self) -> None:
         while not self.active:
@@ -189,7 +199,10 @@ class ReplicaGroup:
             self.active_replica = decided.get("active")
 
     async def revoked(self, partitions: Iterable[TopicPartition]) -> None:
+        """A rebalance began (aiokafka revokes before every join, an empty set included)."""
         self._decided.clear()
+        if self._rebalancing_since is None:
+            self._rebalancing_since = asyncio.get_running_loop().time()
         if self.active and list(partitions):
             self.active = False
             await self._on_revoked()
@@ -197,6 +210,7 @@ class ReplicaGroup:
     def set_assigned(self, partitions: Iterable[TopicPartition]) -> None:
         self.active = bool(list(partitions))
         self._held_term = self.term if self.active else 0
+        self._rebalancing_since = None
         self._decided.set()
 
     # -- the consumer ------------------------------------------------------------------
@@ -214,18 +228,33 @@ class ReplicaGroup:
             **self.settings.client_options(),
         )
 
-    async def _poll(self, consumer: AIOKafkaConsumer) -> None:
+    async def _poll(self, seconds: float) -> None:
         """Keep polling: aiokafka counts a consumer that does not poll as failed.
 
         Errors (a broker away for a while) are logged and polling goes on: the client
-        rejoins.
+        rejoins. A rebalance not settled within `join_patience` drops the member and joins
+        with a new one, as a first join does.
         """
+        loop = asyncio.get_running_loop()
         while True:
+            assert self._consumer is not None
             try:
-                await consumer.getmany(timeout_ms=1000)
+                await self._consumer.getmany(timeout_ms=1000)
             except KafkaError as exc:
                 log.debug("replica group %s: %r (rejoining)", self.group_id, exc)
                 await asyncio.sleep(1)
+            since = self._rebalancing_since
+            if since is None or loop.time() - since < (patience := join_patience(seconds)):
+                continue
+            log.warning(
+                "replica %s: a rebalance of group %s did not settle within %.0f s; joining again",
+                self.replica_id,
+                self.group_id,
+                patience,
+            )
+            await self._stop(self._consumer)
+            self._rebalancing_since = loop.time()
+            self._consumer = await self._join_settled(seconds)
 
     @staticmethod
     async def _stop(consumer: AIOKafkaConsumer, timeout: float = 5.0) -> None:
