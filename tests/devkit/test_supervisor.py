@@ -181,6 +181,10 @@ async def test_its_temporary_folder_goes_on_stop_and_a_killed_ones_at_the_next_s
     (alive / "supervisor.pid").write_text(f"{os.getppid()}\n")
     unknown = temp / "aerogrid-dev-old"  # no pid: nothing proves its owner is gone
     unknown.mkdir()
+    never_started = Supervisor({}, "localhost:1")  # as tests and `aerogrid` commands make them
+    with pytest.raises(RuntimeError, match="has not started"):
+        _ = never_started.workdir
+    assert sorted(temp.glob("aerogrid-dev-*")) == sorted([left, alive, unknown])
 
     app_file = write_orders_app(tmp_path, f"{unique_name}-app", f"{unique_name}-orders")
     supervisor = Supervisor({"app": app_file}, tansu.bootstrap)

@@ -95,16 +95,21 @@ class Supervisor:
         self._replica_tasks: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        self._workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
-        (self._workdir / OWNER_FILE).write_text(f"{os.getpid()}\n")
+        #: Made by `start()`, not here: a supervisor never started leaves no folder behind.
+        self._workdir: Path | None = None
 
     @property
     def workdir(self) -> Path:
-        """The temporary folder of the apps' ready files (removed by `stop()`)."""
+        """The temporary folder of the apps' ready files (made by `start()`, removed by
+        `stop()`)."""
+        if self._workdir is None:
+            raise RuntimeError("the supervisor has not started: it has no workdir yet")
         return self._workdir
 
     async def start(self) -> None:
         await asyncio.to_thread(remove_stale_workdirs)
+        self._workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+        (self._workdir / OWNER_FILE).write_text(f"{os.getpid()}\n")
         for app in self.apps.values():
             self._spawn(app)
         self._tasks.append(asyncio.create_task(self._watch_files(), name="watch"))
@@ -167,7 +172,8 @@ class Supervisor:
         for app in self.apps.values():
             for replica in app.replicas:
                 self._set_status(app, replica, "stopped")
-        await asyncio.to_thread(shutil.rmtree, self._workdir, ignore_errors=True)
+        if self._workdir is not None:
+            await asyncio.to_thread(shutil.rmtree, self._workdir, ignore_errors=True)
 
     def reload(self, name: str) -> None:
         """Restart every replica of an app with its saved files (a stopped app stays so)."""
@@ -205,7 +211,7 @@ class Supervisor:
             await asyncio.sleep(delay)
 
     async def _run_once(self, app: AppProcess, replica: ReplicaProcess) -> None:
-        ready = self._workdir / f"{replica.id}.ready.json"
+        ready = self.workdir / f"{replica.id}.ready.json"
         ready.unlink(missing_ok=True)
         replica.forget_report()
         status = "starting" if replica.status != "reloading" else "reloading"
