@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -108,8 +109,11 @@ async def test_the_demo_tui_shows_the_grid_live_and_quits_cleanly() -> None:
     assert set(seen[-1]) <= set(final)
 
 
-def test_the_demos_private_broker_dies_with_the_demo_even_when_killed() -> None:
-    """SIGKILL leaves no finally clause to run: the kernel's parent-death signal stops tansu."""
+def test_the_demos_private_broker_dies_with_the_demo_even_when_killed(tmp_path: Path) -> None:
+    """SIGKILL leaves no finally clause to run: the kernel's parent-death signal stops tansu.
+
+    Nor does it remove the demo's temporary folder: TMPDIR puts that in the test's own.
+    """
     import signal
 
     import psutil  # type: ignore[import-untyped]
@@ -119,6 +123,7 @@ def test_the_demos_private_broker_dies_with_the_demo_even_when_killed() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
     )
     try:
         assert demo.stdout is not None
@@ -135,6 +140,7 @@ def test_the_demos_private_broker_dies_with_the_demo_even_when_killed() -> None:
         demo.wait(10)
         _, alive = psutil.wait_procs(brokers, timeout=10)
         assert not alive, f"the demo's broker outlived it: {alive}"
+        assert list(tmp_path.glob("aerogrid-demo-*")), "the demo's folder is not under TMPDIR"
     finally:
         if demo.poll() is None:
             demo.kill()
