@@ -23,6 +23,7 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 from google.protobuf.message import Message
 
 from aerogrid.errors import ConfigurationError, DecodeError
+from aerogrid.protowire import varint
 from aerogrid.records import Record
 from aerogrid.schemas.codec import SCHEMA_TYPES
 from aerogrid.schemas.codec_base import RegistryCodecBase
@@ -60,7 +61,7 @@ def encode_indexes(indexes: list[int]) -> bytes:
     """The zigzag varints of the index list; `[0]` is the single byte 0."""
     if indexes == [0]:
         return b"\x00"
-    return b"".join(_varint(_zigzag(n)) for n in [len(indexes), *indexes])
+    return b"".join(varint(_zigzag(n)) for n in [len(indexes), *indexes])
 
 
 def read_indexes(payload: memoryview) -> tuple[list[int], int]:
@@ -81,15 +82,6 @@ def read_indexes(payload: memoryview) -> tuple[list[int], int]:
 
 def _zigzag(n: int) -> int:
     return (n << 1) ^ (n >> 63)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def _read_zigzag(data: memoryview, offset: int) -> tuple[int, int]:

@@ -24,6 +24,7 @@ from decimal import Decimal
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from aerogrid.grids import Cell, RowKey, RowTuple
+from aerogrid.protowire import varint
 from aerogrid.v1 import grid_pb2
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -150,15 +151,6 @@ _ROW = b"\x12"  # Snapshot.rows = 2 and Delta.upserts = 2, length-delimited
 _DELETE = b"\x1a"  # Delta.deletes = 3, length-delimited
 _CONFLATED = b"\x20"  # Delta.conflated = 4, varint
 _COMPLETE = b"\x18\x01"  # Snapshot.complete = 3, varint true
-
-
-def varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _field(tag: bytes, payload: bytes) -> bytes:
