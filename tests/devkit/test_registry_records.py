@@ -250,7 +250,7 @@ def test_produce_refuses_bad_schemas_and_values_sending_nothing(cli: CliEnv, sch
         registry=None,
     )  # fmt: skip
     assert no_registry.returncode == 1
-    assert "registry formats need a schema registry" in no_registry.stderr
+    assert "no schema registry is configured for registry formats" in no_registry.stderr
     refused = cli.run(
         "produce", "orders", '{"product": "tea", "qty": 1, "price": 1}', *avro, *nowhere,
         registry="http://127.0.0.1:1/apis/ccompat/v7",

@@ -1,7 +1,7 @@
 """Which registry `aerogrid produce` / `tail` and the TUI use: the one the workspace's apps get.
 
 No registry runs here: the order of the sources is what is checked (flag, environment,
-the workspace's `[schema_registry]`, none).
+the workspace's `[schema_registry]`, none), and what a record says when there is none.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from aerogrid.errors import ConfigurationError
+from aerogrid.schemas.wire import frame
+from aerogrid_devkit.registry_records.decode import RecordDecoder, Undecoded
 from aerogrid_devkit.registry_records.settings import resolve_registry
 
 
@@ -62,3 +64,15 @@ def test_the_workspaces_external_registry_with_its_credentials(
     assert by_flag is not None and (by_flag.url, by_flag.username) == ("http://127.0.0.1:9/x", "u")
     with pytest.raises(ConfigurationError, match="is not http"):
         resolve_registry("ftp://registry", root)
+
+
+async def test_without_a_registry_a_framed_value_says_how_to_name_one() -> None:
+    decoder = RecordDecoder(None)
+    shown = await decoder.decode(frame(7, b"\x02"), "orders")
+    assert isinstance(shown, Undecoded)
+    assert shown.reason == (
+        "Confluent wire format, schema id 7: no schema registry is configured: pass "
+        "--schema-registry URL, set AEROGRID_SCHEMA_REGISTRY, add [schema_registry] to "
+        "aerogrid.toml or run `aerogrid broker up --schema-registry`"
+    )
+    assert await decoder.decode(b"plain text", "orders") is None  # not framed: as stored

@@ -25,7 +25,7 @@ from aerogrid.errors import ConfigurationError, DecodeError
 from aerogrid.limits import MAX_DEPTH, MAX_RECORD_BYTES
 from aerogrid.records import Record
 from aerogrid.schemas.codec import REGISTRY_FORMATS, RegistryCodec, registry_codec
-from aerogrid.schemas.registry_settings import ENV_URL as REGISTRY_ENV
+from aerogrid.schemas.registry_settings import no_registry
 
 if TYPE_CHECKING:
     from aerogrid.schemas.registry import SchemaRegistry
@@ -307,10 +307,7 @@ def registry_codec_for(
 ) -> RegistryCodec:
     """The codec of a registry format (`aerogrid.schemas`), or a ConfigurationError."""
     if registry is None:
-        raise ConfigurationError(
-            f"topic {topic!r} uses format {format!r}, which needs a schema registry: "
-            f"App(..., schema_registry='https://host:port') or {REGISTRY_ENV}"
-        )
+        raise ConfigurationError(no_registry(f"topic {topic!r} (format {format!r})"))
     return registry_codec(
         format, declared, registry=registry, topic=topic, is_key=is_key, strategy=strategy
     )

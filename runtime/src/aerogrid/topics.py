@@ -30,7 +30,7 @@ from aerogrid.record_formats import (
 )
 from aerogrid.schemas.codec import RegistryCodec
 from aerogrid.schemas.registry import SchemaRegistry
-from aerogrid.schemas.registry_settings import ENV_URL as REGISTRY_ENV
+from aerogrid.schemas.registry_settings import NAME_A_REGISTRY
 from aerogrid.schemas.subjects import subject_strategy as check_subject_strategy
 
 
@@ -154,7 +154,7 @@ class Topic:
     def _unbound(self) -> Codec:
         raise ConfigurationError(
             f"topic {self.name!r} uses a schema registry format ({self.format!r}); it works "
-            f"once its app runs with a registry (App(schema_registry=...) or {REGISTRY_ENV}), "
+            f"once its app runs with a registry ({NAME_A_REGISTRY}), "
             "or under aerogrid.testing.AppTester"
         )
 

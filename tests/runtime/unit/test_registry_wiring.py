@@ -71,7 +71,9 @@ async def test_no_registry_configured_names_the_variable() -> None:
     app = aerogrid.App("wiring")
     app.topic("orders", value_type=Order, format="protobuf")
     with pytest.raises(
-        ConfigurationError, match=r"'orders' \(protobuf\).*AEROGRID_SCHEMA_REGISTRY"
+        ConfigurationError,
+        match=r"^no schema registry is configured for app 'wiring'.*'orders' \(protobuf\).*"
+        r"AEROGRID_SCHEMA_REGISTRY",
     ):
         async with AppTester(app):
             pass

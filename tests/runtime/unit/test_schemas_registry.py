@@ -28,7 +28,7 @@ from aerogrid.schemas.errors import (
     SchemaRejected,
 )
 from aerogrid.schemas.registry import SchemaRegistry
-from aerogrid.schemas.registry_settings import RegistrySettings
+from aerogrid.schemas.registry_settings import RegistrySettings, no_registry
 from support.tls import make_test_pki
 
 URL = "http://registry.invalid/apis/ccompat/v7"
@@ -88,8 +88,9 @@ def test_credentials_in_the_url_move_out_of_it() -> None:
 
 def test_no_registry_configured_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AEROGRID_SCHEMA_REGISTRY", raising=False)
-    with pytest.raises(ConfigurationError, match="AEROGRID_SCHEMA_REGISTRY"):
+    with pytest.raises(ConfigurationError, match="AEROGRID_SCHEMA_REGISTRY") as missing:
         RegistrySettings.from_env()
+    assert str(missing.value) == no_registry()  # the runtime's one wording
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,9 @@ from aerogrid.schemas.protobuf import message_full_name, read_indexes
 from aerogrid.schemas.protobuf_parse import MessageTree, message_tree, parse_schema
 from aerogrid.schemas.protobuf_record import message_class, pool_with
 from aerogrid.schemas.registry import RegisteredSchema, RegistrySettings, SchemaRegistry
+from aerogrid.schemas.registry_settings import no_registry
 from aerogrid.schemas.wire import parse_frame, peek_schema_id
+from aerogrid_devkit.registry_records.settings import NAME_A_TOOLS_REGISTRY
 
 __all__ = ["Decoded", "RecordDecoder", "Undecoded", "escaped"]
 
@@ -99,8 +101,8 @@ class RecordDecoder:
             return None
         if self._registry is None:
             return Undecoded(
-                f"Confluent wire format, schema id {schema_id}: no schema registry is "
-                "configured (--schema-registry, AEROGRID_SCHEMA_REGISTRY or [schema_registry])"
+                f"Confluent wire format, schema id {schema_id}: "
+                + no_registry(how=NAME_A_TOOLS_REGISTRY)
             )
         if time.monotonic() < self._down_until:
             return Undecoded(self._down_reason)

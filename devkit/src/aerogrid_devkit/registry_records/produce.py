@@ -14,8 +14,9 @@ from typing import Any
 
 from aerogrid.errors import ConfigurationError
 from aerogrid.schemas.registry import SchemaRegistry
-from aerogrid.schemas.registry_settings import ENV_URL, RegistrySettings
+from aerogrid.schemas.registry_settings import RegistrySettings, no_registry
 from aerogrid_devkit.registry_records.encode import SchemaFile, ValueMismatch, subject_for
+from aerogrid_devkit.registry_records.settings import NAME_A_TOOLS_REGISTRY
 
 __all__ = ["RegistryPart", "encode_records"]
 
@@ -87,10 +88,7 @@ async def encode_records(
     if value_part is None and key_part is None:
         return raw_values, raw_key
     if registry_settings is None:
-        raise ConfigurationError(
-            f"registry formats need a schema registry: --schema-registry URL, {ENV_URL}, "
-            "[schema_registry] in aerogrid.toml or `aerogrid broker up --schema-registry`"
-        )
+        raise ConfigurationError(no_registry("registry formats", how=NAME_A_TOOLS_REGISTRY))
     async with SchemaRegistry(registry_settings) as registry:
         if value_part is not None:
             value_id = await value_part.schema.register(registry, subject_for(topic, is_key=False))

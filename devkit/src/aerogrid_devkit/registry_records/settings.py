@@ -15,7 +15,14 @@ from aerogrid.schemas.registry_settings import ENV_URL, RegistrySettings
 from aerogrid_devkit.schema_registry import cli as registry_cli
 from aerogrid_devkit.schema_registry import local
 
-__all__ = ["resolve_registry"]
+__all__ = ["NAME_A_TOOLS_REGISTRY", "resolve_registry"]
+
+#: How the topic tools are given a registry, in `resolve_registry`'s order: the `how` of
+#: their "no schema registry is configured" messages (`aerogrid.schemas...no_registry`).
+NAME_A_TOOLS_REGISTRY = (
+    f"pass --schema-registry URL, set {ENV_URL}, add [schema_registry] to aerogrid.toml "
+    "or run `aerogrid broker up --schema-registry`"
+)
 
 
 def resolve_registry(

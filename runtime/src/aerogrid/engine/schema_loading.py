@@ -40,7 +40,7 @@ from aerogrid.schemas.errors import (
     SchemaRejected,
 )
 from aerogrid.schemas.registry import RegistrySettings, SchemaRegistry
-from aerogrid.schemas.registry_settings import ENV_URL as REGISTRY_ENV
+from aerogrid.schemas.registry_settings import no_registry
 from aerogrid.schemas.wire import HEADER_BYTES
 
 if TYPE_CHECKING:
@@ -117,8 +117,7 @@ class SchemaLoader:
         if resolved is None:
             names = ", ".join(f"{t.name!r} ({t.format})" for t in topics)
             raise ConfigurationError(
-                f"app {app.name!r}: topics {names} use a schema registry format, and no "
-                f"registry is configured: set {REGISTRY_ENV} or App(..., schema_registry=URL)"
+                no_registry(f"app {app.name!r}, whose topics {names} use a registry format")
             )
         loader = cls(app.name, SchemaRegistry(resolved), topics)
         try:

@@ -22,6 +22,19 @@ ENV_CERTFILE = "AEROGRID_SCHEMA_REGISTRY_CERTFILE"
 ENV_KEYFILE = "AEROGRID_SCHEMA_REGISTRY_KEYFILE"
 ENV_VERIFY = "AEROGRID_SCHEMA_REGISTRY_VERIFY"
 
+#: How an app names its registry: the hint of every "no registry" message of the runtime.
+NAME_A_REGISTRY = f"set {ENV_URL} or pass App(..., schema_registry=URL)"
+
+
+def no_registry(needed_by: str = "", *, how: str = NAME_A_REGISTRY) -> str:
+    """The one wording of a missing registry: who needs one, and how to name one.
+
+    The devkit's tools say it with their own `how` (their --schema-registry option and
+    the workspace's [schema_registry]), so a reader meets the same sentence everywhere.
+    """
+    who = f" for {needed_by}" if needed_by else ""
+    return f"no schema registry is configured{who}: {how}"
+
 
 @dataclass(frozen=True)
 class RegistrySettings:
@@ -60,9 +73,7 @@ class RegistrySettings:
         """`url`, else AEROGRID_SCHEMA_REGISTRY; the other settings from the environment."""
         chosen = url or os.environ.get(ENV_URL)
         if not chosen:
-            raise ConfigurationError(
-                f"a schema registry is needed: pass App(schema_registry=URL) or set {ENV_URL}"
-            )
+            raise ConfigurationError(no_registry())
         verify = os.environ.get(ENV_VERIFY, "true").strip().lower()
         return cls(
             url=chosen,
