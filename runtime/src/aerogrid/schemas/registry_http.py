@@ -6,10 +6,15 @@ certificate are `RegistryAuthError` (fix the settings); a 404 for an id or a sub
 `SchemaNotFound`; 409/422 on a registration is `SchemaRejected` with the registry's
 reason. Apicurio's answers differ from Confluent's in codes only (a 409 body says
 error_code 0; a missing subject's latest version is 40402, Confluent's 40401).
+
+httpx logs every request at INFO ("HTTP Request: GET .../schemas/ids/7 ..."), one line
+per new schema id in an app's log; `quiet_request_log` keeps them out (what matters,
+an outage or a refusal, the engine logs itself).
 """
 
 from __future__ import annotations
 
+import logging
 import ssl
 from typing import Any
 
@@ -35,6 +40,19 @@ _ACCEPT = f"{_CONTENT_TYPE}, application/json"
 _NOT_FOUND_CODES = (40401, 40402, 40403)
 
 
+#: The logger httpx writes its per-request lines to.
+HTTPX_LOGGER = "httpx"
+
+
+def quiet_request_log() -> None:
+    """httpx's per-request INFO lines off (WARNING and up still shown), unless the app's
+    logging set the httpx logger's level itself. Idempotent; called when a client is built.
+    """
+    logger = logging.getLogger(HTTPX_LOGGER)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
+
+
 class RegistryHttp:
     """An httpx client bound to one registry's base URL, TLS and basic auth."""
 
@@ -58,6 +76,7 @@ class RegistryHttp:
 
     def _httpx(self) -> httpx.AsyncClient:
         if self._client is None:
+            quiet_request_log()
             settings = self.settings
             verify: ssl.SSLContext | bool = True
             if settings.url.startswith("https:"):
