@@ -3,10 +3,12 @@
 Excel is configured with one cloud endpoint; behind it, this service answers ListApps and
 WatchApps from the App resources the operator reconciles, showing each caller only the
 apps of its tenants (the runtime's `Authenticator`: static tokens, or OIDC JWTs whose
-groups are in a Tenant's `spec.groups` as it is now, or name a tenant). An App's tenant
-is its namespace's (`namespace_for` backwards), never a label a developer could write.
-Grids are not served here: each app serves its own, reached through the gateway, so
-ListGrids and Subscribe answer NOT_FOUND saying where.
+groups are in a Tenant's `spec.groups` as it is now, or name a tenant). An open WatchApps
+stream follows the Tenants too: a group added to or removed from a Tenant shows or removes
+that tenant's apps on it, as any other change does. An App's tenant is its namespace's
+(`namespace_for` backwards), never a label a developer could write. Grids are not served
+here: each app serves its own, reached through the gateway, so ListGrids and Subscribe
+answer NOT_FOUND saying where.
 
 The Apps and the Tenants are each read by one list+watch (`catalog_watch`), tasks on the
 serving event loop, and kept in memory; a watch that expires (410 Gone) or breaks is
@@ -98,7 +100,7 @@ class ClusterCatalog:
         self._listed: set[str] = set()
         self._closed = False
         self._unknown_namespaces: set[str] = set()
-        #: Called (synchronously) on every change: the first list, an App's, the close.
+        #: Called (synchronously) on every change: a list, an App's, a Tenant's, the close.
         self.on_change: Callable[[], None] | None = None
         self.watcher = ResourceWatcher(
             kube,
@@ -115,8 +117,8 @@ class ClusterCatalog:
             kube,
             TENANTS,
             on_reset=self._reset_tenants,
-            on_upsert=self.tenant_groups.upsert,
-            on_delete=self.tenant_groups.delete,
+            on_upsert=self._upsert_tenant,
+            on_delete=self._delete_tenant,
             watch_seconds=watch_seconds,
         )
 
@@ -187,9 +189,16 @@ class ClusterCatalog:
 
     def _reset_tenants(self, objects: list[dict[str, Any]]) -> None:
         self.tenant_groups.reset(objects)
-        if "tenants" not in self._listed:
-            self._mark_listed("tenants")
-            self._notify()  # readiness may have changed
+        self._mark_listed("tenants")
+        self._notify()  # readiness, and what open streams' callers may see, may have changed
+
+    def _upsert_tenant(self, obj: dict[str, Any]) -> None:
+        self.tenant_groups.upsert(obj)
+        self._notify()  # its groups may have changed: open streams look again
+
+    def _delete_tenant(self, obj: dict[str, Any]) -> None:
+        self.tenant_groups.delete(obj)
+        self._notify()
 
     def _upsert(self, obj: dict[str, Any]) -> None:
         state = AppState.from_object(obj)
@@ -210,7 +219,9 @@ class ClusterCatalog:
             self.on_change()
 
     def _visible(self, caller: Caller) -> dict[_Key, catalog_pb2.AppInfo]:
-        return {key: info for key, info in sorted(self._apps.items()) if caller.may_see(key[0])}
+        """The apps `caller` may see now: its tenants as the Tenants say at this moment."""
+        now = caller.current()
+        return {key: info for key, info in sorted(self._apps.items()) if now.may_see(key[0])}
 
     # -- CatalogService ------------------------------------------------------------------
 
@@ -225,6 +236,8 @@ class ClusterCatalog:
     ) -> AsyncGenerator[bytes, None]:
         """The visible apps, then what changed: updated AppInfos and removed names.
 
+        What is visible is asked again at each change, the Tenants' included: apps of a
+        tenant the caller joins come as new ones, those of a tenant it leaves as removed.
         A caller of several tenants may see two apps of one name; a name is reported
         removed only when no visible app has it any more (clients key apps by name).
         """

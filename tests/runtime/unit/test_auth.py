@@ -393,6 +393,7 @@ async def test_jwt_groups_mapped_to_tenants(jwks: JwksServer, rsa_a: Key) -> Non
     caller = await auth.authenticate(bearer(token), peer_is_loopback=False)
     # A mapped group is renamed; an unmapped one names the tenant of the same name.
     assert caller == Caller("alice", frozenset({"desk-a", "desk-z"}))
+    assert caller.current() is caller  # no live view: its tenants cannot change
 
 
 async def test_jwt_groups_from_a_live_view(jwks: JwksServer, rsa_a: Key) -> None:
@@ -408,6 +409,8 @@ async def test_jwt_groups_from_a_live_view(jwks: JwksServer, rsa_a: Key) -> None
     assert caller == Caller("alice", frozenset({"desk-a", "trading", "risk", "sales"}))
     live["desk-a"] = {"risk"}
     live["desk-b"] = {"ops"}
+    # A caller authenticated before the change (an open stream's) asks the view again.
+    assert caller.current() == Caller("alice", frozenset({"desk-a", "risk", "sales", "ops"}))
     caller = await auth.authenticate(token, peer_is_loopback=False)
     assert caller == Caller("alice", frozenset({"desk-a", "risk", "sales", "ops"}))
 

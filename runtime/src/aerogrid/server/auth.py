@@ -28,6 +28,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 
@@ -190,7 +191,8 @@ class Authenticator:
     `tenants_of_group`, when given, is asked for each group of every JWT at the time of
     the call, and the tenants it names are added to the settings' (`group_tenants`): a
     server that follows a changing map (the cluster's catalog, from the Tenant resources)
-    passes its live view here, so a group added or removed counts without a restart.
+    passes its live view here, so a group added or removed counts without a restart; its
+    JWT callers then carry `Caller.live_tenants`, for the calls that outlast a change.
     """
 
     def __init__(
@@ -340,28 +342,38 @@ class Authenticator:
             ) from None
         except jwt.PyJWTError:
             raise _refuse(Code.UNAUTHENTICATED, "malformed", "token is not a valid JWT") from None
-        return _caller(claims["sub"], self._tenants(claims.get(settings.groups_claim)))
+        groups = _group_names(claims.get(settings.groups_claim))
+        live = None if self._tenants_of_group is None else partial(self._tenants, groups)
+        return _caller(claims["sub"], self._tenants(groups), live)
 
-    def _tenants(self, groups: object) -> frozenset[str]:
-        """The tenants named by a groups claim (a list of strings, or one string)."""
-        if isinstance(groups, str):
-            groups = [groups]
-        if not isinstance(groups, list):
-            return frozenset()
-        names = [g for g in groups if isinstance(g, str) and g]
+    def _tenants(self, groups: tuple[str, ...]) -> frozenset[str]:
+        """The tenants of a JWT's groups, as the settings and the live view say now."""
         mapping = self._settings.group_tenants
-        tenants = {mapping.get(g, g) for g in names}
+        tenants = {mapping.get(g, g) for g in groups}
         if self._tenants_of_group is not None:
-            for group in names:
+            for group in groups:
                 tenants.update(self._tenants_of_group(group))
         return frozenset(tenants)
 
 
-def _caller(subject: str, tenants: frozenset[str]) -> Caller:
+def _group_names(groups: object) -> tuple[str, ...]:
+    """The group names of a groups claim (a list of strings, or one string)."""
+    if isinstance(groups, str):
+        groups = [groups]
+    if not isinstance(groups, list):
+        return ()
+    return tuple(g for g in groups if isinstance(g, str) and g)
+
+
+def _caller(
+    subject: str,
+    tenants: frozenset[str],
+    live_tenants: Callable[[], frozenset[str]] | None = None,
+) -> Caller:
     """A tenant-scoped caller; an authenticated caller with no tenant may see nothing."""
     if not tenants:
         raise _refuse(Code.PERMISSION_DENIED, "no_tenant", "caller belongs to no tenant")
-    return Caller(subject=subject, tenants=tenants)
+    return Caller(subject=subject, tenants=tenants, live_tenants=live_tenants)
 
 
 def _refuse(code: Code, reason: str, message: str) -> AuthError:
