@@ -59,7 +59,6 @@ import weakref
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
 
 from aiokafka import TopicPartition
@@ -68,6 +67,7 @@ from aiokafka.errors import KafkaError
 
 from aerogrid_devkit.brokers.local_kafka import LOG4J2_XML, new_cluster_id
 from aerogrid_devkit.embedded import TANSU_ENV, signal_on_parent_death
+from support.lifecycle import Started
 
 _T = TypeVar("_T")
 
@@ -234,7 +234,7 @@ async def _metadata_ready(bootstrap: str, per_call: float, brokers: int = 1) -> 
 # --- the brokers ---------------------------------------------------------------------------------
 
 
-class Broker(abc.ABC):
+class Broker(Started):
     """A broker process on 127.0.0.1, started by `start()` or `with`, stopped by `stop()`.
 
     The class flags describe what the broker really does, so tests can skip or branch on them.
@@ -338,24 +338,13 @@ class Broker(abc.ABC):
         """The last `lines` lines of the broker log ("" when there is none yet)."""
         return "" if self._workdir is None else _tail(self.log_path, lines)
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         where = self.bootstrap if self._port is not None else "not started"
         return f"<{type(self).__name__} {where}>"
 
     # - for subclasses -
 
-    def _prepare(self) -> None:  # noqa: B027 - an optional hook, empty by default
+    def _prepare(self) -> None:  # an optional hook, empty by default
         """Work done once before launching (downloads); not counted in `startup_seconds`."""
 
     @abc.abstractmethod

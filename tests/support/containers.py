@@ -24,12 +24,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
 import httpx
 
 from support.images import BuiltImage
+from support.lifecycle import Closing
 
 #: The pod's constraints, as podman flags.
 LOCKED_DOWN: Final = (
@@ -75,7 +75,7 @@ def wait_ready(url: str, alive: Callable[[], bool], timeout: float = 60.0) -> fl
     raise RuntimeError(f"{url} not 200 within {timeout} s")
 
 
-class PodmanSandbox:
+class PodmanSandbox(Closing):
     """A podman whose storage, containers and mounts all live in one temporary folder."""
 
     def __init__(self) -> None:
@@ -159,17 +159,6 @@ class PodmanSandbox:
         for mount_point in reversed(_mounts_under(self._dir)):
             subprocess.run(["umount", "--lazy", mount_point], check=False, capture_output=True)
         shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _mounts_under(folder: Path) -> list[str]:

@@ -40,11 +40,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from aerogrid_devkit import embedded
+from support.lifecycle import Started
 
 API_VERSION = "1.47"
 _VERSIONED = re.compile(r"^/v(\d+\.\d+)(/.*)$")
@@ -158,7 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
 
 
-class FakeDockerDaemon:
+class FakeDockerDaemon(Started):
     """A Docker Engine API stand-in on a unix socket; `url` is the DOCKER_HOST to use.
 
     `images`: image references present from the start (others are pulled on demand).
@@ -237,17 +237,6 @@ class FakeDockerDaemon:
             for container in self.containers.values():
                 self._kill_broker(container)
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # - what tests look at -
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
+
+from support.lifecycle import Started
 
 __all__ = ["HttpThread", "QuietLog"]
 
 
-class HttpThread:
+class HttpThread(Started):
     """`handler` served on `host` (a free port), from `start()` (or `with`) to `stop()`."""
 
     def __init__(self, host: str, handler: Any, name: str = "test-http") -> None:
@@ -40,18 +41,6 @@ class HttpThread:
             self.server.shutdown()
             self._thread.join(timeout=10)
         self.server.server_close()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 class QuietLog(BaseHTTPRequestHandler):

@@ -51,7 +51,6 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final, Self
 
 import yaml
@@ -63,6 +62,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from support.brokers import HOST, _spawn, _terminate_groups, free_port
+from support.lifecycle import Started
 from support.tls import CA_KEY_USAGE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -297,7 +297,7 @@ def _stop_leftovers() -> None:
         bed.stop(grace=0.0)
 
 
-class KubeTestbed:
+class KubeTestbed(Started):
     """etcd + kube-apiserver (+ kube-controller-manager) on 127.0.0.1, with Istio's CRDs.
 
     `start()` (or ``with``) builds the binaries if needed (see `build_testbed`), makes a CA and
@@ -498,17 +498,6 @@ class KubeTestbed:
 
     def stop(self, grace: float = 5.0) -> None:
         self._teardown(keep=self.keep_workdir, grace=grace)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         where = self.server if self._port is not None else "stopped"

@@ -16,11 +16,12 @@ from collections.abc import Coroutine, Iterator, Mapping
 from typing import Any, TypeVar
 
 from aerogrid_cloud.kube import Kube, ObjectList, ResourceType, WatchEvent, connect
+from support.lifecycle import Closing
 
 _T = TypeVar("_T")
 
 
-class BlockingKube:
+class BlockingKube(Closing):
     """A `Kube` whose methods block; `close()` (or `with`) ends its loop."""
 
     def __init__(self, kube: Kube) -> None:
@@ -144,9 +145,3 @@ class BlockingKube:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
             self._loop.close()
-
-    def __enter__(self) -> BlockingKube:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -25,10 +25,10 @@ import tempfile
 import urllib.request
 from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Final, Self
 
 from support.http_thread import HttpThread, QuietLog
+from support.lifecycle import Started
 
 __all__ = ["MODULE", "PROJECT", "VERSION", "PackageIndex", "cached_wheel"]
 
@@ -80,8 +80,8 @@ class _Quiet(QuietLog, SimpleHTTPRequestHandler):
     pass
 
 
-class PackageIndex:
-    """The index at ``http://<host>:<free port>/simple/``, for the life of the `with`."""
+class PackageIndex(Started):
+    """The index at ``http://<host>:<port>/simple/``, from `start()` (or `with`) to `stop()`."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.host = host
@@ -96,7 +96,8 @@ class PackageIndex:
             raise RuntimeError("the package index is not running")
         return f"{self._http.base_url}/simple/"
 
-    def __enter__(self) -> Self:
+    def start(self) -> Self:
+        """Lay out the index in a temporary folder and serve it (the wheel fetched once)."""
         wheel = cached_wheel()
         self._root = root = Path(tempfile.mkdtemp(prefix="aerogrid-index-"))
         try:
@@ -121,14 +122,10 @@ class PackageIndex:
         self._http.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
+        """Stop serving and remove the folder; `url` raises until the next `start()`."""
         if self._http is not None:
             self._http.stop()
         if self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
-        self._server = self._thread = self._root = None
+        self._http = self._root = None
