@@ -10,17 +10,27 @@ from __future__ import annotations
 
 __all__ = ["varint"]
 
-#: The one-byte varints (0..127), built once: most lengths and counts are small, and a
-#: table lookup is cheaper than building the bytes (the two-byte ones skip the loop).
+#: The one-byte varints (0..127), built once: most lengths are small, and a lookup is
+#: cheaper than building bytes. Up to four bytes (a seq or a length below 2**28) are
+#: written without the loop, which costs more per byte.
 _ONE_BYTE: tuple[bytes, ...] = tuple(bytes((n,)) for n in range(0x80))
 
 
 def varint(value: int) -> bytes:
     """`value` (>= 0) as a protobuf varint: 7 bits a byte, low bits first."""
-    if 0 <= value < 0x80:
+    if value < 0x80:
+        if value < 0:
+            raise ValueError(f"a varint is never negative, got {value}")
         return _ONE_BYTE[value]
     if value < 0x4000:
         return bytes(((value & 0x7F) | 0x80, value >> 7))
+    low = (value & 0x7F) | 0x80
+    if value < 0x200000:
+        return bytes((low, ((value >> 7) & 0x7F) | 0x80, value >> 14))
+    if value < 0x10000000:
+        return bytes(
+            (low, ((value >> 7) & 0x7F) | 0x80, ((value >> 14) & 0x7F) | 0x80, value >> 21)
+        )
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
