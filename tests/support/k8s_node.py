@@ -28,7 +28,6 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from kubernetes import client, watch
@@ -57,6 +56,7 @@ from support.k8s_node_config import (
     POD_BRIDGE,
     NodePaths,
 )
+from support.lifecycle import Started
 from support.paths import REPO
 
 BUILD_SCRIPT = REPO / "scripts" / "build_node.sh"
@@ -94,7 +94,7 @@ def build_node(timeout: float = 1800.0) -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
-class KubeNode:
+class KubeNode(Started):
     """One real node beside its own control plane; see the module docstring."""
 
     def __init__(self, *, startup_timeout: float = 240.0) -> None:
@@ -243,17 +243,6 @@ class KubeNode:
         self._snapshot = None
         self._lock.release()
         _live_nodes.discard(self)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # - internals -
 

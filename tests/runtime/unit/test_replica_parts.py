@@ -4,14 +4,16 @@ follower's ordering rules and the hub's seqs that skip numbers."""
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 
 import pytest
+from aiokafka import TopicPartition
 
 from aerogrid import App
 from aerogrid.engine import checkpoints, cycles
 from aerogrid.engine.follower import ChangelogFollower
-from aerogrid.engine.replica_group import choose_active
+from aerogrid.engine.replica_group import ReplicaGroup, choose_active
 from aerogrid.grids import Grid, RowKey, RowTuple
 from aerogrid.server.errors import Code, ServiceError
 from aerogrid.server.hub import GridHub
@@ -51,6 +53,31 @@ def test_the_active_keeps_the_role_and_a_zombie_s_stale_claim_loses() -> None:
     # A tie goes to the smallest member id, the same on every leader.
     tie = {"m-b": {"progress": 1}, "m-a": {"progress": 1}}
     assert choose_active(tie) == ("m-a", 1)
+
+
+def test_a_claim_changes_with_the_term_not_with_every_cycle() -> None:
+    """The embedded broker starts a new generation for a member whose metadata changed:
+    a claim that moved with each cycle kept three replicas rebalancing for good."""
+    cycle = 7
+
+    async def nothing() -> None:
+        return None
+
+    group = ReplicaGroup(
+        "app",
+        BrokerSettings.parse("localhost:9"),
+        "r0",
+        progress=lambda: cycle,
+        on_revoked=nothing,
+    )
+    first = group.claim()
+    assert json.loads(first) == {"replica": "r0", "term": 0, "seen": 0, "progress": 7}
+    cycle = 90
+    assert group.claim() == first
+    # A new term (here: this member is handed the role) is a new claim, with the progress now.
+    group.note_assignment(json.dumps({"term": 3, "active": "r0"}).encode())
+    group.set_assigned([TopicPartition(group.topic, 0)])
+    assert json.loads(group.claim()) == {"replica": "r0", "term": 3, "seen": 3, "progress": 90}
 
 
 @dataclass

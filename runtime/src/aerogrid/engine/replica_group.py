@@ -10,7 +10,8 @@ under a second), and one that dies is dropped after the session timeout
 
 The assignment is ours (`ActiveAssignor`, run by the group's leader): the partition stays
 with the member that holds it, so a replica joining or leaving never moves the active;
-when no member holds it, it goes to the member whose copy is furthest along. Each
+when no member holds it, it goes to the member whose copy was furthest along when the
+term last changed (a member's claim changes only with the term: see `claim`). Each
 handover raises the term, which every member learns from its assignment.
 
 Election is not fencing: an active that was paused past the session timeout (a zombie)
@@ -94,6 +95,8 @@ class ReplicaGroup:
         self._decided = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._poller: asyncio.Task[None] | None = None
+        #: The last claim made, and the terms it was made under (see `claim`).
+        self._claim: tuple[tuple[int, int], bytes] | None = None
         #: The loop time the rebalance in progress began (None: none in progress).
         self._rebalancing_since: float | None = None
 
@@ -182,15 +185,24 @@ class ReplicaGroup:
     # -- what the group says -------------------------------------------------------------
 
     def claim(self) -> bytes:
-        """This member's metadata for the leader's assignment."""
-        return json.dumps(
-            {
+        """This member's metadata for the leader's assignment.
+
+        It changes only with the term (this member's, or the one it has seen): the
+        embedded broker's coordinator starts a new generation whenever a member rejoins
+        with other metadata, and a claim that carried each cycle's progress kept three
+        replicas rebalancing for good, each rejoin making the others rejoin. The progress
+        claimed is this member's when the term last changed (or when it first joined).
+        """
+        terms = (self._held_term, self.term)
+        if self._claim is None or self._claim[0] != terms:
+            body = {
                 "replica": self.replica_id,
                 "term": self._held_term,
                 "seen": self.term,
                 "progress": self._progress(),
             }
-        ).encode()
+            self._claim = (terms, json.dumps(body).encode())
+        return self._claim[1]
 
     def note_assignment(self, user_data: bytes) -> None:
         with contextlib.suppress(ValueError, TypeError, AttributeError):
