@@ -70,6 +70,10 @@ SETTINGS: Final = PlatformSettings(
     resync_seconds=1.0,
 )
 TIMEOUT: Final = 30.0
+#: kube-controller-manager's garbage collector deletes dependents in the background, and it
+#: sees a custom resource kind only after its discovery resync (30 s): on two busy cores (a
+#: clean CI run beside builds) it has taken over 30 s.
+GC_TIMEOUT: Final = 120.0
 
 NAMESPACES = ResourceType("", "v1", "namespaces", "Namespace", namespaced=False)
 PODS = ResourceType("", "v1", "pods", "Pod")
@@ -465,7 +469,11 @@ def test_tenant_gets_an_isolated_namespace(
             return True
         return bool(found.get("metadata", {}).get("deletionTimestamp"))
 
-    wait(lambda: gone(ns) and gone(namespace_for(other)), "the tenants' namespaces to go")
+    wait(
+        lambda: gone(ns) and gone(namespace_for(other)),
+        "the tenants' namespaces to go",
+        timeout=GC_TIMEOUT,
+    )
 
 
 # -- apps ----------------------------------------------------------------------------------

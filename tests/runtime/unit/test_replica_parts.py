@@ -50,6 +50,13 @@ def test_the_active_keeps_the_role_and_a_zombie_s_stale_claim_loses() -> None:
         "m-b": {"term": 0, "seen": 4, "progress": 12},
     }
     assert choose_active(free) == ("m-b", 5)
+    # A standby that saw the last term goes before a replica just started (the active that
+    # died, restarted), whose progress is fresher than the standby's claim.
+    restarted = {
+        "m-a": {"term": 0, "seen": 0, "progress": 30},
+        "m-b": {"term": 0, "seen": 4, "progress": 12},
+    }
+    assert choose_active(restarted) == ("m-b", 5)
     # A tie goes to the smallest member id, the same on every leader.
     tie = {"m-b": {"progress": 1}, "m-a": {"progress": 1}}
     assert choose_active(tie) == ("m-a", 1)

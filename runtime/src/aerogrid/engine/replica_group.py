@@ -10,8 +10,9 @@ under a second), and one that dies is dropped after the session timeout
 
 The assignment is ours (`ActiveAssignor`, run by the group's leader): the partition stays
 with the member that holds it, so a replica joining or leaving never moves the active;
-when no member holds it, it goes to the member whose copy was furthest along when the
-term last changed (a member's claim changes only with the term: see `claim`). Each
+when no member holds it, it goes to a member that has seen the latest term (a standby,
+not a replica just started), the one whose copy was furthest along when the term last
+changed (a member's claim changes only with the term: see `claim`). Each
 handover raises the term, which every member learns from its assignment.
 
 Election is not fencing: an active that was paused past the session timeout (a zombie)
@@ -289,15 +290,20 @@ def choose_active(claims: Mapping[str, dict[str, Any]]) -> tuple[str, int]:
     """The member to hold the partition, and its term.
 
     The member with the highest claimed term keeps it (a stale claim from a zombie has a
-    lower term than its successor's). With no claim, the member furthest along takes it,
-    under a term above every term any member has seen.
+    lower term than its successor's). With no claim, a member that has seen the latest term
+    (a standby that followed the last active) goes before one that has not (a replica just
+    started: the active that died, restarted); then the one furthest along. It takes a term
+    above every term any member has seen.
     """
     holders = [(int(c.get("term", 0)), member) for member, c in claims.items()]
     term, member = max(holders)
     if term > 0:
         return member, term
-    seen = max(int(c.get("seen", 0)) for c in claims.values())
-    _, _, member = max((int(c.get("progress", 0)), _negated(m), m) for m, c in claims.items())
+    ranked = [
+        (int(c.get("seen", 0)), int(c.get("progress", 0)), _negated(m), m)
+        for m, c in claims.items()
+    ]
+    seen, _, _, member = max(ranked)
     return member, seen + 1
 
 
