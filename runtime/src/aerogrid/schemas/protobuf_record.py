@@ -29,6 +29,7 @@ from google.protobuf.message import Message
 from aerogrid.errors import ConfigurationError, DecodeError
 from aerogrid.record_formats import json_error
 from aerogrid.records import Record
+from aerogrid.schemas.protobuf_convert import fast_dict, reference_dict
 from aerogrid.schemas.protobuf_parse import SCALAR_TYPES, map_entry_name
 
 FieldProto = descriptor_pb2.FieldDescriptorProto
@@ -202,11 +203,25 @@ def record_to_message(record: Record, message_type: type[Message]) -> Message:
 
 
 def message_to_record(message: Message, record_type: type[Record], what: str) -> Any:
-    """The Record of a message of any schema, by field name; DecodeError if they disagree."""
+    """The Record of a message of any schema, by field name; DecodeError if they disagree.
+
+    As `record_by_reference`, faster: the fast dict (`protobuf_convert.fast_dict`) makes the
+    same Record as the reference dict; what it does not make, or a Record it does not fit,
+    is redone by the reference, whose error (naming the field it names first) is reported.
+    """
+    fast = fast_dict(message)
+    if fast is not None:
+        try:
+            return msgspec.convert(fast, record_type, strict=False)
+        except msgspec.ValidationError:
+            pass
+    return record_by_reference(message, record_type, what)
+
+
+def record_by_reference(message: Message, record_type: type[Record], what: str) -> Any:
+    """The definition of `message_to_record`: the Record of MessageToDict's dict."""
     try:
-        plain = json_format.MessageToDict(
-            message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-        )
+        plain = reference_dict(message)
     except (json_format.Error, ValueError) as exc:  # e.g. a Timestamp past year 9999
         raise DecodeError(f"{what} has a value no Record can hold: {exc}") from None
     try:
