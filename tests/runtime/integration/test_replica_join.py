@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import pytest
 from aiokafka import TopicPartition
@@ -31,14 +32,7 @@ async def test_a_join_that_does_not_settle_is_started_again(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings = BrokerSettings.parse(broker.bootstrap)
-    group = ReplicaGroup(unique_name, settings, "r0", progress=lambda: 0, on_revoked=_nothing)
-    admin = AIOKafkaAdminClient(**settings.client_options())
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(group.topic, 1, 1)])
-    finally:
-        await admin.close()
+    group = await _group_and_topic(broker, unique_name, _nothing)
 
     patience = replica_group.join_patience
     calls: list[float] = []
@@ -70,19 +64,12 @@ async def test_a_rebalance_that_does_not_settle_is_joined_again(
     before each join) that the coordinator never goes on with, as the embedded broker's
     coordinator once did. The active stops being active at once and is active again, as
     a new member, once `join_patience` is over."""
-    settings = BrokerSettings.parse(broker.bootstrap)
     revocations: list[bool] = []
 
     async def on_revoked() -> None:
         revocations.append(True)
 
-    group = ReplicaGroup(unique_name, settings, "r0", progress=lambda: 0, on_revoked=on_revoked)
-    admin = AIOKafkaAdminClient(**settings.client_options())
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(group.topic, 1, 1)])
-    finally:
-        await admin.close()
+    group = await _group_and_topic(broker, unique_name, on_revoked)
     monkeypatch.setenv("AEROGRID_FAILOVER_SECONDS", "2")
     caplog.set_level(logging.WARNING, "aerogrid.engine")
     try:
@@ -100,6 +87,21 @@ async def test_a_rebalance_that_does_not_settle_is_joined_again(
         assert group.active and group.active_replica == "r0"
     finally:
         await group.leave()
+
+
+async def _group_and_topic(
+    broker: Broker, app_name: str, on_revoked: Callable[[], Awaitable[None]]
+) -> ReplicaGroup:
+    """Replica r0's group of `app_name`, its one-partition topic made."""
+    settings = BrokerSettings.parse(broker.bootstrap)
+    group = ReplicaGroup(app_name, settings, "r0", progress=lambda: 0, on_revoked=on_revoked)
+    admin = AIOKafkaAdminClient(**settings.client_options())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(group.topic, 1, 1)])
+    finally:
+        await admin.close()
+    return group
 
 
 async def _nothing() -> None:
