@@ -38,10 +38,16 @@ from aerogrid.schemas.protobuf_record import (
 from aerogrid.schemas.protobuf_text import proto_text
 from aerogrid.schemas.registry import RegisteredSchema, SchemaRegistry
 from aerogrid.schemas.subjects import SubjectNamer
+from aerogrid.schemas.wire import HEADER_BYTES
 
 SCHEMA_TYPE = SCHEMA_TYPES["protobuf"]
 #: More nesting than any real schema has: a longer index list is garbage, not a message.
 MAX_INDEXES = 64
+#: The message indexes `[0]` (a file's first message), which nearly every record has.
+FIRST_MESSAGE = b"\x00"
+#: Index prefixes remembered per writer schema: more than a schema has messages, yet
+#: bounded, since one index list has many spellings (varints padded with 0x80 bytes).
+MAX_KNOWN_PREFIXES = 256
 
 
 def message_indexes(descriptor: Descriptor) -> list[int]:
@@ -107,6 +113,9 @@ class WriterSchema:
     tree: tuple[MessageTree, ...]
     pool: descriptor_pool.DescriptorPool | None = None
     classes: dict[str, type[Message]] = field(default_factory=dict)
+    #: (full name, class that parses it) by the message-index bytes of records this
+    #: schema's codec read: the indexes are walked once per prefix, not per record.
+    readers: dict[bytes, tuple[str, type[Message]]] = field(default_factory=dict)
 
     def message_type(self, full_name: str) -> type[Message]:
         known = self.classes.get(full_name)
@@ -193,22 +202,47 @@ class ProtobufCodec(RegistryCodecBase[WriterSchema]):
         self._indexes = encode_indexes(message_indexes(self._descriptor))
 
     def _read(self, schema_id: int, writer: WriterSchema, payload: memoryview) -> Any:
-        indexes, offset = read_indexes(payload)
-        name = message_full_name(writer.file, writer.tree, indexes)
-        if self._record_type is None and name != self._descriptor.full_name:
-            raise DecodeError(
-                f"the record is a {name} (schema id {schema_id}), "
-                f"the topic reads {self._descriptor.full_name}"
-            )
-        reader = self._message_type if self._record_type is None else writer.message_type(name)
-        message = reader()
-        try:
-            message.ParseFromString(bytes(payload[offset:]))
+        return self._read_record(schema_id, writer, bytes(HEADER_BYTES) + payload)
+
+    def _read_record(self, schema_id: int, writer: WriterSchema, data: bytes) -> Any:
+        """Read past the header of the whole record: the message is parsed from a view
+        (a slice of the bytes would copy them); the class to parse it with is `_reader`'s
+        for the bytes of its indexes, found once per writer schema and prefix."""
+        if data[HEADER_BYTES : HEADER_BYTES + 1] == FIRST_MESSAGE:
+            prefix, start = FIRST_MESSAGE, HEADER_BYTES + 1
+        else:
+            _, length = read_indexes(memoryview(data)[HEADER_BYTES:])
+            start = HEADER_BYTES + length
+            prefix = data[HEADER_BYTES:start]
+        known = writer.readers.get(prefix)
+        if known is None:
+            known = self._reader(schema_id, writer, prefix)
+            if len(writer.readers) < MAX_KNOWN_PREFIXES:
+                writer.readers[prefix] = known
+        name, reader = known
+        try:  # upb parses any buffer; the stub says bytes
+            message = reader.FromString(memoryview(data)[start:])  # type: ignore[arg-type]
         except (ProtobufDecodeError, ValueError, RuntimeError) as exc:
             raise DecodeError(f"not a {name} (schema id {schema_id}): {exc}") from None
         if self._record_type is None:
             return message
         return message_to_record(message, self._record_type, f"{name} (schema id {schema_id})")
+
+    def _reader(
+        self, schema_id: int, writer: WriterSchema, prefix: bytes
+    ) -> tuple[str, type[Message]]:
+        """(the message's full name, the class to parse it with) for the message indexes
+        `prefix`; DecodeError if they name no message, or (for a generated class) another."""
+        indexes, _ = read_indexes(memoryview(prefix))
+        name = message_full_name(writer.file, writer.tree, indexes)
+        if self._record_type is not None:
+            return name, writer.message_type(name)
+        if name != self._descriptor.full_name:
+            raise DecodeError(
+                f"the record is a {name} (schema id {schema_id}), "
+                f"the topic reads {self._descriptor.full_name}"
+            )
+        return name, self._message_type
 
     def _own_schema(self) -> tuple[str, str]:
         return self._descriptor.full_name, proto_text(self._own_file)
