@@ -29,6 +29,7 @@ from aerogrid.schemas.protobuf_record import (
     pool_with,
     record_by_reference,
 )
+from support.comparable import comparable
 
 ITEM_PROTO = """
 syntax = "proto3";
@@ -221,9 +222,10 @@ def scalar(data: st.DataObject, field: FieldDescriptor) -> Any:
 
 
 def outcome(read: Any, message: Message, record_type: type[Record]) -> tuple[str, Any]:
-    """What reading `message` as `record_type` gave: the Record, or the DecodeError's words."""
+    """What reading `message` as `record_type` gave: the Record (comparable, a NaN in it
+    too), or the DecodeError's words."""
     try:
-        return "record", read(message, record_type, "prop.v1.Item (schema id 1)")
+        return "record", comparable(read(message, record_type, "prop.v1.Item (schema id 1)"))
     except DecodeError as exc:
         return "error", (str(exc), exc.field)
 

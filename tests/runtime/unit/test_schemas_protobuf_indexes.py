@@ -30,6 +30,7 @@ from aerogrid.schemas.protobuf_parse import message_tree, parse_schema
 from aerogrid.schemas.protobuf_record import message_class, message_to_record, pool_with
 from aerogrid.schemas.subjects import SubjectNamer
 from aerogrid.schemas.wire import HEADER_BYTES, frame
+from support.comparable import comparable
 from support.memory_registry import MemoryRegistry
 from support.protobuf_shop import SHOP_PROTO, an_order, compile_proto, message_classes
 
@@ -94,8 +95,9 @@ def walked(codec: ProtobufCodec, schema_id: int, record: bytes) -> Any:
 
 
 def outcome(read: Any) -> tuple[str, Any]:
+    """The value read (comparable, a NaN in it too), or the DecodeError's words."""
     try:
-        return "value", read()
+        return "value", comparable(read())
     except DecodeError as exc:
         return "error", str(exc)
 
